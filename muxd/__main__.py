@@ -1,0 +1,7 @@
+"""``python -m muxd``."""
+
+import sys
+
+from muxd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,151 @@
+"""Wiring: config -> journal, fleet, publisher, shipper, HTTP endpoint; one TaskGroup.
+
+The top-level services share one TaskGroup: if one dies the daemon exits (and systemd restarts
+it). Ports are isolated inside the fleet and never take the daemon down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from muxd.config import Config, parse_listen
+from muxd.fleet import Fleet, load_numbers
+from muxd.metrics import FleetCollector, Metrics
+from muxd.modem.port import PortInfo
+from muxd.store import Journal, PartIn, PendingMessage
+from muxd.upstream.publisher import NumbersPublisher
+from muxd.upstream.shipper import Shipper
+from muxd.upstream.v2 import V2Client
+from muxd.web import make_app
+
+LOGGER = logging.getLogger(__name__)
+
+# Upstream connection pool: one box talks to one Onlinesim endpoint.
+UPSTREAM_CONNECTIONS = 8
+
+
+class Daemon:
+    def __init__(self, cfg: Config, *, registry: CollectorRegistry | None = None) -> None:
+        self.cfg = cfg
+        self.metrics = Metrics(registry)
+        self.journal: Journal | None = None
+        self.fleet: Fleet | None = None
+        self.http_port: int | None = None
+        self.ready = asyncio.Event()
+        self.received = 0  # complete SMS journaled by this process
+        self.forwarded = 0  # SMS acknowledged by the upstream
+
+    async def _sink(
+        self, info: PortInfo, storage: str, index: int, pdu: str, tpdu_length: int | None
+    ) -> None:
+        assert self.journal is not None and info.sim is not None
+        now = time.time()
+        result = await self.journal.put_part(
+            PartIn(
+                sim=info.sim,
+                port=info.name,
+                number=info.number,
+                storage=storage,
+                index=index,
+                pdu=pdu,
+                tpdu_length=tpdu_length,
+                received_at=now,
+            )
+        )
+        if not result.new:
+            return
+        self.metrics.sms_parts.labels(result.state).inc()
+        if result.message_id is not None:
+            self.metrics.sms_received.inc()
+            self.received += 1
+            info.sms_received += 1
+            info.last_sms_at = now
+
+    def _on_delivered(self, batch: list[PendingMessage], when: float) -> None:
+        self.metrics.sms_forwarded.inc(len(batch))
+        self.forwarded += len(batch)
+        for msg in batch:
+            self.metrics.delivery_seconds.observe(max(0.0, when - msg.received_at))
+
+    def _live_counts(self, info: PortInfo) -> tuple[int, int]:
+        session = self.fleet.sessions.get(info.path) if self.fleet else None
+        if session is None:
+            return info.at_timeouts, info.resyncs
+        return info.at_timeouts + session.timeouts, info.resyncs + session.resyncs
+
+    def _healthy(self) -> str | None:
+        if self.journal is not None and self.journal.failed is not None:
+            return str(self.journal.failed)
+        return None
+
+    def ports(self) -> list[PortInfo]:
+        return list(self.fleet.ports.values()) if self.fleet else []
+
+    async def run(self) -> None:
+        cfg = self.cfg
+        numbers = load_numbers(cfg.numbers.file)
+        self.journal = journal = await Journal.open(
+            Path(cfg.state_dir), on_commit=self.metrics.observe_commit
+        )
+        connector = aiohttp.TCPConnector(limit=UPSTREAM_CONNECTIONS)
+        try:
+            async with aiohttp.ClientSession(connector=connector) as http:
+                client = V2Client(
+                    http,
+                    cfg.upstream.url,
+                    cfg.upstream.api_key,
+                    test=cfg.upstream.test,
+                    observer=self.metrics.observe_upstream,
+                )
+                self.fleet = fleet = Fleet(
+                    cfg.modems.ports,
+                    baudrate=cfg.modems.baudrate,
+                    sink=self._sink,
+                    numbers=numbers,
+                    sweep_interval=cfg.modems.sweep_interval,
+                    rescan_interval=cfg.modems.rescan_interval,
+                )
+                self.metrics.registry.register(FleetCollector(self.ports, self._live_counts))
+                publisher = NumbersPublisher(
+                    client,
+                    self.ports,
+                    fleet.changed,
+                    interval=cfg.upstream.numbers_interval,
+                    rent=cfg.upstream.rent,
+                    save_ids=journal.save_number_ids,
+                    on_published=lambda _n: self.metrics.numbers_published.inc(),
+                )
+                shipper = Shipper(
+                    journal,
+                    client,
+                    batch_max=cfg.upstream.batch_max,
+                    batch_delay=cfg.upstream.batch_delay,
+                    on_delivered=self._on_delivered,
+                )
+                runner = web.AppRunner(
+                    make_app(self.metrics.registry, self.ports, healthy=self._healthy),
+                    access_log=None,
+                )
+                await runner.setup()
+                try:
+                    host, port = parse_listen(cfg.http.listen)
+                    site = web.TCPSite(runner, host, port)
+                    await site.start()
+                    self.http_port = int(runner.addresses[0][1])
+                    LOGGER.info("serving http://%s:%s/", host, self.http_port)
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(fleet.run(), name="fleet")
+                        tg.create_task(publisher.run(), name="publisher")
+                        tg.create_task(shipper.run(), name="shipper")
+                        self.ready.set()
+                finally:
+                    await runner.cleanup()
+        finally:
+            await journal.close()

@@ -1,0 +1,183 @@
+"""The fleet: port discovery, one supervisor per port, isolation between ports.
+
+Each port has exactly one owner task (its supervisor). A port's failure is logged, backed off
+with capped exponential backoff plus jitter, and retried; it never touches another port. Only
+cancellation ends a supervisor, or the port disappearing (a rescan brings it back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import glob
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from muxd.at import Urc
+from muxd.errors import ConfigError, ModemError
+from muxd.modem.port import ModemPort, PartSink, PortInfo, PortStatus
+from muxd.modem.session import ModemSession
+from muxd.numbering import normalise_number
+from muxd.serialio import SerialOpenError, open_port
+
+LOGGER = logging.getLogger(__name__)
+
+# Reconnect backoff: start small (a modem re-enumerating on USB is back within seconds), cap at
+# 5 minutes so a dead port costs nothing, reset once a port has been healthy this long.
+BACKOFF_MIN = 1.0
+BACKOFF_MAX = 300.0
+HEALTHY_RESET = 120.0
+
+
+def load_numbers(path: str | None) -> dict[str, str]:
+    """The operator's numbers file (CSV header ``iccid,imsi,number``) -> {iccid|imsi: number}."""
+    if path is None:
+        return {}
+    out: dict[str, str] = {}
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None or "number" not in reader.fieldnames:
+                raise ConfigError(f"{path}: numbers.file: CSV header must be iccid,imsi,number")
+            for lineno, row in enumerate(reader, start=2):
+                number = normalise_number(row.get("number") or "")
+                if number is None:
+                    raise ConfigError(
+                        f"{path}:{lineno}: numbers.file: number must be +digits,"
+                        f" got {row.get('number')!r}"
+                    )
+                keys = [(row.get(k) or "").strip() for k in ("iccid", "imsi")]
+                if not any(keys):
+                    raise ConfigError(f"{path}:{lineno}: numbers.file: iccid and imsi both empty")
+                for key in keys:
+                    if key:
+                        out[key] = number
+    except OSError as exc:
+        raise ConfigError(f"{path}: numbers.file: cannot read: {exc.strerror}") from exc
+    return out
+
+
+def discover(patterns: list[str]) -> list[str]:
+    """Every existing path matching the glob patterns, sorted, without duplicates."""
+    found: set[str] = set()
+    for pattern in patterns:
+        found.update(glob.glob(pattern))
+    return sorted(found)
+
+
+class Fleet:
+    """All ports. ``run()`` rescans the globs and keeps one supervisor task per port."""
+
+    def __init__(
+        self,
+        patterns: list[str],
+        *,
+        baudrate: int,
+        sink: PartSink,
+        numbers: Mapping[str, str],
+        sweep_interval: float,
+        rescan_interval: float,
+        on_change: Callable[[PortInfo], None] | None = None,
+    ) -> None:
+        self.patterns = patterns
+        self.baudrate = baudrate
+        self.sink = sink
+        self.numbers = numbers
+        self.sweep_interval = sweep_interval
+        self.rescan_interval = rescan_interval
+        self.ports: dict[str, PortInfo] = {}
+        self.sessions: dict[str, ModemSession] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._on_change = on_change or (lambda _info: None)
+        self.changed = asyncio.Event()
+
+    def _changed(self, info: PortInfo) -> None:
+        self.changed.set()
+        self._on_change(info)
+
+    async def run(self) -> None:
+        try:
+            while True:
+                self.rescan()
+                await asyncio.sleep(self.rescan_interval)
+        finally:
+            tasks = list(self._tasks.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def rescan(self) -> None:
+        for path in discover(self.patterns):
+            task = self._tasks.get(path)
+            if task is not None and not task.done():
+                continue
+            name = Path(path).name
+            info = self.ports.get(path) or PortInfo(name=name, path=path)
+            self.ports[path] = info
+            self._tasks[path] = asyncio.create_task(self._supervise(info), name=f"port:{name}")
+
+    async def _supervise(self, info: PortInfo) -> None:
+        backoff = BACKOFF_MIN
+        while True:
+            started = time.monotonic()
+            try:
+                await self._run_once(info)
+            except SerialOpenError as exc:
+                info.last_error = str(exc)
+                if not os.path.exists(info.path):
+                    LOGGER.warning("%s: port vanished", info.name)
+                    self._set_status(info, PortStatus.GONE)
+                    return
+                LOGGER.warning("%s", exc)
+            except (ModemError, OSError) as exc:
+                info.last_error = str(exc)
+                LOGGER.warning("%s: %s", info.name, exc)
+            except Exception:
+                # A bug in one port's driver must not take the fleet down: log and retry.
+                LOGGER.exception("%s: unexpected failure", info.name)
+            if time.monotonic() - started > HEALTHY_RESET:
+                backoff = BACKOFF_MIN
+            self._set_status(info, PortStatus.BACKOFF)
+            await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+            backoff = min(BACKOFF_MAX, backoff * 2)
+
+    def _set_status(self, info: PortInfo, status: PortStatus) -> None:
+        if info.status is not status:
+            info.status = status
+            self._changed(info)
+
+    async def _run_once(self, info: PortInfo) -> None:
+        self._set_status(info, PortStatus.OPENING)
+        port: ModemPort | None = None
+
+        def on_urc(urc: Urc) -> None:
+            if port is not None:
+                port.on_urc(urc)
+
+        _, protocol = await open_port(
+            info.path,
+            lambda: ModemSession(info.name, on_urc=on_urc),
+            baudrate=self.baudrate,
+        )
+        assert isinstance(protocol, ModemSession)
+        session = protocol
+        self.sessions[info.path] = session
+        port = ModemPort(
+            info,
+            session,
+            self.sink,
+            numbers=self.numbers,
+            sweep_interval=self.sweep_interval,
+            on_change=self._changed,
+        )
+        try:
+            await port.run()
+        finally:
+            info.at_timeouts += session.timeouts
+            info.resyncs += session.resyncs
+            session.close()
+            self.sessions.pop(info.path, None)

@@ -1,0 +1,133 @@
+"""Prometheus metrics: one registry, injected everywhere.
+
+Counters are incremented where things happen; per-port state is read from the fleet's table at
+scrape time by :class:`FleetCollector`. Labels stay bounded: ``port``, ``operator``,
+``endpoint``, ``result`` — never a phone number, IMSI or message id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from muxd.modem.port import PortInfo, PortStatus
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.sms_parts = Counter(
+            "muxd_sms_parts_total", "SMS parts read from modems and journaled", ["result"],
+            registry=r,
+        )  # fmt: skip
+        self.sms_received = Counter(
+            "muxd_sms_received_total", "Complete SMS messages received and journaled", registry=r
+        )
+        self.sms_forwarded = Counter(
+            "muxd_sms_forwarded_total", "SMS acknowledged by the upstream", registry=r
+        )
+        self.upstream_requests = Counter(
+            "muxd_upstream_requests_total",
+            "Requests to the upstream by endpoint and result",
+            ["endpoint", "result"],
+            registry=r,
+        )
+        self.upstream_seconds = Histogram(
+            "muxd_upstream_request_seconds",
+            "Upstream request latency",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.journal_commit_seconds = Histogram(
+            "muxd_journal_commit_seconds",
+            "Duration of one journal group commit",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.journal_ops = Counter(
+            "muxd_journal_operations_total", "Operations committed to the journal", registry=r
+        )
+        self.delivery_seconds = Histogram(
+            "muxd_delivery_latency_seconds",
+            "From reading an SMS off the modem to the upstream's acknowledgement",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.numbers_published = Counter(
+            "muxd_numbers_published_total", "Successful number-list publications", registry=r
+        )
+
+    def observe_upstream(self, endpoint: str, result: str, seconds: float) -> None:
+        self.upstream_requests.labels(endpoint, result).inc()
+        self.upstream_seconds.labels(endpoint).observe(seconds)
+
+    def observe_commit(self, seconds: float, ops: int) -> None:
+        self.journal_commit_seconds.observe(seconds)
+        self.journal_ops.inc(ops)
+
+
+class FleetCollector(Collector):
+    """Per-port state, read from the fleet's table at scrape time."""
+
+    def __init__(
+        self,
+        ports: Callable[[], Iterable[PortInfo]],
+        live_counts: Callable[[PortInfo], tuple[int, int]],
+    ) -> None:
+        self._ports = ports
+        self._live_counts = live_counts  # (at timeouts, resyncs) including the open session
+
+    def collect(self) -> Iterator[Metric]:
+        ports = list(self._ports())
+        by_state = GaugeMetricFamily("muxd_ports", "Ports by state", labels=["state"])
+        counts = {status: 0 for status in PortStatus}
+        for info in ports:
+            counts[info.status] += 1
+        for status, n in counts.items():
+            by_state.add_metric([status.value], n)
+        yield by_state
+        up = GaugeMetricFamily("muxd_ports_up", "Ports initialised and reading SMS")
+        up.add_metric([], counts[PortStatus.READY])
+        yield up
+        sellable = GaugeMetricFamily("muxd_ports_sellable", "Ports whose number can be sold")
+        sellable.add_metric([], sum(1 for p in ports if p.sellable))
+        yield sellable
+
+        labels = ["port", "operator"]
+        port_up = GaugeMetricFamily("muxd_port_up", "1 when the port is ready", labels=labels)
+        registered = GaugeMetricFamily(
+            "muxd_port_registered", "1 when the modem is registered", labels=labels
+        )
+        signal = GaugeMetricFamily("muxd_port_signal_dbm", "Signal strength", labels=labels)
+        received = CounterMetricFamily(
+            "muxd_port_sms_received", "SMS received on the port", labels=labels
+        )
+        last_sms = GaugeMetricFamily(
+            "muxd_port_last_sms_timestamp_seconds", "UNIX time of the last SMS", labels=labels
+        )
+        timeouts = CounterMetricFamily(
+            "muxd_port_at_timeouts", "AT commands that timed out", labels=labels
+        )
+        resyncs = CounterMetricFamily(
+            "muxd_port_at_resyncs", "Garbage dropped by the AT parser", labels=labels
+        )
+        for info in ports:
+            lv = [info.name, str(info.operator or "")]
+            port_up.add_metric(lv, 1 if info.status is PortStatus.READY else 0)
+            registered.add_metric(lv, 1 if info.registered else 0)
+            if info.signal_dbm is not None:
+                signal.add_metric(lv, info.signal_dbm)
+            received.add_metric(lv, info.sms_received)
+            if info.last_sms_at is not None:
+                last_sms.add_metric(lv, info.last_sms_at)
+            at_timeouts, at_resyncs = self._live_counts(info)
+            timeouts.add_metric(lv, at_timeouts)
+            resyncs.add_metric(lv, at_resyncs)
+        yield from (port_up, registered, signal, received, last_sms, timeouts, resyncs)

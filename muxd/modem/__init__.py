@@ -1,0 +1,1 @@
+"""One modem port: AT session, init, identity, receive path."""

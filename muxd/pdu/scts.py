@@ -1,0 +1,59 @@
+"""TP-SCTS / TP-DT: 7 semi-octet-swapped BCD octets with a quarter-hour zone."""
+
+from __future__ import annotations
+
+import datetime
+
+from muxd.pdu.errors import PduError
+
+__all__ = ["decode_scts", "encode_scts"]
+
+#: swapped BCD octet -> value, or -1 when a nibble is not a decimal digit.
+_BCD: tuple[int, ...] = tuple(
+    (b & 0x0F) * 10 + (b >> 4) if (b & 0x0F) < 10 and (b >> 4) < 10 else -1 for b in range(256)
+)
+_ZONES: dict[int, datetime.timezone] = {}
+
+
+def _zone(quarters: int) -> datetime.timezone:
+    tz = _ZONES.get(quarters)
+    if tz is None:
+        tz = datetime.timezone(datetime.timedelta(minutes=15 * quarters))
+        _ZONES[quarters] = tz
+    return tz
+
+
+def decode_scts(data: bytes, pos: int) -> datetime.datetime:
+    """Decode the 7 octets at ``data[pos:]`` (the caller checked they exist)."""
+    bcd = _BCD
+    yy, mo, dd, hh, mi, ss = (bcd[b] for b in data[pos : pos + 6])
+    tzb = data[pos + 6]
+    tzq = (tzb & 0x07) * 10 + (tzb >> 4)
+    if min(yy, mo, dd, hh, mi, ss) < 0 or (tzb >> 4) > 9:
+        raise PduError(f"timestamp {data[pos : pos + 7].hex().upper()} is not BCD", pos)
+    if tzb & 0x08:
+        tzq = -tzq
+    try:
+        return datetime.datetime(2000 + yy, mo, dd, hh, mi, ss, tzinfo=_zone(tzq))
+    except ValueError as exc:
+        raise PduError(f"timestamp {data[pos : pos + 7].hex().upper()} invalid: {exc}", pos) from None
+
+
+def _swap(v: int) -> int:
+    return (v % 10) << 4 | (v // 10)
+
+
+def encode_scts(when: datetime.datetime) -> bytes:
+    """Aware datetime -> 7 octets; the offset must be a whole number of quarter hours."""
+    off = when.utcoffset()
+    if off is None:
+        raise PduError("timestamp must be timezone-aware")
+    minutes, rem = divmod(int(off.total_seconds()), 60)
+    quarters, qrem = divmod(abs(minutes), 15)
+    if rem or qrem or quarters > 79:
+        raise PduError(f"timezone offset {off} is not a quarter-hour multiple within ±19:45")
+    if not 2000 <= when.year <= 2099:
+        raise PduError(f"year {when.year} outside 2000..2099")
+    tz = _swap(quarters) | (0x08 if minutes < 0 else 0)
+    vals = (when.year - 2000, when.month, when.day, when.hour, when.minute, when.second)
+    return bytes([*(_swap(v) for v in vals), tz])

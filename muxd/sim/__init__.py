@@ -1,0 +1,1 @@
+"""Simulators of what muxd talks to (serial modems, Onlinesim) for e2e tests and `muxd demo`."""

@@ -1,0 +1,374 @@
+"""The SQLite journal: raw parts, reassembled messages, delivery state, published numbers.
+
+One connection, used from one worker thread, so the event loop never blocks on a disk. Every
+write goes through :meth:`Journal._submit`: callers queue an operation and await its result;
+operations queued while a commit is running share the next transaction (group commit), so
+hundreds of parts per second cost a few fsyncs per second. ``synchronous=FULL`` makes a commit
+durable before :meth:`put_part` returns, which is what allows the caller to delete the part from
+the modem afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from muxd.errors import JournalError
+from muxd.pdu import PduError, SmsDeliver, SmsStatusReport, SmsSubmit, decode_pdu, reassemble
+from muxd.store.schema import migrate
+
+LOGGER = logging.getLogger(__name__)
+
+JOURNAL_FILE = "journal.sqlite3"
+# How long a writer waits on a lock held by another process (e.g. `muxd outbox` run by hand).
+BUSY_TIMEOUT_MS = 5000
+
+T = TypeVar("T")
+Op = Callable[[sqlite3.Connection], Any]
+
+
+class PartIn(msgspec.Struct, frozen=True):
+    """One PDU as read from a modem's storage."""
+
+    sim: str
+    port: str
+    number: str | None
+    storage: str
+    index: int
+    pdu: str
+    tpdu_length: int | None
+    received_at: float
+
+
+class PutResult(msgspec.Struct, frozen=True):
+    part_id: int
+    new: bool  # False: the journal already held this part (a re-read after a crash)
+    state: str  # "assembled" | "waiting" | "status_report" | "submit" | "parked"
+    message_id: int | None
+
+
+class PendingMessage(msgspec.Struct, frozen=True):
+    id: int
+    number: str
+    sender: str
+    text: str
+    sms_time: int
+    received_at: float
+
+
+def fingerprint(sim: str, pdu: str) -> str:
+    return hashlib.sha256(f"{sim}\x00{pdu.upper()}".encode()).hexdigest()
+
+
+def _ckey(sim: str, sms: SmsDeliver) -> str | None:
+    if sms.concat is None or sms.concat.total <= 1:
+        return None
+    c = sms.concat
+    return f"{sim}|{sms.originator_toa}|{sms.originator}|{c.ref_bits}:{c.ref}|{c.total}"
+
+
+def _insert_message(
+    conn: sqlite3.Connection, part: PartIn, sms: SmsDeliver, text: str
+) -> int:
+    cur = conn.execute(
+        "INSERT INTO messages(sim, port, number, sender, text, sms_time, received_at, state)"
+        " VALUES (?,?,?,?,?,?,?, 'pending')",
+        (
+            part.sim,
+            part.port,
+            part.number,
+            sms.originator,
+            text,
+            int(sms.scts.timestamp()),
+            part.received_at,
+        ),
+    )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
+def _put_part(part: PartIn) -> Op:
+    fp = fingerprint(part.sim, part.pdu)
+
+    def op(conn: sqlite3.Connection) -> PutResult:
+        row = conn.execute(
+            "SELECT id, state, message_id FROM parts WHERE fingerprint = ?", (fp,)
+        ).fetchone()
+        if row is not None:
+            return PutResult(part_id=row[0], new=False, state=row[1], message_id=row[2])
+        error: str | None = None
+        ckey: str | None = None
+        seq = total = None
+        sms: SmsDeliver | None = None
+        try:
+            decoded = decode_pdu(part.pdu, tpdu_length=part.tpdu_length)
+        except PduError as exc:
+            state, error = "parked", str(exc)
+        else:
+            if isinstance(decoded, SmsDeliver):
+                sms = decoded
+                ckey = _ckey(part.sim, sms)
+                state = "waiting" if ckey else "assembled"
+                if ckey and sms.concat:
+                    seq, total = sms.concat.seq, sms.concat.total
+            elif isinstance(decoded, SmsStatusReport):
+                state = "status_report"
+            else:
+                assert isinstance(decoded, SmsSubmit)
+                state = "submit"
+        cur = conn.execute(
+            "INSERT INTO parts(fingerprint, sim, port, number, storage, idx, pdu, tpdu_length,"
+            " received_at, ckey, seq, total, state, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                fp,
+                part.sim,
+                part.port,
+                part.number,
+                part.storage,
+                part.index,
+                part.pdu.upper(),
+                part.tpdu_length,
+                part.received_at,
+                ckey,
+                seq,
+                total,
+                state,
+                error,
+            ),
+        )
+        part_id = cur.lastrowid
+        assert part_id is not None
+        message_id: int | None = None
+        if sms is not None and ckey is None:
+            message_id = _insert_message(conn, part, sms, sms.text)
+            conn.execute("UPDATE parts SET message_id = ? WHERE id = ?", (message_id, part_id))
+        elif sms is not None and ckey is not None:
+            message_id = _maybe_assemble(conn, part, ckey)
+            if message_id is not None:
+                state = "assembled"
+        return PutResult(part_id=part_id, new=True, state=state, message_id=message_id)
+
+    return op
+
+
+def _maybe_assemble(conn: sqlite3.Connection, part: PartIn, ckey: str) -> int | None:
+    rows = conn.execute(
+        "SELECT id, pdu, tpdu_length, seq, total FROM parts WHERE ckey = ? AND state = 'waiting'",
+        (ckey,),
+    ).fetchall()
+    total = rows[0][4]
+    if len({r[3] for r in rows}) < total:
+        return None
+    parts: list[SmsDeliver] = []
+    for r in rows:
+        decoded = decode_pdu(r[1], tpdu_length=r[2])
+        assert isinstance(decoded, SmsDeliver)
+        parts.append(decoded)
+    parts.sort(key=lambda p: p.concat.seq if p.concat else 0)
+    try:
+        text = reassemble(parts)
+    except PduError as exc:
+        ids = [r[0] for r in rows]
+        conn.executemany(
+            "UPDATE parts SET state = 'parked', error = ? WHERE id = ?",
+            [(str(exc), i) for i in ids],
+        )
+        return None
+    message_id = _insert_message(conn, part, parts[0], text)
+    conn.executemany(
+        "UPDATE parts SET state = 'assembled', message_id = ? WHERE id = ?",
+        [(message_id, r[0]) for r in rows],
+    )
+    return message_id
+
+
+class Journal:
+    """Durable store behind one interface. Open with :meth:`open`, close with :meth:`close`."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        on_commit: Callable[[float, int], None] | None = None,
+    ) -> None:
+        self.path = path
+        self._on_commit = on_commit
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._conn: sqlite3.Connection | None = None
+        self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
+        self._flush_task: asyncio.Task[None] | None = None
+        self.new_messages = asyncio.Event()
+        self.failed: JournalError | None = None
+
+    @classmethod
+    async def open(cls, state_dir: Path, **kwargs: Any) -> Journal:
+        journal = cls(state_dir / JOURNAL_FILE, **kwargs)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(journal._executor, journal._connect)
+        except (OSError, sqlite3.Error) as exc:
+            journal._executor.shutdown(wait=False)
+            raise JournalError(f"{journal.path}: cannot open journal: {exc}") from exc
+        return journal
+
+    def _connect(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        migrate(conn)
+        self._conn = conn
+
+    async def close(self) -> None:
+        if self._flush_task is not None:
+            await asyncio.shield(self._flush_task)
+        loop = asyncio.get_running_loop()
+        if self._conn is not None:
+            await loop.run_in_executor(self._executor, self._conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+    # -- group commit -------------------------------------------------------------------------
+
+    async def _submit(self, op: Op) -> Any:
+        if self.failed is not None:
+            raise self.failed
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((op, fut))
+        if self._flush_task is None:
+            self._flush_task = asyncio.create_task(self._flush_loop(), name="journal-commit")
+        # A cancelled caller does not cancel the commit: the batch is shared.
+        return await fut
+
+    async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                ops = [op for op, _ in batch]
+                started = time.perf_counter()
+                try:
+                    results = await loop.run_in_executor(self._executor, self._run_batch, ops)
+                except (OSError, sqlite3.Error) as exc:
+                    err = JournalError(f"{self.path}: commit failed: {exc}")
+                    LOGGER.critical("%s", err)
+                    self.failed = err
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(err)
+                    continue
+                if self._on_commit is not None:
+                    self._on_commit(time.perf_counter() - started, len(ops))
+                for (_, fut), result in zip(batch, results, strict=True):
+                    if fut.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        fut.set_exception(result)
+                    else:
+                        fut.set_result(result)
+        finally:
+            self._flush_task = None
+
+    def _run_batch(self, ops: list[Op]) -> list[Any]:
+        conn = self._conn
+        if conn is None:
+            raise sqlite3.ProgrammingError("journal is closed")
+        results: list[Any] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for op in ops:
+                conn.execute("SAVEPOINT op")
+                try:
+                    results.append(op(conn))
+                except (sqlite3.IntegrityError, PduError, ValueError) as exc:
+                    conn.execute("ROLLBACK TO op")
+                    results.append(JournalError(f"journal operation failed: {exc}"))
+                conn.execute("RELEASE op")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results
+
+    # -- intake -------------------------------------------------------------------------------
+
+    async def put_part(self, part: PartIn) -> PutResult:
+        """Durably store one part. When this returns, the part may be deleted from the modem."""
+        result: PutResult = await self._submit(_put_part(part))
+        if result.message_id is not None and result.new:
+            self.new_messages.set()
+        return result
+
+    # -- shipping -----------------------------------------------------------------------------
+
+    async def pending(self, limit: int) -> list[PendingMessage]:
+        """The oldest undelivered messages that have a receiving number, in arrival order."""
+
+        def op(conn: sqlite3.Connection) -> list[PendingMessage]:
+            rows = conn.execute(
+                "SELECT id, number, sender, text, sms_time, received_at FROM messages"
+                " WHERE state = 'pending' AND number IS NOT NULL ORDER BY id LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [PendingMessage(*r) for r in rows]
+
+        result: list[PendingMessage] = await self._submit(op)
+        return result
+
+    async def mark_delivered(self, ids: list[int], when: float) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE messages SET state = 'delivered', delivered_at = ?,"
+                " attempts = attempts + 1 WHERE id = ? AND state = 'pending'",
+                [(when, i) for i in ids],
+            )
+
+        await self._submit(op)
+
+    async def mark_failed(self, ids: list[int], error: str) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE messages SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                [(error[:500], i) for i in ids],
+            )
+
+        await self._submit(op)
+
+    async def save_number_ids(self, ids: dict[str, int | None], when: float) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            for number, nid in ids.items():
+                if nid is None:
+                    conn.execute("DELETE FROM numbers WHERE number = ?", (number,))
+                else:
+                    conn.execute(
+                        "INSERT INTO numbers(number, onlinesim_id, published_at) VALUES (?,?,?)"
+                        " ON CONFLICT(number) DO UPDATE SET onlinesim_id = excluded.onlinesim_id,"
+                        " published_at = excluded.published_at",
+                        (number, nid, when),
+                    )
+
+        await self._submit(op)
+
+    async def stats(self) -> dict[str, int]:
+        def op(conn: sqlite3.Connection) -> dict[str, int]:
+            out: dict[str, int] = {}
+            for state, n in conn.execute("SELECT state, count(*) FROM messages GROUP BY state"):
+                out[f"messages_{state}"] = n
+            for state, n in conn.execute("SELECT state, count(*) FROM parts GROUP BY state"):
+                out[f"parts_{state}"] = n
+            return out
+
+        result: dict[str, int] = await self._submit(op)
+        return result

@@ -1,0 +1,80 @@
+"""Journal schema and its forward migrations.
+
+Each migration is a list of statements; ``user_version`` records how many ran. Migrations only
+ever move forward and each runs in the transaction that bumps the version.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        # Raw parts exactly as read from a modem. fingerprint = SIM identity + raw PDU, so a
+        # re-read after a crash finds the row and only deletes.
+        """CREATE TABLE parts (
+            id INTEGER PRIMARY KEY,
+            fingerprint TEXT NOT NULL UNIQUE,
+            sim TEXT NOT NULL,
+            port TEXT NOT NULL,
+            number TEXT,
+            storage TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            pdu TEXT NOT NULL,
+            tpdu_length INTEGER,
+            received_at REAL NOT NULL,
+            ckey TEXT,
+            seq INTEGER,
+            total INTEGER,
+            state TEXT NOT NULL,
+            error TEXT,
+            message_id INTEGER
+        )""",
+        "CREATE INDEX parts_ckey ON parts(ckey) WHERE ckey IS NOT NULL",
+        # Reassembled messages and their delivery state.
+        """CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            sim TEXT NOT NULL,
+            port TEXT NOT NULL,
+            number TEXT,
+            sender TEXT NOT NULL,
+            text TEXT NOT NULL,
+            sms_time INTEGER NOT NULL,
+            received_at REAL NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            delivered_at REAL,
+            last_error TEXT
+        )""",
+        "CREATE INDEX messages_pending ON messages(state, id)",
+        # Numbers published to Onlinesim and the ids it gave them.
+        """CREATE TABLE numbers (
+            number TEXT PRIMARY KEY,
+            onlinesim_id INTEGER,
+            port_id TEXT,
+            published_at REAL
+        )""",
+    ),
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database to SCHEMA_VERSION; return the version found before."""
+    (found,) = conn.execute("PRAGMA user_version").fetchone()
+    if found > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(
+            f"journal schema version {found} is newer than this muxd ({SCHEMA_VERSION})"
+        )
+    for version in range(found, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    return int(found)
