@@ -41,11 +41,13 @@ class Daemon:
         self.ready = asyncio.Event()
         self.received = 0  # complete SMS journaled by this process
         self.forwarded = 0  # SMS acknowledged by the upstream
+        self._progress = asyncio.Event()
 
     async def _sink(
         self, info: PortInfo, storage: str, index: int, pdu: str, tpdu_length: int | None
     ) -> None:
-        assert self.journal is not None and info.sim is not None
+        assert self.journal is not None
+        assert info.sim is not None
         now = time.time()
         result = await self.journal.put_part(
             PartIn(
@@ -71,8 +73,15 @@ class Daemon:
     def _on_delivered(self, batch: list[PendingMessage], when: float) -> None:
         self.metrics.sms_forwarded.inc(len(batch))
         self.forwarded += len(batch)
+        self._progress.set()
         for msg in batch:
             self.metrics.delivery_seconds.observe(max(0.0, when - msg.received_at))
+
+    async def wait_forwarded(self, count: int) -> None:
+        """Return once ``count`` SMS were acknowledged and marked delivered (tests, demo)."""
+        while self.forwarded < count:
+            self._progress.clear()
+            await self._progress.wait()
 
     def _live_counts(self, info: PortInfo) -> tuple[int, int]:
         session = self.fleet.sessions.get(info.path) if self.fleet else None

@@ -23,11 +23,7 @@ DEFAULT_BATCH_MAX = 100
 NUMBERS_INTERVAL = 300.0
 
 
-class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    pass
-
-
-class ModemsConfig(_Section):
+class ModemsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ports: Annotated[list[str], Meta(min_length=1)]
     baudrate: Annotated[int, Meta(gt=0)] = 115200
     # Seconds between storage sweeps (AT+CMGL=4); +CMTI is only a hint.
@@ -36,11 +32,11 @@ class ModemsConfig(_Section):
     rescan_interval: Annotated[float, Meta(gt=0)] = 30.0
 
 
-class NumbersConfig(_Section):
+class NumbersConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     file: str | None = None
 
 
-class UpstreamConfig(_Section):
+class UpstreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     url: str
     api_key: Annotated[str, Meta(min_length=1)]
     api: Literal["v2"] = "v2"
@@ -52,11 +48,11 @@ class UpstreamConfig(_Section):
     test: Literal["test1", "test2"] | None = None
 
 
-class HttpConfig(_Section):
+class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     listen: str = "127.0.0.1:9108"
 
 
-class Config(_Section):
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     state_dir: str
     modems: ModemsConfig
     upstream: UpstreamConfig

@@ -55,8 +55,10 @@ async def run_demo(*, ports: int, duration: float | None, rate: float) -> None:
     daemon_task: asyncio.Task[None] | None = None
     load_task: asyncio.Task[int] | None = None
     try:
-        async with ModemSimulator(ports, workdir / "dev", log_path=workdir / "injected.jsonl") as sim:
-            write_numbers_csv(sim, workdir / "numbers.csv")
+        async with ModemSimulator(
+            ports, workdir / "dev", log_path=workdir / "injected.jsonl"
+        ) as sim:
+            write_numbers_csv(sim, workdir / "numbers.csv", share=1.0)
             daemon = Daemon(demo_config(workdir, stand_in_port))
             daemon_task = asyncio.create_task(daemon.run(), name="daemon")
             await asyncio.wait(
@@ -73,19 +75,16 @@ async def run_demo(*, ports: int, duration: float | None, rate: float) -> None:
             print(f"  ground truth  {workdir / 'injected.jsonl'}")
             print("Ctrl-C stops." if duration is None else f"Running for {duration:g} s.")
             load_task = asyncio.create_task(sim.run_load(rate, duration=duration), name="load")
-            loop = asyncio.get_running_loop()
             injected_total = 0
             while not load_task.done():
-                injected = sum(1 for _ in _lines(workdir / "injected.jsonl"))
-                sys.stdout.write("\r" + _summary(daemon, injected, stub, ports) + " ")
+                sys.stdout.write("\r" + _summary(daemon, sim.injected, stub, ports) + " ")
                 sys.stdout.flush()
                 await asyncio.wait([load_task], timeout=SUMMARY_INTERVAL)
                 if daemon_task.done():
                     daemon_task.result()
             injected_total = load_task.result()
-            deadline = loop.time() + DRAIN_TIMEOUT
-            while len(stub.messages) < injected_total and loop.time() < deadline:
-                await asyncio.sleep(SUMMARY_INTERVAL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(daemon.wait_forwarded(injected_total), DRAIN_TIMEOUT)
             print("\r" + _summary(daemon, injected_total, stub, ports) + " ")
             lost = injected_total - len(stub.messages)
             print(f"done: {injected_total} injected, {len(stub.messages)} forwarded, lost {lost}")
@@ -96,10 +95,3 @@ async def run_demo(*, ports: int, duration: float | None, rate: float) -> None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await runner.cleanup()
-
-
-def _lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []

@@ -8,6 +8,7 @@ cancellation ends a supervisor, or the port disappearing (a rescan brings it bac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import glob
 import logging
@@ -31,6 +32,8 @@ LOGGER = logging.getLogger(__name__)
 BACKOFF_MIN = 1.0
 BACKOFF_MAX = 300.0
 HEALTHY_RESET = 120.0
+# Closing a serial port runs in a worker thread; it takes milliseconds unless the driver hangs.
+CLOSE_TIMEOUT = 5.0
 
 
 def load_numbers(path: str | None) -> dict[str, str]:
@@ -128,7 +131,7 @@ class Fleet:
                 await self._run_once(info)
             except SerialOpenError as exc:
                 info.last_error = str(exc)
-                if not os.path.exists(info.path):
+                if not os.path.exists(info.path):  # noqa: ASYNC240 - one stat per failed open
                     LOGGER.warning("%s: port vanished", info.name)
                     self._set_status(info, PortStatus.GONE)
                     return
@@ -158,7 +161,7 @@ class Fleet:
             if port is not None:
                 port.on_urc(urc)
 
-        _, protocol = await open_port(
+        transport, protocol = await open_port(
             info.path,
             lambda: ModemSession(info.name, on_urc=on_urc),
             baudrate=self.baudrate,
@@ -166,18 +169,25 @@ class Fleet:
         assert isinstance(protocol, ModemSession)
         session = protocol
         self.sessions[info.path] = session
-        port = ModemPort(
-            info,
-            session,
-            self.sink,
-            numbers=self.numbers,
-            sweep_interval=self.sweep_interval,
-            on_change=self._changed,
-        )
         try:
+            await session.wait_connected()
+            port = ModemPort(
+                info,
+                session,
+                self.sink,
+                numbers=self.numbers,
+                sweep_interval=self.sweep_interval,
+                on_change=self._changed,
+            )
             await port.run()
         finally:
             info.at_timeouts += session.timeouts
             info.resyncs += session.resyncs
-            session.close()
             self.sessions.pop(info.path, None)
+            # abort: no flush (a hung modem may never drain); then wait until the fd is really
+            # closed, so the next open does not find the port still locked.
+            if not transport.is_closing():
+                transport.abort()
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await asyncio.shield(session.closed)

@@ -1,7 +1,7 @@
 """The only module that opens serial ports.
 
-Prefers pyserial-asyncio-fast (writes are not buffered needlessly), falls back to
-pyserial-asyncio. Accepts device paths and pyserial URLs such as ``socket://host:port`` for
+Uses pyserial-asyncio-fast, the maintained drop-in fork of pyserial-asyncio (writes are not
+buffered needlessly). Accepts device paths and pyserial URLs such as ``socket://host:port`` for
 network serial servers. Ports are opened exclusively so two muxd processes can't share a modem.
 """
 
@@ -11,12 +11,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-try:
-    import serial_asyncio_fast as _serial_asyncio
-except ImportError:  # pragma: no cover - the fork is a declared dependency
-    import serial_asyncio as _serial_asyncio
-
 import serial
+import serial_asyncio_fast
 
 
 class SerialOpenError(OSError):
@@ -35,7 +31,7 @@ async def open_port(
     if not url.startswith("socket://"):
         kwargs["exclusive"] = True
     try:
-        transport, protocol = await _serial_asyncio.create_serial_connection(
+        transport, protocol = await serial_asyncio_fast.create_serial_connection(
             loop, protocol_factory, url, **kwargs
         )
     except (serial.SerialException, OSError, ValueError) as exc:

@@ -67,7 +67,7 @@ def make_app(
             + "</tr>"
             for p in sorted(ports(), key=lambda p: p.name)
         )
-        heads = "".join(f"<th>{h}</th>" for h in port_status(PortInfo("", "")).keys())
+        heads = "".join(f"<th>{h}</th>" for h in port_status(PortInfo("", "")))
         body = (
             "<!doctype html><meta charset=utf-8><title>muxd</title>"
             "<style>body{font-family:sans-serif}td,th{padding:2px 8px;border-bottom:1px solid #ddd}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from muxd.at.events import CONTROL_BYTES, INVALID_UTF8, LINE_TOO_LONG, Garbage
+from muxd.at.events import CONTROL_BYTES, INVALID_UTF8, LINE_TOO_LONG, Event, Garbage
 
 _TERMINATOR = re.compile(rb"[\r\n]+")
 
@@ -25,7 +25,7 @@ _HEX = b"0123456789ABCDEFabcdef"
 _SPACE = b" \t"
 
 
-def clean(raw: bytes | bytearray, garbage: list[Garbage]) -> bytes | bytearray:
+def clean(raw: bytes | bytearray, garbage: list[Event]) -> bytes | bytearray:
     """``raw`` without junk bytes and surrounding whitespace; a Garbage per repair."""
     junk = raw.translate(None, _ALLOWED)
     if junk:
@@ -34,7 +34,7 @@ def clean(raw: bytes | bytearray, garbage: list[Garbage]) -> bytes | bytearray:
     return raw.strip()
 
 
-def decode(raw: bytes | bytearray, garbage: list[Garbage]) -> str:
+def decode(raw: bytes | bytearray, garbage: list[Event]) -> str:
     """Decode a cleaned line: ASCII fast path, then UTF-8, then UTF-8 with replacements."""
     if raw.isascii():
         return raw.decode("ascii")
@@ -105,7 +105,7 @@ class LineBuffer:
             self._discarding = True
         return out
 
-    def take_prompt(self, garbage: list[Garbage]) -> bool:
+    def take_prompt(self, garbage: list[Event]) -> bool:
         """If the partial line starts with ``>`` (after junk/blanks), consume it and the blanks
         after it and return True; junk skipped on the way is reported in ``garbage``.
 

@@ -288,9 +288,9 @@ def parse_cnum(line: str) -> str | None:
     number = _unquote(fields[1]).strip()
     if not number:
         return None
-    if len(fields) >= 3 and fields[2] and _uint(fields[2], "+CNUM type") == 145:
-        if not number.startswith("+"):
-            number = "+" + number
+    international = len(fields) >= 3 and fields[2] and _uint(fields[2], "+CNUM type") == 145
+    if international and not number.startswith("+"):
+        return "+" + number
     return number
 
 

@@ -1,7 +1,8 @@
 """Events produced by :class:`muxd.at.AtParser`.
 
 All events are frozen msgspec Structs that hold only scalars, so they compare by value,
-hash, and are created without GC tracking (``gc=False``).
+hash, and are created without GC tracking (``gc=False``). They are tagged with their class
+name, so a list of :data:`Event` round-trips through ``msgspec.json`` (``/debug/ports``).
 """
 
 from __future__ import annotations
@@ -42,13 +43,13 @@ EXPECTED_PDU: GarbageReason = "expected pdu"
 INCOMPLETE_RESPONSE: GarbageReason = "incomplete response"
 
 
-class Echo(msgspec.Struct, frozen=True, gc=False):
+class Echo(msgspec.Struct, frozen=True, gc=False, tag=True):
     """The modem echoing the command line in flight (echo is on until ``ATE0``)."""
 
     line: str
 
 
-class Info(msgspec.Struct, frozen=True, gc=False):
+class Info(msgspec.Struct, frozen=True, gc=False, tag=True):
     """An information line that belongs to the command in flight.
 
     For ``+CMGR:`` / ``+CMGL:`` headers the following PDU line (hex) is attached as ``pdu``;
@@ -59,7 +60,7 @@ class Info(msgspec.Struct, frozen=True, gc=False):
     pdu: str | None = None
 
 
-class Final(msgspec.Struct, frozen=True, gc=False):
+class Final(msgspec.Struct, frozen=True, gc=False, tag=True):
     """A final result code; it ends the command in flight.
 
     ``code`` is the numeric value of ``+CME ERROR: n`` / ``+CMS ERROR: n``; None for every
@@ -75,7 +76,7 @@ class Final(msgspec.Struct, frozen=True, gc=False):
         return self.kind == "OK"
 
 
-class Urc(msgspec.Struct, frozen=True, gc=False):
+class Urc(msgspec.Struct, frozen=True, gc=False, tag=True):
     """An unsolicited result code, or any line that arrived with no command in flight.
 
     ``name`` is the text before the first ``:`` (``+CMTI``, ``^RSSI``) or the whole line
@@ -89,11 +90,11 @@ class Urc(msgspec.Struct, frozen=True, gc=False):
     line: str
 
 
-class Prompt(msgspec.Struct, frozen=True, gc=False):
+class Prompt(msgspec.Struct, frozen=True, gc=False, tag=True):
     """The ``> `` prompt of ``AT+CMGS`` / ``AT+CMGW``: write the PDU and Ctrl-Z now."""
 
 
-class Garbage(msgspec.Struct, frozen=True, gc=False):
+class Garbage(msgspec.Struct, frozen=True, gc=False, tag=True):
     """Bytes the parser dropped or repaired while resyncing; the caller counts and logs them."""
 
     data: bytes

@@ -126,11 +126,11 @@ class AtParser:
         else:
             out = []
         for item in self._lines.push(data):
-            if type(item) is Garbage:
+            if isinstance(item, Garbage):
                 out.append(item)
             else:
-                self._raw_line(item, out)  # type: ignore[arg-type]
-        if self._command is not None and self._lines.take_prompt(out):  # type: ignore[arg-type]
+                self._raw_line(item, out)
+        if self._command is not None and self._lines.take_prompt(out):
             self._flush_header(out)
             out.append(_PROMPT)
         return out
@@ -150,7 +150,7 @@ class AtParser:
             out.append(header.complete(None))
 
     def _raw_line(self, raw: bytes | bytearray, out: list[Event]) -> None:
-        line = clean(raw, out)  # type: ignore[arg-type]
+        line = clean(raw, out)
         if not line:
             return
         header = self._header
@@ -158,18 +158,17 @@ class AtParser:
             self._header = None
             out.append(header.complete(line.decode("ascii")))
             return
-        self._line(decode(line, out), out)  # type: ignore[arg-type]
+        self._line(decode(line, out), out)
 
     def _line(self, text: str, out: list[Event]) -> None:
         command = self._command
         if command is not None:
-            if text[0] == ">":
+            while text[0] == ">":
                 self._flush_header(out)
                 out.append(_PROMPT)
-                rest = text[1:].lstrip()
-                if rest:
-                    self._line(rest, out)
-                return
+                text = text[1:].lstrip()
+                if not text:
+                    return
             if len(text) == len(command) and (
                 text == command or text.upper() == self._command_upper
             ):

@@ -25,6 +25,8 @@ AT_TIMEOUT = 5.0
 # Reading a listing of a full SIM (30-50 PDUs at 115200 baud) takes well under a second, but some
 # firmware scans storage slowly: allow 20 s.
 CMGL_TIMEOUT = 20.0
+# The transport calls connection_made on a later loop iteration; it is immediate in practice.
+OPEN_TIMEOUT = 5.0
 # How many raw lines per port are kept for /debug views.
 TRACE_LINES = 50
 
@@ -65,7 +67,9 @@ class ModemSession(asyncio.Protocol):
         self._lock = asyncio.Lock()
         self._current: Response | None = None
         self._waiter: asyncio.Future[Response] | None = None
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.connected: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
         self.trace: deque[str] = deque(maxlen=TRACE_LINES)
         self.timeouts = 0
         self.resyncs = 0
@@ -75,12 +79,16 @@ class ModemSession(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        if not self.connected.done():
+            self.connected.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         err = PortClosedError(f"{self.name}: port closed" + (f": {exc}" if exc else ""))
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(err)
+        if not self.connected.done():
+            self.connected.set_exception(err)
         if not self.closed.done():
             self.closed.set_result(None)
 
@@ -125,9 +133,9 @@ class ModemSession(asyncio.Protocol):
     def is_open(self) -> bool:
         return self._transport is not None
 
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+    async def wait_connected(self) -> None:
+        async with asyncio.timeout(OPEN_TIMEOUT):
+            await self.connected
 
     async def command(self, command: str, *, timeout: float = AT_TIMEOUT) -> Response:
         """Send one command and wait for its final result.

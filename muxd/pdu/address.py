@@ -24,7 +24,8 @@ TOA_ALPHANUMERIC = 0xD0
 _NIBBLE = "0123456789abcde"
 #: octet -> its two digits in transmission order (low nibble first), filler dropped.
 _OCTET_DIGITS: tuple[str, ...] = tuple(
-    ("" if (b & 0x0F) == 0x0F else _NIBBLE[b & 0x0F]) + ("" if (b >> 4) == 0x0F else _NIBBLE[b >> 4])
+    ("" if (b & 0x0F) == 0x0F else _NIBBLE[b & 0x0F])
+    + ("" if (b >> 4) == 0x0F else _NIBBLE[b >> 4])
     for b in range(256)
 )
 
@@ -37,7 +38,7 @@ def _digits(value: bytes) -> str:
 def _render(toa: int, value: bytes, semi_octets: int) -> str:
     if (toa & 0x70) == 0x50:  # TON 101: alphanumeric, packed GSM 7-bit
         return decode_septets(unpack_septets(value, semi_octets * 4 // 7))
-    digits = _digits(value)
+    digits = _digits(value)[:semi_octets]
     if (toa & 0x70) == 0x10 and digits:  # TON 001: international
         return "+" + digits
     return digits

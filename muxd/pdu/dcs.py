@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from muxd.pdu.errors import PduError
 
-__all__ = ["GSM7", "UCS2", "BIT8", "COMPRESSED", "dcs_for", "parse_dcs"]
+__all__ = ["BIT8", "COMPRESSED", "GSM7", "UCS2", "dcs_for", "parse_dcs"]
 
 GSM7 = "gsm7"
 UCS2 = "ucs2"
@@ -17,10 +17,7 @@ _GENERAL_ALPHABET = (GSM7, BIT8, UCS2, GSM7)  # 11 is reserved: "assume GSM 7-bi
 def _parse(dcs: int) -> tuple[str, int | None]:
     group = dcs >> 4
     if group < 0x8:  # 00xx general data coding, 01xx marked for automatic deletion
-        if dcs & 0x20:
-            encoding = COMPRESSED
-        else:
-            encoding = _GENERAL_ALPHABET[(dcs >> 2) & 0x03]
+        encoding = COMPRESSED if dcs & 0x20 else _GENERAL_ALPHABET[(dcs >> 2) & 0x03]
         return encoding, (dcs & 0x03) if dcs & 0x10 else None
     if group < 0xC:  # 1000..1011 reserved coding groups
         return GSM7, None

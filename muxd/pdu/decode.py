@@ -22,6 +22,11 @@ _MTI_NAMES = ("SMS-DELIVER", "SMS-SUBMIT", "SMS-STATUS-REPORT", "reserved")
 
 Decoded = SmsDeliver | SmsStatusReport | SmsSubmit
 
+# How strictly the user data length is checked (decode modes, weakest last).
+EXACT = 0  # user data ends exactly where TP-UDL says
+TRAILING = 1  # octets after the user data are ignored (seen in real captures, §5 #28)
+SHORT_SUBMIT = 2  # additionally an SMS-SUBMIT may hold less data than TP-UDL says (§5 #23)
+
 
 def _to_bytes(pdu: str | bytes) -> bytes:
     if isinstance(pdu, str):
@@ -49,12 +54,13 @@ def _need(data: bytes, pos: int, n: int, what: str) -> None:
 
 
 def _user_data(
-    data: bytes, pos: int, fo: int, dcs: int, lenient: bool
+    data: bytes, pos: int, fo: int, dcs: int, mode: int
 ) -> tuple[str, int | None, str, bytes, bytes, UdhInfo, bool]:
     """Parse TP-UDL + TP-UD at ``pos``.
 
     Returns (encoding, class, text, user_data, udh, udh_info, truncated).
-    ``lenient`` accepts a UDL larger than the data present (decoding what is there).
+    ``mode`` SHORT_SUBMIT accepts a UDL larger than the data present (decoding
+    what is there); EXACT rejects octets after the user data.
     """
     end = len(data)
     if pos >= end:
@@ -67,13 +73,13 @@ def _user_data(
     avail = end - pos
     truncated = False
     if need > avail:
-        if not lenient:
+        if mode != SHORT_SUBMIT:
             unit = "septets" if septets else "octets"
             raise PduError(f"UDL {udl} {unit} needs {need} octets, {avail} present", pos)
         truncated = True
         udl = avail * 8 // 7 if septets else avail
         need = (udl * 7 + 7) // 8 if septets else udl
-    elif need < avail:
+    elif need < avail and mode == EXACT:
         raise PduError(f"{avail - need} octets after the {need} octets of user data", pos + need)
     udh = b""
     info = _NO_UDH
@@ -102,14 +108,15 @@ def _user_data(
     return encoding, mclass, text, body, udh, info, truncated
 
 
-def _deliver(data: bytes, pos: int, smsc: str | None) -> SmsDeliver:
+def _deliver(data: bytes, pos: int, smsc: str | None, mode: int) -> SmsDeliver:
     fo = data[pos]
     oa, toa, pos = decode_address(data, pos + 1, "originator")
     _need(data, pos, 9, "TP-PID, TP-DCS and TP-SCTS")
     pid = data[pos]
     dcs = data[pos + 1]
     scts = decode_scts(data, pos + 2)
-    encoding, mclass, text, ud, udh, info, _ = _user_data(data, pos + 9, fo, dcs, False)
+    mode = min(mode, TRAILING)  # a short DELIVER is never accepted
+    encoding, mclass, text, ud, udh, info, _ = _user_data(data, pos + 9, fo, dcs, mode)
     return SmsDeliver(
         smsc=smsc,
         originator=oa,
@@ -131,7 +138,7 @@ def _deliver(data: bytes, pos: int, smsc: str | None) -> SmsDeliver:
 _VP_OCTETS = (0, 7, 1, 7)  # by TP-VPF: none, enhanced, relative, absolute
 
 
-def _submit(data: bytes, pos: int, smsc: str | None, lenient: bool) -> SmsSubmit:
+def _submit(data: bytes, pos: int, smsc: str | None, mode: int) -> SmsSubmit:
     fo = data[pos]
     _need(data, pos + 1, 1, "TP-MR")
     mr = data[pos + 1]
@@ -139,7 +146,7 @@ def _submit(data: bytes, pos: int, smsc: str | None, lenient: bool) -> SmsSubmit
     vp = _VP_OCTETS[(fo >> 3) & 0x03]
     _need(data, pos, 2 + vp, "TP-PID, TP-DCS and TP-VP")
     dcs = data[pos + 1]
-    encoding, _, text, ud, udh, info, truncated = _user_data(data, pos + 2 + vp, fo, dcs, lenient)
+    encoding, _, text, ud, udh, info, truncated = _user_data(data, pos + 2 + vp, fo, dcs, mode)
     return SmsSubmit(
         smsc=smsc,
         message_ref=mr,
@@ -172,22 +179,22 @@ def _status_report(data: bytes, pos: int, smsc: str | None) -> SmsStatusReport:
     )
 
 
-def _tpdu(data: bytes, pos: int, smsc: str | None, lenient: bool) -> Decoded:
+def _tpdu(data: bytes, pos: int, smsc: str | None, mode: int) -> Decoded:
     if pos >= len(data):
         raise PduError("TPDU missing after the SMSC field", pos)
     mti = data[pos] & 0x03
     if mti == 0:
-        return _deliver(data, pos, smsc)
+        return _deliver(data, pos, smsc, mode)
     if mti == 1:
-        return _submit(data, pos, smsc, lenient)
+        return _submit(data, pos, smsc, mode)
     if mti == 2:
         return _status_report(data, pos, smsc)
     raise PduError(f"TP-MTI 3 (reserved) in first octet {data[pos]:#04x}", pos)
 
 
-def _with_smsc(data: bytes, lenient: bool) -> Decoded:
+def _with_smsc(data: bytes, mode: int) -> Decoded:
     smsc, pos = decode_smsc(data)
-    return _tpdu(data, pos, smsc, lenient)
+    return _tpdu(data, pos, smsc, mode)
 
 
 def decode_pdu(pdu: str | bytes, *, tpdu_length: int | None = None) -> Decoded:
@@ -197,9 +204,12 @@ def decode_pdu(pdu: str | bytes, *, tpdu_length: int | None = None) -> Decoded:
     prefix is present iff the PDU is longer than that. Without it the SMSC prefix
     is assumed and, if that does not parse, a bare TPDU is tried.
 
-    User data must be exactly as long as TP-UDL says, with one exception: an
-    SMS-SUBMIT (our own outgoing/draft message in storage) whose UDL exceeds the
-    data is decoded from what is present and flagged ``truncated``.
+    TP-UDL is checked against the data: too little data raises, with one
+    exception: an SMS-SUBMIT (our own outgoing/draft message in storage) whose
+    UDL exceeds the data is decoded from what is present and flagged
+    ``truncated``. Octets after the user data are ignored (real captures have
+    them), but when autodetecting, interpretations that consume the PDU
+    exactly are preferred.
 
     Raises PduError (and nothing else) for any malformed input.
     """
@@ -211,25 +221,35 @@ def decode_pdu(pdu: str | bytes, *, tpdu_length: int | None = None) -> Decoded:
         if tpdu_length <= 0 or extra < 0:
             raise PduError(f"PDU has {len(data)} octets, tpdu_length {tpdu_length} is impossible")
         if extra == 0:
-            return _tpdu(data, 0, None, True)
+            return _tpdu(data, 0, None, SHORT_SUBMIT)
         if data[0] + 1 != extra:
             raise PduError(
                 f"SMSC field of {data[0]} octets disagrees with {extra} octets before the "
                 f"TPDU of tpdu_length {tpdu_length}",
                 0,
             )
-        return _with_smsc(data, True)
+        return _with_smsc(data, SHORT_SUBMIT)
     try:
-        return _with_smsc(data, False)
-    except PduError as exc:
-        first = exc
-    for attempt in (
-        lambda: _tpdu(data, 0, None, False),
-        lambda: _with_smsc(data, True),
-        lambda: _tpdu(data, 0, None, True),
-    ):
+        return _with_smsc(data, EXACT)
+    except PduError:
+        pass
+    # Fallbacks, each interpretation tried exact before any tolerance is granted.
+    # The error reported is the one of the most tolerant SMSC-prefixed attempt.
+    error: PduError | None = None
+    for with_smsc, mode in _FALLBACKS:
         try:
-            return attempt()
-        except PduError:
-            pass
-    raise first
+            return _with_smsc(data, mode) if with_smsc else _tpdu(data, 0, None, mode)
+        except PduError as exc:
+            if with_smsc:
+                error = exc
+    assert error is not None
+    raise error
+
+
+_FALLBACKS = (
+    (False, EXACT),
+    (True, TRAILING),
+    (False, TRAILING),
+    (True, SHORT_SUBMIT),
+    (False, SHORT_SUBMIT),
+)

@@ -18,7 +18,6 @@ MAX_SEPTETS = 160
 MAX_OCTETS = 140
 MAX_PARTS = 255
 
-#: (UDHL+UDH octets) -> fill-bit-aligned septets for it
 Part = tuple[bytes, int]  # (TP-UDL + TP-UD octets, udhi flag 0x40 or 0)
 
 

@@ -70,7 +70,9 @@ def decode_septets(
     """Septet values (one per byte, each < 128) -> text.
 
     ESC + code looks the code up in ``shift``; an undefined code falls back to the
-    locking table. ESC ESC and a trailing ESC render as a space (23.038 §6.2.1).
+    locking table (23.038 §6.2.1.1). ESC ESC renders as a space; a trailing ESC is
+    dropped (it is half of an escape pair split across concatenated parts, which
+    ``reassemble`` joins from raw septets).
     """
     if ESC not in septets:
         return "".join([locking[s] for s in septets])
@@ -85,7 +87,6 @@ def decode_septets(
             append(locking[s])
             continue
         if i >= n:
-            append(" ")
             break
         s = septets[i]
         i += 1

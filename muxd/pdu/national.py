@@ -243,9 +243,7 @@ def _build_shift(table: str) -> tuple[str | None, ...]:
     if len(table) != 128:  # pragma: no cover - guarded by tests
         raise AssertionError(f"single shift table has {len(table)} entries")
     # 0x0D (CR2) and 0x1B are never characters of their own in a shift table.
-    return tuple(
-        None if (c == " " or i in (0x0D, 0x1B)) else c for i, c in enumerate(table)
-    )
+    return tuple(None if (c == " " or i in (0x0D, 0x1B)) else c for i, c in enumerate(table))
 
 
 _LOCKING_TABLES: dict[int, tuple[str, ...]] = {k: _build_locking(v) for k, v in _LOCKING.items()}

@@ -36,7 +36,9 @@ def decode_scts(data: bytes, pos: int) -> datetime.datetime:
     try:
         return datetime.datetime(2000 + yy, mo, dd, hh, mi, ss, tzinfo=_zone(tzq))
     except ValueError as exc:
-        raise PduError(f"timestamp {data[pos : pos + 7].hex().upper()} invalid: {exc}", pos) from None
+        raise PduError(
+            f"timestamp {data[pos : pos + 7].hex().upper()} invalid: {exc}", pos
+        ) from None
 
 
 def _swap(v: int) -> int:

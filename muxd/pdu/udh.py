@@ -68,9 +68,11 @@ def parse_udh(udh: bytes, pos: int) -> UdhInfo:
         if need is None:
             continue
         if iedl != need:
-            raise PduError(f"UDH element {iei:#04x} has length {iedl}, expected {need}", pos + start)
+            raise PduError(
+                f"UDH element {iei:#04x} has length {iedl}, expected {need}", pos + start
+            )
         seen = True
-        if iei == IEI_CONCAT_8 or iei == IEI_CONCAT_16:
+        if iei in (IEI_CONCAT_8, IEI_CONCAT_16):
             if iei == IEI_CONCAT_8:
                 ref, total, seq, bits = udh[start], udh[start + 1], udh[start + 2], 8
             else:

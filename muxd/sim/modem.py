@@ -38,6 +38,7 @@ from types import TracebackType
 from typing import IO, Self
 
 from muxd.pdu import encode_deliver
+from muxd.sim.modem_commands import SMSC_NUMBER
 from muxd.sim.modem_ident import make_identity
 from muxd.sim.modem_state import DEFAULT_CAPACITY, SimModemState, SmsSlot
 
@@ -228,17 +229,14 @@ class ModemSimulator:
 
     # ------------------------------------------------------------------ hooks
 
-    def _record_error(self, what: str, port: SimPort, exc: Exception) -> None:
-        LOGGER.exception("%s failed on %s", what, port.name, exc_info=exc)
-        self.errors.append(exc)
-
     def _call_delete_hook(self, port: SimPort, index: int, pdu_hex: str) -> None:
         if self.on_delete is None:
             return
         try:
             self.on_delete(port, index, pdu_hex)
         except Exception as exc:  # a failing test assertion must not kill the modem
-            self._record_error("on_delete hook", port, exc)
+            LOGGER.exception("on_delete hook failed on %s", port.name)
+            self.errors.append(exc)
 
     def _call_command_hook(self, port: SimPort, line: str) -> None:
         if self.on_command is None:
@@ -246,7 +244,8 @@ class ModemSimulator:
         try:
             self.on_command(port, line)
         except Exception as exc:
-            self._record_error("on_command hook", port, exc)
+            LOGGER.exception("on_command hook failed on %s", port.name)
+            self.errors.append(exc)
 
     # ------------------------------------------------------------------ pty I/O
 
@@ -265,7 +264,8 @@ class ModemSimulator:
         try:
             answer = port.state.feed(data)
         except Exception as exc:
-            self._record_error("AT interpreter", port, exc)
+            LOGGER.exception("AT interpreter failed on %s", port.name)
+            self.errors.append(exc)
             return
         if answer:
             self.write(port, answer)
@@ -330,14 +330,14 @@ class ModemSimulator:
     def inject(
         self, port_index: int, sender: str, text: str, *, scts: datetime | None = None
     ) -> str:
-        """Receive an SMS on ``port_index``: store every part, send ``+CMTI``, log; return its id."""
+        """Receive an SMS on ``port_index``: store its parts, send ``+CMTI``, log; return its id."""
         if self._loop is None:
             raise RuntimeError("simulator not started")
         port = self.ports[port_index]
         when = scts if scts is not None else datetime.now(NETWORK_TZ).replace(microsecond=0)
         ref = port._concat_ref
         port._concat_ref = (ref + 1) % CONCAT_REF_SPACE
-        parts = encode_deliver(sender, text, scts=when, ref=ref)
+        parts = encode_deliver(sender, text, scts=when, smsc=SMSC_NUMBER, ref=ref)
         indices: list[int] = []
         for part in parts:
             slot = port.state.store_deliver(part)
@@ -423,7 +423,9 @@ def _replace_symlink(path: Path, target: str) -> None:
     os.replace(tmp, path)
 
 
-def write_numbers_csv(sim: ModemSimulator, path: Path | str, *, share: float = 0.5) -> list[SimPort]:
+def write_numbers_csv(
+    sim: ModemSimulator, path: Path | str, *, share: float = 0.5
+) -> list[SimPort]:
     """Write ``iccid,imsi,number`` rows for SIMs that store no number, return their ports.
 
     Only ports with index < ``ceil(share * n_ports)`` are covered, so the remaining

@@ -149,7 +149,7 @@ def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:  # a subclass of DecodeError: catch it first
         raise Rejected(Code.ERROR_PARAMS, f"schema: {exc}") from exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises the latter itself
         raise Rejected(Code.ERROR_PARAMS, f"invalid JSON: {exc}") from exc
 
 

@@ -277,7 +277,7 @@ class Onlinesim:
         self,
         predicate: Callable[[], bool],
         *,
-        timeout: float = WAIT_TIMEOUT_S,
+        timeout: float = WAIT_TIMEOUT_S,  # noqa: ASYNC109 - test-facing API; asyncio.timeout inside
         what: Callable[[], str] | None = None,
     ) -> None:
         """Return once ``predicate()`` holds, re-checking after every change.
@@ -298,7 +298,12 @@ class Onlinesim:
             wanted = "condition" if what is None else what()
             raise TimeoutError(f"onlinesim stub: {wanted} not met in {timeout} s") from exc
 
-    async def wait_for_messages(self, count: int, *, timeout: float = WAIT_TIMEOUT_S) -> None:
+    async def wait_for_messages(
+        self,
+        count: int,
+        *,
+        timeout: float = WAIT_TIMEOUT_S,  # noqa: ASYNC109 - test-facing API, see wait_until
+    ) -> None:
         """Wait until at least ``count`` messages were accepted."""
         await self.wait_until(
             lambda: len(self.messages) >= count,
@@ -307,7 +312,11 @@ class Onlinesim:
         )
 
     async def wait_for_requests(
-        self, count: int, endpoint: str | None = None, *, timeout: float = WAIT_TIMEOUT_S
+        self,
+        count: int,
+        endpoint: str | None = None,
+        *,
+        timeout: float = WAIT_TIMEOUT_S,  # noqa: ASYNC109 - test-facing API, see wait_until
     ) -> None:
         """Wait until at least ``count`` requests (to ``endpoint``, if given) were answered."""
 
@@ -319,4 +328,3 @@ class Onlinesim:
             timeout=timeout,
             what=lambda: f"{count} requests to {endpoint or 'any endpoint'} (have {seen()})",
         )
-

@@ -76,9 +76,7 @@ def _ckey(sim: str, sms: SmsDeliver) -> str | None:
     return f"{sim}|{sms.originator_toa}|{sms.originator}|{c.ref_bits}:{c.ref}|{c.total}"
 
 
-def _insert_message(
-    conn: sqlite3.Connection, part: PartIn, sms: SmsDeliver, text: str
-) -> int:
+def _insert_message(conn: sqlite3.Connection, part: PartIn, sms: SmsDeliver, text: str) -> int:
     cur = conn.execute(
         "INSERT INTO messages(sim, port, number, sender, text, sms_time, received_at, state)"
         " VALUES (?,?,?,?,?,?,?, 'pending')",

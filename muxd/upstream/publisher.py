@@ -23,6 +23,9 @@ LOGGER = logging.getLogger(__name__)
 DEBOUNCE = 2.0
 # After a failed publish, try again this soon (the reference's retry cadence for webhooks).
 RETRY_DELAY = 10.0
+# At start, ports take a few seconds to initialise: don't publish an empty list (which would
+# withdraw every number) before they had the chance; each port coming up triggers a publish.
+STARTUP_GRACE = 30.0
 
 
 def sellable_entries(ports: Iterable[PortInfo], *, rent: bool) -> list[NumberEntry]:
@@ -71,7 +74,7 @@ class NumbersPublisher:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        next_due = loop.time()
+        next_due = loop.time() + STARTUP_GRACE
         while True:
             wait = max(0.0, next_due - loop.time())
             try:

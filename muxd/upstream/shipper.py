@@ -28,7 +28,9 @@ NO_ENDPOINT = (404, 405)
 
 
 def to_item(msg: PendingMessage) -> MessageItem:
-    return MessageItem(date=str(msg.sms_time), number=msg.number, sender=msg.sender, message=msg.text)
+    return MessageItem(
+        date=str(msg.sms_time), number=msg.number, sender=msg.sender, message=msg.text
+    )
 
 
 class Shipper:

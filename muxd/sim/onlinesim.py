@@ -1,0 +1,374 @@
+"""A local stand-in for Onlinesim's Reseller API v2, served by aiohttp.
+
+muxd's end-to-end tests and ``muxd demo`` point muxd's v2 client at it. It is strict where
+/work/shared/reference/reseller-api.md documents the protocol (§2, §3, §7), so a muxd bug shows
+up as a rejected request in :attr:`Onlinesim.requests` and as a WARNING log line.
+
+Order of checks for every request (base URL = the server root):
+
+1. ``set_down(True)``: 503. 2. An injected fault (:meth:`Onlinesim.fail_next`) matching the
+endpoint: its status and body (before authentication, like a failing proxy). 3. A path outside
+``/api/resellers``: 404; an unknown method or path under it: 405 ``{"response":
+"REQUEST_NOT_FOUND"}`` (routing precedes authentication). 4. Authentication (§3): 401
+``ERROR_NO_KEY`` / ``ERROR_WRONG_KEY``. 5. ``disable_add_messages(True)``: addMessages answers
+404. 6. The endpoint: 400 with a ``text/html`` error code (§2.2), 413 for a body over
+:data:`MAX_BODY_BYTES`, or 200 ``{"response": 1, ...}``.
+
+Endpoints: ``GET /api/resellers`` (checkWork), ``POST .../sendNumbersOnline``, ``POST
+.../addNumber``, ``DELETE .../removeNumber?number=%2B...``, ``POST .../addMessage``, ``POST
+.../addMessages``. Field rules: :mod:`muxd.sim.onlinesim_model`; state and fault injection:
+:mod:`muxd.sim.onlinesim_state`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import zlib
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Final, NamedTuple
+
+import msgspec
+from aiohttp import hdrs, web
+
+from muxd.sim.onlinesim_model import (
+    Code,
+    Rejected,
+    TestMode,
+    decode_add_message,
+    decode_add_messages,
+    decode_add_number,
+    decode_send_numbers,
+    parse_remove_query,
+)
+from muxd.sim.onlinesim_state import (
+    ENDPOINTS,
+    WAIT_TIMEOUT_S,
+    AcceptedMessage,
+    Fault,
+    NumberEntry,
+    Onlinesim,
+    RequestRecord,
+)
+
+__all__ = [
+    "API_PREFIX",
+    "ENDPOINTS",
+    "MAX_BODY_BYTES",
+    "WAIT_TIMEOUT_S",
+    "AcceptedMessage",
+    "Code",
+    "NumberEntry",
+    "Onlinesim",
+    "RequestRecord",
+    "ServedStub",
+    "make_app",
+    "run_stub",
+    "serve",
+]
+
+LOGGER = logging.getLogger(__name__)
+
+API_PREFIX: Final = "/api/resellers"
+# Limit on a request body, before and after gzip decoding; a larger one is answered 413 (stub
+# choice: the spec names no limit, and muxd's batches are far smaller).
+MAX_BODY_BYTES: Final = 8 * 1024 * 1024
+# How long runner.cleanup() lets in-flight requests finish; the stub answers in microseconds.
+SHUTDOWN_TIMEOUT_S: Final = 2.0
+# The app decodes gzip itself (aiohttp's auto_decompress is off), to answer a corrupt body 400.
+CONTENT_ENCODINGS: Final[frozenset[str]] = frozenset({"identity", "gzip", "x-gzip"})
+GZIP_WBITS: Final = 16 + zlib.MAX_WBITS  # zlib: expect a gzip header and trailer
+JSON_CHARSETS: Final[frozenset[str]] = frozenset({"utf-8", "utf8"})
+# Errors of §2.3 are a JSON envelope; validation errors (§2.2) are a bare text/html code.
+_JSON_ERROR_STATUSES: Final[frozenset[int]] = frozenset(
+    {HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN, HTTPStatus.METHOD_NOT_ALLOWED}
+)
+
+_ENCODER = msgspec.json.Encoder()
+
+# A handler returns the JSON payload of its 200 answer and a summary for the log.
+_Reply = tuple[object, str]
+_Handler = Callable[[Onlinesim, web.Request], Awaitable[_Reply]]
+_OK: Final = {"response": 1}
+
+
+class ServedStub(NamedTuple):
+    """What :func:`serve` started; ``await runner.cleanup()`` stops it."""
+
+    runner: web.AppRunner
+    port: int
+
+
+# --- endpoints ----------------------------------------------------------------------------
+
+
+def _too_large(what: str) -> Rejected:
+    return Rejected(
+        Code.PAYLOAD_TOO_LARGE,
+        f"{what} over {MAX_BODY_BYTES} bytes",
+        status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    )
+
+
+def _gunzip(data: bytes) -> bytes:
+    """Undo ``Content-Encoding: gzip``; ERROR_PARAMS for a corrupt, truncated or padded body."""
+    decompressor = zlib.decompressobj(GZIP_WBITS)
+    try:
+        plain = decompressor.decompress(data, MAX_BODY_BYTES + 1)
+    except zlib.error as exc:
+        raise Rejected(Code.ERROR_PARAMS, f"body is not valid gzip: {exc}") from exc
+    if len(plain) > MAX_BODY_BYTES:
+        raise _too_large("gunzipped body")
+    if not decompressor.eof:
+        raise Rejected(Code.ERROR_PARAMS, "gzip body is truncated")
+    if decompressor.unused_data:
+        # stub choice: multi-member gzip is legal but no client of ours produces it
+        raise Rejected(Code.ERROR_PARAMS, "data after the end of the gzip stream")
+    return plain
+
+
+async def _read_json(request: web.Request) -> bytes:
+    """The JSON request body, gunzipped; ERROR_PARAMS unless it is labelled JSON."""
+    content_type = request.headers.get(hdrs.CONTENT_TYPE)
+    if content_type is None or request.content_type != "application/json":
+        raise Rejected(Code.ERROR_PARAMS, f"Content-Type {content_type!r} is not application/json")
+    charset = request.charset
+    if charset is not None and charset.lower() not in JSON_CHARSETS:
+        raise Rejected(Code.ERROR_PARAMS, f"charset {charset!r} is not utf-8")
+    encoding = request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower()
+    if encoding not in CONTENT_ENCODINGS:
+        raise Rejected(Code.ERROR_PARAMS, f"Content-Encoding {encoding!r} is not gzip")
+    try:
+        data = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise _too_large("body") from exc
+    return data if encoding == "identity" else _gunzip(data)
+
+
+def _test_reply(test: TestMode, request_payload: object) -> dict[str, object]:
+    """§7.1, stub choice for the unpublished shapes: test1 {"response":1}; test2 adds the echo."""
+    if test == "test1":
+        return dict(_OK)
+    return {"response": 1, "request": request_payload}
+
+
+async def _check_work(stub: Onlinesim, request: web.Request) -> _Reply:
+    stub.heartbeat()
+    return _OK, "heartbeat"
+
+
+async def _send_numbers_online(stub: Onlinesim, request: web.Request) -> _Reply:
+    body = await _read_json(request)
+    specs, test = decode_send_numbers(body, stub.clock())
+    if test is not None:
+        return _test_reply(test, msgspec.json.decode(body)), f"{test}: {len(specs)} numbers valid"
+    ids = stub.publish(specs)
+    removed = sum(1 for number_id in ids.values() if number_id is None)
+    return {"response": 1, "ids": ids}, f"{len(specs)} numbers listed, {removed} removed"
+
+
+async def _add_number(stub: Onlinesim, request: web.Request) -> _Reply:
+    body = await _read_json(request)
+    spec, test = decode_add_number(body, stub.clock())
+    stub.check_add_number(spec)
+    if test is not None:
+        return _test_reply(test, msgspec.json.decode(body)), f"{test}: {spec.number} valid"
+    number_id = stub.add_number(spec)
+    return {"response": 1, "ids": {spec.number: number_id}}, f"added {spec.number} ({number_id})"
+
+
+async def _remove_number(stub: Onlinesim, request: web.Request) -> _Reply:
+    number, test = parse_remove_query(request.query.items())
+    stub.check_remove_number(number)
+    if test is not None:
+        echo = {key: value for key, value in request.query.items() if key != "apikey"}
+        return _test_reply(test, echo), f"{test}: removing {number} is valid"
+    stub.remove_number(number)
+    return _OK, f"removed {number}"
+
+
+async def _add_message(stub: Onlinesim, request: web.Request) -> _Reply:
+    body = await _read_json(request)
+    spec, test = decode_add_message(body, stub.clock())
+    stub.resolve(spec)
+    if test is not None:
+        return _test_reply(test, msgspec.json.decode(body)), f"{test}: message valid"
+    stub.accept_messages([spec], "addMessage")
+    return _OK, f"1 message to {spec.number}"
+
+
+async def _add_messages(stub: Onlinesim, request: web.Request) -> _Reply:
+    body = await _read_json(request)
+    specs, test = decode_add_messages(body, stub.clock())
+    for spec in specs:  # atomic: one unlisted number rejects the whole batch (stub choice)
+        stub.resolve(spec)
+    if test is not None:
+        return _test_reply(test, msgspec.json.decode(body)), f"{test}: {len(specs)} valid"
+    count = stub.accept_messages(specs, "addMessages")
+    return _OK, f"{count} messages"
+
+
+_ROUTES: Final[dict[tuple[str, str], tuple[str, _Handler]]] = {
+    (hdrs.METH_GET, API_PREFIX): ("checkWork", _check_work),
+    (hdrs.METH_POST, f"{API_PREFIX}/sendNumbersOnline"): (
+        "sendNumbersOnline",
+        _send_numbers_online,
+    ),
+    (hdrs.METH_POST, f"{API_PREFIX}/addNumber"): ("addNumber", _add_number),
+    (hdrs.METH_DELETE, f"{API_PREFIX}/removeNumber"): ("removeNumber", _remove_number),
+    (hdrs.METH_POST, f"{API_PREFIX}/addMessage"): ("addMessage", _add_message),
+    (hdrs.METH_POST, f"{API_PREFIX}/addMessages"): ("addMessages", _add_messages),
+}
+assert {name for name, _ in _ROUTES.values()} == ENDPOINTS
+
+
+# --- dispatch -----------------------------------------------------------------------------
+
+
+def _check_auth(stub: Onlinesim, request: web.Request) -> None:
+    """§3: ``Authorization: Bearer <key>`` or ``?apikey=<key>``; every key given must match."""
+    supplied: list[str] = []
+    header = request.headers.get(hdrs.AUTHORIZATION)
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Rejected(Code.ERROR_WRONG_KEY, "Authorization is not 'Bearer <key>'", status=401)
+        supplied.append(token)
+    supplied.extend(request.query.getall("apikey", []))
+    if not supplied:
+        raise Rejected(Code.ERROR_NO_KEY, "no Authorization header, no apikey", status=401)
+    expected = stub.api_key.encode()
+    for key in supplied:
+        if not hmac.compare_digest(key.encode(), expected):
+            raise Rejected(Code.ERROR_WRONG_KEY, "the API key does not match", status=401)
+
+
+def _text(status: int, text: str, content_type: str = "text/plain") -> web.Response:
+    return web.Response(status=status, text=text, content_type=content_type)
+
+
+def _json(payload: object, status: int = HTTPStatus.OK) -> web.Response:
+    return web.Response(
+        status=status, body=_ENCODER.encode(payload), content_type="application/json"
+    )
+
+
+def _rejection(exc: Rejected) -> web.Response:
+    if exc.status in _JSON_ERROR_STATUSES:
+        return _json({"response": exc.code}, exc.status)
+    return _text(exc.status, exc.code, "text/html")
+
+
+def _fault_response(fault: Fault) -> web.Response:
+    return _text(fault.status, fault.body, fault.content_type)
+
+
+async def _process(
+    stub: Onlinesim, request: web.Request, route: tuple[str, _Handler] | None
+) -> tuple[web.Response, str, str]:
+    """Steps 3..6 of the module docstring: (response, reason, detail)."""
+    path = request.path
+    try:
+        if route is None:
+            if path == API_PREFIX or path.startswith(f"{API_PREFIX}/"):
+                raise Rejected(
+                    Code.REQUEST_NOT_FOUND, f"no endpoint {request.method} {path}", status=405
+                )
+            return _text(HTTPStatus.NOT_FOUND, "Not Found"), "not found", f"{path} is no API"
+        _check_auth(stub, request)
+        name, handler = route
+        if name == "addMessages" and stub.add_messages_disabled:
+            return _text(HTTPStatus.NOT_FOUND, "Not Found"), "disabled", "addMessages disabled"
+        payload, summary = await handler(stub, request)
+    except Rejected as exc:
+        return _rejection(exc), exc.code.value, exc.detail
+    return _json(payload), "OK", summary
+
+
+async def _answer(stub: Onlinesim, request: web.Request) -> web.Response:
+    route = _ROUTES.get((request.method, request.path))
+    endpoint = None if route is None else route[0]
+    fault = None if stub.down else stub.take_fault(endpoint)
+    if stub.down:
+        response = _text(HTTPStatus.SERVICE_UNAVAILABLE, "Service Unavailable")
+        reason, detail = "down", "set_down(True)"
+    elif fault is not None and not fault.processed:
+        response, reason, detail = _fault_response(fault), "fault", f"injected {fault.status}"
+    else:
+        response, reason, detail = await _process(stub, request, route)
+        if fault is not None:  # processed: the request took effect, its answer is "lost"
+            detail = f"injected {fault.status} after {reason}: {detail}"
+            response, reason = _fault_response(fault), "fault"
+    record = RequestRecord(
+        method=request.method,
+        path=request.path,
+        endpoint=endpoint,
+        status=response.status,
+        reason=reason,
+        detail=detail,
+        at=stub.clock(),
+    )
+    stub.record(record)
+    level = logging.WARNING if reason not in ("OK", "fault", "down", "disabled") else logging.INFO
+    LOGGER.log(
+        level,
+        "onlinesim stub: %s %s -> %d %s: %s",
+        request.method,
+        request.path,
+        response.status,
+        reason,
+        detail,
+    )
+    return response
+
+
+def make_app(stub: Onlinesim) -> web.Application:
+    """An aiohttp application serving ``stub`` at its root."""
+
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        return await _answer(stub, request)
+
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        # gzip is undone in _read_json so that a corrupt body is a clean 400, not a 500
+        handler_args={"auto_decompress": False},
+    )
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    return app
+
+
+async def serve(stub: Onlinesim, host: str, port: int) -> ServedStub:
+    """Start serving ``stub`` on ``host:port`` (0: a free port); returns (runner, bound port)."""
+    runner = web.AppRunner(make_app(stub), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound: int = runner.addresses[0][1]
+    return ServedStub(runner, bound)
+
+
+async def run_stub(
+    host: str,
+    port: int,
+    api_key: str,
+    *,
+    on_ready: Callable[[Onlinesim, int], None] | None = None,
+) -> None:
+    """Serve a fresh stand-in until cancelled; every request is logged (accepted ones at INFO).
+
+    ``on_ready(stub, bound_port)`` is called once the socket listens.
+    """
+    stub = Onlinesim(api_key)
+    runner, bound = await serve(stub, host, port)
+    try:
+        LOGGER.info("onlinesim stub: Reseller API v2 at http://%s:%d%s", host, bound, API_PREFIX)
+        if on_ready is not None:
+            on_ready(stub, bound)
+        await asyncio.Event().wait()  # until cancelled
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,217 @@
+"""GSM 7-bit alphabet, packing and national language shift tables (23.038)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pdu_build import deliver_hex, pack
+
+from muxd.pdu import SmsDeliver, decode_pdu, encode_deliver, reassemble
+from muxd.pdu.gsm7 import (
+    DEFAULT_EXTENSION,
+    DEFAULT_LOCKING,
+    decode_septets,
+    encode_chars,
+    is_gsm7,
+    pack_septets,
+    septet_count,
+    unpack_septets,
+)
+from muxd.pdu.national import LANGUAGES, _LOCKING, _SHIFT, locking_table, single_shift_table
+
+#: 23.038 §6.2.1, row by row (0x1B is the escape).
+DEFAULT_ROWS = [
+    "@£$¥èéùìòÇ\nØø\rÅå",
+    "Δ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ",
+    " !\"#¤%&'()*+,-./",
+    "0123456789:;<=>?",
+    "¡ABCDEFGHIJKLMNO",
+    "PQRSTUVWXYZÄÖÑÜ§",
+    "¿abcdefghijklmno",
+    "pqrstuvwxyzäöñüà",
+]
+EXTENSION = {0x0A: "\f", 0x14: "^", 0x28: "{", 0x29: "}", 0x2F: "\\", 0x3C: "[", 0x3D: "~"}
+EXTENSION |= {0x3E: "]", 0x40: "|", 0x65: "€"}
+
+
+def d(pdu: str) -> SmsDeliver:
+    sms = decode_pdu(pdu)
+    assert isinstance(sms, SmsDeliver)
+    return sms
+
+
+@pytest.mark.parametrize(
+    ("code", "char"),
+    [(0x00, "@"), (0x5F, "§"), (0x40, "¡"), (0x60, "¿"), (0x24, "¤"), (0x11, "_"), (0x02, "$")]
+    + [(0x09, "Ç"), (0x1F, "É"), (0x7F, "à"), (0x10, "Δ"), (0x0B, "Ø"), (0x1E, "ß")],
+)
+def test_traps(code: int, char: str) -> None:
+    assert DEFAULT_LOCKING[code] == char
+    assert decode_septets(bytes([code])) == char
+
+
+def test_default_alphabet_matches_23038_exactly() -> None:
+    table = "".join(DEFAULT_ROWS)
+    for code, char in enumerate(table):
+        if code != 0x1B:
+            assert DEFAULT_LOCKING[code] == char, hex(code)
+    assert {i: c for i, c in enumerate(DEFAULT_EXTENSION) if c is not None} == EXTENSION
+
+
+def test_every_character_round_trips() -> None:
+    chars = [c for i, c in enumerate("".join(DEFAULT_ROWS)) if i != 0x1B] + list(EXTENSION.values())
+    text = "".join(chars)
+    assert is_gsm7(text)
+    septets = bytes(s for pair in encode_chars(text) for s in pair)
+    assert len(septets) == septet_count(text) == 127 + 2 * len(EXTENSION)
+    assert decode_septets(septets) == text
+
+
+def test_escape_edge_cases() -> None:
+    assert decode_septets(b"a\x1b") == "a"  # trailing escape: half of a split pair
+    assert decode_septets(b"\x1b\x1bx") == " x"  # ESC ESC: reserved -> space
+    assert decode_septets(b"\x1ba") == "a"  # undefined extension code -> main table
+    assert decode_septets(b"\x1b\x0d") == "\r"  # CR2 -> CR
+    assert decode_septets(b"\x1b\x65\x1b\x3c") == "€["
+
+
+def test_not_gsm7() -> None:
+    assert not is_gsm7("привет")
+    assert not is_gsm7("ç")  # only capital Ç is in the alphabet
+    assert not is_gsm7("`")
+
+
+def test_known_packing() -> None:
+    assert pack_septets(b"hellohello").hex().upper() == "E8329BFD4697D9EC37"
+    assert unpack_septets(bytes.fromhex("E8329BFD4697D9EC37"), 10) == b"hellohello"
+    # 8 septets fill 7 octets exactly; the eighth is not an implicit "@".
+    assert len(pack_septets(b"abcdefgh")) == 7
+    assert unpack_septets(pack_septets(b"abcdefg"), 7) == b"abcdefg"
+
+
+@given(st.lists(st.integers(0, 127), max_size=200), st.integers(0, 10))
+def test_pack_matches_reference_packer(septets: list[int], hdr_len: int) -> None:
+    hdr = bytes(range(1, hdr_len + 1))
+    hdr_septets = (hdr_len * 8 + 6) // 7
+    assert pack_septets(septets, hdr, hdr_septets) == pack(septets, hdr, hdr_septets)
+    packed = pack(septets, hdr, hdr_septets)
+    assert unpack_septets(packed, hdr_septets + len(septets), hdr_septets) == bytes(septets)
+
+
+def test_all_national_tables_have_128_entries_and_an_escape() -> None:
+    assert set(_LOCKING) == set(LANGUAGES) - {2}  # Spanish has no locking table
+    assert set(_SHIFT) == set(LANGUAGES)
+    for lang in LANGUAGES:
+        assert len(locking_table(lang)) == 128
+        assert len(single_shift_table(lang)) == 128
+        assert single_shift_table(lang)[0x1B] is None
+    for table in _LOCKING.values():
+        assert len(table) == 128
+        assert table[0x1B] == "\uffff"
+        assert table[0x0A] == "\n"
+        assert table[0x0D] == "\r"
+    assert locking_table(2) is DEFAULT_LOCKING
+    assert locking_table(99) is DEFAULT_LOCKING
+    assert single_shift_table(0) is DEFAULT_EXTENSION
+
+
+@pytest.mark.parametrize(
+    ("lang", "code", "char"),
+    [
+        (1, 0x07, "ı"),
+        (1, 0x0B, "Ğ"),
+        (1, 0x40, "İ"),
+        (1, 0x60, "ç"),
+        (1, 0x04, "€"),
+        (3, 0x04, "ê"),
+        (3, 0x10, "Δ"),
+        (3, 0x12, "ª"),
+        (3, 0x14, "À"),
+        (3, 0x60, "~"),
+        (13, 0x00, "ا"),
+        (13, 0x03, "ٻ"),
+        (13, 0x7F, "\u0670"),
+        (6, 0x15, "क"),
+    ],
+)
+def test_locking_entries(lang: int, code: int, char: str) -> None:
+    assert locking_table(lang)[code] == char
+
+
+@pytest.mark.parametrize(
+    ("lang", "code", "char"),
+    [
+        (1, 0x47, "Ğ"),
+        (1, 0x49, "İ"),
+        (1, 0x63, "ç"),
+        (1, 0x65, "€"),
+        (2, 0x09, "ç"),
+        (2, 0x41, "Á"),
+        (2, 0x75, "ú"),
+        (3, 0x05, "ê"),
+        (3, 0x12, "Φ"),
+        (3, 0x7F, "â"),
+        (13, 0x2B, "؏"),
+        (13, 0x28, "{"),
+        (13, 0x41, "A"),
+        (11, 0x24, "\u0bee"),  # corrected typo of 23.038 V9.1.1
+        (12, 0x22, "\u0c6c"),
+    ],
+)
+def test_single_shift_entries(lang: int, code: int, char: str) -> None:
+    assert single_shift_table(lang)[code] == char
+
+
+def test_38_urdu_locking_shift() -> None:
+    pdu = deliver_hex(udh=bytes([0x25, 0x01, 13]), septets=b"hello \x03")
+    sms = d(pdu)
+    assert sms.text == "hello ٻ"
+    assert sms.user_data == b"hello \x03"
+
+
+def test_38_urdu_single_shift() -> None:
+    pdu = deliver_hex(udh=bytes([0x24, 0x01, 13]), septets=b"hello \x1b\x2b")
+    assert d(pdu).text == "hello ؏"
+
+
+def test_locking_and_single_shift_together() -> None:
+    udh = bytes([0x25, 0x01, 1, 0x24, 0x01, 2])  # Turkish locking + Spanish single shift
+    pdu = deliver_hex(udh=udh, septets=b"\x07\x1b\x09\x1b\x65")
+    assert d(pdu).text == "ıç€"
+
+
+def test_undefined_single_shift_code_falls_back_to_locking_table() -> None:
+    pdu = deliver_hex(udh=bytes([0x25, 0x01, 13, 0x24, 0x01, 13]), septets=b"\x1b\x03\x1b\x5c")
+    # 0x03 is ¥ in the Urdu single shift table; 0x5C is undefined there -> Urdu locking 0x5C
+    assert d(pdu).text == "¥\u064d"
+
+
+def test_unknown_language_uses_default_tables() -> None:
+    pdu = deliver_hex(udh=bytes([0x25, 0x01, 0x55, 0x24, 0x01, 0x66]), septets=b"\x00\x1b\x65")
+    assert d(pdu).text == "@€"
+
+
+def test_reassembly_uses_shift_tables_of_first_part() -> None:
+    udh1 = bytes([0x00, 0x03, 0x07, 0x02, 0x01, 0x25, 0x01, 13])
+    udh2 = bytes([0x00, 0x03, 0x07, 0x02, 0x02])
+    p1 = d(deliver_hex(udh=udh1, septets=b"\x00\x02\x1b"))
+    p2 = d(deliver_hex(udh=udh2, septets=b"\x2b\x03"))
+    # The escape at the end of part 1 pairs with 0x2B at the start of part 2.
+    # 0x2B is undefined in the default extension table -> Urdu locking 0x2B (ز).
+    assert reassemble([p1, p2]) == "ابزٻ"
+
+
+def test_escape_split_across_parts_joins() -> None:
+    parts = [
+        d(deliver_hex(udh=bytes([0, 3, 9, 2, 1]), septets=b"price \x1b")),
+        d(deliver_hex(udh=bytes([0, 3, 9, 2, 2]), septets=b"\x655")),
+    ]
+    assert parts[0].text == "price "
+    assert reassemble(parts) == "price €5"
+
+
+def test_encoder_uses_default_alphabet_for_gsm_text() -> None:
+    (pdu,) = encode_deliver("+1", "§¿@", scts=d(deliver_hex()).scts)
+    sms = d(pdu.hex)
+    assert sms.user_data == bytes([0x5F, 0x60, 0x00])
