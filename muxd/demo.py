@@ -18,6 +18,8 @@ DEMO_KEY = "demo-key"
 SUMMARY_INTERVAL = 1.0
 # Give the daemon this long at the end to forward what is still in flight.
 DRAIN_TIMEOUT = 15.0
+# Ports initialise and their numbers get published within seconds; don't wait forever.
+READY_TIMEOUT = 60.0
 
 
 def demo_config(workdir: Path, stand_in_port: int) -> Config:
@@ -74,6 +76,10 @@ async def run_demo(*, ports: int, duration: float | None, rate: float) -> None:
             print(f"  modems        {workdir / 'dev'}/port000 … ({ports} ports)")
             print(f"  ground truth  {workdir / 'injected.jsonl'}")
             print("Ctrl-C stops." if duration is None else f"Running for {duration:g} s.")
+            # Start the load once every port's number is on sale (the stand-in, like Onlinesim,
+            # refuses SMS for numbers it has not been told about).
+            with contextlib.suppress(TimeoutError):
+                await stub.wait_until(lambda: len(stub.numbers) >= ports, timeout=READY_TIMEOUT)
             load_task = asyncio.create_task(sim.run_load(rate, duration=duration), name="load")
             injected_total = 0
             while not load_task.done():

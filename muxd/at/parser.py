@@ -130,7 +130,7 @@ class AtParser:
                 out.append(item)
             else:
                 self._raw_line(item, out)
-        if self._command is not None and self._lines.take_prompt(out):
+        while self._command is not None and self._lines.take_prompt(out):
             self._flush_header(out)
             out.append(_PROMPT)
         return out

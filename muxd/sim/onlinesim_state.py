@@ -277,7 +277,7 @@ class Onlinesim:
         self,
         predicate: Callable[[], bool],
         *,
-        timeout: float = WAIT_TIMEOUT_S,  # noqa: ASYNC109 - test-facing API; asyncio.timeout inside
+        timeout: float = WAIT_TIMEOUT_S,
         what: Callable[[], str] | None = None,
     ) -> None:
         """Return once ``predicate()`` holds, re-checking after every change.
@@ -302,7 +302,7 @@ class Onlinesim:
         self,
         count: int,
         *,
-        timeout: float = WAIT_TIMEOUT_S,  # noqa: ASYNC109 - test-facing API, see wait_until
+        timeout: float = WAIT_TIMEOUT_S,
     ) -> None:
         """Wait until at least ``count`` messages were accepted."""
         await self.wait_until(
@@ -316,7 +316,7 @@ class Onlinesim:
         count: int,
         endpoint: str | None = None,
         *,
-        timeout: float = WAIT_TIMEOUT_S,  # noqa: ASYNC109 - test-facing API, see wait_until
+        timeout: float = WAIT_TIMEOUT_S,
     ) -> None:
         """Wait until at least ``count`` requests (to ``endpoint``, if given) were answered."""
 

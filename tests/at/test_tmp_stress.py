@@ -71,7 +71,7 @@ def _check_events(events: list[Event]) -> None:
             assert event.data or event.reason == "incomplete response"
 
 
-@settings(max_examples=4000, deadline=None)
+@settings(max_examples=6000, deadline=None)
 @given(
     max_line=st.integers(1, 80),
     segments=st.lists(st.tuples(ops, st.one_of(st.binary(max_size=100), token_soup))),
@@ -89,7 +89,7 @@ def test_arbitrary_bytes_never_raise_and_stay_bounded(
         assert 0 <= parser.buffered <= max_line
 
 
-@settings(max_examples=4000, deadline=None)
+@settings(max_examples=6000, deadline=None)
 @given(data=st.binary(max_size=2000), cut=st.lists(st.integers(0, 2000), max_size=30))
 def test_arbitrary_bytes_with_a_command_in_flight(data: bytes, cut: list[int]) -> None:
     parser = AtParser(max_line=64)
@@ -117,7 +117,7 @@ def test_scenarios_are_chunking_invariant(name: str, data: st.DataObject) -> Non
         assert garbage_bytes(events) == garbage_bytes(want)
 
 
-@settings(max_examples=4000, deadline=None)
+@settings(max_examples=6000, deadline=None)
 @given(
     segments=st.lists(st.tuples(ops, token_soup), max_size=6),
     data=st.data(),
