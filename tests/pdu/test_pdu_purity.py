@@ -1,0 +1,34 @@
+"""muxd.pdu is sans-I/O: importing it pulls in no event loop, serial or HTTP stack."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+FORBIDDEN = ("asyncio", "serial", "serial_asyncio_fast", "aiohttp", "uvloop", "logging", "socket")
+
+
+def test_import_pulls_in_no_io_modules() -> None:
+    code = (
+        "import sys\n"
+        "import muxd.pdu\n"
+        f"bad = [m for m in {FORBIDDEN!r} if m in sys.modules]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
+    )
+    assert out.stdout.strip() == ""
+
+
+def test_no_io_imports_in_source() -> None:
+    import pathlib
+
+    import muxd.pdu
+
+    root = pathlib.Path(muxd.pdu.__file__).parent
+    for path in root.glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        for name in ("asyncio", "serial", "aiohttp", "logging", "time", "socket", "threading"):
+            assert f"import {name}" not in source, (path.name, name)
+            assert f"from {name}" not in source, (path.name, name)
