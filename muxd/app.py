@@ -29,6 +29,8 @@ LOGGER = logging.getLogger(__name__)
 
 # Upstream connection pool: one box talks to one Onlinesim endpoint.
 UPSTREAM_CONNECTIONS = 8
+# The event-loop lag probe: a 1 s timer whose lateness is exported.
+LAG_PROBE_INTERVAL = 1.0
 
 
 class Daemon:
@@ -72,10 +74,22 @@ class Daemon:
 
     def _on_delivered(self, batch: list[PendingMessage], when: float) -> None:
         self.metrics.sms_forwarded.inc(len(batch))
+        self.metrics.batch_size.observe(len(batch))
         self.forwarded += len(batch)
         self._progress.set()
         for msg in batch:
             self.metrics.delivery_seconds.observe(max(0.0, when - msg.received_at))
+
+    def _on_published(self, listed: int) -> None:
+        self.metrics.numbers_published.inc()
+        self.metrics.numbers_listed.set(listed)
+
+    async def _watch_loop_lag(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(LAG_PROBE_INTERVAL)
+            self.metrics.loop_lag.set(max(0.0, loop.time() - started - LAG_PROBE_INTERVAL))
 
     async def wait_forwarded(self, count: int) -> None:
         """Return once ``count`` SMS were acknowledged and marked delivered (tests, demo)."""
@@ -122,6 +136,7 @@ class Daemon:
                     rescan_interval=cfg.modems.rescan_interval,
                 )
                 self.metrics.registry.register(FleetCollector(self.ports, self._live_counts))
+                self.metrics.backlog.set_function(lambda: journal.backlog)
                 publisher = NumbersPublisher(
                     client,
                     self.ports,
@@ -129,7 +144,7 @@ class Daemon:
                     interval=cfg.upstream.numbers_interval,
                     rent=cfg.upstream.rent,
                     save_ids=journal.save_number_ids,
-                    on_published=lambda _n: self.metrics.numbers_published.inc(),
+                    on_published=self._on_published,
                 )
                 shipper = Shipper(
                     journal,
@@ -153,6 +168,7 @@ class Daemon:
                         tg.create_task(fleet.run(), name="fleet")
                         tg.create_task(publisher.run(), name="publisher")
                         tg.create_task(shipper.run(), name="shipper")
+                        tg.create_task(self._watch_loop_lag(), name="loop-lag")
                         self.ready.set()
                 finally:
                     await runner.cleanup()

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from muxd import __version__
 from muxd.modem.port import PortInfo, PortStatus
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -63,6 +64,25 @@ class Metrics:
         self.numbers_published = Counter(
             "muxd_numbers_published_total", "Successful number-list publications", registry=r
         )
+        self.numbers_listed = Gauge(
+            "muxd_numbers_listed", "Numbers in the last successful publication", registry=r
+        )
+        self.batch_size = Histogram(
+            "muxd_upstream_batch_size",
+            "SMS per upstream delivery request",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+            registry=r,
+        )
+        self.backlog = Gauge(
+            "muxd_journal_backlog_messages",
+            "Messages journaled but not yet acknowledged by the upstream",
+            registry=r,
+        )
+        self.loop_lag = Gauge(
+            "muxd_event_loop_lag_seconds", "How late the event loop ran a 1 s timer", registry=r
+        )
+        self.build_info = Gauge("muxd_build_info", "muxd version", ["version"], registry=r)
+        self.build_info.labels(__version__).set(1)
 
     def observe_upstream(self, endpoint: str, result: str, seconds: float) -> None:
         self.upstream_requests.labels(endpoint, result).inc()

@@ -58,8 +58,12 @@ async def test_fifty_sms_arrive_exactly_once(tmp_path: Path) -> None:
             conn.close()
         return row is not None
 
+    all_deleted = asyncio.Event()
+
     def on_delete(port: SimPort, index: int, pdu_hex: str) -> None:
         deletes.append((port.name, index, committed(pdu_hex)))
+        if len(deletes) >= SMS:
+            all_deleted.set()
 
     task: asyncio.Task[None] | None = None
     try:
@@ -86,6 +90,8 @@ async def test_fifty_sms_arrive_exactly_once(tmp_path: Path) -> None:
             got = Counter((m.number, m.from_, m.message) for m in stub.messages)
             assert got == expected
             assert stub.duplicates == 0
+            # AT+CMGD follows the commit, so it may still be on its way when the SMS arrives.
+            await asyncio.wait_for(all_deleted.wait(), DELIVERY_TIMEOUT)
             assert len(deletes) == SMS
             assert all(ok for _, _, ok in deletes), [d for d in deletes if not d[2]]
             assert all(port.state.used == 0 for port in sim.ports)

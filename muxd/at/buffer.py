@@ -1,33 +1,38 @@
 """Bounded line splitting and byte hygiene for the AT parser (sans-I/O).
 
-Lines end with CR, LF or any run of them (CRLF, the bare CR after an echo, the blank lines of
-Huawei E1752), so a terminator is one match of ``[\\r\\n]+`` and empty lines never surface.
-The search resumes where the previous one stopped: feeding one byte at a time stays O(n).
+Lines end with CR, LF or CRLF (modems mix them: the echo often ends with a bare CR, Huawei
+E1752 adds blank lines); empty lines never surface. Only new bytes are searched for a
+terminator, so feeding one byte at a time stays O(n).
 """
 
 from __future__ import annotations
 
-import re
-
 from muxd.at.events import CONTROL_BYTES, INVALID_UTF8, LINE_TOO_LONG, Event, Garbage
 
-_TERMINATOR = re.compile(rb"[\r\n]+")
+_TERMINATORS = b"\r\n"
 
 # Bytes a line may contain: printable ASCII, TAB, Ctrl-Z and ESC (they end or cancel a PDU
 # typed after the "> " prompt and come back in its echo), and the bytes that can occur in
 # UTF-8 (continuation bytes 0x80-0xBF, lead bytes 0xC2-0xF4). Everything else (NUL, 0xFF,
 # other C0 controls, DEL, bytes that never occur in UTF-8) is junk and gets stripped.
-_ALLOWED = (
+ALLOWED = (
     bytes(range(0x20, 0x7F)) + b"\t\x1a\x1b" + bytes(range(0x80, 0xC0)) + bytes(range(0xC2, 0xF5))
 )
-JUNK = bytes(b for b in range(256) if b not in _ALLOWED and b not in b"\r\n")
+JUNK = bytes(b for b in range(256) if b not in ALLOWED and b not in b"\r\n")
 _HEX = b"0123456789ABCDEFabcdef"
 _SPACE = b" \t"
 
 
+def _first_terminator(data: bytes) -> int:
+    """Index of the first CR or LF in ``data``, or -1."""
+    cr = data.find(b"\r")
+    lf = data.find(b"\n", 0, cr) if cr >= 0 else data.find(b"\n")
+    return lf if lf >= 0 else cr
+
+
 def clean(raw: bytes | bytearray, garbage: list[Event]) -> bytes | bytearray:
     """``raw`` without junk bytes and surrounding whitespace; a Garbage per repair."""
-    junk = raw.translate(None, _ALLOWED)
+    junk = raw.translate(None, ALLOWED)
     if junk:
         garbage.append(Garbage(bytes(junk), CONTROL_BYTES))
         raw = raw.translate(None, JUNK)
@@ -69,34 +74,54 @@ class LineBuffer:
     def __len__(self) -> int:
         return len(self._buf)
 
-    def push(self, data: bytes) -> list[bytearray | Garbage]:
+    def append_partial(self, data: bytes) -> bool:
+        """Fast path: append ``data`` if it completes no line and keeps the line within
+        ``max_line``; return False (and append nothing) if :meth:`push` is needed."""
+        buf = self._buf
+        if (
+            self._discarding
+            or len(buf) + len(data) > self._max_line
+            or b"\r" in data
+            or b"\n" in data
+        ):
+            return False
+        buf += data
+        return True
+
+    def push(self, data: bytes) -> list[bytes | bytearray | Garbage]:
         """Append ``data``; return the complete non-empty raw lines and overflow Garbage."""
-        out: list[bytearray | Garbage] = []
+        out: list[bytes | bytearray | Garbage] = []
         if self._discarding:
-            match = _TERMINATOR.search(data)
-            if match is None:
+            cut = _first_terminator(data)
+            if cut < 0:
                 if data:
                     out.append(Garbage(bytes(data), LINE_TOO_LONG))
                 return out
-            if match.start():
-                out.append(Garbage(bytes(data[: match.start()]), LINE_TOO_LONG))
+            if cut:
+                out.append(Garbage(bytes(data[:cut]), LINE_TOO_LONG))
             self._discarding = False
-            data = data[match.end() :]
+            data = data[cut + 1 :]
         buf = self._buf
-        # The buffer never holds a terminator between calls: search only the new bytes.
-        search_from = len(buf)
-        buf += data
-        start = 0
         max_line = self._max_line
-        for match in _TERMINATOR.finditer(buf, search_from):
-            end = match.start()
-            if end - start > max_line:
-                out.append(Garbage(bytes(buf[start:end]), LINE_TOO_LONG))
-            elif end > start:
-                out.append(buf[start:end])
-            start = match.end()
-        if start:
-            del buf[:start]
+        # The buffer never holds a terminator between calls: only the new bytes need a look.
+        if b"\r" not in data and b"\n" not in data:
+            buf += data
+        else:
+            work: bytes | bytearray = data
+            if buf:
+                buf += data
+                work = buf
+            lines = work.splitlines()  # bytes.splitlines() splits at \r, \n and \r\n only
+            rest = b"" if work[-1] in _TERMINATORS else lines.pop()
+            if len(work) > max_line and max(map(len, lines)) > max_line:
+                out.extend(
+                    Garbage(bytes(line), LINE_TOO_LONG) if len(line) > max_line else line
+                    for line in lines
+                    if line
+                )
+            else:
+                out.extend(filter(None, lines))
+            self._buf = buf = bytearray(rest)
             self._lead = 0
         if len(buf) > max_line:
             out.append(Garbage(bytes(buf), LINE_TOO_LONG))

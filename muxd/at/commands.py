@@ -12,6 +12,7 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
 import re
 
 import msgspec
@@ -60,6 +61,7 @@ _EXTENDED = re.compile(r"\s*AT([+^#$%!*][A-Z0-9]+)(=\?|\?)?", re.IGNORECASE)
 _ASYNC_ANSWER = frozenset({"+CUSD"})
 
 
+@functools.lru_cache(maxsize=1024)
 def expected_prefix(command: str) -> str | None:
     """The prefix of the information lines answering ``command``, upper-cased.
 

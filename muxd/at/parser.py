@@ -7,15 +7,17 @@ Routing of one line (stripped; empty lines are skipped):
 
 With a command in flight
   1. a line starting with ``>`` is the ``AT+CMGS`` prompt -> Prompt (the rest of the line,
-     e.g. the echoed PDU, is routed on its own);
-  2. the command line itself -> Echo;
+     e.g. the echoed PDU, is routed on its own). The prompt has no line end, so this is also
+     checked on the unfinished line at the end of every ``feed()``;
+  2. the command line itself (compared case-insensitively) -> Echo;
   3. a final result code -> Final; the command is over (lines are URCs again);
   4. the command's expected prefix (``AT+CMGR=3`` -> ``+CMGR``) -> Info, unless it is an SMS
      URC (``+CMTI``, ``+CMT``, ``+CDS``, ``+CDSI``, ``+CBM``);
   5. a known URC name (:data:`muxd.at.urc.URC_NAMES`) -> Urc;
   6. anything else (``867530021234567`` for ``AT+CGSN``, ``+CCID: ...``) -> Info.
 
-With no command in flight every line is a Urc (``NO CARRIER``, a stray ``OK``, junk included).
+With no command in flight every line is a Urc (``NO CARRIER``, a stray ``OK``, junk included);
+a ``>`` is no prompt then.
 
 Two-line forms: a ``+CMGR:`` / ``+CMGL:`` Info or a ``+CMT:`` / ``+CDS:`` / ``+CBM:`` Urc
 header waits for the next line; if it is hex it becomes the ``pdu``. URCs (known names) that
@@ -27,7 +29,7 @@ Garbage("expected pdu"). A header announcing length 0 (``+CMGR: 0,,0``) does not
 
 from __future__ import annotations
 
-from muxd.at.buffer import LineBuffer, clean, decode, is_hex
+from muxd.at.buffer import ALLOWED, LineBuffer, clean, decode, is_hex
 from muxd.at.commands import expected_prefix
 from muxd.at.events import (
     EXPECTED_PDU,
@@ -120,17 +122,19 @@ class AtParser:
 
     def feed(self, data: bytes) -> list[Event]:
         """Parse ``data``; return the events it completed (possibly none). Never raises."""
+        lines = self._lines
         out: list[Event] = self._queued
         if out:
             self._queued = []
         else:
             out = []
-        for item in self._lines.push(data):
-            if isinstance(item, Garbage):
-                out.append(item)
-            else:
-                self._raw_line(item, out)
-        while self._command is not None and self._lines.take_prompt(out):
+        if not lines.append_partial(data):
+            for item in lines.push(data):
+                if isinstance(item, Garbage):
+                    out.append(item)
+                else:
+                    self._raw_line(item, out)
+        while self._command is not None and lines.take_prompt(out):
             self._flush_header(out)
             out.append(_PROMPT)
         return out
@@ -150,15 +154,16 @@ class AtParser:
             out.append(header.complete(None))
 
     def _raw_line(self, raw: bytes | bytearray, out: list[Event]) -> None:
-        line = clean(raw, out)
-        if not line:
+        # Fast path: a line without junk bytes only needs its blanks stripped.
+        raw = clean(raw, out) if raw.translate(None, ALLOWED) else raw.strip()
+        if not raw:
             return
         header = self._header
-        if header is not None and is_hex(line):
+        if header is not None and is_hex(raw):
             self._header = None
-            out.append(header.complete(line.decode("ascii")))
+            out.append(header.complete(raw.decode("ascii")))
             return
-        self._line(decode(line, out), out)
+        self._line(raw.decode("ascii") if raw.isascii() else decode(raw, out), out)
 
     def _line(self, text: str, out: list[Event]) -> None:
         command = self._command
@@ -166,7 +171,8 @@ class AtParser:
             while text[0] == ">":
                 self._flush_header(out)
                 out.append(_PROMPT)
-                text = text[1:].lstrip()
+                # Only ASCII blanks, as LineBuffer.take_prompt does for a prompt without line end.
+                text = text[1:].lstrip(" \t")
                 if not text:
                     return
             if len(text) == len(command) and (
@@ -190,21 +196,14 @@ class AtParser:
             else:
                 out.append(Info(text))
             return
-        if name in URC_NAMES:
-            # A URC between a header and its PDU line leaves the header waiting.
+        # With no command in flight, a late +CMGR/+CMGL answer keeps its PDU line too.
+        if name in URC_NAMES or (command is None and name in TWO_LINE_URC_NAMES):
             if name in TWO_LINE_URC_NAMES:
                 self._flush_header(out)
                 if not announces_empty_pdu(args):
                     self._header = _Header(True, name, args, text)
                     return
-            out.append(Urc(name, args, None, text))
-            return
-        if command is None and name in TWO_LINE_URC_NAMES:
-            # A late +CMGR/+CMGL answer after command_done(): keep its PDU with it.
-            self._flush_header(out)
-            if not announces_empty_pdu(args):
-                self._header = _Header(True, name, args, text)
-                return
+            # Any other URC between a header and its PDU line leaves the header waiting.
             out.append(Urc(name, args, None, text))
             return
         if self._header is not None:

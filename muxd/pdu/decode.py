@@ -14,11 +14,11 @@ from muxd.pdu.udh import UdhInfo, parse_udh
 
 __all__ = ["decode_pdu"]
 
-#: Longest input accepted: SMSC (12) + the longest TPDU (SUBMIT, 1+1+12+1+1+7+1+140 = 164).
-MAX_PDU_OCTETS = 176
+#: Longest input accepted. A valid PDU has at most 12 + 164 octets (SMSC + SUBMIT with a
+#: 7-octet VP); the margin admits captures with surplus octets after TP-UD (§5 #28).
+MAX_PDU_OCTETS = 200
 
 _NO_UDH = UdhInfo()
-_MTI_NAMES = ("SMS-DELIVER", "SMS-SUBMIT", "SMS-STATUS-REPORT", "reserved")
 
 Decoded = SmsDeliver | SmsStatusReport | SmsSubmit
 

@@ -233,10 +233,10 @@ LANGUAGES: dict[int, str] = {
 }
 
 
-def _build_locking(table: str) -> tuple[str, ...]:
+def _build_locking(table: str) -> str:
     if len(table) != 128:  # pragma: no cover - guarded by tests
         raise AssertionError(f"locking table has {len(table)} entries")
-    return tuple(" " if c == "\uffff" else c for c in table)
+    return table.replace("\uffff", " ")
 
 
 def _build_shift(table: str) -> tuple[str | None, ...]:
@@ -246,11 +246,11 @@ def _build_shift(table: str) -> tuple[str | None, ...]:
     return tuple(None if (c == " " or i in (0x0D, 0x1B)) else c for i, c in enumerate(table))
 
 
-_LOCKING_TABLES: dict[int, tuple[str, ...]] = {k: _build_locking(v) for k, v in _LOCKING.items()}
+_LOCKING_TABLES: dict[int, str] = {k: _build_locking(v) for k, v in _LOCKING.items()}
 _SHIFT_TABLES: dict[int, tuple[str | None, ...]] = {k: _build_shift(v) for k, v in _SHIFT.items()}
 
 
-def locking_table(language: int | None) -> tuple[str, ...]:
+def locking_table(language: int | None) -> str:
     """Locking shift table for a 23.038 language id; unknown ids (and Spanish) -> default."""
     if language is None:
         return DEFAULT_LOCKING

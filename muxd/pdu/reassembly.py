@@ -97,7 +97,10 @@ class Reassembler:
     float, e.g. ``loop.time()``). Several sets are tracked at once. A part whose
     seq is already present with identical user data is a duplicate and ignored;
     with *different* user data it opens a second set under the same key (senders
-    that reuse one reference for back-to-back messages).
+    that reuse one reference for back-to-back messages). Completed sets are not
+    remembered, so a part re-read after its set completed starts a new set:
+    de-duplicating re-listed PDUs (by SIM storage index / raw PDU) is the caller's
+    job, and ``expire`` eventually hands such a stray part back.
     """
 
     def __init__(self) -> None:

@@ -12,29 +12,28 @@ __all__ = ["decode_scts", "encode_scts"]
 _BCD: tuple[int, ...] = tuple(
     (b & 0x0F) * 10 + (b >> 4) if (b & 0x0F) < 10 and (b >> 4) < 10 else -1 for b in range(256)
 )
-_ZONES: dict[int, datetime.timezone] = {}
-
-
-def _zone(quarters: int) -> datetime.timezone:
-    tz = _ZONES.get(quarters)
-    if tz is None:
-        tz = datetime.timezone(datetime.timedelta(minutes=15 * quarters))
-        _ZONES[quarters] = tz
-    return tz
+#: quarter hours -> timezone, for every offset a TZ octet can express (±79 quarters).
+_ZONES: dict[int, datetime.timezone] = {
+    q: datetime.timezone(datetime.timedelta(minutes=15 * q)) for q in range(-79, 80)
+}
 
 
 def decode_scts(data: bytes, pos: int) -> datetime.datetime:
     """Decode the 7 octets at ``data[pos:]`` (the caller checked they exist)."""
     bcd = _BCD
-    yy, mo, dd, hh, mi, ss = (bcd[b] for b in data[pos : pos + 6])
+    yy = bcd[data[pos]]
+    mo = bcd[data[pos + 1]]
+    dd = bcd[data[pos + 2]]
+    hh = bcd[data[pos + 3]]
+    mi = bcd[data[pos + 4]]
+    ss = bcd[data[pos + 5]]
     tzb = data[pos + 6]
-    tzq = (tzb & 0x07) * 10 + (tzb >> 4)
-    if min(yy, mo, dd, hh, mi, ss) < 0 or (tzb >> 4) > 9:
+    if (yy | mo | dd | hh | mi | ss) < 0 or (tzb >> 4) > 9:
         raise PduError(f"timestamp {data[pos : pos + 7].hex().upper()} is not BCD", pos)
-    if tzb & 0x08:
-        tzq = -tzq
+    tzq = (tzb & 0x07) * 10 + (tzb >> 4)
+    tz = _ZONES[-tzq if tzb & 0x08 else tzq]
     try:
-        return datetime.datetime(2000 + yy, mo, dd, hh, mi, ss, tzinfo=_zone(tzq))
+        return datetime.datetime(2000 + yy, mo, dd, hh, mi, ss, tzinfo=tz)
     except ValueError as exc:
         raise PduError(
             f"timestamp {data[pos : pos + 7].hex().upper()} invalid: {exc}", pos

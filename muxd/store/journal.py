@@ -206,6 +206,7 @@ class Journal:
         self._flush_task: asyncio.Task[None] | None = None
         self.new_messages = asyncio.Event()
         self.failed: JournalError | None = None
+        self.backlog = 0  # messages not yet delivered (kept in memory, exact)
 
     @classmethod
     async def open(cls, state_dir: Path, **kwargs: Any) -> Journal:
@@ -225,6 +226,9 @@ class Journal:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
         migrate(conn)
+        (self.backlog,) = conn.execute(
+            "SELECT count(*) FROM messages WHERE state = 'pending'"
+        ).fetchone()
         self._conn = conn
 
     async def close(self) -> None:
@@ -306,6 +310,7 @@ class Journal:
         """Durably store one part. When this returns, the part may be deleted from the modem."""
         result: PutResult = await self._submit(_put_part(part))
         if result.message_id is not None and result.new:
+            self.backlog += 1
             self.new_messages.set()
         return result
 
@@ -326,14 +331,16 @@ class Journal:
         return result
 
     async def mark_delivered(self, ids: list[int], when: float) -> None:
-        def op(conn: sqlite3.Connection) -> None:
-            conn.executemany(
+        def op(conn: sqlite3.Connection) -> int:
+            cur = conn.executemany(
                 "UPDATE messages SET state = 'delivered', delivered_at = ?,"
                 " attempts = attempts + 1 WHERE id = ? AND state = 'pending'",
                 [(when, i) for i in ids],
             )
+            return cur.rowcount
 
-        await self._submit(op)
+        changed: int = await self._submit(op)
+        self.backlog -= changed
 
     async def mark_failed(self, ids: list[int], error: str) -> None:
         def op(conn: sqlite3.Connection) -> None:

@@ -138,7 +138,7 @@ def test_parse_creg() -> None:
     assert parse_creg("+CREG: 0,1") == (0, 1)
     assert parse_creg('+CREG: 2,1,"00C3","0000A13B",7') == (2, 1)
     assert parse_creg('+CEREG: 2,5,"1A2B","01A2B3C4",7') == (2, 5)
-    assert parse_creg('+CGREG: 1,,,') == (None, 1)
+    assert parse_creg("+CGREG: 1,,,") == (None, 1)
     assert parse_creg("3") == (None, 3)
     for bad in ["+CREG: ", "+CREG: x", "+CREG: 1,x", "+CSQ: 1"]:
         with pytest.raises(AtParseError):

@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from muxd.at import AtParser, Echo, Event, Final, Garbage, Info, Prompt, Urc
+from muxd.at.buffer import LineBuffer
 
 OK = Final("OK", None, "OK")
 
@@ -100,6 +101,22 @@ def test_prompt_after_junk_and_only_with_command() -> None:
     assert parser.feed(b"\r\nOK\r\n") == [OK]
 
 
+def test_prompts_buffered_before_the_command() -> None:
+    parser = AtParser()
+    assert parser.feed(b">>") == []
+    parser.command_sent("AT+CMGS=10")
+    assert parser.feed(b" ") == [Prompt(), Prompt()]
+
+
+def test_prompt_then_unicode_blank_is_chunking_invariant() -> None:
+    data = ">\u00a0x\r\n".encode()
+    whole = AtParser()
+    whole.command_sent("AT+CMGS=10")
+    split = AtParser()
+    split.command_sent("AT+CMGS=10")
+    assert whole.feed(data) == split.feed(data[:1]) + split.feed(data[1:])
+
+
 def test_prompt_line_with_echoed_pdu() -> None:
     parser = AtParser()
     parser.command_sent("AT+CMGS=10")
@@ -164,6 +181,26 @@ def test_overlong_line_resyncs_at_next_terminator() -> None:
     assert parser.feed(b"") == []
     assert parser.feed(b"d\rOK\r") == [Garbage(b"d", "line too long"), OK]
     assert parser.buffered == 0
+
+
+def test_bytewise_feeding_does_not_rescan(monkeypatch: pytest.MonkeyPatch) -> None:
+    # O(n) for 1-byte feeds: a byte that ends no line is appended in O(1); only a terminator
+    # (or an overflow) makes LineBuffer.push look at the buffered line, once.
+    pushed: list[int] = []
+    push = LineBuffer.push
+
+    def counting_push(self: LineBuffer, data: bytes) -> list[bytes | bytearray | Garbage]:
+        pushed.append(len(self) + len(data))
+        return push(self, data)
+
+    monkeypatch.setattr(LineBuffer, "push", counting_push)
+    parser = AtParser(max_line=20_000)
+    parser.command_sent("AT+CMGL=4")
+    for byte in b"A" * 10_000:
+        assert parser.feed(bytes([byte])) == []
+    assert pushed == []
+    assert parser.feed(b"\r") == [Info("A" * 10_000)]
+    assert pushed == [10_001]
 
 
 def test_import_does_not_pull_asyncio() -> None:

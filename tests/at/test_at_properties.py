@@ -56,6 +56,7 @@ TOKENS = [
     b"\x7f",
     "Мегафон".encode(),
     b"\xc3",
+    b"\xc2\xa0",  # NO-BREAK SPACE: str.strip() would eat it, bytes.strip() does not
     b"\xe2\x82",
 ]
 

