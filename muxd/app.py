@@ -31,6 +31,10 @@ LOGGER = logging.getLogger(__name__)
 UPSTREAM_CONNECTIONS = 8
 # The event-loop lag probe: a 1 s timer whose lateness is exported.
 LAG_PROBE_INTERVAL = 1.0
+# Journal housekeeping: recount the backlog every minute, prune delivered messages hourly.
+MAINTENANCE_INTERVAL = 60.0
+PRUNE_EVERY = 60  # maintenance rounds
+DAY = 86400.0
 
 
 class Daemon:
@@ -39,6 +43,7 @@ class Daemon:
         self.metrics = Metrics(registry)
         self.journal: Journal | None = None
         self.fleet: Fleet | None = None
+        self.shipper: Shipper | None = None
         self.http_port: int | None = None
         self.ready = asyncio.Event()
         self.received = 0  # complete SMS journaled by this process
@@ -91,6 +96,21 @@ class Daemon:
             await asyncio.sleep(LAG_PROBE_INTERVAL)
             self.metrics.loop_lag.set(max(0.0, loop.time() - started - LAG_PROBE_INTERVAL))
 
+    async def _maintain(self, journal: Journal) -> None:
+        rounds = 0
+        while True:
+            if rounds % PRUNE_EVERY == 0:
+                cutoff = time.time() - self.cfg.journal.retention_days * DAY
+                pruned = await journal.prune(cutoff)
+                if pruned:
+                    LOGGER.info("pruned %d delivered messages", pruned)
+            await journal.recount()
+            rounds += 1
+            await asyncio.sleep(MAINTENANCE_INTERVAL)
+
+    def _on_parked(self, _msg: PendingMessage, _reason: str) -> None:
+        self.metrics.sms_parked.inc()
+
     async def wait_forwarded(self, count: int) -> None:
         """Return once ``count`` SMS were acknowledged and marked delivered (tests, demo)."""
         while self.forwarded < count:
@@ -106,6 +126,8 @@ class Daemon:
     def _healthy(self) -> str | None:
         if self.journal is not None and self.journal.failed is not None:
             return str(self.journal.failed)
+        if self.shipper is not None and self.shipper.auth_failed:
+            return f"upstream refuses the API key: {self.shipper.last_error}"
         return None
 
     def ports(self) -> list[PortInfo]:
@@ -152,7 +174,10 @@ class Daemon:
                     batch_max=cfg.upstream.batch_max,
                     batch_delay=cfg.upstream.batch_delay,
                     on_delivered=self._on_delivered,
+                    on_parked=self._on_parked,
+                    republish=publisher.request,
                 )
+                self.shipper = shipper
                 runner = web.AppRunner(
                     make_app(self.metrics.registry, self.ports, healthy=self._healthy),
                     access_log=None,
@@ -169,6 +194,7 @@ class Daemon:
                         tg.create_task(publisher.run(), name="publisher")
                         tg.create_task(shipper.run(), name="shipper")
                         tg.create_task(self._watch_loop_lag(), name="loop-lag")
+                        tg.create_task(self._maintain(journal), name="maintenance")
                         self.ready.set()
                 finally:
                     await runner.cleanup()

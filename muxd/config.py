@@ -48,6 +48,11 @@ class UpstreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     test: Literal["test1", "test2"] | None = None
 
 
+class JournalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # Delivered messages (and status reports) are deleted after this many days.
+    retention_days: Annotated[float, Meta(gt=0)] = 7.0
+
+
 class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     listen: str = "127.0.0.1:9108"
 
@@ -57,6 +62,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     modems: ModemsConfig
     upstream: UpstreamConfig
     numbers: NumbersConfig = NumbersConfig()
+    journal: JournalConfig = JournalConfig()
     http: HttpConfig = HttpConfig()
 
 

@@ -33,6 +33,9 @@ class Metrics:
         self.sms_forwarded = Counter(
             "muxd_sms_forwarded_total", "SMS acknowledged by the upstream", registry=r
         )
+        self.sms_parked = Counter(
+            "muxd_sms_parked_total", "SMS taken out of delivery, kept for an operator", registry=r
+        )
         self.upstream_requests = Counter(
             "muxd_upstream_requests_total",
             "Requests to the upstream by endpoint and result",

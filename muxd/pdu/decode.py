@@ -202,7 +202,10 @@ def decode_pdu(pdu: str | bytes, *, tpdu_length: int | None = None) -> Decoded:
 
     ``tpdu_length`` is the ``<length>`` of a ``+CMGR``/``+CMGL`` header: the SMSC
     prefix is present iff the PDU is longer than that. Without it the SMSC prefix
-    is assumed and, if that does not parse, a bare TPDU is tried.
+    is assumed and, if that does not parse, a bare TPDU is tried. If the PDU does
+    not parse the way ``tpdu_length`` says but autodetection finds a consistent
+    reading, that reading is returned (some modems report a wrong length); else
+    the error of the announced reading is raised.
 
     TP-UDL is checked against the data: too little data raises, with one
     exception: an SMS-SUBMIT (our own outgoing/draft message in storage) whose
@@ -216,19 +219,35 @@ def decode_pdu(pdu: str | bytes, *, tpdu_length: int | None = None) -> Decoded:
     data = _to_bytes(pdu)
     if len(data) > MAX_PDU_OCTETS:
         raise PduError(f"PDU of {len(data)} octets is longer than any SMS PDU")
-    if tpdu_length is not None:
-        extra = len(data) - tpdu_length
-        if tpdu_length <= 0 or extra < 0:
-            raise PduError(f"PDU has {len(data)} octets, tpdu_length {tpdu_length} is impossible")
-        if extra == 0:
-            return _tpdu(data, 0, None, SHORT_SUBMIT)
-        if data[0] + 1 != extra:
-            raise PduError(
-                f"SMSC field of {data[0]} octets disagrees with {extra} octets before the "
-                f"TPDU of tpdu_length {tpdu_length}",
-                0,
-            )
-        return _with_smsc(data, SHORT_SUBMIT)
+    if tpdu_length is None:
+        return _autodetect(data)
+    try:
+        return _as_announced(data, tpdu_length)
+    except PduError as exc:
+        announced = exc
+    # Modems with a wrong <length> exist; a PDU that is consistent on its own wins.
+    try:
+        return _autodetect(data)
+    except PduError:
+        raise announced from None
+
+
+def _as_announced(data: bytes, tpdu_length: int) -> Decoded:
+    extra = len(data) - tpdu_length
+    if tpdu_length <= 0 or extra < 0:
+        raise PduError(f"PDU has {len(data)} octets, tpdu_length {tpdu_length} is impossible")
+    if extra == 0:
+        return _tpdu(data, 0, None, SHORT_SUBMIT)
+    if data[0] + 1 != extra:
+        raise PduError(
+            f"SMSC field of {data[0]} octets disagrees with {extra} octets before the "
+            f"TPDU of tpdu_length {tpdu_length}",
+            0,
+        )
+    return _with_smsc(data, SHORT_SUBMIT)
+
+
+def _autodetect(data: bytes) -> Decoded:
     try:
         return _with_smsc(data, EXACT)
     except PduError:

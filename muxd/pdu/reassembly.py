@@ -71,15 +71,18 @@ def _join(parts: Sequence[Part], strict: bool) -> str:
     return "".join(p.text for p in ordered)  # 8bit / compressed carry no text
 
 
-def reassemble(parts: Sequence[SmsDeliver] | Sequence[SmsSubmit]) -> str:
+def reassemble(parts: Sequence[SmsDeliver] | Sequence[SmsSubmit], *, strict: bool = True) -> str:
     """Join the parts of one concatenated message (any order, duplicates allowed).
 
     Raw user data is joined before decoding: UCS-2 octets (so a surrogate pair
     split across parts comes out right), GSM 7-bit septets (decoded with the
-    shift tables of part 1). Raises PduError when parts are missing, belong to
-    different sets, or a UCS-2 surrogate dangles. 8-bit data yields "".
+    shift tables of part 1). Duplicates are dropped by seq (the first one wins).
+    Raises PduError when parts are missing or belong to different sets, and
+    (``strict``, the default) when a UCS-2 surrogate dangles or is unpaired;
+    with ``strict=False`` such a surrogate becomes U+FFFD instead. 8-bit data
+    yields "".
     """
-    return _join(parts, strict=True)
+    return _join(parts, strict=strict)
 
 
 class _PendingSet:

@@ -342,14 +342,51 @@ class Journal:
         changed: int = await self._submit(op)
         self.backlog -= changed
 
-    async def mark_failed(self, ids: list[int], error: str) -> None:
-        def op(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "UPDATE messages SET attempts = attempts + 1, last_error = ? WHERE id = ?",
-                [(error[:500], i) for i in ids],
-            )
+    async def park(self, ids: list[int], reason: str) -> None:
+        """Take messages out of the delivery queue, keeping them (visible, replayable)."""
 
-        await self._submit(op)
+        def op(conn: sqlite3.Connection) -> int:
+            cur = conn.executemany(
+                "UPDATE messages SET state = 'parked', last_error = ? WHERE id = ?"
+                " AND state = 'pending'",
+                [(reason[:500], i) for i in ids],
+            )
+            return cur.rowcount
+
+        changed: int = await self._submit(op)
+        self.backlog -= changed
+
+    async def prune(self, older_than: float) -> int:
+        """Delete delivered messages (and their parts) delivered before ``older_than``."""
+
+        def op(conn: sqlite3.Connection) -> int:
+            conn.execute(
+                "DELETE FROM parts WHERE message_id IN (SELECT id FROM messages"
+                " WHERE state = 'delivered' AND delivered_at < ?)",
+                (older_than,),
+            )
+            cur = conn.execute(
+                "DELETE FROM messages WHERE state = 'delivered' AND delivered_at < ?",
+                (older_than,),
+            )
+            # Status reports and stored SUBMITs are kept for the same retention.
+            conn.execute(
+                "DELETE FROM parts WHERE state IN ('status_report', 'submit') AND received_at < ?",
+                (older_than,),
+            )
+            return cur.rowcount
+
+        pruned: int = await self._submit(op)
+        return pruned
+
+    async def recount(self) -> None:
+        """Re-read the backlog (operators may replay or park messages from another process)."""
+
+        def op(conn: sqlite3.Connection) -> int:
+            (n,) = conn.execute("SELECT count(*) FROM messages WHERE state = 'pending'").fetchone()
+            return int(n)
+
+        self.backlog = await self._submit(op)
 
     async def save_number_ids(self, ids: dict[str, int | None], when: float) -> None:
         def op(conn: sqlite3.Connection) -> None:

@@ -71,6 +71,12 @@ class NumbersPublisher:
         self._on_published = on_published
         self.published: list[NumberEntry] = []
         self.ids: dict[str, int | None] = {}
+        self._force = False
+
+    def request(self) -> None:
+        """Publish soon even if the list looks unchanged (the upstream forgot a number)."""
+        self._force = True
+        self._changed.set()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -85,9 +91,10 @@ class NumbersPublisher:
                 pass
             self._changed.clear()
             entries = sellable_entries(self._ports(), rent=self._rent)
-            due = loop.time() >= next_due
+            due = loop.time() >= next_due or self._force
             if not due and entries == self.published:
                 continue
+            self._force = False
             try:
                 ids = await self._client.send_numbers_online(entries)
             except UpstreamError as exc:

@@ -1,8 +1,18 @@
 """Ships journaled SMS to Onlinesim v2 in batches and marks them delivered on ``response: 1``.
 
 A message is marked delivered only after the upstream acknowledged it, so a crash replays only
-what was not acknowledged. addMessages batches; when the server answers 404/405 to it, the
-shipper falls back to addMessage per SMS for the rest of its life.
+what was not acknowledged. Messages go out in journal order; a failing head is retried before
+anything behind it, so the order per receiving number is kept.
+
+Failure policy (reseller-api.md §7.4, §10 q19 — v2 publishes no retry rules, these are ours):
+- 5xx, timeouts, connection resets, 429: capped exponential backoff with jitter, retried until
+  accepted, never dropped;
+- 404/405 to addMessages: fall back to addMessage per SMS for the rest of the process;
+- 400 on a batch: the batch is re-sent one SMS at a time to find the culprit;
+- 400 ``NO_NUMBER`` on one SMS: ask the publisher to republish, retry a bounded number of
+  times, then park it (visible, replayable);
+- any other 400: park it with the reason;
+- 401/403: alarm state (metrics, status), retried slowly.
 """
 
 from __future__ import annotations
@@ -10,27 +20,41 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from muxd.errors import UpstreamError
 from muxd.store import Journal, PendingMessage
+from muxd.upstream.backoff import Backoff
 from muxd.upstream.v2 import MessageItem, V2Client
 
 LOGGER = logging.getLogger(__name__)
 
-# After a failed delivery, try again this soon (mirrors the PUSH_SMS retry cadence).
-RETRY_DELAY = 10.0
-# Even without a new-message signal, look at the journal this often (catches a replay after
-# a restart and anything a lost wake-up would strand).
+# Transient failures: first retry after 1 s, doubling up to 5 minutes (an hour-long outage costs
+# a dozen requests, and delivery resumes within 5 minutes of the upstream's return).
+RETRY_FIRST = 1.0
+RETRY_CAP = 300.0
+# Credentials refused: nothing will work until an operator acts; knock every 5 minutes.
+AUTH_RETRY = 300.0
+# NO_NUMBER: the number may just not be listed yet; retry this many times after a republish.
+NO_NUMBER_ATTEMPTS = 5
+# Even without a new-message signal, look at the journal this often (catches anything a lost
+# wake-up would strand).
 IDLE_POLL = 30.0
 # HTTP statuses meaning "this endpoint does not exist here".
 NO_ENDPOINT = (404, 405)
+AUTH_FAILED = (401, 403)
+
+Sleep = Callable[[float], Awaitable[None]]
 
 
 def to_item(msg: PendingMessage) -> MessageItem:
     return MessageItem(
         date=str(msg.sms_time), number=msg.number, sender=msg.sender, message=msg.text
     )
+
+
+def is_transient(exc: UpstreamError) -> bool:
+    return exc.status == 0 or exc.status == 429 or exc.status >= 500
 
 
 class Shipper:
@@ -42,13 +66,25 @@ class Shipper:
         batch_max: int,
         batch_delay: float,
         on_delivered: Callable[[list[PendingMessage], float], None] | None = None,
+        on_parked: Callable[[PendingMessage, str], None] | None = None,
+        republish: Callable[[], None] | None = None,
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._journal = journal
         self._client = client
         self._batch_max = batch_max
         self._batch_delay = batch_delay
         self._on_delivered = on_delivered
+        self._on_parked = on_parked
+        self._republish = republish
+        self._sleep = sleep
+        self._clock = clock
         self._batch_endpoint = True
+        self._backoff = Backoff(RETRY_FIRST, RETRY_CAP)
+        self._no_number: dict[int, int] = {}  # message id -> NO_NUMBER answers so far
+        self.auth_failed = False
+        self.last_error: str | None = None
 
     async def run(self) -> None:
         while True:
@@ -58,45 +94,96 @@ class Shipper:
             except TimeoutError:
                 pass
             if self._batch_delay > 0:
-                await asyncio.sleep(self._batch_delay)  # linger so a batch can fill
+                await self._sleep(self._batch_delay)  # linger so a batch can fill
             self._journal.new_messages.clear()
-            while await self.ship_once():
-                pass
+            await self.drain()
 
-    async def ship_once(self) -> bool:
-        """Send one batch; True when more may be waiting."""
+    async def drain(self) -> None:
+        """Ship until the journal has nothing pending, sleeping between failed attempts."""
+        while True:
+            delay = await self.ship_once()
+            if delay is None:
+                return
+            if delay > 0:
+                await self._sleep(delay)
+
+    async def ship_once(self) -> float | None:
+        """One attempt. None: nothing pending. Otherwise the delay before the next attempt."""
         batch = await self._journal.pending(self._batch_max)
         if not batch:
-            return False
-        if self._batch_endpoint:
-            try:
-                await self._client.add_messages([to_item(m) for m in batch])
-            except UpstreamError as exc:
-                if exc.status not in NO_ENDPOINT:
-                    return await self._failed(batch, exc)
+            return None
+        try:
+            if self._batch_endpoint:
+                await self._send_batch(batch)
+            else:
+                await self._send_each(batch)
+        except UpstreamError as exc:
+            return self._failed(exc)
+        self._backoff.reset()
+        self.auth_failed = False
+        self.last_error = None
+        return 0.0
+
+    async def _send_batch(self, batch: list[PendingMessage]) -> None:
+        try:
+            await self._client.add_messages([to_item(m) for m in batch])
+        except UpstreamError as exc:
+            if exc.status in NO_ENDPOINT:
                 LOGGER.warning("addMessages answered %s; using addMessage", exc.status)
                 self._batch_endpoint = False
-            else:
-                await self._delivered(batch)
-                return len(batch) >= self._batch_max
+            elif exc.status != 400:
+                raise
+            # 400: something in the batch is refused; find it one SMS at a time.
+            await self._send_each(batch)
+            return
+        await self._delivered(batch)
+
+    async def _send_each(self, batch: list[PendingMessage]) -> None:
         for msg in batch:
-            # One by one: each acknowledged SMS is marked at once, so a later failure in the
-            # same batch never causes a resend of an acknowledged one.
+            # Each acknowledged SMS is marked at once, so a later failure in the same batch
+            # never causes a resend of an acknowledged one.
             try:
                 await self._client.add_message(to_item(msg))
             except UpstreamError as exc:
-                return await self._failed([msg], exc)
+                if exc.status != 400 or not await self._refused(msg, exc):
+                    raise
+                continue
             await self._delivered([msg])
-        return len(batch) >= self._batch_max
+
+    async def _refused(self, msg: PendingMessage, exc: UpstreamError) -> bool:
+        """A 400 for one SMS. True when it was parked (shipping goes on)."""
+        code = exc.body.strip()
+        if code == "NO_NUMBER":
+            seen = self._no_number.get(msg.id, 0) + 1
+            self._no_number[msg.id] = seen
+            if seen < NO_NUMBER_ATTEMPTS:
+                if self._republish is not None:
+                    self._republish()
+                return False
+        self._no_number.pop(msg.id, None)
+        reason = f"refused by upstream: HTTP 400 {code[:200]}"
+        await self._journal.park([msg.id], reason)
+        LOGGER.error("message %d parked: %s", msg.id, reason)
+        if self._on_parked is not None:
+            self._on_parked(msg, reason)
+        return True
+
+    def _failed(self, exc: UpstreamError) -> float:
+        self.last_error = str(exc)
+        if exc.status in AUTH_FAILED:
+            if not self.auth_failed:
+                LOGGER.error("upstream refuses our credentials: %s", exc)
+            self.auth_failed = True
+            return AUTH_RETRY
+        delay = self._backoff.next_delay()
+        log = LOGGER.warning if self._backoff.failures == 1 else LOGGER.debug
+        log("delivery failed (%s); retrying in %.1f s", exc, delay)
+        return delay
 
     async def _delivered(self, batch: list[PendingMessage]) -> None:
-        now = time.time()
+        now = self._clock()
         await self._journal.mark_delivered([m.id for m in batch], now)
+        for m in batch:
+            self._no_number.pop(m.id, None)
         if self._on_delivered is not None:
             self._on_delivered(batch, now)
-
-    async def _failed(self, batch: list[PendingMessage], exc: UpstreamError) -> bool:
-        LOGGER.warning("delivery of %d SMS failed: %s", len(batch), exc)
-        await self._journal.mark_failed([m.id for m in batch], str(exc))
-        await asyncio.sleep(RETRY_DELAY)
-        return True

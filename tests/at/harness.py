@@ -108,10 +108,10 @@ def check_three_ways(steps: Sequence[Step], *, max_line: int = 1024, seed: int =
     for _round in range(5):
         noisy: list[Step] = []
         inserted = 0
-        for command, data, want in steps:
-            data, count = add_noise(data, rng)
+        for command, clean_data, step_events in steps:
+            noisy_data, count = add_noise(clean_data, rng)
             inserted += count
-            noisy.append((command, data, want))
+            noisy.append((command, noisy_data, step_events))
 
         def cuts(data: bytes) -> list[bytes]:
             return split_at(data, [rng.randrange(len(data) + 1) for _ in range(4)])

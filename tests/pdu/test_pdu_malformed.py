@@ -98,14 +98,21 @@ def test_every_truncation_with_tpdu_length(pdu: str) -> None:
                 assert got == full, (k, n)  # only V28's surplus octets may go
 
 
-def test_tpdu_length_inconsistent_with_smsc_field() -> None:
+def test_wrong_tpdu_length_falls_back_to_a_consistent_reading() -> None:
     data = bytes.fromhex(V3)
+    sms = decode_pdu(data)
+    for wrong in (len(data) - 3, len(data), len(data) + 1, 0, -5):
+        assert decode_pdu(data, tpdu_length=wrong) == sms
+
+
+def test_wrong_tpdu_length_on_malformed_pdu_names_the_announced_reading() -> None:
+    data = bytes.fromhex(MALFORMED_15[0])
     with pytest.raises(PduError, match="SMSC field"):
         decode_pdu(data, tpdu_length=len(data) - 3)
-    with pytest.raises(PduError):
+    with pytest.raises(PduError, match="impossible"):
         decode_pdu(data, tpdu_length=len(data) + 1)
-    with pytest.raises(PduError):
-        decode_pdu(data, tpdu_length=0)
+    with pytest.raises(PduError, match="UDL 11"):
+        decode_pdu(data, tpdu_length=len(data) - 8)
 
 
 @pytest.mark.parametrize("pdu", [V3, V9, V10, V14, V20, V37])

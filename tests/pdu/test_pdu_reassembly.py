@@ -185,8 +185,12 @@ def test_completed_set_with_bad_surrogate_still_delivers() -> None:
     r = Reassembler()
     assert r.feed("s", ucs2_part("0041D83D", 1), 0.0) is None
     assert r.feed("s", ucs2_part("0042", 2), 0.0) == "A\ufffdB"
-    with pytest.raises(PduError):
-        reassemble([ucs2_part("0041D83D", 1), ucs2_part("0042", 2)])
+    broken = [ucs2_part("0041D83D", 1), ucs2_part("0042", 2)]
+    with pytest.raises(PduError, match="unpaired surrogate"):
+        reassemble(broken)
+    assert reassemble(broken, strict=False) == "A\ufffdB"
+    with pytest.raises(PduError, match="lacks parts"):
+        reassemble(broken[:1], strict=False)
 
 
 def test_megafon_part_one_waits() -> None:
