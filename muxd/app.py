@@ -7,7 +7,9 @@ it). Ports are isolated inside the fleet and never take the daemon down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import time
 from pathlib import Path
 
@@ -104,6 +106,11 @@ class Daemon:
                 pruned = await journal.prune(cutoff)
                 if pruned:
                     LOGGER.info("pruned %d delivered messages", pruned)
+            released = await journal.release_incomplete(
+                time.time() - self.cfg.journal.reassembly_timeout
+            )
+            if released:
+                LOGGER.warning("released %d incomplete multipart SMS", released)
             await journal.recount()
             rounds += 1
             await asyncio.sleep(MAINTENANCE_INTERVAL)
@@ -200,3 +207,22 @@ class Daemon:
                     await runner.cleanup()
         finally:
             await journal.close()
+
+
+async def run_until_signalled(daemon: Daemon) -> None:
+    """Run the daemon; SIGTERM and SIGINT stop it gracefully (exit status 0).
+
+    Cancelling the daemon cancels the fleet first (no new reads), ports are closed, pending
+    journal commits finish, and undelivered SMS stay in the journal for the next start.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.create_task(daemon.run(), name="daemon")
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    LOGGER.info("stopped")

@@ -57,7 +57,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from muxd.app import Daemon
+    from muxd.app import Daemon, run_until_signalled
     from muxd.config import load
 
     try:
@@ -67,7 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     _setup_logging(args.log_level)
     try:
-        _run_loop(Daemon(cfg).run(), use_uvloop=not args.no_uvloop)
+        _run_loop(run_until_signalled(Daemon(cfg)), use_uvloop=not args.no_uvloop)
     except KeyboardInterrupt:
         return EXIT_OK
     except ConfigError as exc:

@@ -51,6 +51,9 @@ class UpstreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class JournalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Delivered messages (and status reports) are deleted after this many days.
     retention_days: Annotated[float, Meta(gt=0)] = 7.0
+    # A concatenated SMS still missing parts after this many seconds is delivered, flagged
+    # incomplete, with a placeholder for each missing part (never dropped).
+    reassembly_timeout: Annotated[float, Meta(gt=0)] = 1800.0
 
 
 class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -1,5 +1,6 @@
 """Durable storage: the SQLite journal."""
 
-from muxd.store.journal import Journal, PartIn, PendingMessage, PutResult
+from muxd.store.intake import PartIn, PendingMessage, PutResult
+from muxd.store.journal import Journal
 
 __all__ = ["Journal", "PartIn", "PendingMessage", "PutResult"]

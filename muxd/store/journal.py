@@ -11,7 +11,6 @@ the modem afterwards.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import sqlite3
 import time
@@ -20,10 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-import msgspec
-
 from muxd.errors import JournalError
-from muxd.pdu import PduError, SmsDeliver, SmsStatusReport, SmsSubmit, decode_pdu, reassemble
+from muxd.pdu import PduError
+from muxd.store.intake import PartIn, PendingMessage, PutResult, put_part_op, release_op
 from muxd.store.schema import migrate
 
 LOGGER = logging.getLogger(__name__)
@@ -34,159 +32,6 @@ BUSY_TIMEOUT_MS = 5000
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
-
-
-class PartIn(msgspec.Struct, frozen=True):
-    """One PDU as read from a modem's storage."""
-
-    sim: str
-    port: str
-    number: str | None
-    storage: str
-    index: int
-    pdu: str
-    tpdu_length: int | None
-    received_at: float
-
-
-class PutResult(msgspec.Struct, frozen=True):
-    part_id: int
-    new: bool  # False: the journal already held this part (a re-read after a crash)
-    state: str  # "assembled" | "waiting" | "status_report" | "submit" | "parked"
-    message_id: int | None
-
-
-class PendingMessage(msgspec.Struct, frozen=True):
-    id: int
-    number: str
-    sender: str
-    text: str
-    sms_time: int
-    received_at: float
-
-
-def fingerprint(sim: str, pdu: str) -> str:
-    return hashlib.sha256(f"{sim}\x00{pdu.upper()}".encode()).hexdigest()
-
-
-def _ckey(sim: str, sms: SmsDeliver) -> str | None:
-    if sms.concat is None or sms.concat.total <= 1:
-        return None
-    c = sms.concat
-    return f"{sim}|{sms.originator_toa}|{sms.originator}|{c.ref_bits}:{c.ref}|{c.total}"
-
-
-def _insert_message(conn: sqlite3.Connection, part: PartIn, sms: SmsDeliver, text: str) -> int:
-    cur = conn.execute(
-        "INSERT INTO messages(sim, port, number, sender, text, sms_time, received_at, state)"
-        " VALUES (?,?,?,?,?,?,?, 'pending')",
-        (
-            part.sim,
-            part.port,
-            part.number,
-            sms.originator,
-            text,
-            int(sms.scts.timestamp()),
-            part.received_at,
-        ),
-    )
-    assert cur.lastrowid is not None
-    return cur.lastrowid
-
-
-def _put_part(part: PartIn) -> Op:
-    fp = fingerprint(part.sim, part.pdu)
-
-    def op(conn: sqlite3.Connection) -> PutResult:
-        row = conn.execute(
-            "SELECT id, state, message_id FROM parts WHERE fingerprint = ?", (fp,)
-        ).fetchone()
-        if row is not None:
-            return PutResult(part_id=row[0], new=False, state=row[1], message_id=row[2])
-        error: str | None = None
-        ckey: str | None = None
-        seq = total = None
-        sms: SmsDeliver | None = None
-        try:
-            decoded = decode_pdu(part.pdu, tpdu_length=part.tpdu_length)
-        except PduError as exc:
-            state, error = "parked", str(exc)
-        else:
-            if isinstance(decoded, SmsDeliver):
-                sms = decoded
-                ckey = _ckey(part.sim, sms)
-                state = "waiting" if ckey else "assembled"
-                if ckey and sms.concat:
-                    seq, total = sms.concat.seq, sms.concat.total
-            elif isinstance(decoded, SmsStatusReport):
-                state = "status_report"
-            else:
-                assert isinstance(decoded, SmsSubmit)
-                state = "submit"
-        cur = conn.execute(
-            "INSERT INTO parts(fingerprint, sim, port, number, storage, idx, pdu, tpdu_length,"
-            " received_at, ckey, seq, total, state, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                fp,
-                part.sim,
-                part.port,
-                part.number,
-                part.storage,
-                part.index,
-                part.pdu.upper(),
-                part.tpdu_length,
-                part.received_at,
-                ckey,
-                seq,
-                total,
-                state,
-                error,
-            ),
-        )
-        part_id = cur.lastrowid
-        assert part_id is not None
-        message_id: int | None = None
-        if sms is not None and ckey is None:
-            message_id = _insert_message(conn, part, sms, sms.text)
-            conn.execute("UPDATE parts SET message_id = ? WHERE id = ?", (message_id, part_id))
-        elif sms is not None and ckey is not None:
-            message_id = _maybe_assemble(conn, part, ckey)
-            if message_id is not None:
-                state = "assembled"
-        return PutResult(part_id=part_id, new=True, state=state, message_id=message_id)
-
-    return op
-
-
-def _maybe_assemble(conn: sqlite3.Connection, part: PartIn, ckey: str) -> int | None:
-    rows = conn.execute(
-        "SELECT id, pdu, tpdu_length, seq, total FROM parts WHERE ckey = ? AND state = 'waiting'",
-        (ckey,),
-    ).fetchall()
-    total = rows[0][4]
-    if len({r[3] for r in rows}) < total:
-        return None
-    parts: list[SmsDeliver] = []
-    for r in rows:
-        decoded = decode_pdu(r[1], tpdu_length=r[2])
-        assert isinstance(decoded, SmsDeliver)
-        parts.append(decoded)
-    parts.sort(key=lambda p: p.concat.seq if p.concat else 0)
-    try:
-        text = reassemble(parts)
-    except PduError as exc:
-        ids = [r[0] for r in rows]
-        conn.executemany(
-            "UPDATE parts SET state = 'parked', error = ? WHERE id = ?",
-            [(str(exc), i) for i in ids],
-        )
-        return None
-    message_id = _insert_message(conn, part, parts[0], text)
-    conn.executemany(
-        "UPDATE parts SET state = 'assembled', message_id = ? WHERE id = ?",
-        [(message_id, r[0]) for r in rows],
-    )
-    return message_id
 
 
 class Journal:
@@ -308,7 +153,7 @@ class Journal:
 
     async def put_part(self, part: PartIn) -> PutResult:
         """Durably store one part. When this returns, the part may be deleted from the modem."""
-        result: PutResult = await self._submit(_put_part(part))
+        result: PutResult = await self._submit(put_part_op(part))
         if result.message_id is not None and result.new:
             self.backlog += 1
             self.new_messages.set()
@@ -355,6 +200,14 @@ class Journal:
 
         changed: int = await self._submit(op)
         self.backlog -= changed
+
+    async def release_incomplete(self, older_than: float) -> int:
+        """Deliver sets still missing parts after the reassembly timeout, flagged incomplete."""
+        released: list[int] = await self._submit(release_op(older_than))
+        if released:
+            self.backlog += len(released)
+            self.new_messages.set()
+        return len(released)
 
     async def prune(self, older_than: float) -> int:
         """Delete delivered messages (and their parts) delivered before ``older_than``."""

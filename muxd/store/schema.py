@@ -55,6 +55,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             published_at REAL
         )""",
     ),
+    (
+        # Reassembly generations (a reference reused while its first set is still open) and
+        # sets released incomplete after the reassembly timeout.
+        "ALTER TABLE parts ADD COLUMN cgen INTEGER",
+        "ALTER TABLE messages ADD COLUMN incomplete INTEGER NOT NULL DEFAULT 0",
+        "DROP INDEX parts_ckey",
+        "CREATE INDEX parts_waiting ON parts(ckey, cgen) WHERE state = 'waiting'",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -127,3 +127,72 @@ async def test_delivered_messages_are_not_pending_and_state_survives_reopen(
         assert stats["messages_pending"] == 2
     finally:
         await journal.close()
+
+
+async def test_reused_reference_starts_a_new_generation(journal: Journal) -> None:
+    # Two different messages from one sender with the same reference, interleaved.
+    a = encode_deliver("Bank", "A" * 200, scts=SCTS, ref=7)
+    b = encode_deliver("Bank", "B" * 200, scts=SCTS, ref=7)
+    assert len(a) == len(b) == 2
+    order = [a[0], b[0], a[1], b[1]]
+    for i, enc in enumerate(order):
+        await journal.put_part(part(enc.hex, enc.tpdu_length, index=i))
+    texts = sorted(m.text for m in await journal.pending(10))
+    assert texts == ["A" * 200, "B" * 200]
+
+
+async def test_incomplete_set_is_released_after_timeout_never_dropped(
+    journal: Journal, tmp_path: Path
+) -> None:
+    parts = encode_deliver("Bank", "x" * 150 + "y" * 150, scts=SCTS, ref=9)
+    assert len(parts) == 2
+    await journal.put_part(part(parts[1].hex, parts[1].tpdu_length))  # part 1 never comes
+    assert await journal.release_incomplete(older_than=0.5) == 0  # not stale yet
+    assert await journal.release_incomplete(older_than=2.0) == 1
+    (msg,) = await journal.pending(10)
+    assert msg.text.startswith("[…]")
+    assert msg.text.endswith("y" * 10)
+    conn = sqlite3.connect(tmp_path / JOURNAL_FILE)
+    try:
+        (flag,) = conn.execute("SELECT incomplete FROM messages WHERE id = ?", (msg.id,)).fetchone()
+    finally:
+        conn.close()
+    assert flag == 1
+    # The late part arrives after the release: it is journaled, not merged, not lost.
+    late = await journal.put_part(part(parts[0].hex, parts[0].tpdu_length, index=2))
+    assert late.new
+    assert late.state == "waiting"
+
+
+async def test_forward_migration_keeps_data(tmp_path: Path) -> None:
+    from muxd.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+    conn = sqlite3.connect(tmp_path / JOURNAL_FILE, isolation_level=None)
+    for statement in MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO messages(sim, port, number, sender, text, sms_time, received_at, state)"
+        " VALUES ('s', 'port000', '+79001234567', 'Bank', 'old', 1, 1.0, 'pending')"
+    )
+    conn.close()
+    journal = await Journal.open(tmp_path)
+    try:
+        (msg,) = await journal.pending(10)
+        assert msg.text == "old"
+        assert journal.backlog == 1
+    finally:
+        await journal.close()
+    conn = sqlite3.connect(tmp_path / JOURNAL_FILE)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    finally:
+        conn.close()
+
+
+async def test_corrupt_database_is_refused_loudly(tmp_path: Path) -> None:
+    from muxd.errors import JournalError
+
+    (tmp_path / JOURNAL_FILE).write_bytes(b"this is not a database" * 100)
+    with pytest.raises(JournalError, match="cannot open journal"):
+        await Journal.open(tmp_path)
