@@ -141,6 +141,35 @@ def cmd_pdu_decode(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_outbox(args: argparse.Namespace) -> int:
+    import orjson
+
+    from muxd.config import load
+    from muxd.store import admin
+
+    try:
+        state_dir = Path(load(args.config).state_dir)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.outbox_command == "stats":
+            result: object = admin.stats(state_dir)
+        elif args.outbox_command == "list":
+            for row in admin.list_messages(state_dir, state=args.state, limit=args.limit):
+                print(orjson.dumps(row).decode())
+            return EXIT_OK
+        elif args.outbox_command == "replay":
+            result = {"replayed": admin.replay(state_dir, args.ids, force=args.force)}
+        else:
+            result = {"parked": admin.park(state_dir, args.ids)}
+    except MuxdError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_FAILURE
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="muxd", description=__doc__)
     parser.add_argument("--version", action="version", version=f"muxd {__version__}")
@@ -176,6 +205,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
     p.add_argument("--rate", type=float, default=4.0, help="SMS per second to inject")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("outbox", help="inspect and steer the delivery queue")
+    p.add_argument("-c", "--config", required=True, help="TOML config file (for state_dir)")
+    p.set_defaults(func=cmd_outbox)
+    ob = p.add_subparsers(dest="outbox_command", required=True)
+    ob.add_parser("stats", help="counts by state, oldest pending age")
+    o = ob.add_parser("list", help="latest messages, one JSON object per line")
+    o.add_argument("--state", choices=["pending", "delivered", "parked"])
+    o.add_argument("--limit", type=int, default=50)
+    o = ob.add_parser("replay", help="queue parked messages again")
+    o.add_argument("ids", nargs="+", type=int)
+    o.add_argument("--force", action="store_true", help="also re-send delivered ones (a copy)")
+    o = ob.add_parser("park", help="take pending messages out of delivery")
+    o.add_argument("ids", nargs="+", type=int)
 
     p = sub.add_parser("pdu", help="PDU tools")
     pdu_sub = p.add_subparsers(dest="pdu_command", required=True)
