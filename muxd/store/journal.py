@@ -178,14 +178,26 @@ class Journal:
     async def mark_delivered(self, ids: list[int], when: float) -> None:
         def op(conn: sqlite3.Connection) -> int:
             cur = conn.executemany(
-                "UPDATE messages SET state = 'delivered', delivered_at = ?,"
-                " attempts = attempts + 1 WHERE id = ? AND state = 'pending'",
+                "UPDATE messages SET state = 'delivered', delivered_at = ?"
+                " WHERE id = ? AND state = 'pending'",
                 [(when, i) for i in ids],
             )
             return cur.rowcount
 
         changed: int = await self._submit(op)
         self.backlog -= changed
+
+    async def mark_attempt(self, ids: list[int]) -> None:
+        """Record, before sending, that these messages are about to go out. After a crash, a
+        pending message with attempts > 0 may have reached the upstream already: it is sent
+        again (at least once; v2 has no idempotency key), and the count shows it."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE messages SET attempts = attempts + 1 WHERE id = ?", [(i,) for i in ids]
+            )
+
+        await self._submit(op)
 
     async def park(self, ids: list[int], reason: str) -> None:
         """Take messages out of the delivery queue, keeping them (visible, replayable)."""

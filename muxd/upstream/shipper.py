@@ -112,6 +112,7 @@ class Shipper:
         batch = await self._journal.pending(self._batch_max)
         if not batch:
             return None
+        await self._journal.mark_attempt([m.id for m in batch])
         try:
             if self._batch_endpoint:
                 await self._send_batch(batch)
