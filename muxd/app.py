@@ -170,9 +170,10 @@ class Daemon:
                     client,
                     self.ports,
                     fleet.changed,
+                    journal,
                     interval=cfg.upstream.numbers_interval,
                     rent=cfg.upstream.rent,
-                    save_ids=journal.save_number_ids,
+                    incremental=cfg.upstream.numbers_mode == "incremental",
                     on_published=self._on_published,
                 )
                 shipper = Shipper(

@@ -253,20 +253,37 @@ class Journal:
 
         self.backlog = await self._submit(op)
 
-    async def save_number_ids(self, ids: dict[str, int | None], when: float) -> None:
+    async def remember_numbers(self, rows: list[tuple[str, str, int | None]], when: float) -> None:
+        """Upsert published numbers: (number, entry as JSON, Onlinesim id)."""
+
         def op(conn: sqlite3.Connection) -> None:
-            for number, nid in ids.items():
-                if nid is None:
-                    conn.execute("DELETE FROM numbers WHERE number = ?", (number,))
-                else:
-                    conn.execute(
-                        "INSERT INTO numbers(number, onlinesim_id, published_at) VALUES (?,?,?)"
-                        " ON CONFLICT(number) DO UPDATE SET onlinesim_id = excluded.onlinesim_id,"
-                        " published_at = excluded.published_at",
-                        (number, nid, when),
-                    )
+            conn.executemany(
+                "INSERT INTO numbers(number, entry, onlinesim_id, published_at) VALUES (?,?,?,?)"
+                " ON CONFLICT(number) DO UPDATE SET entry = excluded.entry,"
+                " onlinesim_id = coalesce(excluded.onlinesim_id, numbers.onlinesim_id),"
+                " published_at = excluded.published_at",
+                [(number, entry, nid, when) for number, entry, nid in rows],
+            )
 
         await self._submit(op)
+
+    async def forget_numbers(self, numbers: list[str]) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany("DELETE FROM numbers WHERE number = ?", [(n,) for n in numbers])
+
+        await self._submit(op)
+
+    async def published_numbers(self) -> dict[str, tuple[str | None, int | None]]:
+        """What the upstream was last told: number -> (entry JSON, Onlinesim id)."""
+
+        def op(conn: sqlite3.Connection) -> dict[str, tuple[str | None, int | None]]:
+            return {
+                n: (e, i)
+                for n, e, i in conn.execute("SELECT number, entry, onlinesim_id FROM numbers")
+            }
+
+        result: dict[str, tuple[str | None, int | None]] = await self._submit(op)
+        return result
 
     async def stats(self) -> dict[str, int]:
         def op(conn: sqlite3.Connection) -> dict[str, int]:

@@ -63,6 +63,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP INDEX parts_ckey",
         "CREATE INDEX parts_waiting ON parts(ckey, cgen) WHERE state = 'waiting'",
     ),
+    (
+        # The entry last published per number (JSON), so incremental publishing can
+        # reconcile after a restart and notice changed fields.
+        "ALTER TABLE numbers ADD COLUMN entry TEXT",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

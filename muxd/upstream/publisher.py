@@ -1,8 +1,12 @@
-"""Publishes the sellable numbers to Onlinesim v2 (``numbers_mode = "list"``).
+"""Publishes the sellable numbers to Onlinesim v2.
 
-sendNumbersOnline carries the full list: at start, every ``interval`` (the 5-minute uptime
-proof) and, debounced, after changes, so a burst of ports coming up is one request. Only
-sellable ports are listed: over-reporting gets the partner blocked for 30 minutes.
+``numbers_mode = "list"``: sendNumbersOnline carries the full list at start, every ``interval``
+(the 5-minute uptime proof) and, debounced, after changes, so a burst of ports coming up is one
+request. ``numbers_mode = "incremental"``: checkWork every ``interval`` as the uptime proof, and
+addNumber / removeNumber per changed number, with bounded concurrency and retries; what was
+published is kept in the journal, so a restart reconciles instead of starting blind.
+
+Only sellable ports are ever published: over-reporting gets the partner blocked for 30 minutes.
 """
 
 from __future__ import annotations
@@ -10,10 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
+
+import msgspec
 
 from muxd.errors import UpstreamError
 from muxd.modem.port import PortInfo
+from muxd.store import Journal
+from muxd.upstream.backoff import Backoff
 from muxd.upstream.v2 import NumberEntry, V2Client
 
 LOGGER = logging.getLogger(__name__)
@@ -21,11 +29,16 @@ LOGGER = logging.getLogger(__name__)
 # Wait this long after a change for further changes before publishing (500 ports coming up at
 # once become one request).
 DEBOUNCE = 2.0
-# After a failed publish, try again this soon (the reference's retry cadence for webhooks).
-RETRY_DELAY = 10.0
+# After a failed publish, try again after a capped, jittered backoff.
+RETRY_FIRST = 5.0
+RETRY_CAP = 120.0
 # At start, ports take a few seconds to initialise: don't publish an empty list (which would
 # withdraw every number) before they had the chance; each port coming up triggers a publish.
 STARTUP_GRACE = 30.0
+# Incremental mode: at most this many addNumber/removeNumber requests in flight.
+INCREMENTAL_CONCURRENCY = 8
+
+_ENTRY = msgspec.json.Encoder()
 
 
 def sellable_entries(ports: Iterable[PortInfo], *, rent: bool) -> list[NumberEntry]:
@@ -50,28 +63,39 @@ def sellable_entries(ports: Iterable[PortInfo], *, rent: bool) -> list[NumberEnt
     return entries
 
 
+def entry_json(entry: NumberEntry) -> str:
+    return _ENTRY.encode(entry).decode()
+
+
 class NumbersPublisher:
     def __init__(
         self,
         client: V2Client,
         ports: Callable[[], Iterable[PortInfo]],
         changed: asyncio.Event,
+        journal: Journal,
         *,
         interval: float,
         rent: bool,
-        save_ids: Callable[[dict[str, int | None], float], Awaitable[None]],
+        incremental: bool = False,
         on_published: Callable[[int], None] | None = None,
+        debounce: float = DEBOUNCE,
+        startup_grace: float = STARTUP_GRACE,
     ) -> None:
+        self._debounce = debounce
+        self._startup_grace = startup_grace
         self._client = client
         self._ports = ports
         self._changed = changed
+        self._journal = journal
         self._interval = interval
         self._rent = rent
-        self._save_ids = save_ids
+        self._incremental = incremental
         self._on_published = on_published
-        self.published: list[NumberEntry] = []
-        self.ids: dict[str, int | None] = {}
+        self._backoff = Backoff(RETRY_FIRST, RETRY_CAP)
         self._force = False
+        self.published: dict[str, str] = {}  # number -> entry JSON, as the upstream has it
+        self.ids: dict[str, int | None] = {}
 
     def request(self) -> None:
         """Publish soon even if the list looks unchanged (the upstream forgot a number)."""
@@ -80,31 +104,103 @@ class NumbersPublisher:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        next_due = loop.time() + STARTUP_GRACE
+        known = await self._journal.published_numbers()
+        self.published = {n: e for n, (e, _i) in known.items() if e is not None}
+        self.ids = {n: i for n, (_e, i) in known.items()}
+        next_heartbeat = loop.time() + self._startup_grace
+        retry_at: float | None = None
         while True:
-            wait = max(0.0, next_due - loop.time())
+            wake = next_heartbeat if retry_at is None else min(next_heartbeat, retry_at)
             try:
-                async with asyncio.timeout(wait):
+                async with asyncio.timeout(max(0.0, wake - loop.time())):
                     await self._changed.wait()
-                await asyncio.sleep(DEBOUNCE)
+                await asyncio.sleep(self._debounce)
             except TimeoutError:
                 pass
             self._changed.clear()
+            heartbeat = loop.time() >= next_heartbeat
             entries = sellable_entries(self._ports(), rent=self._rent)
-            due = loop.time() >= next_due or self._force
-            if not due and entries == self.published:
-                continue
-            self._force = False
             try:
-                ids = await self._client.send_numbers_online(entries)
+                if self._incremental:
+                    await self._sync_incremental(entries, heartbeat=heartbeat)
+                else:
+                    await self._sync_list(entries, heartbeat=heartbeat)
             except UpstreamError as exc:
-                LOGGER.warning("sendNumbersOnline failed: %s", exc)
-                next_due = loop.time() + RETRY_DELAY
+                delay = self._backoff.next_delay()
+                LOGGER.warning("publishing numbers failed (%s); retrying in %.0f s", exc, delay)
+                retry_at = loop.time() + delay
                 continue
-            self.published = entries
-            self.ids = ids
-            await self._save_ids(ids, time.time())
-            if self._on_published is not None:
-                self._on_published(len(entries))
-            LOGGER.info("published %d numbers", len(entries))
-            next_due = loop.time() + self._interval
+            self._backoff.reset()
+            retry_at = None
+            if heartbeat:
+                next_heartbeat = loop.time() + self._interval
+
+    async def _sync_list(self, entries: list[NumberEntry], *, heartbeat: bool) -> None:
+        wanted = {e.number: entry_json(e) for e in entries}
+        if not heartbeat and not self._force and wanted == self.published:
+            return
+        ids = await self._client.send_numbers_online(entries)
+        self._force = False
+        now = time.time()
+        removed = [n for n in self.published if n not in wanted]
+        await self._journal.remember_numbers([(n, e, ids.get(n)) for n, e in wanted.items()], now)
+        if removed:
+            await self._journal.forget_numbers(removed)
+        self.published = wanted
+        self.ids = {n: ids.get(n) for n in wanted}
+        if self._on_published is not None:
+            self._on_published(len(entries))
+        LOGGER.info("published %d numbers", len(entries))
+
+    async def _sync_incremental(self, entries: list[NumberEntry], *, heartbeat: bool) -> None:
+        if heartbeat:
+            await self._client.check_work()
+        wanted = {e.number: e for e in entries}
+        force, self._force = self._force, False
+        to_add = [e for n, e in wanted.items() if force or self.published.get(n) != entry_json(e)]
+        to_remove = [n for n in self.published if n not in wanted]
+        if not to_add and not to_remove:
+            return
+        limit = asyncio.Semaphore(INCREMENTAL_CONCURRENCY)
+        failures: list[UpstreamError] = []
+
+        async def add(entry: NumberEntry) -> None:
+            async with limit:
+                try:
+                    ids = await self._client.add_number(entry)
+                except UpstreamError as exc:
+                    failures.append(exc)
+                    return
+            js = entry_json(entry)
+            await self._journal.remember_numbers(
+                [(entry.number, js, ids.get(entry.number))], time.time()
+            )
+            self.published[entry.number] = js
+            self.ids[entry.number] = ids.get(entry.number)
+
+        async def remove(number: str) -> None:
+            async with limit:
+                try:
+                    await self._client.remove_number(number)
+                except UpstreamError as exc:
+                    if exc.status != 400:  # 400: the upstream doesn't have it: already gone
+                        failures.append(exc)
+                        return
+            await self._journal.forget_numbers([number])
+            self.published.pop(number, None)
+            self.ids.pop(number, None)
+
+        # Removals first: never list more numbers than the fleet has, even for a moment.
+        await asyncio.gather(*(remove(n) for n in to_remove))
+        await asyncio.gather(*(add(e) for e in to_add))
+        if self._on_published is not None:
+            self._on_published(len(self.published))
+        LOGGER.info(
+            "numbers: %d added/updated, %d removed, %d failed",
+            len(to_add),
+            len(to_remove),
+            len(failures),
+        )
+        if failures:
+            self._force = self._force or force
+            raise failures[0]
