@@ -18,6 +18,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from muxd.config import Config, parse_listen
+from muxd.errors import JournalError
 from muxd.fleet import Fleet, load_numbers
 from muxd.metrics import FleetCollector, Metrics
 from muxd.modem.port import PortInfo
@@ -37,6 +38,10 @@ LAG_PROBE_INTERVAL = 1.0
 MAINTENANCE_INTERVAL = 60.0
 PRUNE_EVERY = 60  # maintenance rounds
 DAY = 86400.0
+# After a failed journal commit: probe with a real write every 5 s; give up (exit non-zero, so
+# the service manager restarts us and the alarm is loud) after 10 minutes.
+JOURNAL_PROBE_INTERVAL = 5.0
+JOURNAL_GIVE_UP = 600.0
 
 
 class Daemon:
@@ -114,6 +119,22 @@ class Daemon:
             await journal.recount()
             rounds += 1
             await asyncio.sleep(MAINTENANCE_INTERVAL)
+
+    async def _watch_journal(self, journal: Journal, fleet: Fleet) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await journal.broken.wait()
+            fleet.intake.clear()
+            LOGGER.critical("journal failed (%s): intake stopped", journal.failed)
+            give_up = loop.time() + JOURNAL_GIVE_UP
+            while not await journal.probe():
+                if loop.time() >= give_up:
+                    raise JournalError(
+                        f"journal unwritable for {JOURNAL_GIVE_UP:.0f} s: {journal.path}"
+                    )
+                await asyncio.sleep(JOURNAL_PROBE_INTERVAL)
+            LOGGER.warning("journal writable again: intake resumed")
+            fleet.intake.set()
 
     def _on_parked(self, _msg: PendingMessage, _reason: str) -> None:
         self.metrics.sms_parked.inc()
@@ -203,6 +224,7 @@ class Daemon:
                         tg.create_task(shipper.run(), name="shipper")
                         tg.create_task(self._watch_loop_lag(), name="loop-lag")
                         tg.create_task(self._maintain(journal), name="maintenance")
+                        tg.create_task(self._watch_journal(journal, fleet), name="journal-watch")
                         self.ready.set()
                 finally:
                     await runner.cleanup()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from muxd import __version__
+from muxd.cli_ops import add_outbox_parser
 from muxd.errors import ConfigError, MuxdError
 
 EXIT_OK = 0
@@ -123,51 +124,102 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_pdu_decode(args: argparse.Namespace) -> int:
+    """Print one compact JSON object per PDU (argument, or line of stdin when none given).
+
+    Keys, in this order, by TP-MTI (``*_type`` is the TON of the address's TOA, TS 23.040
+    §9.1.2.5: unknown, international, national, network-specific, subscriber,
+    alphanumeric, abbreviated, reserved; timestamps are ISO 8601 with their zone):
+
+    - deliver: type, smsc, sender, sender_type, timestamp, encoding, text, data, concat,
+      pid, dcs
+    - status-report: type, smsc, recipient, recipient_type, message_ref, timestamp
+      (TP-SCTS), discharge (TP-DT), status (TP-ST, an integer)
+    - submit: type, smsc, destination, destination_type, message_ref, encoding, text, data,
+      concat, dcs, truncated
+
+    ``text`` is null and ``data`` the user data in hex (after any UDH) for 8-bit and
+    compressed messages; otherwise ``data`` is null. ``concat`` is null or
+    ``{"ref", "total", "seq", "ref_bits"}``. A PDU that does not decode prints
+    ``{"error": "..."}`` on its line; the others still print and the exit status is 1.
+    SMSC-prefixed PDUs and bare TPDUs are told apart by ``decode_pdu``.
+    """
     import msgspec
 
-    from muxd.pdu import PduError, decode_pdu
+    from muxd.pdu import PduError, SmsDeliver, SmsStatusReport, decode_pdu
 
+    tons = (
+        "unknown",
+        "international",
+        "national",
+        "network-specific",
+        "subscriber",
+        "alphanumeric",
+        "abbreviated",
+        "reserved",
+    )
+
+    def user_data(sms: Any) -> tuple[str | None, str | None, dict[str, int] | None]:
+        text, data = sms.text, None
+        if sms.encoding in ("8bit", "compressed"):
+            text, data = None, sms.user_data.hex().upper()
+        c = sms.concat
+        concat = None if c is None else msgspec.structs.asdict(c)
+        return text, data, concat
+
+    def record(sms: Any) -> dict[str, Any]:
+        if isinstance(sms, SmsDeliver):
+            text, data, concat = user_data(sms)
+            return {
+                "type": "deliver",
+                "smsc": sms.smsc,
+                "sender": sms.originator,
+                "sender_type": tons[(sms.originator_toa >> 4) & 7],
+                "timestamp": sms.scts.isoformat(),
+                "encoding": sms.encoding,
+                "text": text,
+                "data": data,
+                "concat": concat,
+                "pid": sms.pid,
+                "dcs": sms.dcs,
+            }
+        if isinstance(sms, SmsStatusReport):
+            return {
+                "type": "status-report",
+                "smsc": sms.smsc,
+                "recipient": sms.recipient,
+                "recipient_type": tons[(sms.recipient_toa >> 4) & 7],
+                "message_ref": sms.message_ref,
+                "timestamp": sms.scts.isoformat(),
+                "discharge": sms.discharge.isoformat(),
+                "status": sms.status,
+            }
+        text, data, concat = user_data(sms)
+        return {
+            "type": "submit",
+            "smsc": sms.smsc,
+            "destination": sms.destination,
+            "destination_type": tons[(sms.destination_toa >> 4) & 7],
+            "message_ref": sms.message_ref,
+            "encoding": sms.encoding,
+            "text": text,
+            "data": data,
+            "concat": concat,
+            "dcs": sms.dcs,
+            "truncated": sms.truncated,
+        }
+
+    lines = args.pdu or (line for line in sys.stdin if line.strip())
+    encode = msgspec.json.encode
     status = EXIT_OK
-    for text in args.pdu:
+    for line in lines:
         try:
-            decoded = decode_pdu(text, tpdu_length=args.length)
+            out = record(decode_pdu(line.strip(), tpdu_length=args.length))
         except PduError as exc:
-            print(f"{text[:40]}: {exc}", file=sys.stderr)
+            out = {"error": str(exc)}
             status = EXIT_FAILURE
-            continue
-        record = msgspec.to_builtins(decoded)
-        record["type"] = type(decoded).__name__
-        print(msgspec.json.format(msgspec.json.encode(record)).decode())
+        sys.stdout.write(encode(out).decode() + "\n")
+    sys.stdout.flush()
     return status
-
-
-def cmd_outbox(args: argparse.Namespace) -> int:
-    import orjson
-
-    from muxd.config import load
-    from muxd.store import admin
-
-    try:
-        state_dir = Path(load(args.config).state_dir)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        if args.outbox_command == "stats":
-            result: object = admin.stats(state_dir)
-        elif args.outbox_command == "list":
-            for row in admin.list_messages(state_dir, state=args.state, limit=args.limit):
-                print(orjson.dumps(row).decode())
-            return EXIT_OK
-        elif args.outbox_command == "replay":
-            result = {"replayed": admin.replay(state_dir, args.ids, force=args.force)}
-        else:
-            result = {"parked": admin.park(state_dir, args.ids)}
-    except MuxdError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_FAILURE
-    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
-    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,24 +258,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=4.0, help="SMS per second to inject")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("outbox", help="inspect and steer the delivery queue")
-    p.add_argument("-c", "--config", required=True, help="TOML config file (for state_dir)")
-    p.set_defaults(func=cmd_outbox)
-    ob = p.add_subparsers(dest="outbox_command", required=True)
-    ob.add_parser("stats", help="counts by state, oldest pending age")
-    o = ob.add_parser("list", help="latest messages, one JSON object per line")
-    o.add_argument("--state", choices=["pending", "delivered", "parked"])
-    o.add_argument("--limit", type=int, default=50)
-    o = ob.add_parser("replay", help="queue parked messages again")
-    o.add_argument("ids", nargs="+", type=int)
-    o.add_argument("--force", action="store_true", help="also re-send delivered ones (a copy)")
-    o = ob.add_parser("park", help="take pending messages out of delivery")
-    o.add_argument("ids", nargs="+", type=int)
+    add_outbox_parser(sub)
 
     p = sub.add_parser("pdu", help="PDU tools")
     pdu_sub = p.add_subparsers(dest="pdu_command", required=True)
-    d = pdu_sub.add_parser("decode", help="decode PDUs (hex, with or without SMSC prefix)")
-    d.add_argument("pdu", nargs="+")
+    d = pdu_sub.add_parser(
+        "decode",
+        help="decode PDUs (hex, with or without SMSC prefix) to JSON lines",
+        description="Decode PDUs to one JSON object per line; with no HEX, read one per "
+        "line from stdin. Exit 1 if any PDU did not decode.",
+    )
+    d.add_argument("pdu", nargs="*", metavar="HEX", help="PDU in hex (default: stdin lines)")
     d.add_argument("--length", type=int, default=None, help="TPDU length from +CMGR/+CMGL")
     d.set_defaults(func=cmd_pdu_decode)
     return parser

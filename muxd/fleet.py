@@ -97,6 +97,8 @@ class Fleet:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._on_change = on_change or (lambda _info: None)
         self.changed = asyncio.Event()
+        self.intake = asyncio.Event()  # cleared by the app while the journal can't store
+        self.intake.set()
 
     def _changed(self, info: PortInfo) -> None:
         self.changed.set()
@@ -178,6 +180,7 @@ class Fleet:
                 numbers=self.numbers,
                 sweep_interval=self.sweep_interval,
                 on_change=self._changed,
+                intake=self.intake,
             )
             await port.run()
         finally:

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from muxd.at import Urc
-from muxd.errors import AtCommandError, PortClosedError
+from muxd.errors import AtCommandError, JournalError, PortClosedError
 from muxd.modem.session import CMGL_TIMEOUT, ModemSession
 from muxd.numbering import calling_code, normalise_number, operator_code
 
@@ -118,7 +118,12 @@ class ModemPort:
         numbers: Mapping[str, str],
         sweep_interval: float,
         on_change: Callable[[PortInfo], None],
+        intake: asyncio.Event | None = None,
     ) -> None:
+        # Cleared while the journal can't store: nothing is read, so nothing can be deleted.
+        self._intake = intake or asyncio.Event()
+        if intake is None:
+            self._intake.set()
         self.info = info
         self.session = session
         self._sink = sink
@@ -253,15 +258,25 @@ class ModemPort:
         while True:
             if not self.session.is_open:
                 raise PortClosedError(f"{self.info.name}: port closed")
+            if not self._intake.is_set():
+                LOGGER.warning("%s: journal unavailable, intake paused", self.info.name)
+                await self._intake.wait()
+                self._sweep_due = True
             now = loop.time()
-            if self._sweep_due or now >= next_sweep:
-                self._sweep_due = False
-                await self.sweep()
-                next_sweep = loop.time() + self._sweep_interval * random.uniform(0.8, 1.2)
-            while self._hints:
-                index = min(self._hints)
-                self._hints.discard(index)
-                await self.read_index(index)
+            try:
+                if self._sweep_due or now >= next_sweep:
+                    self._sweep_due = False
+                    await self.sweep()
+                    next_sweep = loop.time() + self._sweep_interval * random.uniform(0.8, 1.2)
+                while self._hints:
+                    index = min(self._hints)
+                    self._hints.discard(index)
+                    await self.read_index(index)
+            except JournalError as exc:
+                # Not stored, so not deleted: the PDU stays on the SIM for the next sweep.
+                LOGGER.error("%s: %s", self.info.name, exc)
+                self._sweep_due = True
+                continue
             if loop.time() >= next_health:
                 await self.check_health()
                 next_health = loop.time() + HEALTH_INTERVAL * random.uniform(0.8, 1.2)

@@ -77,6 +77,14 @@ def reassemble(parts: Sequence[SmsDeliver] | Sequence[SmsSubmit], *, strict: boo
     Raw user data is joined before decoding: UCS-2 octets (so a surrogate pair
     split across parts comes out right), GSM 7-bit septets (decoded with the
     shift tables of part 1). Duplicates are dropped by seq (the first one wins).
+
+    Callers must pass parts of **one generation** of a set: a sender that reuses a
+    reference for back-to-back messages produces parts with equal (ref, total,
+    seq) but other content, and ``reassemble`` cannot tell them apart, so a
+    mixed list silently yields the first-seen part per seq. Telling generations
+    apart is :class:`Reassembler`'s job (it opens a second set when a seq repeats
+    with different user data); pass ``reassemble`` one set it produced, or parts
+    known to belong together.
     Raises PduError when parts are missing or belong to different sets, and
     (``strict``, the default) when a UCS-2 surrogate dangles or is unpaired;
     with ``strict=False`` such a surrogate becomes U+FFFD instead. 8-bit data

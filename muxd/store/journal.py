@@ -11,6 +11,7 @@ the modem afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -51,6 +52,7 @@ class Journal:
         self._flush_task: asyncio.Task[None] | None = None
         self.new_messages = asyncio.Event()
         self.failed: JournalError | None = None
+        self.broken = asyncio.Event()  # set while writes fail (intake must stop)
         self.backlog = 0  # messages not yet delivered (kept in memory, exact)
 
     @classmethod
@@ -111,6 +113,7 @@ class Journal:
                     err = JournalError(f"{self.path}: commit failed: {exc}")
                     LOGGER.critical("%s", err)
                     self.failed = err
+                    self.broken.set()
                     for _, fut in batch:
                         if not fut.done():
                             fut.set_exception(err)
@@ -145,9 +148,27 @@ class Journal:
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise
         return results
+
+    async def probe(self) -> bool:
+        """Try one durable write; on success clear the failed state (intake may resume)."""
+        loop = asyncio.get_running_loop()
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT OR REPLACE INTO health(id, at) VALUES (1, ?)", (time.time(),))
+
+        ops: list[Op] = [op]
+        try:
+            await loop.run_in_executor(self._executor, self._run_batch, ops)
+        except (OSError, sqlite3.Error) as exc:
+            LOGGER.debug("journal probe failed: %s", exc)
+            return False
+        self.failed = None
+        self.broken.clear()
+        return True
 
     # -- intake -------------------------------------------------------------------------------
 

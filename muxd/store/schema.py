@@ -67,6 +67,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # The entry last published per number (JSON), so incremental publishing can
         # reconcile after a restart and notice changed fields.
         "ALTER TABLE numbers ADD COLUMN entry TEXT",
+        # One row rewritten by the health probe after a failed commit (is the disk back?).
+        "CREATE TABLE health (id INTEGER PRIMARY KEY, at REAL NOT NULL)",
     ),
 )
 
