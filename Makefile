@@ -29,6 +29,8 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_pdu
+	$(BIN)/python -m benchmarks.bench_at_parser
+	$(BIN)/python -m benchmarks.journal_ship
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
