@@ -21,7 +21,7 @@ from muxd.config import Config, parse_listen
 from muxd.errors import JournalError
 from muxd.fleet import Fleet, load_numbers
 from muxd.metrics import FleetCollector, Metrics
-from muxd.modem.port import PortInfo
+from muxd.modem.state import PortInfo
 from muxd.store import Journal, PartIn, PendingMessage
 from muxd.upstream.publisher import NumbersPublisher
 from muxd.upstream.shipper import Shipper
@@ -184,6 +184,7 @@ class Daemon:
                     numbers=numbers,
                     sweep_interval=cfg.modems.sweep_interval,
                     rescan_interval=cfg.modems.rescan_interval,
+                    ussd=cfg.numbers.ussd,
                 )
                 self.metrics.registry.register(FleetCollector(self.ports, self._live_counts))
                 self.metrics.backlog.set_function(lambda: journal.backlog)

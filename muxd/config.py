@@ -15,6 +15,7 @@ import msgspec
 from msgspec import Meta
 
 from muxd.errors import ConfigError
+from muxd.numbering import UssdQuery
 
 # Onlinesim v2 batches: the spec suggests "e.g. every 5 s"; activation codes are urgent, so 1 s.
 DEFAULT_BATCH_DELAY = 1.0
@@ -34,6 +35,8 @@ class ModemsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class NumbersConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     file: str | None = None
+    # Own-number USSD queries per operator, tried when neither the file nor AT+CNUM knows.
+    ussd: list[UssdQuery] = []
 
 
 class UpstreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -105,6 +108,11 @@ def _check_values(cfg: Config) -> tuple[str, str] | None:
     for i, pattern in enumerate(cfg.modems.ports):
         if not pattern.strip():
             return f"modems.ports[{i}]", "empty pattern"
+    for i, query in enumerate(cfg.numbers.ussd):
+        try:
+            re.compile(query.regex)
+        except re.error as exc:
+            return f"numbers.ussd[{i}].regex", f"invalid regular expression: {exc}"
     if cfg.numbers.file is not None:
         path = Path(cfg.numbers.file)
         if not path.is_file():

@@ -15,14 +15,15 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from muxd.at import Urc
 from muxd.errors import ConfigError, ModemError
-from muxd.modem.port import ModemPort, PartSink, PortInfo, PortStatus
+from muxd.modem.port import ModemPort
 from muxd.modem.session import ModemSession
-from muxd.numbering import normalise_number
+from muxd.modem.state import PartSink, PortInfo, PortStatus
+from muxd.numbering import UssdQuery, normalise_number
 from muxd.serialio import SerialOpenError, open_port
 
 LOGGER = logging.getLogger(__name__)
@@ -85,7 +86,9 @@ class Fleet:
         sweep_interval: float,
         rescan_interval: float,
         on_change: Callable[[PortInfo], None] | None = None,
+        ussd: Sequence[UssdQuery] = (),
     ) -> None:
+        self.ussd = ussd
         self.patterns = patterns
         self.baudrate = baudrate
         self.sink = sink
@@ -181,6 +184,7 @@ class Fleet:
                 sweep_interval=self.sweep_interval,
                 on_change=self._changed,
                 intake=self.intake,
+                ussd=self.ussd,
             )
             await port.run()
         finally:

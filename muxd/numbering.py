@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+import msgspec
+
+
+class UssdQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An operator's own-number USSD query ([[numbers.ussd]] in the config)."""
+
+    operator: int  # MCC+MNC this query applies to, e.g. 25001
+    code: str  # e.g. "*111*0887#"
+    regex: str  # the first group (or the whole match) is the number
+
+
 # E.164 calling codes are prefix-free: 1 and 7 are the only one-digit codes, these are the
 # two-digit ones, every other code has three digits.
 _TWO_DIGIT_CODES = frozenset(

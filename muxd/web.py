@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from muxd.modem.port import PortInfo, PortStatus
+from muxd.modem.state import PortInfo, PortStatus
 
 
 def port_status(info: PortInfo) -> dict[str, Any]:

@@ -1,109 +1,62 @@
-"""One modem port: init script, identity, and the receive path.
+"""One modem port: init, identity, health and the receive path.
 
-Receive path (DESIGN.md §3): +CMTI is a hint, storage is the truth. Each PDU read from storage is
-handed to the sink, which returns only once the part is durably journaled; only then is it
-deleted from the SIM. A sink failure leaves the PDU on the SIM (it is read again later).
+Receive path (DESIGN.md §3): +CMTI is a hint, storage is the truth. Every memory the modem
+offers (SM, ME) is swept at start, periodically (jittered) and after storage-full or restart
+indications. Each PDU read is handed to the sink, which returns only once the part is durably
+journaled; only then is it deleted (AT+CMGD). A sink failure leaves the PDU on the SIM.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 
-from muxd.at import Urc
-from muxd.errors import AtCommandError, JournalError, PortClosedError
+from muxd.at import (
+    AtParseError,
+    Urc,
+    csq_to_dbm,
+    parse_cmgl_header,
+    parse_cmti,
+    parse_cops,
+    parse_creg,
+    parse_csq,
+)
+from muxd.errors import AtCommandError, AtTimeoutError, JournalError, PortClosedError
+from muxd.modem.identity import (
+    own_number,
+    read_iccid,
+    read_mnc_length,
+    read_plain,
+)
+from muxd.modem.profiles import BASE_INIT, CNMI_FALLBACKS, SMS_INIT, Profile, select_profile
 from muxd.modem.session import CMGL_TIMEOUT, ModemSession
-from muxd.numbering import calling_code, normalise_number, operator_code
+from muxd.modem.state import PartSink, PortInfo, PortStatus
+from muxd.numbering import UssdQuery, calling_code, operator_code
 
 LOGGER = logging.getLogger(__name__)
 
 # Health checks (signal, registration): every minute, jittered so 512 ports don't poll together.
 HEALTH_INTERVAL = 60.0
-# +CMS ERROR 321: invalid memory index (an empty slot); 314: SIM busy (try again later).
+# Re-read the ICCID this often to notice a SIM swapped without any URC.
+IDENTITY_INTERVAL = 600.0
+# Registration lost this long: toggle the radio (AT+CFUN=0 / 1), at most once per this period.
+REGISTRATION_LOST_TOGGLE = 300.0
+# This many command timeouts in a row: the modem is hung; close and reopen the port.
+MAX_CONSECUTIVE_TIMEOUTS = 3
+# A radio toggle takes seconds on most modules; some need up to 15 s to answer AT+CFUN.
+CFUN_TIMEOUT = 30.0
+# After a SIM URC, give the SIM this long to become ready before re-identifying.
+SIM_SETTLE = 2.0
+# +CMS ERROR codes: 321 invalid memory index (an empty slot); 314 SIM busy; 302/303 operation
+# not allowed/supported (a memory the modem won't use).
 CMS_EMPTY_SLOT = 321
 CMS_SIM_BUSY = 314
-
-# The init script as data: (command, required). Optional commands may fail on some firmware.
-INIT_SCRIPT: tuple[tuple[str, bool], ...] = (
-    ("ATE0", True),
-    ("AT+CMEE=1", False),
-    ("AT+CMGF=0", True),
-    ('AT+CPMS="SM","SM","SM"', True),
-    ("AT+CNMI=2,1,0,0,0", False),
-)
-
-
-class PortStatus(enum.Enum):
-    OPENING = "opening"
-    INITIALIZING = "initializing"
-    READY = "ready"
-    BACKOFF = "backoff"
-    GONE = "gone"
-
-
-@dataclass
-class PortInfo:
-    """What the fleet knows about one port; owned and mutated by that port's supervisor only."""
-
-    name: str
-    path: str
-    status: PortStatus = PortStatus.OPENING
-    imei: str | None = None
-    imsi: str | None = None
-    iccid: str | None = None
-    number: str | None = None
-    operator: int | None = None
-    country_id: int | None = None
-    registered: bool = False
-    signal_dbm: int | None = None
-    sms_received: int = 0
-    last_sms_at: float | None = None
-    since: float | None = None  # when this SIM came up in this port (date_start)
-    at_timeouts: int = 0
-    resyncs: int = 0
-    last_error: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def sim(self) -> str | None:
-        """The SIM identity used to key stored parts."""
-        return self.iccid or self.imsi
-
-    @property
-    def sellable(self) -> bool:
-        return (
-            self.status is PortStatus.READY
-            and self.registered
-            and self.number is not None
-            and self.country_id is not None
-        )
-
-
-# sink(port, storage, index, pdu_hex, tpdu_length): returns once the part is durable.
-PartSink = Callable[[PortInfo, str, int, str, int | None], Awaitable[None]]
-
-
-def _args(line: str) -> list[str]:
-    _, _, rest = line.partition(":")
-    return [a.strip().strip('"') for a in rest.split(",")]
-
-
-def _first_digits(resp_lines: list[str]) -> str | None:
-    for line in resp_lines:
-        text = line.split(":", 1)[-1].strip().strip('"')
-        if text.isdigit():
-            return text
-    return None
-
-
-def _swap_nibbles(hexstr: str) -> str:
-    out = "".join(hexstr[i + 1] + hexstr[i] for i in range(0, len(hexstr) - 1, 2))
-    return out.rstrip("Ff")
+# URCs saying storage is full: sweep now.
+STORAGE_FULL_URCS = ("^SMSFULL", "+CIEV", "^SMMEMFULL", "+CMTI-FULL")
+RESTART_URCS = ("RDY", "SMS Ready", "SMS DONE", "^BOOT")
 
 
 class ModemPort:
@@ -119,38 +72,71 @@ class ModemPort:
         sweep_interval: float,
         on_change: Callable[[PortInfo], None],
         intake: asyncio.Event | None = None,
+        ussd: Sequence[UssdQuery] = (),
     ) -> None:
-        # Cleared while the journal can't store: nothing is read, so nothing can be deleted.
-        self._intake = intake or asyncio.Event()
-        if intake is None:
-            self._intake.set()
         self.info = info
         self.session = session
         self._sink = sink
         self._numbers = numbers
+        self._ussd = ussd
         self._sweep_interval = sweep_interval
         self._on_change = on_change
+        # Cleared while the journal can't store: nothing is read, so nothing can be deleted.
+        self._intake = intake or asyncio.Event()
+        if intake is None:
+            self._intake.set()
+        self.profile: Profile = select_profile("", "")
+        self.memories: list[str] = []
+        self._mem1: str | None = None
         self._wake = asyncio.Event()
-        self._hints: set[int] = set()
+        self._hints: set[tuple[str, int]] = set()
+        self._routed: list[tuple[str, int | None]] = []
         self._sweep_due = True
+        self._identity_due = False
+        self._timeouts_in_row = 0
+        self._unregistered_since: float | None = None
+        self._last_toggle = 0.0
         # A closed port must end the receive loop even while it waits for a hint.
         session.closed.add_done_callback(lambda _fut: self._wake.set())
 
     # -- URCs (called from data_received: must not raise, must not block) -----------------------
 
     def on_urc(self, urc: Urc) -> None:
-        if urc.name in ("+CMTI", "+CDSI"):
-            args = _args(urc.line)
-            if len(args) >= 2 and args[1].lstrip("-").isdigit() and int(args[1]) >= 0:
-                self._hints.add(int(args[1]))
-            else:
+        name = urc.name
+        if name in ("+CMTI", "+CDSI"):
+            try:
+                self._hints.add(parse_cmti(urc.args))
+            except AtParseError:
                 LOGGER.warning("%s: unusable %s, sweeping storage", self.info.name, urc.line)
                 self._sweep_due = True
-            self._wake.set()
-        elif urc.name in ("RDY", "+QUSIM", "SMS Ready", "SMS DONE", "^SIMST", "+CPIN"):
-            # The module or SIM (re)started: sweep storage; identity is re-read on reconnect.
+        elif name in ("+CMT", "+CDS") and urc.pdu:
+            fields = urc.args.split(",")
+            length = fields[-1].strip()
+            self._routed.append((urc.pdu, int(length) if length.isdigit() else None))
+        elif name in ("+CREG", "+CEREG", "+CGREG"):
+            try:
+                _, stat = parse_creg(urc.line)
+            except AtParseError:
+                return
+            self._set_registered(stat in (1, 5))
+            return
+        elif name in self.profile.sim_urcs and name not in RESTART_URCS:
+            self._identity_due = True
             self._sweep_due = True
-            self._wake.set()
+        elif name in STORAGE_FULL_URCS or name in RESTART_URCS:
+            self._sweep_due = True
+        else:
+            return
+        self._wake.set()
+
+    def _set_registered(self, registered: bool) -> None:
+        if registered:
+            self._unregistered_since = None
+        elif self._unregistered_since is None:
+            self._unregistered_since = time.monotonic()
+        if registered != self.info.registered:
+            self.info.registered = registered
+            self._on_change(self.info)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -160,94 +146,131 @@ class ModemPort:
         await self.identify()
         await self.check_health()
         self.info.status = PortStatus.READY
-        self.info.since = self.info.since or time.time()
         self._on_change(self.info)
         LOGGER.info(
-            "%s: ready imei=%s iccid=%s number=%s",
+            "%s: ready (%s) imei=%s iccid=%s number=%s (%s)",
             self.info.name,
+            self.profile.name,
             self.info.imei,
             self.info.iccid,
             self.info.number,
+            self.info.number_source,
         )
         await self.receive_loop()
 
-    async def initialise(self) -> None:
-        for command, required in INIT_SCRIPT:
+    async def _script(self, script: Sequence[tuple[str, bool]]) -> None:
+        for command, required in script:
             try:
                 await self.session.command(command)
             except AtCommandError:
                 if required:
                     raise
-                LOGGER.info("%s: optional %s refused", self.info.name, command)
+                LOGGER.debug("%s: optional %s refused", self.info.name, command)
+
+    async def initialise(self) -> None:
+        await self._script(BASE_INIT)
+        manufacturer = model = ""
+        try:
+            manufacturer = " ".join(i.line for i in (await self.session.command("AT+CGMI")).lines)
+            model = " ".join(i.line for i in (await self.session.command("AT+CGMM")).lines)
+        except AtCommandError:
+            pass
+        self.profile = select_profile(manufacturer, model)
+        self.info.model = f"{manufacturer} {model}".strip()[:60]
+        await self._script(self.profile.init)
+        await self._script(SMS_INIT)
+        await self._setup_memories()
+        for command in CNMI_FALLBACKS:
+            try:
+                await self.session.command(command)
+                break
+            except AtCommandError:
+                continue
+        else:
+            LOGGER.warning("%s: no +CNMI form accepted; relying on sweeps", self.info.name)
+
+    async def _setup_memories(self) -> None:
+        receive = self.profile.receive_memory
+        self.memories = []
+        for mem in self.profile.memories:
+            try:
+                # All three parameters explicitly: some firmware applies only the first.
+                await self.session.command(f'AT+CPMS="{mem}","{mem}","{receive}"')
+            except AtCommandError:
+                continue
+            self.memories.append(mem)
+            self._mem1 = mem
+        if not self.memories:
+            raise AtCommandError("AT+CPMS", "ERROR", None, "no SMS memory accepted")
 
     async def identify(self) -> None:
         info = self.info
-        resp = await self.session.command("AT+CGSN")
-        info.imei = _first_digits([i.line for i in resp.lines])
-        resp = await self.session.command("AT+CIMI")
-        info.imsi = _first_digits([i.line for i in resp.lines])
-        info.iccid = await self._read_iccid()
+        session = self.session
+        previous = info.sim
+        info.imei = await read_plain(session, "AT+CGSN")
+        info.imsi = await read_plain(session, "AT+CIMI")
+        info.iccid = await read_iccid(session, self.profile)
         if info.sim is None:
-            raise AtCommandError("AT+CIMI", "ERROR", None, "no SIM identity")
-        info.operator = operator_code(info.imsi) if info.imsi else None
-        number = self._numbers.get(info.iccid or "") or self._numbers.get(info.imsi or "")
-        if number is None:
-            number = await self._read_cnum()
-        info.number = number
-        info.country_id = calling_code(number) if number else None
-
-    async def _read_iccid(self) -> str | None:
-        try:
-            resp = await self.session.command("AT+CCID")
-            iccid = _first_digits([i.line for i in resp.lines])
-            if iccid:
-                return iccid
-        except AtCommandError:
-            pass
-        try:
-            resp = await self.session.command("AT+CRSM=176,12258,0,0,10")
-        except AtCommandError:
-            return None
-        args = resp.first("+CRSM")
-        if args is None:
-            return None
-        parts = [a.strip().strip('"') for a in args.split(",")]
-        if len(parts) >= 3 and parts[0] == "144":
-            return _swap_nibbles(parts[2])
-        return None
-
-    async def _read_cnum(self) -> str | None:
-        try:
-            resp = await self.session.command("AT+CNUM")
-        except AtCommandError:
-            return None
-        for line in resp.lines:
-            args = _args(line.line)
-            if len(args) >= 3:
-                toa = int(args[2]) if args[2].isdigit() else None
-                number = normalise_number(args[1], toa)
-                if number:
-                    return number
-        return None
+            raise AtCommandError("AT+CIMI", "ERROR", None, "no SIM identity (no SIM, or PIN?)")
+        mnc_length = await read_mnc_length(session) if info.imsi else None
+        info.operator = operator_code(info.imsi, mnc_length) if info.imsi else None
+        info.number, info.number_source = await own_number(
+            session,
+            iccid=info.iccid,
+            imsi=info.imsi,
+            operator=info.operator,
+            numbers=self._numbers,
+            ussd=self._ussd,
+        )
+        info.country_id = calling_code(info.number) if info.number else None
+        if previous != info.sim or info.since is None:
+            if previous is not None:
+                LOGGER.warning("%s: SIM changed %s -> %s", info.name, previous, info.sim)
+            info.since = time.time()
+        self._on_change(info)
 
     async def check_health(self) -> None:
         resp = await self.session.command("AT+CSQ")
         csq = resp.first("+CSQ")
-        if csq:
-            rssi = csq.split(",")[0].strip()
-            self.info.signal_dbm = (
-                -113 + 2 * int(rssi) if rssi.isdigit() and int(rssi) <= 31 else None
-            )
-        resp = await self.session.command("AT+CREG?")
-        creg = resp.first("+CREG")
+        if csq is not None:
+            try:
+                self.info.signal_dbm = csq_to_dbm(parse_csq("+CSQ: " + csq)[0])
+            except AtParseError:
+                self.info.signal_dbm = None
         registered = False
-        if creg:
-            fields = [f.strip() for f in creg.split(",")]
-            stat = fields[1] if len(fields) >= 2 else fields[0]
-            registered = stat in ("1", "5")
-        if registered != self.info.registered:
-            self.info.registered = registered
-            self._on_change(self.info)
+        for command in ("AT+CREG?", "AT+CEREG?"):
+            try:
+                resp = await self.session.command(command)
+            except AtCommandError:
+                continue
+            for line in resp.lines:
+                try:
+                    registered = registered or parse_creg(line.line)[1] in (1, 5)
+                except AtParseError:
+                    continue
+            if registered:
+                break
+        self._set_registered(registered)
+        try:
+            resp = await self.session.command("AT+COPS?")
+            self.info.network = parse_cops(resp.lines[0].line) if resp.lines else None
+        except (AtCommandError, AtParseError):
+            pass
+
+    async def _maybe_toggle_radio(self) -> None:
+        since = self._unregistered_since
+        now = time.monotonic()
+        if since is None or now - since < REGISTRATION_LOST_TOGGLE:
+            return
+        if now - self._last_toggle < REGISTRATION_LOST_TOGGLE:
+            return
+        self._last_toggle = now
+        LOGGER.warning("%s: not registered for %.0f s, toggling radio", self.info.name, now - since)
+        try:
+            await self.session.command("AT+CFUN=0", timeout=CFUN_TIMEOUT)
+            await self.session.command("AT+CFUN=1", timeout=CFUN_TIMEOUT)
+        except AtCommandError as exc:
+            LOGGER.warning("%s: radio toggle refused: %s", self.info.name, exc)
 
     # -- receive --------------------------------------------------------------------------------
 
@@ -255,6 +278,7 @@ class ModemPort:
         loop = asyncio.get_running_loop()
         next_sweep = loop.time()
         next_health = loop.time() + HEALTH_INTERVAL * random.uniform(0.5, 1.0)
+        next_identity = loop.time() + IDENTITY_INTERVAL * random.uniform(0.5, 1.0)
         while True:
             if not self.session.is_open:
                 raise PortClosedError(f"{self.info.name}: port closed")
@@ -262,61 +286,113 @@ class ModemPort:
                 LOGGER.warning("%s: journal unavailable, intake paused", self.info.name)
                 await self._intake.wait()
                 self._sweep_due = True
-            now = loop.time()
             try:
-                if self._sweep_due or now >= next_sweep:
+                if self._identity_due or loop.time() >= next_identity:
+                    await self._check_identity()
+                    next_identity = loop.time() + IDENTITY_INTERVAL * random.uniform(0.8, 1.2)
+                await self._take_routed()
+                if self._sweep_due or loop.time() >= next_sweep:
                     self._sweep_due = False
                     await self.sweep()
                     next_sweep = loop.time() + self._sweep_interval * random.uniform(0.8, 1.2)
                 while self._hints:
-                    index = min(self._hints)
-                    self._hints.discard(index)
-                    await self.read_index(index)
+                    hint = min(self._hints)
+                    self._hints.discard(hint)
+                    await self.read_index(*hint)
+                if loop.time() >= next_health:
+                    await self.check_health()
+                    await self._maybe_toggle_radio()
+                    next_health = loop.time() + HEALTH_INTERVAL * random.uniform(0.8, 1.2)
+                self._timeouts_in_row = 0
             except JournalError as exc:
                 # Not stored, so not deleted: the PDU stays on the SIM for the next sweep.
                 LOGGER.error("%s: %s", self.info.name, exc)
                 self._sweep_due = True
                 continue
-            if loop.time() >= next_health:
-                await self.check_health()
-                next_health = loop.time() + HEALTH_INTERVAL * random.uniform(0.8, 1.2)
-            if self._hints or self._sweep_due:
+            except AtTimeoutError:
+                self._timeouts_in_row += 1
+                if self._timeouts_in_row >= MAX_CONSECUTIVE_TIMEOUTS:
+                    raise
+                self._sweep_due = True
+                continue
+            if self._hints or self._sweep_due or self._routed or self._identity_due:
                 continue
             self._wake.clear()
-            wait = max(0.0, min(next_sweep, next_health) - loop.time())
+            wait = max(0.0, min(next_sweep, next_health, next_identity) - loop.time())
             try:
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
             except TimeoutError:
                 pass
 
-    async def read_index(self, index: int) -> None:
+    async def _check_identity(self) -> None:
+        if self._identity_due:
+            self._identity_due = False
+            await asyncio.sleep(SIM_SETTLE)
+        before = (self.info.iccid, self.info.imsi)
+        iccid = await read_iccid(self.session, self.profile)
+        if iccid == self.info.iccid and iccid is not None:
+            return
+        await self.identify()
+        if (self.info.iccid, self.info.imsi) != before:
+            self._sweep_due = True
+
+    async def _select(self, mem: str) -> None:
+        if self._mem1 != mem:
+            receive = self.profile.receive_memory
+            await self.session.command(f'AT+CPMS="{mem}","{mem}","{receive}"')
+            self._mem1 = mem
+
+    async def read_index(self, mem: str, index: int) -> None:
+        if mem not in self.memories:
+            # A memory we don't sweep (e.g. SR for status reports): trust storage, sweep all.
+            self._sweep_due = True
+            return
+        await self._select(mem)
         try:
             resp = await self.session.command(f"AT+CMGR={index}")
         except AtCommandError as exc:
-            if exc.code in (CMS_EMPTY_SLOT, CMS_SIM_BUSY):
-                if exc.code == CMS_SIM_BUSY:
-                    self._sweep_due = True
-                return
-            raise
+            if exc.code == CMS_SIM_BUSY:
+                self._sweep_due = True
+            elif exc.code != CMS_EMPTY_SLOT:
+                raise
+            return
         for line in resp.lines:
             if line.line.startswith("+CMGR") and line.pdu:
-                fields = _args(line.line)
-                length = int(fields[-1]) if fields and fields[-1].isdigit() else None
-                await self._store_and_delete(index, line.pdu, length)
+                fields = line.line.rsplit(",", 1)
+                length = fields[-1].strip() if len(fields) == 2 else ""
+                await self._store_and_delete(
+                    mem, index, line.pdu, int(length) if length.isdigit() else None
+                )
 
     async def sweep(self) -> None:
-        resp = await self.session.command("AT+CMGL=4", timeout=CMGL_TIMEOUT)
-        for line in resp.lines:
-            if not line.line.startswith("+CMGL") or not line.pdu:
-                continue
-            fields = _args(line.line)
-            if not fields or not fields[0].isdigit():
-                continue
-            length = int(fields[-1]) if fields[-1].isdigit() else None
-            await self._store_and_delete(int(fields[0]), line.pdu, length)
+        for mem in self.memories:
+            await self._select(mem)
+            resp = await self.session.command("AT+CMGL=4", timeout=CMGL_TIMEOUT)
+            for line in resp.lines:
+                if not line.line.startswith("+CMGL") or not line.pdu:
+                    continue
+                try:
+                    index, _stat, length = parse_cmgl_header(line.line)
+                except AtParseError:
+                    LOGGER.warning("%s: bad listing line %r", self.info.name, line.line)
+                    continue
+                await self._store_and_delete(mem, index, line.pdu, length)
 
-    async def _store_and_delete(self, index: int, pdu: str, tpdu_length: int | None) -> None:
+    async def _take_routed(self) -> None:
+        """SMS routed to us with +CMT (a modem left in that mode): store, then acknowledge."""
+        while self._routed:
+            pdu, length = self._routed[0]
+            await self._sink(self.info, "CMT", -1, pdu, length)
+            self._routed.pop(0)
+            try:
+                await self.session.command("AT+CNMA")
+            except AtCommandError:
+                pass  # +CNMA is only needed with +CSMS=1; others refuse it harmlessly
+
+    async def _store_and_delete(
+        self, mem: str, index: int, pdu: str, tpdu_length: int | None
+    ) -> None:
         # Durable first: the sink returns only after the journal committed the part.
-        await self._sink(self.info, "SM", index, pdu, tpdu_length)
+        await self._sink(self.info, mem, index, pdu, tpdu_length)
         await self.session.command(f"AT+CMGD={index}")

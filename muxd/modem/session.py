@@ -70,6 +70,7 @@ class ModemSession(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self.connected: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
+        self._urc_waiters: list[tuple[str, asyncio.Future[Urc]]] = []
         self.trace: deque[str] = deque(maxlen=TRACE_LINES)
         self.timeouts = 0
         self.resyncs = 0
@@ -118,6 +119,9 @@ class ModemSession(asyncio.Protocol):
                     self._waiter.set_result(self._current)
         elif isinstance(event, Urc):
             self.trace.append(f"< {event.line}")
+            for name, fut in self._urc_waiters:
+                if name == event.name and not fut.done():
+                    fut.set_result(event)
             self._on_urc(event)
         elif isinstance(event, Garbage):
             self.resyncs += 1
@@ -132,6 +136,21 @@ class ModemSession(asyncio.Protocol):
     @property
     def is_open(self) -> bool:
         return self._transport is not None
+
+    def expect_urc(self, name: str) -> asyncio.Future[Urc]:
+        """Register interest in the next URC ``name`` (before sending what provokes it)."""
+        fut: asyncio.Future[Urc] = asyncio.get_running_loop().create_future()
+        self._urc_waiters.append((name, fut))
+        return fut
+
+    async def wait_urc(self, fut: asyncio.Future[Urc], *, timeout: float) -> Urc:
+        async with asyncio.timeout(timeout):
+            return await fut
+
+    def forget_urc(self, fut: asyncio.Future[Urc]) -> None:
+        self._urc_waiters = [(n, f) for n, f in self._urc_waiters if f is not fut]
+        if not fut.done():
+            fut.cancel()
 
     async def wait_connected(self) -> None:
         async with asyncio.timeout(OPEN_TIMEOUT):

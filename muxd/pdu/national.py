@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from muxd.pdu.gsm7 import DEFAULT_EXTENSION, DEFAULT_LOCKING
 
-__all__ = ["LANGUAGES", "locking_table", "single_shift_table"]
+__all__ = [
+    "LANGUAGES",
+    "has_locking_table",
+    "has_single_shift_table",
+    "locking_table",
+    "single_shift_table",
+]
 
 # fmt: off
 _LOCKING: dict[int, str] = {
@@ -262,3 +268,13 @@ def single_shift_table(language: int | None) -> tuple[str | None, ...]:
     if language is None:
         return DEFAULT_EXTENSION
     return _SHIFT_TABLES.get(language, DEFAULT_EXTENSION)
+
+
+def has_locking_table(language: int) -> bool:
+    """True if 23.038 defines a locking shift table for ``language`` (all but Spanish)."""
+    return language in _LOCKING_TABLES
+
+
+def has_single_shift_table(language: int) -> bool:
+    """True if 23.038 defines a single shift table for ``language``."""
+    return language in _SHIFT_TABLES

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 import msgspec
 
 from muxd.errors import UpstreamError
-from muxd.modem.port import PortInfo
+from muxd.modem.state import PortInfo
 from muxd.store import Journal
 from muxd.upstream.backoff import Backoff
 from muxd.upstream.v2 import NumberEntry, V2Client

@@ -1,0 +1,59 @@
+"""What the fleet knows about one port, and the sink the receive path stores into."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+
+class PortStatus(enum.Enum):
+    OPENING = "opening"
+    INITIALIZING = "initializing"
+    READY = "ready"
+    BACKOFF = "backoff"
+    GONE = "gone"
+
+
+@dataclass
+class PortInfo:
+    """Owned and mutated by that port's supervisor only; read by metrics, web, publisher."""
+
+    name: str
+    path: str
+    status: PortStatus = PortStatus.OPENING
+    model: str | None = None
+    imei: str | None = None
+    imsi: str | None = None
+    iccid: str | None = None
+    number: str | None = None
+    number_source: str = "unknown"  # file | cnum | ussd | unknown
+    operator: int | None = None  # MCC+MNC of the SIM
+    network: str | None = None  # AT+COPS? answer: the network the modem is on
+    country_id: int | None = None
+    registered: bool = False
+    signal_dbm: int | None = None
+    sms_received: int = 0
+    last_sms_at: float | None = None
+    since: float | None = None  # when this SIM came up in this port (date_start)
+    at_timeouts: int = 0
+    resyncs: int = 0
+    last_error: str | None = None
+
+    @property
+    def sim(self) -> str | None:
+        """The SIM identity used to key stored parts."""
+        return self.iccid or self.imsi
+
+    @property
+    def sellable(self) -> bool:
+        return (
+            self.status is PortStatus.READY
+            and self.registered
+            and self.number is not None
+            and self.country_id is not None
+        )
+
+
+# sink(port, storage, index, pdu_hex, tpdu_length): returns once the part is durable.
+PartSink = Callable[[PortInfo, str, int, str, int | None], Awaitable[None]]
