@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench bench-pdu bench-fleet clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_pdu
 	$(BIN)/python -m benchmarks.bench_at_parser
 	$(BIN)/python -m benchmarks.journal_ship
+
+bench-pdu: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench-peers]'
+	$(BIN)/python -m benchmarks.pdu_decode
+
+bench-fleet: $(STAMP)
+	$(BIN)/python -m benchmarks.fleet_idle --ports 512 --idle 60
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import Coroutine, Sequence
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from muxd import __version__
-from muxd.cli_ops import add_outbox_parser
+from muxd.cli_ops import add_outbox_parser, add_upstream_parser
 from muxd.errors import ConfigError, MuxdError
 
 EXIT_OK = 0
@@ -259,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     add_outbox_parser(sub)
+    add_upstream_parser(sub)
 
     p = sub.add_parser("pdu", help="PDU tools")
     pdu_sub = p.add_subparsers(dest="pdu_command", required=True)
@@ -274,7 +276,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raise_nofile_limit() -> None:
+    """Hundreds of ports need more descriptors than the usual soft limit of 1024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _raise_nofile_limit()
     args = build_parser().parse_args(argv)
     result: int = args.func(args)
     return result

@@ -21,18 +21,13 @@ TOA_ALPHANUMERIC = 0xD0
 
 # Semi-octets 0xA..0xE are rendered as lower-case hex so that garbage stays
 # visible and reversible (gateways.md §5 #21: "+b08427829207025"); 0xF is filler.
-_NIBBLE = "0123456789abcde"
-#: octet -> its two digits in transmission order (low nibble first), filler dropped.
-_OCTET_DIGITS: tuple[str, ...] = tuple(
-    ("" if (b & 0x0F) == 0x0F else _NIBBLE[b & 0x0F])
-    + ("" if (b >> 4) == 0x0F else _NIBBLE[b >> 4])
-    for b in range(256)
-)
+#: octet -> the same octet with its nibbles swapped (so ``hex()`` gives transmission order).
+_SWAP_NIBBLES = bytes(((b & 0x0F) << 4) | (b >> 4) for b in range(256))
 
 
 def _digits(value: bytes) -> str:
-    od = _OCTET_DIGITS
-    return "".join([od[b] for b in value])
+    """Semi-octets in transmission order (low nibble first), every 0xF filler dropped."""
+    return value.translate(_SWAP_NIBBLES).hex().replace("f", "")
 
 
 def _render(toa: int, value: bytes, semi_octets: int) -> str:

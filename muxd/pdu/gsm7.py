@@ -78,6 +78,22 @@ def decode_septets(
     # charmap_decode maps each septet through the 128-character table in C.
     if ESC not in septets:
         return charmap_decode(septets, "strict", locking)[0]
+    if b"\x1b\x1b" not in septets:
+        table = _escaped_table(locking, shift)
+        if table is not None:
+            # Mark every septet that follows an ESC with bit 7 (SWAR on one big int:
+            # a byte b < 0x80 is ESC iff (b ^ 0x1B) + 0x7F leaves bit 7 clear), then map
+            # 0x00-0x7F through the locking table (ESC -> "\x1b", removed after) and
+            # 0x80-0xFF through the single shift table, all in C.
+            n = len(septets)
+            k1b, k7f, k80 = _K1B, _K7F, _K80
+            if n > _K_OCTETS:  # a reassembled message
+                k1b, k7f, k80 = (int.from_bytes(bytes([b]) * n, "little") for b in (27, 127, 128))
+            x = int.from_bytes(septets, "little")
+            esc = k80 ^ (((x ^ k1b) + k7f) & k80)
+            x |= (esc << 8) & ((1 << (n << 3)) - 1)
+            text: str = charmap_decode(x.to_bytes(n, "little"), "strict", table)[0]
+            return text.replace("\x1b", "")
     pieces = septets.split(b"\x1b")
     out = [charmap_decode(pieces[0], "strict", locking)[0]]
     append = out.append
@@ -99,6 +115,34 @@ def decode_septets(
             piece = piece[1:]
         append(charmap_decode(piece, "strict", locking)[0])
     return "".join(out)
+
+
+_K_OCTETS = 256  # one part holds at most 160 septets; reassembled texts may be longer
+_K1B = int.from_bytes(b"\x1b" * _K_OCTETS, "little")
+_K7F = int.from_bytes(b"\x7f" * _K_OCTETS, "little")
+_K80 = int.from_bytes(b"\x80" * _K_OCTETS, "little")
+_ESCAPED_TABLES: dict[tuple[int, int], tuple[str, tuple[str | None, ...], str | None]] = {}
+
+
+def _escaped_table(locking: str, shift: tuple[str | None, ...]) -> str | None:
+    """256-character decoding table for ``decode_septets``'s escape path, or None.
+
+    Codes 0x00-0x7F: the locking table with ESC as "\x1b"; 0x80 + code: what ESC +
+    code means (the single shift character, else the locking one). None when the
+    locking table itself holds "\x1b" (then the sentinel would be ambiguous).
+    """
+    key = (id(locking), id(shift))
+    entry = _ESCAPED_TABLES.get(key)
+    if entry is None or entry[0] is not locking or entry[1] is not shift:
+        table: str | None = None
+        if "\x1b" not in locking:
+            low = locking[:ESC] + "\x1b" + locking[ESC + 1 :]
+            high = "".join([locking[i] if c is None else c for i, c in enumerate(shift)])
+            table = low + high
+        if len(_ESCAPED_TABLES) >= 256:
+            _ESCAPED_TABLES.clear()
+        entry = _ESCAPED_TABLES[key] = (locking, shift, table)
+    return entry[2]
 
 
 def _spread_levels() -> tuple[tuple[int, int, int], ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pdu_build import deliver_hex, pack
 
@@ -246,24 +246,62 @@ def test_unpack_every_length_with_surplus_bits() -> None:
                 assert unpack_septets(data, count, skip) == reference_unpack(data, count, skip)
 
 
-def reference_decode(septets: bytes) -> str:
+def reference_decode(
+    septets: bytes,
+    locking: str = DEFAULT_LOCKING,
+    shift: tuple[str | None, ...] = DEFAULT_EXTENSION,
+) -> str:
     out = []
     i = 0
     while i < len(septets):
         s = septets[i]
         i += 1
         if s != 0x1B:
-            out.append(DEFAULT_LOCKING[s])
+            out.append(locking[s])
             continue
         if i == len(septets):
             break
         s = septets[i]
         i += 1
-        ext = DEFAULT_EXTENSION[s]
-        out.append(" " if s == 0x1B else DEFAULT_LOCKING[s] if ext is None else ext)
+        ext = shift[s]
+        out.append(" " if s == 0x1B else locking[s] if ext is None else ext)
     return "".join(out)
 
 
 @given(st.lists(st.sampled_from([0x1B, 0x1B, 0x65, 0x28, 0x0D, 0x00, 0x41, 0x7F]), max_size=30))
 def test_escape_decoding_matches_reference(septets: list[int]) -> None:
     assert decode_septets(bytes(septets)) == reference_decode(bytes(septets))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, 0x7F) | st.just(0x1B), max_size=700),
+    st.sampled_from([None, *LANGUAGES]),
+    st.sampled_from([None, *LANGUAGES]),
+    st.booleans(),
+)
+def test_escape_decoding_matches_reference_for_every_table(
+    septets: list[int], lock: int | None, single: int | None, no_double_escape: bool
+) -> None:
+    """Both escape paths (with and without ESC ESC), every table pair, any length
+    (reassembled texts exceed one part's 160 septets)."""
+    data = bytes(septets)
+    if no_double_escape:
+        while b"\x1b\x1b" in data:
+            data = data.replace(b"\x1b\x1b", b"\x1b")
+    locking, shift = locking_table(lock), single_shift_table(single)
+    assert decode_septets(data, locking, shift) == reference_decode(data, locking, shift)
+
+
+@pytest.mark.parametrize("length", [159, 160, 255, 256, 257, 300, 1000, 40_000])
+def test_escape_decoding_of_long_joined_septets(length: int) -> None:
+    rng = random.Random(length)
+    for lang in (None, 1, 13):
+        locking, shift = locking_table(lang), single_shift_table(lang)
+        data = bytes(
+            rng.choice([0x1B, 0x00, 0x28, 0x41, 0x65, rng.randrange(128)]) for _ in range(length)
+        )
+        data = data.replace(b"\x1b\x1b", b"\x1b\x00")  # the fast path
+        assert decode_septets(data, locking, shift) == reference_decode(data, locking, shift)
+        data = data[:-1] + b"\x1b"  # trailing escape dropped
+        assert decode_septets(data, locking, shift) == reference_decode(data, locking, shift)

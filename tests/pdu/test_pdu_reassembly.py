@@ -219,3 +219,15 @@ def test_shuffled_interleaved_with_duplicates(texts: list[str], seed: int) -> No
     # new set, which may complete again: de-duplicating re-read PDUs is the caller's job.)
     assert set(done) == set(texts)
     assert all(len(s) < s[0].concat.total for s in r.expire(1.0, 0.0) if s[0].concat)
+
+
+def test_reassemble_takes_one_generation_first_part_per_seq_wins() -> None:
+    """Documented contract: ``reassemble`` cannot tell two generations of a reused
+    reference apart; the first part per seq wins (see also
+    test_reused_reference_with_other_content_opens_second_set)."""
+    first = parts_of("first " * 40, ref=7)
+    second = parts_of("other " * 40, ref=7)
+    mixed = [first[0], second[0], second[1], first[1]]
+    assert reassemble(mixed) == ("first " * 40)[:153] + ("other " * 40)[153:]
+    assert reassemble(first + second) == "first " * 40
+    assert reassemble(second + first) == "other " * 40

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from pdu_vectors import (
+    MALFORMED_15,
     T1,
     T9,
     T10,
@@ -42,11 +44,11 @@ from pdu_vectors import (
     V29,
     V37,
     VALID,
-    ts,
 )
 
 from muxd.pdu import (
     Concat,
+    PduError,
     SmsDeliver,
     SmsStatusReport,
     SmsSubmit,
@@ -67,7 +69,7 @@ def test_1_gsm7_extension_greek_section_sign() -> None:
     assert sms.smsc == "+12404492164"
     assert sms.originator == "+16175927198"
     assert sms.originator_toa == 0x91
-    assert sms.scts == ts(2011, 2, 28, 11, 50, 50, -5)
+    assert sms.scts.isoformat() == "2011-02-28T11:50:50-05:00"
     assert sms.text == T1
     assert sms.encoding == "gsm7"
     assert sms.concat is None
@@ -80,7 +82,7 @@ def test_2_alphanumeric_sender_ucs2_cyrillic() -> None:
     assert sms.smsc == "+79037011111"
     assert sms.originator == "InternetSMS"
     assert sms.originator_toa == 0xD0
-    assert sms.scts == ts(2011, 3, 29, 19, 20, 4, 4)
+    assert sms.scts.isoformat() == "2011-03-29T19:20:04+04:00"
     assert sms.text == "тест"
     assert sms.encoding == "ucs2"
     assert sms.user_data == "тест".encode("utf-16-be")
@@ -90,7 +92,7 @@ def test_3_plain_gsm7() -> None:
     sms = deliver(V3)
     assert sms.smsc == "+12345678901"
     assert sms.originator == "+18005551212"
-    assert sms.scts == ts(2011, 1, 1, 12, 34, 56, 0)
+    assert sms.scts.isoformat() == "2011-01-01T12:34:56+00:00"
     assert sms.text == "hellohello"
     assert sms.user_data == b"hellohello"  # one septet per byte
 
@@ -129,7 +131,7 @@ def test_9_dcs_f1_class1_full_160_septets() -> None:
     assert sms.smsc == "+33609001390"
     assert sms.originator == "1800"
     assert sms.originator_toa == 0x85
-    assert sms.scts == ts(2011, 6, 24, 13, 8, 15, 2)
+    assert sms.scts.isoformat() == "2011-06-24T13:08:15+02:00"
     assert sms.encoding == "gsm7"
     assert sms.message_class == 1
     assert sms.text == T9
@@ -142,7 +144,7 @@ def test_10_sixteen_bit_reference_and_fill_bits() -> None:
     assert sms.originator == "1002"
     assert sms.originator_toa == 0x85
     assert sms.pid == 0x39
-    assert sms.scts == ts(2011, 6, 29, 23, 32, 19, 2)
+    assert sms.scts.isoformat() == "2011-06-29T23:32:19+02:00"
     assert sms.concat == Concat(ref=0x0010, total=2, seq=1, ref_bits=16)
     assert sms.udh == bytes.fromhex("080400100201")
     assert sms.text == T10  # the leading "W" survives the fill bits
@@ -153,8 +155,8 @@ def test_11_12_multipart_across_two_smscs() -> None:
     assert p1.smsc == "+12063130025"
     assert p2.smsc == "+12063130026"
     assert p1.originator == p2.originator == "+16175046925"
-    assert p1.scts == ts(2012, 4, 25, 19, 56, 50, -4)
-    assert p2.scts == ts(2012, 4, 25, 19, 56, 51, -4)
+    assert p1.scts.isoformat() == "2012-04-25T19:56:50-04:00"
+    assert p2.scts.isoformat() == "2012-04-25T19:56:51-04:00"
     assert p1.concat == Concat(ref=0x4C, total=2, seq=1, ref_bits=8)
     assert p2.concat == Concat(ref=0x4C, total=2, seq=2, ref_bits=8)
     assert p1.text == T11
@@ -180,8 +182,8 @@ def test_14_status_report() -> None:
     assert sr.recipient == "639337937"
     assert sr.recipient_toa == 0x81
     assert sr.message_ref == 0x5A
-    assert sr.scts == ts(2012, 9, 11, 7, 40, 36, 2)
-    assert sr.discharge == ts(2012, 9, 11, 7, 40, 36, 2)
+    assert sr.scts.isoformat() == "2012-09-11T07:40:36+02:00"
+    assert sr.discharge.isoformat() == "2012-09-11T07:40:36+02:00"
     assert sr.status == 0x30
 
 
@@ -189,7 +191,7 @@ def test_16_smsc_field_of_six_octets() -> None:
     sms = deliver(V16)
     assert sms.smsc == "+2782913593"
     assert sms.originator == "+27821234567"
-    assert sms.scts == ts(2013, 3, 8, 15, 2, 16, 2)
+    assert sms.scts.isoformat() == "2013-03-08T15:02:16+02:00"
     assert sms.text == "Test2"
 
 
@@ -197,7 +199,7 @@ def test_17() -> None:
     sms = deliver(V17)
     assert sms.smsc == "+85290000000"
     assert sms.originator == "+85291234567"
-    assert sms.scts == ts(2007, 4, 12, 23, 25, 42, 8)
+    assert sms.scts.isoformat() == "2007-04-12T23:25:42+08:00"
     assert sms.text == T17
 
 
@@ -221,7 +223,7 @@ def test_20_megafon_is_not_megafon_at() -> None:
     assert sms.smsc == "+79262000331"
     assert sms.originator == "Megafon"
     assert sms.originator_toa == 0xD0
-    assert sms.scts == ts(2014, 5, 27, 14, 1, 48, 4)
+    assert sms.scts.isoformat() == "2014-05-27T14:01:48+04:00"
     assert sms.text == T20
     assert sms.concat == Concat(ref=0x56, total=2, seq=1, ref_bits=8)
 
@@ -231,8 +233,8 @@ def test_21_semi_invalid_status_report_keeps_garbage_digits() -> None:
     assert isinstance(sr, SmsStatusReport)
     assert sr.message_ref == 28
     assert sr.recipient == "+b08427829207025"
-    assert sr.scts == ts(2013, 7, 26, 14, 29, 27, 2)
-    assert sr.discharge == ts(2013, 7, 26, 14, 29, 31, 2)
+    assert sr.scts.isoformat() == "2013-07-26T14:29:27+02:00"
+    assert sr.discharge.isoformat() == "2013-07-26T14:29:31+02:00"
 
 
 def test_22_status_report_without_smsc() -> None:
@@ -291,7 +293,7 @@ def test_37_bare_tpdu_is_autodetected() -> None:
     sms = deliver(V37)
     assert sms.smsc is None
     assert sms.originator == "+6391"
-    assert sms.scts == ts(2015, 5, 17, 23, 2, 50, 8)
+    assert sms.scts.isoformat() == "2015-05-17T23:02:50+08:00"
     assert sms.text == "Hahahaha"
     assert deliver(V37, tpdu_length=len(V37) // 2) == sms
     assert deliver("00" + V37, tpdu_length=len(V37) // 2) == sms
@@ -307,3 +309,42 @@ def test_tpdu_length_agrees_with_autodetect(pdu: str) -> None:
     assert decode_pdu(data) == auto  # raw octets
     assert decode_pdu(f"  {pdu.lower()}\r\n") == auto  # case and whitespace tolerated
     assert bare or auto.smsc is not None
+
+
+WITH_SMSC = [v for v in VALID if v != V37]
+
+
+@pytest.mark.parametrize("pdu", WITH_SMSC)
+def test_same_vector_without_its_smsc_prefix(pdu: str) -> None:
+    """Every SMSC-prefixed vector, stripped to its bare TPDU, decodes to the same record
+    with ``smsc`` None: autodetected, with ``tpdu_length``, and re-prefixed with ``00``."""
+    data = bytes.fromhex(pdu)
+    full = decode_pdu(data)
+    tpdu = data[1 + data[0] :]
+    bare = msgspec.structs.replace(full, smsc=None)
+    assert decode_pdu(tpdu) == bare
+    assert decode_pdu(tpdu.hex()) == bare
+    assert decode_pdu(tpdu, tpdu_length=len(tpdu)) == bare
+    assert decode_pdu(b"\x00" + tpdu) == bare
+    assert decode_pdu(b"\x00" + tpdu, tpdu_length=len(tpdu)) == bare
+    # the prefixed form with its announced length keeps the SMSC
+    assert decode_pdu(data, tpdu_length=len(tpdu)) == full
+
+
+@pytest.mark.parametrize("pdu", [V3, V9, V11, V20])
+def test_prefix_off_by_one_is_not_mistaken(pdu: str) -> None:
+    """A bare TPDU given with the prefixed PDU's length is still read as bare."""
+    data = bytes.fromhex(pdu)
+    tpdu = data[1 + data[0] :]
+    assert decode_pdu(tpdu, tpdu_length=len(data)).smsc is None
+
+
+@pytest.mark.parametrize("pdu", MALFORMED_15)
+def test_15_malformed_vectors_without_smsc_prefix_are_rejected(pdu: str) -> None:
+    data = bytes.fromhex(pdu)
+    tpdu = data[1 + data[0] :]
+    for n in (None, len(tpdu)):
+        with pytest.raises(PduError):
+            decode_pdu(tpdu, tpdu_length=n)
+        with pytest.raises(PduError):
+            decode_pdu(b"\x00" + tpdu, tpdu_length=n)
