@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench bench-pdu bench-fleet clean
+.PHONY: demo test ops-tools lint typecheck pytest bench bench-pdu bench-fleet clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,11 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q
 
-test: lint typecheck pytest
+# Debian's prometheus/promtool for tests/ops (skipped when already installed).
+ops-tools:
+	bash .ci/install-ops.sh
+
+test: ops-tools lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_pdu
