@@ -12,16 +12,19 @@ import logging
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from muxd import __version__
 from muxd.config import Config, parse_listen
 from muxd.errors import JournalError
 from muxd.fleet import Fleet, load_numbers
 from muxd.metrics import FleetCollector, Metrics
-from muxd.modem.state import PortInfo
+from muxd.modem.state import PortInfo, PortStatus
 from muxd.store import Journal, PartIn, PendingMessage
 from muxd.upstream.publisher import NumbersPublisher
 from muxd.upstream.shipper import Shipper
@@ -42,6 +45,9 @@ DAY = 86400.0
 # the service manager restarts us and the alarm is loud) after 10 minutes.
 JOURNAL_PROBE_INTERVAL = 5.0
 JOURNAL_GIVE_UP = 600.0
+# /readyz: the upstream counts as reachable if it answered successfully this recently (the
+# publisher talks to it at least every numbers_interval, 5 minutes by default).
+UPSTREAM_STALE = 900.0
 
 
 class Daemon:
@@ -52,9 +58,13 @@ class Daemon:
         self.fleet: Fleet | None = None
         self.shipper: Shipper | None = None
         self.http_port: int | None = None
-        self.ready = asyncio.Event()
+        self.started = asyncio.Event()  # set once every service is running
         self.received = 0  # complete SMS journaled by this process
         self.forwarded = 0  # SMS acknowledged by the upstream
+        self.parked = 0  # SMS taken out of delivery (refused upstream)
+        self.started_at = time.time()
+        self.publisher: NumbersPublisher | None = None
+        self.last_upstream_ok: float | None = None
         self._progress = asyncio.Event()
 
     async def _sink(
@@ -138,6 +148,56 @@ class Daemon:
 
     def _on_parked(self, _msg: PendingMessage, _reason: str) -> None:
         self.metrics.sms_parked.inc()
+        self.parked += 1
+
+    def _observe_upstream(self, endpoint: str, result: str, seconds: float) -> None:
+        self.metrics.observe_upstream(endpoint, result, seconds)
+        if result == "ok":
+            self.last_upstream_ok = time.time()
+
+    # -- StatusSource (muxd.status) -------------------------------------------------------------
+
+    def numbers(self) -> list[dict[str, Any]]:
+        if self.publisher is None:
+            return []
+        out = []
+        for number, entry in sorted(self.publisher.published.items()):
+            row: dict[str, Any] = orjson.loads(entry)
+            row["id"] = self.publisher.ids.get(number)
+            out.append(row)
+        return out
+
+    async def outbox(self) -> dict[str, Any]:
+        stats: dict[str, Any] = await self.journal.stats() if self.journal else {}
+        stats["backlog"] = self.journal.backlog if self.journal else 0
+        if self.shipper is not None:
+            stats["last_error"] = self.shipper.last_error
+            stats["auth_failed"] = self.shipper.auth_failed
+        return stats
+
+    def totals(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "received": self.received,
+            "forwarded": self.forwarded,
+            "parked": self.parked,
+            "backlog": self.journal.backlog if self.journal else 0,
+            "last_upstream_ok": self.last_upstream_ok,
+        }
+
+    def problem(self) -> str | None:
+        return self._healthy()
+
+    def ready(self) -> str | None:
+        problem = self._healthy()
+        if problem is not None:
+            return problem
+        if not any(p.status is PortStatus.READY for p in self.ports()):
+            return "no port ready"
+        if self.last_upstream_ok is None or time.time() - self.last_upstream_ok > UPSTREAM_STALE:
+            return "upstream not reached recently"
+        return None
 
     async def wait_forwarded(self, count: int) -> None:
         """Return once ``count`` SMS were acknowledged and marked delivered (tests, demo)."""
@@ -175,7 +235,7 @@ class Daemon:
                     cfg.upstream.url,
                     cfg.upstream.api_key,
                     test=cfg.upstream.test,
-                    observer=self.metrics.observe_upstream,
+                    observer=self._observe_upstream,
                 )
                 self.fleet = fleet = Fleet(
                     cfg.modems.ports,
@@ -208,8 +268,9 @@ class Daemon:
                     republish=publisher.request,
                 )
                 self.shipper = shipper
+                self.publisher = publisher
                 runner = web.AppRunner(
-                    make_app(self.metrics.registry, self.ports, healthy=self._healthy),
+                    make_app(self.metrics.registry, self),
                     access_log=None,
                 )
                 await runner.setup()
@@ -226,7 +287,7 @@ class Daemon:
                         tg.create_task(self._watch_loop_lag(), name="loop-lag")
                         tg.create_task(self._maintain(journal), name="maintenance")
                         tg.create_task(self._watch_journal(journal, fleet), name="journal-watch")
-                        self.ready.set()
+                        self.started.set()
                 finally:
                     await runner.cleanup()
         finally:

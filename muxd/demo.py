@@ -64,7 +64,7 @@ async def run_demo(*, ports: int, duration: float | None, rate: float) -> None:
             daemon = Daemon(demo_config(workdir, stand_in_port))
             daemon_task = asyncio.create_task(daemon.run(), name="daemon")
             await asyncio.wait(
-                [daemon_task, asyncio.create_task(daemon.ready.wait())],
+                [daemon_task, asyncio.create_task(daemon.started.wait())],
                 return_when=asyncio.FIRST_COMPLETED,
             )
             if daemon_task.done():

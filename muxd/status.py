@@ -1,0 +1,59 @@
+"""What the HTTP endpoint shows: one interface the daemon implements, read by muxd.web."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from muxd.modem.state import PortInfo
+
+
+def port_status(info: PortInfo) -> dict[str, Any]:
+    """One port as JSON (no IMSI: the SIM is identified by its ICCID)."""
+    return {
+        "port": info.name,
+        "path": info.path,
+        "state": info.status.value,
+        "model": info.model,
+        "imei": info.imei,
+        "iccid": info.iccid,
+        "number": info.number,
+        "number_source": info.number_source,
+        "operator": info.operator,
+        "network": info.network,
+        "country_id": info.country_id,
+        "registered": info.registered,
+        "signal_dbm": info.signal_dbm,
+        "sellable": info.sellable,
+        "sms_received": info.sms_received,
+        "last_sms_at": info.last_sms_at,
+        "since": info.since,
+        "at_timeouts": info.at_timeouts,
+        "resyncs": info.resyncs,
+        "last_error": info.last_error,
+    }
+
+
+class StatusSource(Protocol):
+    def ports(self) -> list[PortInfo]:
+        """Every port the fleet knows."""
+        ...
+
+    def numbers(self) -> list[dict[str, Any]]:
+        """The numbers as last published upstream (entry fields + Onlinesim id)."""
+        ...
+
+    async def outbox(self) -> dict[str, Any]:
+        """Journal counts by state, backlog, shipper state (last error, auth alarm)."""
+        ...
+
+    def totals(self) -> dict[str, Any]:
+        """Flow totals of this process: received, forwarded, parked, uptime, version."""
+        ...
+
+    def problem(self) -> str | None:
+        """None when healthy, else what is wrong (journal failed, credentials refused)."""
+        ...
+
+    def ready(self) -> str | None:
+        """None when ready to serve (ports up, journal writable, upstream reached recently)."""
+        ...
