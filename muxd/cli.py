@@ -37,11 +37,10 @@ def _run_loop(coro: Coroutine[Any, Any, Any], *, use_uvloop: bool = True) -> Non
         asyncio.run(coro)
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def _setup_logging(level: str, fmt: str = "text") -> None:
+    from muxd.log import setup_logging
+
+    setup_logging(level, fmt)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -67,7 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
-    _setup_logging(args.log_level)
+    _setup_logging(args.log_level, args.log_format)
     try:
         _run_loop(run_until_signalled(Daemon(cfg)), use_uvloop=not args.no_uvloop)
     except KeyboardInterrupt:
@@ -231,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the daemon")
     p.add_argument("-c", "--config", required=True, help="TOML config file")
     p.add_argument("--log-level", default="info")
+    p.add_argument("--log-format", choices=["text", "json"], default="text")
     p.add_argument("--no-uvloop", action="store_true", help="use asyncio's default loop")
     p.set_defaults(func=cmd_run)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from muxd.at import Urc
 from muxd.errors import ConfigError, ModemError
+from muxd.log import PortLog
 from muxd.modem.port import ModemPort
 from muxd.modem.session import ModemSession
 from muxd.modem.state import PartSink, PortInfo, PortStatus
@@ -137,16 +138,16 @@ class Fleet:
             except SerialOpenError as exc:
                 info.last_error = str(exc)
                 if not os.path.exists(info.path):  # noqa: ASYNC240 - one stat per failed open
-                    LOGGER.warning("%s: port vanished", info.name)
+                    PortLog(LOGGER, info).warning("port vanished")
                     self._set_status(info, PortStatus.GONE)
                     return
                 LOGGER.warning("%s", exc)
             except (ModemError, OSError) as exc:
                 info.last_error = str(exc)
-                LOGGER.warning("%s: %s", info.name, exc)
-            except Exception:
+                PortLog(LOGGER, info).warning("%s", exc)
+            except Exception:  # noqa: BLE001 - isolation: one port's bug must not stop the fleet
                 # A bug in one port's driver must not take the fleet down: log and retry.
-                LOGGER.exception("%s: unexpected failure", info.name)
+                PortLog(LOGGER, info).exception("unexpected failure")
             if time.monotonic() - started > HEALTHY_RESET:
                 backoff = BACKOFF_MIN
             self._set_status(info, PortStatus.BACKOFF)

@@ -25,6 +25,7 @@ from muxd.at import (
     parse_csq,
 )
 from muxd.errors import AtCommandError, AtTimeoutError, JournalError, PortClosedError
+from muxd.log import PortLog
 from muxd.modem.identity import (
     own_number,
     read_iccid,
@@ -75,6 +76,7 @@ class ModemPort:
         ussd: Sequence[UssdQuery] = (),
     ) -> None:
         self.info = info
+        self.log = PortLog(LOGGER, info)
         self.session = session
         self._sink = sink
         self._numbers = numbers
@@ -107,7 +109,7 @@ class ModemPort:
             try:
                 self._hints.add(parse_cmti(urc.args))
             except AtParseError:
-                LOGGER.warning("%s: unusable %s, sweeping storage", self.info.name, urc.line)
+                self.log.warning("unusable %s, sweeping storage", urc.line)
                 self._sweep_due = True
         elif name in ("+CMT", "+CDS") and urc.pdu:
             fields = urc.args.split(",")
@@ -147,11 +149,9 @@ class ModemPort:
         await self.check_health()
         self.info.status = PortStatus.READY
         self._on_change(self.info)
-        LOGGER.info(
-            "%s: ready (%s) imei=%s iccid=%s number=%s (%s)",
-            self.info.name,
+        self.log.info(
+            "ready (%s) iccid=%s number=%s (%s)",
             self.profile.name,
-            self.info.imei,
             self.info.iccid,
             self.info.number,
             self.info.number_source,
@@ -165,7 +165,7 @@ class ModemPort:
             except AtCommandError:
                 if required:
                     raise
-                LOGGER.debug("%s: optional %s refused", self.info.name, command)
+                self.log.debug("optional %s refused", command)
 
     async def initialise(self) -> None:
         await self._script(BASE_INIT)
@@ -187,7 +187,7 @@ class ModemPort:
             except AtCommandError:
                 continue
         else:
-            LOGGER.warning("%s: no +CNMI form accepted; relying on sweeps", self.info.name)
+            self.log.warning("no +CNMI form accepted; relying on sweeps")
 
     async def _setup_memories(self) -> None:
         receive = self.profile.receive_memory
@@ -225,7 +225,7 @@ class ModemPort:
         info.country_id = calling_code(info.number) if info.number else None
         if previous != info.sim or info.since is None:
             if previous is not None:
-                LOGGER.warning("%s: SIM changed %s -> %s", info.name, previous, info.sim)
+                self.log.warning("SIM changed %s -> %s", previous, info.sim)
             info.since = time.time()
         self._on_change(info)
 
@@ -265,12 +265,12 @@ class ModemPort:
         if now - self._last_toggle < REGISTRATION_LOST_TOGGLE:
             return
         self._last_toggle = now
-        LOGGER.warning("%s: not registered for %.0f s, toggling radio", self.info.name, now - since)
+        self.log.warning("not registered for %.0f s, toggling radio", now - since)
         try:
             await self.session.command("AT+CFUN=0", timeout=CFUN_TIMEOUT)
             await self.session.command("AT+CFUN=1", timeout=CFUN_TIMEOUT)
         except AtCommandError as exc:
-            LOGGER.warning("%s: radio toggle refused: %s", self.info.name, exc)
+            self.log.warning("radio toggle refused: %s", exc)
 
     # -- receive --------------------------------------------------------------------------------
 
@@ -283,7 +283,7 @@ class ModemPort:
             if not self.session.is_open:
                 raise PortClosedError(f"{self.info.name}: port closed")
             if not self._intake.is_set():
-                LOGGER.warning("%s: journal unavailable, intake paused", self.info.name)
+                self.log.warning("journal unavailable, intake paused")
                 await self._intake.wait()
                 self._sweep_due = True
             try:
@@ -306,7 +306,7 @@ class ModemPort:
                 self._timeouts_in_row = 0
             except JournalError as exc:
                 # Not stored, so not deleted: the PDU stays on the SIM for the next sweep.
-                LOGGER.error("%s: %s", self.info.name, exc)
+                self.log.error("%s", exc)
                 self._sweep_due = True
                 continue
             except AtTimeoutError:
@@ -375,7 +375,7 @@ class ModemPort:
                 try:
                     index, _stat, length = parse_cmgl_header(line.line)
                 except AtParseError:
-                    LOGGER.warning("%s: bad listing line %r", self.info.name, line.line)
+                    self.log.warning("bad listing line %r", line.line)
                     continue
                 await self._store_and_delete(mem, index, line.pdu, length)
 
