@@ -40,15 +40,48 @@ class NumbersConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class UpstreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    url: str
     api_key: Annotated[str, Meta(min_length=1)]
-    api: Literal["v2"] = "v2"
+    url: str = ""  # required with api = "v2"
+    api: Literal["v2", "v1"] = "v2"
     numbers_mode: Literal["list", "incremental"] = "list"
     batch_max: Annotated[int, Meta(ge=1, le=1000)] = DEFAULT_BATCH_MAX
     batch_delay: Annotated[float, Meta(ge=0)] = DEFAULT_BATCH_DELAY
     numbers_interval: Annotated[float, Meta(gt=0)] = NUMBERS_INTERVAL
     rent: bool = False
     test: Literal["test1", "test2"] | None = None
+
+
+class FilterRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # An SMS matches a service when its sender matches one of `senders` or its text one of
+    # `text` (regular expressions, case-insensitive). Services without a rule match anything.
+    senders: list[str] = []
+    text: list[str] = []
+
+
+class V1Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Onlinesim calls muxd (reseller-api.md §6); used when upstream.api = "v1"."""
+
+    # Where muxd's partner server listens: one URL taking every action, plus per-method paths.
+    listen: str = "127.0.0.1:8090"
+    # PUSH_SMS webhooks (URLs given by partner support).
+    push_sms_url: str = ""
+    push_sms_rent_url: str = ""
+    # Services offered in GET_SERVICES (names from Onlinesim's service list).
+    services: list[str] = []
+    rent: bool = False  # offer rent (GET_SERVICES rent counts, GET_NUMBER service "rent")
+    # Answer of GET_NUMBER when no number fits: SMSHub's "NO_NUMBERS" or Onlinesim's "ERROR".
+    no_numbers_status: Literal["NO_NUMBERS", "ERROR"] = "NO_NUMBERS"
+    # A reservation without FINISH_ACTIVATION is released after 15 min + this grace.
+    reservation_grace: Annotated[float, Meta(ge=0)] = 300.0
+    # Open question: is the Bearer header sent by Onlinesim? Off: body key is enough.
+    require_bearer: bool = False
+    # Open question: gzip request bodies of PUSH_SMS (Content-Encoding: gzip)?
+    gzip_push: bool = True
+    # Name overrides: E.164 calling code -> country name, MCC+MNC -> operator name.
+    countries: dict[str, str] = {}
+    operators: dict[str, str] = {}
+    # Optional local SMS filtering per service (reseller-api.md §1: default Onlinesim filters).
+    filter: dict[str, FilterRule] = {}
 
 
 class JournalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -70,6 +103,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     numbers: NumbersConfig = NumbersConfig()
     journal: JournalConfig = JournalConfig()
     http: HttpConfig = HttpConfig()
+    v1: V1Config = V1Config()
 
 
 _PATH_RE = re.compile(r"at `\$\.?([^`]*)`")
@@ -99,8 +133,26 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 def _check_values(cfg: Config) -> tuple[str, str] | None:
-    if not re.match(r"^https?://[^/\s]+", cfg.upstream.url):
+    url_re = r"^https?://[^/\s]+"
+    if cfg.upstream.api == "v2" and not re.match(url_re, cfg.upstream.url):
         return "upstream.url", f"expected an http:// or https:// URL, got {cfg.upstream.url!r}"
+    if cfg.upstream.api == "v1":
+        try:
+            parse_listen(cfg.v1.listen)
+        except ValueError as exc:
+            return "v1.listen", str(exc)
+        if not re.match(url_re, cfg.v1.push_sms_url):
+            return "v1.push_sms_url", f"expected an http(s) URL, got {cfg.v1.push_sms_url!r}"
+        if cfg.v1.rent and not re.match(url_re, cfg.v1.push_sms_rent_url):
+            return "v1.push_sms_rent_url", "required with v1.rent = true"
+        if not cfg.v1.services and not cfg.v1.rent:
+            return "v1.services", "list at least one service (or enable v1.rent)"
+        for service, rule in cfg.v1.filter.items():
+            for pattern in (*rule.senders, *rule.text):
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    return f"v1.filter.{service}", f"invalid regular expression: {exc}"
     try:
         parse_listen(cfg.http.listen)
     except ValueError as exc:

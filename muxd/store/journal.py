@@ -170,6 +170,15 @@ class Journal:
         self.broken.clear()
         return True
 
+    async def execute(self, op: Op) -> Any:
+        """Run ``op(conn)`` in the writer thread, inside the next group-commit transaction.
+
+        For modules that keep their own tables in the journal (v1 operations, pushes). ``op``
+        must be quick and must not commit; an exception it raises rolls back only its own work
+        (a savepoint) and is raised here as JournalError.
+        """
+        return await self._submit(op)
+
     # -- intake -------------------------------------------------------------------------------
 
     async def put_part(self, part: PartIn) -> PutResult:
