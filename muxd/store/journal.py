@@ -35,6 +35,18 @@ T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
 
 
+# SQLite result codes meaning the storage itself failed: the whole batch fails and intake stops.
+_STORAGE_ERRORS = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CORRUPT",
+                   "SQLITE_NOTADB", "SQLITE_CANTOPEN", "SQLITE_PROTOCOL")  # fmt: skip
+
+
+def _storage_failure(exc: sqlite3.Error) -> bool:
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith(_STORAGE_ERRORS) or (
+        isinstance(exc, sqlite3.DatabaseError) and ("disk" in str(exc) or "readonly" in str(exc))
+    )
+
+
 class Journal:
     """Durable store behind one interface. Open with :meth:`open`, close with :meth:`close`."""
 
@@ -141,7 +153,10 @@ class Journal:
                 conn.execute("SAVEPOINT op")
                 try:
                     results.append(op(conn))
-                except (sqlite3.IntegrityError, PduError, ValueError) as exc:
+                except (sqlite3.Error, PduError, ValueError) as exc:
+                    if isinstance(exc, sqlite3.Error) and _storage_failure(exc):
+                        raise
+                    # One operation's own error (a constraint, a bug): only its work is undone.
                     conn.execute("ROLLBACK TO op")
                     results.append(JournalError(f"journal operation failed: {exc}"))
                 conn.execute("RELEASE op")
