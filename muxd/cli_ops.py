@@ -1,12 +1,17 @@
-"""Operator subcommands: ``muxd outbox ...`` (journal) — kept apart from cli.py's core."""
+"""Operator subcommands: ``muxd outbox ...`` (journal) and ``muxd upstream ...`` (Onlinesim's
+optional v2 endpoints) — kept apart from cli.py's core."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from muxd.errors import ConfigError, MuxdError
+from muxd.errors import ConfigError, MuxdError, UpstreamError
+
+if TYPE_CHECKING:
+    from muxd.config import UpstreamConfig
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -56,3 +61,63 @@ def add_outbox_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     o.add_argument("--force", action="store_true", help="also re-send delivered ones (a copy)")
     o = ob.add_parser("park", help="take pending messages out of delivery")
     o.add_argument("ids", nargs="+", type=int)
+
+
+async def _upstream_call(upstream: UpstreamConfig, args: argparse.Namespace) -> object:
+    import aiohttp
+
+    from muxd.upstream.v2 import V2Client
+
+    async with aiohttp.ClientSession() as http:
+        client = V2Client(http, upstream.url, upstream.api_key, test=upstream.test)
+        if args.upstream_command == "check-number":
+            return await client.check_number(args.number)
+        if args.upstream_command == "take-off":
+            return await client.take_off_numbers(args.sum)
+        services = list(dict.fromkeys(args.services))  # saveConfig keys are unique anyway
+        await client.save_config(services)
+        return {"blacklist": services}
+
+
+def cmd_upstream(args: argparse.Namespace) -> int:
+    """One request to Onlinesim's optional v2 endpoints; its answer as indented JSON."""
+    import asyncio
+
+    import orjson
+
+    from muxd.config import load
+
+    if args.upstream_command == "blacklist" and bool(args.services) == args.clear:
+        print("blacklist: name the services, or give --clear alone", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        upstream = load(args.config).upstream
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = asyncio.run(_upstream_call(upstream, args))
+    except UpstreamError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_FAILURE
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    return EXIT_OK
+
+
+def add_upstream_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("upstream", help="query Onlinesim: number details, income, blacklist")
+    p.add_argument("-c", "--config", required=True, help="TOML config file (for [upstream])")
+    p.set_defaults(func=cmd_upstream)
+    up = p.add_subparsers(dest="upstream_command", required=True)
+    o = up.add_parser("check-number", help="details of one number (checkNumber)")
+    o.add_argument("number", help="international format with +, e.g. +79001234567")
+    o = up.add_parser("take-off", help="listed numbers that earned at least --sum RUB")
+    o.add_argument("--sum", default="50", help="RUB threshold (default: 50)")
+    o = up.add_parser(
+        "blacklist",
+        help="replace the whole service blacklist (saveConfig)",
+        description="Replace the WHOLE service blacklist: name every service to keep disabled, "
+        "old and new. Blacklisted services are marked used on all numbers (not for rent).",
+    )
+    o.add_argument("services", nargs="*", metavar="SERVICE", help="service name, e.g. vkcom")
+    o.add_argument("--clear", action="store_true", help="empty the blacklist (no SERVICE)")

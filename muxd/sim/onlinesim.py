@@ -6,18 +6,24 @@ up as a rejected request in :attr:`Onlinesim.requests` and as a WARNING log line
 
 Order of checks for every request (base URL = the server root):
 
-1. ``set_down(True)``: 503. 2. An injected fault (:meth:`Onlinesim.fail_next`) matching the
-endpoint: its status and body (before authentication, like a failing proxy). 3. A path outside
-``/api/resellers``: 404; an unknown method or path under it: 405 ``{"response":
-"REQUEST_NOT_FOUND"}`` (routing precedes authentication). 4. Authentication (§3): 401
-``ERROR_NO_KEY`` / ``ERROR_WRONG_KEY``. 5. ``disable_add_messages(True)``: addMessages answers
-404. 6. The endpoint: 400 with a ``text/html`` error code (§2.2), 413 for a body over
-:data:`MAX_BODY_BYTES`, or 200 ``{"response": 1, ...}``.
+0. ``set_latency(s)``: wait ``s`` seconds first. ``reset_connections(n)``: abort the TCP
+connection without an answer (``processed=True``: after step 7). 1. ``set_down(True)``: 503.
+2. ``rate_limit(r)``: 429 ``TOO_MANY_ATTEMPTS`` over ``r`` requests per second. 3. An injected
+fault (:meth:`Onlinesim.fail_next`) matching the endpoint: its status and body (before
+authentication, like a failing proxy); else ``set_error_rate(p)``: 503 with probability ``p``
+(seeded). 4. A path outside ``/api/resellers`` and ``/api/auth/me``: 404; an unknown method or
+path under the former, or a method other than POST on the latter: 405 ``{"response":
+"REQUEST_NOT_FOUND"}`` (routing precedes authentication).
+5. Authentication (§3): 401 ``ERROR_NO_KEY`` / ``ERROR_WRONG_KEY``. 6.
+``disable_add_messages(True)``: addMessages answers 404. 7. The endpoint: 400 with a
+``text/html`` error code (§2.2), 413 for a body over :data:`MAX_BODY_BYTES`, or 200
+``{"response": 1, ...}``.
 
 Endpoints: ``GET /api/resellers`` (checkWork), ``POST .../sendNumbersOnline``, ``POST
 .../addNumber``, ``DELETE .../removeNumber?number=%2B...``, ``POST .../addMessage``, ``POST
-.../addMessages``. Field rules: :mod:`muxd.sim.onlinesim_model`; state and fault injection:
-:mod:`muxd.sim.onlinesim_state`.
+.../addMessages``, ``GET .../takeOffNumbers?sum=50``, ``GET .../checkNumber?number=%2B...``
+and ``POST /api/auth/me`` (saveConfig). Field rules: :mod:`muxd.sim.onlinesim_model`; state and
+fault injection: :mod:`muxd.sim.onlinesim_state`, :mod:`muxd.sim.onlinesim_faults`.
 """
 
 from __future__ import annotations
@@ -40,8 +46,11 @@ from muxd.sim.onlinesim_model import (
     decode_add_message,
     decode_add_messages,
     decode_add_number,
+    decode_save_config,
     decode_send_numbers,
+    parse_check_number_query,
     parse_remove_query,
+    parse_take_off_query,
 )
 from muxd.sim.onlinesim_state import (
     ENDPOINTS,
@@ -57,6 +66,7 @@ __all__ = [
     "API_PREFIX",
     "ENDPOINTS",
     "MAX_BODY_BYTES",
+    "SAVE_CONFIG_PATH",
     "WAIT_TIMEOUT_S",
     "AcceptedMessage",
     "Code",
@@ -72,6 +82,7 @@ __all__ = [
 LOGGER = logging.getLogger(__name__)
 
 API_PREFIX: Final = "/api/resellers"
+SAVE_CONFIG_PATH: Final = "/api/auth/me"  # §7.10: saveConfig lives outside API_PREFIX
 # Limit on a request body, before and after gzip decoding; a larger one is answered 413 (stub
 # choice: the spec names no limit, and muxd's batches are far smaller).
 MAX_BODY_BYTES: Final = 8 * 1024 * 1024
@@ -92,6 +103,10 @@ _ENCODER = msgspec.json.Encoder()
 _Reply = tuple[object, str]
 _Handler = Callable[[Onlinesim, web.Request], Awaitable[_Reply]]
 _OK: Final = {"response": 1}
+# Reasons logged at INFO: accepted requests, and answers a test injected on purpose.
+_INFO_REASONS: Final[frozenset[str]] = frozenset(
+    {"OK", "fault", "down", "disabled", "reset", "error_rate", Code.TOO_MANY_ATTEMPTS.value}
+)
 
 
 class ServedStub(NamedTuple):
@@ -210,6 +225,35 @@ async def _add_messages(stub: Onlinesim, request: web.Request) -> _Reply:
     return _OK, f"{count} messages"
 
 
+def _query_echo(request: web.Request) -> dict[str, str]:
+    return {key: value for key, value in request.query.items() if key != "apikey"}
+
+
+async def _take_off_numbers(stub: Onlinesim, request: web.Request) -> _Reply:
+    min_sum, test = parse_take_off_query(request.query.items())
+    if test is not None:
+        return _test_reply(test, _query_echo(request)), f"{test}: sum={min_sum} is valid"
+    found = stub.take_off(min_sum)
+    return {"response": 1, "list": found}, f"{len(found)} numbers earned >= {min_sum} RUB"
+
+
+async def _check_number(stub: Onlinesim, request: web.Request) -> _Reply:
+    number, test = parse_check_number_query(request.query.items())
+    if test is not None:
+        return _test_reply(test, _query_echo(request)), f"{test}: {number} is valid"
+    info = stub.number_info(number)
+    return info, f"{number}: status {info.status}"
+
+
+async def _save_config(stub: Onlinesim, request: web.Request) -> _Reply:
+    body = await _read_json(request)
+    services, test = decode_save_config(body)
+    if test is not None:
+        return _test_reply(test, msgspec.json.decode(body)), f"{test}: {len(services)} valid"
+    stub.save_config(services)
+    return _OK, f"blacklist: {', '.join(sorted(services)) or '(empty)'}"
+
+
 _ROUTES: Final[dict[tuple[str, str], tuple[str, _Handler]]] = {
     (hdrs.METH_GET, API_PREFIX): ("checkWork", _check_work),
     (hdrs.METH_POST, f"{API_PREFIX}/sendNumbersOnline"): (
@@ -220,6 +264,9 @@ _ROUTES: Final[dict[tuple[str, str], tuple[str, _Handler]]] = {
     (hdrs.METH_DELETE, f"{API_PREFIX}/removeNumber"): ("removeNumber", _remove_number),
     (hdrs.METH_POST, f"{API_PREFIX}/addMessage"): ("addMessage", _add_message),
     (hdrs.METH_POST, f"{API_PREFIX}/addMessages"): ("addMessages", _add_messages),
+    (hdrs.METH_GET, f"{API_PREFIX}/takeOffNumbers"): ("takeOffNumbers", _take_off_numbers),
+    (hdrs.METH_GET, f"{API_PREFIX}/checkNumber"): ("checkNumber", _check_number),
+    (hdrs.METH_POST, SAVE_CONFIG_PATH): ("saveConfig", _save_config),
 }
 assert {name for name, _ in _ROUTES.values()} == ENDPOINTS
 
@@ -261,6 +308,10 @@ def _rejection(exc: Rejected) -> web.Response:
     return _text(exc.status, exc.code, "text/html")
 
 
+def _unavailable() -> web.Response:
+    return _text(HTTPStatus.SERVICE_UNAVAILABLE, "Service Unavailable")
+
+
 def _fault_response(fault: Fault) -> web.Response:
     return _text(fault.status, fault.body, fault.content_type)
 
@@ -268,11 +319,11 @@ def _fault_response(fault: Fault) -> web.Response:
 async def _process(
     stub: Onlinesim, request: web.Request, route: tuple[str, _Handler] | None
 ) -> tuple[web.Response, str, str]:
-    """Steps 3..6 of the module docstring: (response, reason, detail)."""
+    """Steps 4..7 of the module docstring: (response, reason, detail)."""
     path = request.path
     try:
         if route is None:
-            if path == API_PREFIX or path.startswith(f"{API_PREFIX}/"):
+            if path in (API_PREFIX, SAVE_CONFIG_PATH) or path.startswith(f"{API_PREFIX}/"):
                 raise Rejected(
                     Code.REQUEST_NOT_FOUND, f"no endpoint {request.method} {path}", status=405
                 )
@@ -287,41 +338,68 @@ async def _process(
     return _json(payload), "OK", summary
 
 
+async def _respond(
+    stub: Onlinesim, request: web.Request, route: tuple[str, _Handler] | None
+) -> tuple[web.Response, str, str]:
+    """Steps 1..7 of the module docstring: (response, reason, detail)."""
+    if stub.down:
+        return _unavailable(), "down", "set_down(True)"
+    if not stub.admit():
+        code = Code.TOO_MANY_ATTEMPTS
+        return _text(HTTPStatus.TOO_MANY_REQUESTS, code, "text/html"), code.value, "rate_limit"
+    fault = stub.take_fault(None if route is None else route[0])
+    if fault is None and stub.random_error():
+        return _unavailable(), "error_rate", f"random 503 (error_rate {stub.error_rate:g})"
+    if fault is not None and not fault.processed:
+        return _fault_response(fault), "fault", f"injected {fault.status}"
+    response, reason, detail = await _process(stub, request, route)
+    if fault is not None:  # processed: the request took effect, its answer is "lost"
+        detail = f"injected {fault.status} after {reason}: {detail}"
+        response, reason = _fault_response(fault), "fault"
+    return response, reason, detail
+
+
+def _abort(request: web.Request) -> web.Response:
+    """Drop the connection without an answer; aiohttp discards the returned response."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+    return web.Response(status=HTTPStatus.SERVICE_UNAVAILABLE)
+
+
 async def _answer(stub: Onlinesim, request: web.Request) -> web.Response:
+    if stub.latency:
+        await asyncio.sleep(stub.latency)  # the simulated slowness itself
     route = _ROUTES.get((request.method, request.path))
     endpoint = None if route is None else route[0]
-    fault = None if stub.down else stub.take_fault(endpoint)
-    if stub.down:
-        response = _text(HTTPStatus.SERVICE_UNAVAILABLE, "Service Unavailable")
-        reason, detail = "down", "set_down(True)"
-    elif fault is not None and not fault.processed:
-        response, reason, detail = _fault_response(fault), "fault", f"injected {fault.status}"
+    reset = stub.take_reset(endpoint)
+    if reset is not None and not reset.processed:
+        response, reason, detail = None, "reset", "connection aborted"
     else:
-        response, reason, detail = await _process(stub, request, route)
-        if fault is not None:  # processed: the request took effect, its answer is "lost"
-            detail = f"injected {fault.status} after {reason}: {detail}"
-            response, reason = _fault_response(fault), "fault"
+        response, reason, detail = await _respond(stub, request, route)
+        if reset is not None:  # processed: the request took effect, the connection drops
+            response, reason, detail = None, "reset", f"connection aborted after {reason}: {detail}"
     record = RequestRecord(
         method=request.method,
         path=request.path,
         endpoint=endpoint,
-        status=response.status,
+        status=0 if response is None else response.status,
         reason=reason,
         detail=detail,
         at=stub.clock(),
     )
     stub.record(record)
-    level = logging.WARNING if reason not in ("OK", "fault", "down", "disabled") else logging.INFO
+    level = logging.INFO if reason in _INFO_REASONS else logging.WARNING
     LOGGER.log(
         level,
         "onlinesim stub: %s %s -> %d %s: %s",
         request.method,
         request.path,
-        response.status,
+        record.status,
         reason,
         detail,
     )
-    return response
+    return _abort(request) if response is None else response
 
 
 def make_app(stub: Onlinesim) -> web.Application:
@@ -358,12 +436,22 @@ async def run_stub(
     api_key: str,
     *,
     on_ready: Callable[[Onlinesim, int], None] | None = None,
+    error_rate: float = 0.0,
+    latency: float = 0.0,
+    rate_limit: float | None = None,
+    seed: int = 0,
 ) -> None:
     """Serve a fresh stand-in until cancelled; every request is logged (accepted ones at INFO).
 
-    ``on_ready(stub, bound_port)`` is called once the socket listens.
+    ``on_ready(stub, bound_port)`` is called once the socket listens. ``error_rate`` (0..1,
+    random 503s from ``seed``), ``latency`` (seconds per answer) and ``rate_limit`` (requests
+    per second, else 429) are the fault knobs of :class:`Onlinesim`; a bad value raises
+    ValueError before anything listens.
     """
-    stub = Onlinesim(api_key)
+    stub = Onlinesim(api_key, seed=seed)
+    stub.set_error_rate(error_rate)
+    stub.set_latency(latency)
+    stub.rate_limit(rate_limit)
     runner, bound = await serve(stub, host, port)
     try:
         LOGGER.info("onlinesim stub: Reseller API v2 at http://%s:%d%s", host, bound, API_PREFIX)

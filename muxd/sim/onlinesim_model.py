@@ -20,12 +20,18 @@ How a malformed field maps to a code:
 * messages: ``date``, ``from`` and ``message`` problems are ``ERROR_PARAMS`` (the codes addMessage
   documents are only NO_NUMBER / ERROR_PARAMS / NUMBER_FORMAT_ERROR); a ``number`` that is
   neither ``+digits`` nor a numeric id is ``NUMBER_FORMAT_ERROR``.
+* query strings (removeNumber, checkNumber, takeOffNumbers): an unknown or repeated parameter,
+  a missing required one, a bad ``test`` or a ``sum`` that is not a plain non-negative decimal:
+  ``ERROR_PARAMS``; a bad ``number``: ``NUMBER_FORMAT_ERROR``.
+* saveConfig: ``disabled_service`` missing, or not an object whose keys and values are the
+  same non-empty service names without surrounding spaces: ``ERROR_PARAMS``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from decimal import Decimal
 from enum import StrEnum
 from http import HTTPStatus
 from typing import Annotated, Any, Final, Literal, TypeVar
@@ -50,6 +56,13 @@ TestMode = Literal["test1", "test2"]
 TEST_MODES: Final[frozenset[str]] = frozenset({"test1", "test2"})
 # removeNumber takes its arguments from the query string (§7.7); apikey is the §3 alternative.
 REMOVE_QUERY_KEYS: Final[frozenset[str]] = frozenset({"number", "test", "apikey"})
+# checkNumber (§7.9) and takeOffNumbers (§7.8) read the query string too. `test` is not
+# documented for them (§10.14); stub choice: accepted, with the meaning §7.1 gives it elsewhere.
+CHECK_NUMBER_QUERY_KEYS: Final[frozenset[str]] = frozenset({"number", "test", "apikey"})
+TAKE_OFF_QUERY_KEYS: Final[frozenset[str]] = frozenset({"sum", "test", "apikey"})
+DEFAULT_TAKE_OFF_SUM: Final = "50"  # §7.8: RUB
+# stub choice: `sum` is a plain decimal ("50", "37.5"); no sign, exponent, NaN or spaces.
+SUM_RE: Final = re.compile(r"[0-9]{1,9}(\.[0-9]{1,2})?")
 
 T = TypeVar("T")
 
@@ -64,6 +77,7 @@ class Code(StrEnum):
     ERROR_NO_KEY = "ERROR_NO_KEY"
     ERROR_WRONG_KEY = "ERROR_WRONG_KEY"
     REQUEST_NOT_FOUND = "REQUEST_NOT_FOUND"
+    TOO_MANY_ATTEMPTS = "TOO_MANY_ATTEMPTS"  # 429 (§10.9, §10.20): the rate_limit fault
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"  # stub choice: the spec names no code for 413
 
 
@@ -279,27 +293,121 @@ def decode_add_messages(body: bytes, now: float) -> tuple[list[MessageSpec], Tes
     return specs, _test_mode(wire.test)
 
 
+def _parse_query(
+    pairs: Iterable[tuple[str, str]], allowed: frozenset[str]
+) -> tuple[dict[str, str], TestMode | None]:
+    """Stub choice: an unknown or repeated parameter, or a ``test`` not test1/test2, is
+    ERROR_PARAMS. Returns the parameters other than ``test`` and the test mode."""
+    seen: dict[str, str] = {}
+    for key, value in pairs:
+        if key not in allowed:
+            raise Rejected(Code.ERROR_PARAMS, f"unknown query parameter {key!r}")
+        if key in seen:
+            raise Rejected(Code.ERROR_PARAMS, f"query parameter {key!r} given twice")
+        seen[key] = value
+    test = seen.pop("test", None)
+    if test is None:
+        return seen, None
+    if test == "test1":
+        return seen, "test1"
+    if test == "test2":
+        return seen, "test2"
+    raise Rejected(Code.ERROR_PARAMS, f"test={test!r} is not test1/test2")
+
+
+def _query_number(params: dict[str, str]) -> str:
+    if "number" not in params:
+        raise Rejected(Code.ERROR_PARAMS, "query parameter 'number' is missing")
+    return check_number(params["number"], "query number")
+
+
 def parse_remove_query(pairs: Iterable[tuple[str, str]]) -> tuple[str, TestMode | None]:
     """removeNumber (§7.7): ``number`` (``+`` sent as ``%2B``) and optional ``test``.
 
     Stub choice: an unknown or repeated parameter is ERROR_PARAMS. A ``+`` that was not
     percent-encoded arrives as a space and fails as NUMBER_FORMAT_ERROR.
     """
-    seen: dict[str, str] = {}
-    for key, value in pairs:
-        if key not in REMOVE_QUERY_KEYS:
-            raise Rejected(Code.ERROR_PARAMS, f"unknown query parameter {key!r}")
-        if key in seen:
-            raise Rejected(Code.ERROR_PARAMS, f"query parameter {key!r} given twice")
-        seen[key] = value
-    if "number" not in seen:
-        raise Rejected(Code.ERROR_PARAMS, "query parameter 'number' is missing")
-    number = check_number(seen["number"], "query number")
-    test = seen.get("test")
-    if test is None:
-        return number, None
-    if test == "test1":
-        return number, "test1"
-    if test == "test2":
-        return number, "test2"
-    raise Rejected(Code.ERROR_PARAMS, f"test={test!r} is not test1/test2")
+    params, test = _parse_query(pairs, REMOVE_QUERY_KEYS)
+    return _query_number(params), test
+
+
+def parse_check_number_query(pairs: Iterable[tuple[str, str]]) -> tuple[str, TestMode | None]:
+    """checkNumber (§7.9): required ``number`` (``%2B``-encoded ``+``), optional ``test``."""
+    params, test = _parse_query(pairs, CHECK_NUMBER_QUERY_KEYS)
+    return _query_number(params), test
+
+
+def parse_take_off_query(pairs: Iterable[tuple[str, str]]) -> tuple[Decimal, TestMode | None]:
+    """takeOffNumbers (§7.8): optional ``sum`` in RUB (default "50"), optional ``test``."""
+    params, test = _parse_query(pairs, TAKE_OFF_QUERY_KEYS)
+    text = params.get("sum", DEFAULT_TAKE_OFF_SUM)
+    if SUM_RE.fullmatch(text) is None:
+        raise Rejected(Code.ERROR_PARAMS, f"sum={text!r} is not a plain decimal like 37.5")
+    return Decimal(text), test
+
+
+# --- saveConfig (§7.10) -------------------------------------------------------------------
+
+
+class _SaveConfigBody(msgspec.Struct, forbid_unknown_fields=True):
+    disabled_service: dict[str, str]
+    test: TestMode | UnsetType = UNSET  # stub choice: accepted as on the other endpoints
+
+
+_SAVE_CONFIG = msgspec.json.Decoder(_SaveConfigBody)
+
+
+def decode_save_config(body: bytes) -> tuple[list[str], TestMode | None]:
+    """saveConfig: the whole blacklist, ``{"disabled_service": {"vkcom": "vkcom", ...}}``."""
+    wire = _decode(_SAVE_CONFIG, body)
+    for key, value in wire.disabled_service.items():
+        if key != value:
+            raise Rejected(
+                Code.ERROR_PARAMS, f"disabled_service: key {key!r} differs from value {value!r}"
+            )
+        # stub choice: the doc's "telegram " (§7.9) is a typo; a padded name is a client bug
+        if not key or key != key.strip():
+            raise Rejected(Code.ERROR_PARAMS, f"disabled_service: {key!r} is no service name")
+    return list(wire.disabled_service), _test_mode(wire.test)
+
+
+# --- replies of the optional endpoints ----------------------------------------------------
+
+
+class CreatedAt(msgspec.Struct, frozen=True, kw_only=True):
+    """checkNumber ``created_at``: a PHP DateTime as JSON (§7.9)."""
+
+    date: str  # "2022-07-22 15:21:16.000000", server time zone
+    timezone_type: int
+    timezone: str
+
+
+class CheckNumberReply(msgspec.Struct, frozen=True, kw_only=True):
+    """checkNumber's 200 answer, field names and types as §7.9 documents them."""
+
+    id: int
+    balance: float
+    country_id: int
+    errors: int
+    number: str  # digits, no "+"
+    port_id: str
+    sum: float
+    used_service: dict[str, str]
+    banned_service: dict[str, str]
+    banned: bool
+    reseller_id: int
+    rent: bool | None
+    status: int
+    status_text: str
+    clearable: bool
+    created_at: CreatedAt
+    response: int = 1
+
+
+class TakeOffItem(msgspec.Struct, frozen=True, kw_only=True):
+    """One ``list`` item of takeOffNumbers (§7.8): every field a string."""
+
+    id: str
+    number: str  # digits, no "+"
+    sum: str  # RUB, two decimals
+    country: str

@@ -2,6 +2,11 @@
 
 Everything here is synchronous except the ``wait_*`` helpers, so tests can inspect and change
 the state directly. The HTTP layer lives in :mod:`muxd.sim.onlinesim`.
+
+State a test may set directly for the optional endpoints (§7.8..§7.10): ``income[number]``
+(RUB, what takeOffNumbers and checkNumber report), ``failed_operations[number]`` (checkNumber
+``errors``; 3 or more make the number ``banned``), ``blacklist`` (what saveConfig replaces),
+``rent_allowed``, ``reseller_id``.
 """
 
 from __future__ import annotations
@@ -10,11 +15,23 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Final, Literal
 
 import msgspec
 
-from muxd.sim.onlinesim_model import Code, MessageSpec, NumberSpec, Rejected, check_unique
+from muxd.sim.onlinesim_faults import RandomErrors, Reset, TokenBucket, check_rate
+from muxd.sim.onlinesim_model import (
+    CheckNumberReply,
+    Code,
+    CreatedAt,
+    MessageSpec,
+    NumberSpec,
+    Rejected,
+    TakeOffItem,
+    check_unique,
+)
 
 # Ids are arbitrary; start high like the spec's examples (1042) so they never look like indices.
 FIRST_NUMBER_ID: Final = 1001
@@ -25,8 +42,32 @@ MIN_FAULT_STATUS: Final = 200
 MAX_FAULT_STATUS: Final = 599
 
 ENDPOINTS: Final[frozenset[str]] = frozenset(
-    {"checkWork", "sendNumbersOnline", "addNumber", "removeNumber", "addMessage", "addMessages"}
+    {
+        "checkWork",
+        "sendNumbersOnline",
+        "addNumber",
+        "removeNumber",
+        "addMessage",
+        "addMessages",
+        "takeOffNumbers",
+        "checkNumber",
+        "saveConfig",
+    }
 )
+# checkNumber (§7.9): a number is banned after 3 failed operations.
+BAN_AFTER_FAILURES: Final = 3
+STATUS_WORKING: Final = 1  # §7.9 status: listed and working
+STATUS_NOT_ON_ACCOUNT: Final = 4  # §7.9 status: not on your account
+STATUS_TEXTS: Final[dict[int, str]] = {
+    STATUS_WORKING: "work",  # §7.9's example
+    STATUS_NOT_ON_ACCOUNT: "not on account",  # stub choice: the spec shows no text for 4
+}
+# §7.9 created_at: PHP DateTime in the server's zone. Moscow has been UTC+3 all year since 2014;
+# a fixed offset needs no tz database.
+SERVER_TZ_NAME: Final = "Europe/Moscow"
+SERVER_TZ: Final = timezone(timedelta(hours=3), SERVER_TZ_NAME)
+PHP_TIMEZONE_TYPE_ID: Final = 3  # PHP's timezone_type for a zone identifier
+DEFAULT_RESELLER_ID: Final = 241  # §7.9's example
 Via = Literal["addMessages", "addMessage"]
 
 
@@ -62,7 +103,9 @@ class RequestRecord(msgspec.Struct, frozen=True, kw_only=True):
     path: str
     endpoint: str | None  # None for a path that is no endpoint
     status: int
-    reason: str  # "OK", an error code, "fault", "down" or "disabled"
+    # "OK", an error code (TOO_MANY_ATTEMPTS for the rate limit), "fault", "down", "disabled",
+    # "error_rate" (a random 503) or "reset" (connection aborted, status 0: no answer)
+    reason: str
     detail: str  # why, in words (never sent to the client)
     at: float
 
@@ -88,6 +131,7 @@ class Onlinesim:
         *,
         clock: Callable[[], float] = time.time,
         first_id: int = FIRST_NUMBER_ID,
+        seed: int = 0,
     ) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty")
@@ -103,6 +147,17 @@ class Onlinesim:
         self.faults: list[Fault] = []
         self.down = False
         self.add_messages_disabled = False
+        self.latency = 0.0  # seconds added before every answer
+        self.resets: list[Reset] = []
+        self.limiter: TokenBucket | None = None
+        self.random_errors = RandomErrors(seed)
+        # optional endpoints (§7.8..§7.10)
+        self.income: dict[str, float] = {}  # number -> RUB earned
+        self.failed_operations: dict[str, int] = {}  # number -> failed operations
+        self.blacklist: set[str] = set()  # services disabled by saveConfig
+        self.rent_allowed: bool | None = False  # checkNumber `rent`: the account may rent
+        self.reseller_id = DEFAULT_RESELLER_ID
+        self.listed_at: dict[str, float] = {}  # number -> when it joined the list (this time)
         self.version = 0  # bumped on every change; wakes the wait_* helpers
         self._by_id: dict[int, str] = {}
         self._seen: set[tuple[str, str, str, str]] = set()
@@ -126,8 +181,7 @@ class Onlinesim:
         ``processed=True`` the request takes effect first (a lost reply), so an at-least-once
         client resends it; the ``duplicates`` counter shows the effect.
         """
-        if endpoint is not None and endpoint not in ENDPOINTS:
-            raise ValueError(f"unknown endpoint {endpoint!r}; expected one of {sorted(ENDPOINTS)}")
+        self._check_endpoint(endpoint)
         if not MIN_FAULT_STATUS <= status <= MAX_FAULT_STATUS:
             raise ValueError(f"status {status} is not an HTTP status 200..599")
         if count < 1:
@@ -151,6 +205,62 @@ class Onlinesim:
     def disable_add_messages(self, disabled: bool) -> None:
         """While disabled, addMessages answers 404, so clients fall back to addMessage."""
         self.add_messages_disabled = disabled
+
+    def set_latency(self, seconds: float) -> None:
+        """Delay every answer (and every dropped connection) by ``seconds``."""
+        self.latency = check_rate(seconds, "latency")
+
+    @property
+    def error_rate(self) -> float:
+        return self.random_errors.rate
+
+    def set_error_rate(self, rate: float) -> None:
+        """Answer this fraction (0..1) of requests 503, drawn from the generator seeded at
+        construction (``seed=``): the same seed and request sequence give the same answers."""
+        self.random_errors.rate = check_rate(rate, "error_rate", upper=1.0)
+
+    def reset_connections(
+        self, count: int = 1, endpoint: str | None = None, *, processed: bool = False
+    ) -> None:
+        """Abort the TCP connection of the next ``count`` requests (to ``endpoint``, if given)
+        without an HTTP answer; the client sees aiohttp's ServerDisconnectedError (or a reset).
+
+        aiohttp's client resends an idempotent request (GET, DELETE) once after a dropped
+        connection, so failing one such call takes two resets. ``processed=True`` runs the
+        request first (a lost reply).
+        """
+        self._check_endpoint(endpoint)
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        self.resets.append(Reset(endpoint, count, processed))
+
+    def take_reset(self, endpoint: str | None) -> Reset | None:
+        """Consume one use of the first reset matching ``endpoint``."""
+        for reset in self.resets:
+            if reset.endpoint is None or reset.endpoint == endpoint:
+                reset.remaining -= 1
+                if reset.remaining == 0:
+                    self.resets.remove(reset)
+                return reset
+        return None
+
+    def rate_limit(self, max_per_second: float | None) -> None:
+        """Answer 429 ``TOO_MANY_ATTEMPTS`` to requests over ``max_per_second`` (a token bucket
+        on the stub's clock, burst ``max(max_per_second, 1)``, starting full); None: no limit."""
+        self.limiter = None if max_per_second is None else TokenBucket(max_per_second, self.clock)
+
+    def admit(self) -> bool:
+        """Spend a rate-limit token; False: the request is over the limit."""
+        return self.limiter is None or self.limiter.take()
+
+    def random_error(self) -> bool:
+        """Whether this request is one of the ``error_rate`` random 503s."""
+        return self.random_errors.hit()
+
+    @staticmethod
+    def _check_endpoint(endpoint: str | None) -> None:
+        if endpoint is not None and endpoint not in ENDPOINTS:
+            raise ValueError(f"unknown endpoint {endpoint!r}; expected one of {sorted(ENDPOINTS)}")
 
     # --- numbers --------------------------------------------------------------------------
 
@@ -180,6 +290,10 @@ class Onlinesim:
         new = {spec.number: self._entry(spec) for spec in specs}
         ids: dict[str, int | None] = {number: entry.id for number, entry in new.items()}
         ids.update({number: None for number in self.numbers if number not in new})
+        now = self.clock()
+        for number in new:
+            if number not in self.numbers:
+                self.listed_at[number] = now
         self.numbers = new
         self.heartbeat()
         return ids
@@ -193,6 +307,8 @@ class Onlinesim:
         """addNumber: add or update one number; answer its id."""
         self.check_add_number(spec)
         entry = self._entry(spec)
+        if spec.number not in self.numbers:
+            self.listed_at[spec.number] = self.clock()
         self.numbers[spec.number] = entry
         self._changed()
         return entry.id
@@ -222,6 +338,62 @@ class Onlinesim:
             port_id=entry.port_id,
             rent=entry.rent,
         )
+
+    # --- optional endpoints (§7.8..§7.10) -------------------------------------------------
+
+    def number_info(self, number: str) -> CheckNumberReply:
+        """checkNumber: status 1 for a listed number, else 4 ("not on your account").
+
+        Stub choices: services on the blacklist show as ``used_service`` of every listed number
+        (§7.10: "immediately marked USED"); a number not listed reports the id it had (0 if it
+        never had one), country 0, port "", no services, never banned; ``created_at`` is
+        ``date_start`` if sent, else when the number joined the list (now, if never).
+        """
+        entry = self.numbers.get(number)
+        failures = self.failed_operations.get(number, 0)
+        placed = self.listed_at.get(number, self.clock())
+        if entry is not None and entry.date_start is not None:
+            placed = entry.date_start
+        status = STATUS_NOT_ON_ACCOUNT if entry is None else STATUS_WORKING
+        return CheckNumberReply(
+            id=self.ids.get(number, 0),
+            balance=0.0,
+            country_id=0 if entry is None else entry.country_id,
+            errors=failures,
+            number=number.removeprefix("+"),
+            port_id="" if entry is None else entry.port_id,
+            sum=self.income.get(number, 0.0),
+            used_service={} if entry is None else {name: name for name in sorted(self.blacklist)},
+            banned_service={},
+            banned=entry is not None and failures >= BAN_AFTER_FAILURES,
+            reseller_id=self.reseller_id,
+            rent=self.rent_allowed,
+            status=status,
+            status_text=STATUS_TEXTS[status],
+            clearable=True,
+            created_at=_php_datetime(placed),
+        )
+
+    def take_off(self, min_sum: Decimal) -> list[TakeOffItem]:
+        """takeOffNumbers: listed numbers whose income is at least ``min_sum`` RUB, list order."""
+        found: list[TakeOffItem] = []
+        for number, entry in self.numbers.items():
+            earned = Decimal(f"{self.income.get(number, 0.0):.2f}")
+            if earned >= min_sum:
+                found.append(
+                    TakeOffItem(
+                        id=str(entry.id),
+                        number=number.removeprefix("+"),
+                        sum=str(earned),
+                        country=str(entry.country_id),
+                    )
+                )
+        return found
+
+    def save_config(self, services: Iterable[str]) -> None:
+        """saveConfig: replace the whole service blacklist."""
+        self.blacklist = set(services)
+        self._changed()
 
     # --- messages -------------------------------------------------------------------------
 
@@ -328,3 +500,12 @@ class Onlinesim:
             timeout=timeout,
             what=lambda: f"{count} requests to {endpoint or 'any endpoint'} (have {seen()})",
         )
+
+
+def _php_datetime(timestamp: float) -> CreatedAt:
+    moment = datetime.fromtimestamp(timestamp, UTC).astimezone(SERVER_TZ)
+    return CreatedAt(
+        date=moment.strftime("%Y-%m-%d %H:%M:%S.%f"),
+        timezone_type=PHP_TIMEZONE_TYPE_ID,
+        timezone=SERVER_TZ_NAME,
+    )

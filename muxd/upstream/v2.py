@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
@@ -45,6 +45,63 @@ class _Reply(msgspec.Struct):
 
 _ENCODER = msgspec.json.Encoder()
 _REPLY = msgspec.json.Decoder(_Reply)
+
+
+# --- optional endpoints (§7.8..§7.10): replies decoded leniently -----------------------------
+# Unknown fields are ignored; a documented field may be missing (it then reads as null / empty).
+# Where a PHP server plausibly deviates from the documented type, the alternative is accepted
+# too: an empty object serialised as [], money as a string, ids as integers.
+
+SAVE_CONFIG_PATH = "/api/auth/me"  # §7.10: outside /api/resellers
+
+
+class _Envelope(msgspec.Struct):
+    response: int | str
+
+
+class CheckNumberInfo(msgspec.Struct, kw_only=True):
+    """checkNumber's answer (§7.9); ``status`` 1 working, 2 queued, 4 not on the account,
+    6 rent finished (replace the SIM)."""
+
+    id: int
+    number: str
+    status: int
+    status_text: str | None = None
+    balance: float | str | None = None
+    country_id: int | None = None
+    errors: int | None = None
+    port_id: str | None = None
+    sum: float | str | None = None
+    used_service: dict[str, str] | list[str] = msgspec.field(default_factory=dict)
+    banned_service: dict[str, str] | list[str] = msgspec.field(default_factory=dict)
+    banned: bool | None = None
+    reseller_id: int | None = None
+    rent: bool | None = None
+    clearable: bool | None = None
+    created_at: dict[str, Any] | None = None
+
+
+class _TakeOffItem(msgspec.Struct):
+    id: str | int
+    number: str | int
+    sum: str | float
+    country: str | int
+
+
+class _TakeOffReply(msgspec.Struct):
+    items: list[_TakeOffItem] = msgspec.field(default_factory=list, name="list")
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+_CHECK_NUMBER = msgspec.json.Decoder(CheckNumberInfo)
+_TAKE_OFF = msgspec.json.Decoder(_TakeOffReply)
+_R = TypeVar("_R")
+
+
+def _services(value: dict[str, str] | list[str]) -> dict[str, str]:
+    """name -> slug; a list (PHP's empty object is []) maps each name to itself."""
+    return value if isinstance(value, dict) else {name: name for name in value}
+
 
 # observer(endpoint, result, seconds): result is "ok", an HTTP status, or "error".
 Observer = Callable[[str, str, float], None]
@@ -130,3 +187,97 @@ class V2Client:
 
     async def add_message(self, item: MessageItem) -> None:
         await self._call("POST", "addMessage", msgspec.to_builtins(item))
+
+    # --- optional endpoints (§7.8..§7.10) -------------------------------------------------
+
+    async def _fetch(
+        self,
+        method: str,
+        path: str,
+        endpoint: str,
+        decoder: msgspec.json.Decoder[_R],
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> _R:
+        """Like ``_call`` for any path under the base URL and any reply type: non-200, a reply
+        that does not decode, or ``response`` other than 1 raise UpstreamError."""
+        url = f"{self._base}{path}"
+        data = _ENCODER.encode(body) if body is not None else None
+        started = time.perf_counter()
+        result = "error"
+        try:
+            async with self._http.request(
+                method,
+                url,
+                data=data,
+                headers=self._headers,
+                params=params,
+                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+            ) as resp:
+                text = await resp.text()
+                result = str(resp.status)
+                if resp.status != 200:
+                    raise UpstreamError(endpoint, resp.status, text)
+                try:
+                    envelope = _ENVELOPE.decode(text)
+                    if envelope.response != 1:
+                        result = "refused"
+                        raise UpstreamError(endpoint, resp.status, str(envelope.response))
+                    reply = decoder.decode(text)
+                except msgspec.DecodeError as exc:
+                    raise UpstreamError(endpoint, resp.status, f"bad reply: {text}") from exc
+                result = "ok"
+                return reply
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamError(endpoint, 0, f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            if self._observer is not None:
+                self._observer(endpoint, result, time.perf_counter() - started)
+
+    async def check_number(self, number: str) -> dict[str, Any]:
+        """checkNumber (§7.9) for ``number`` ("+..."): the number's details as plain data.
+
+        Read-only, so the configured ``test`` mode is not sent (§10.14: undocumented here).
+        """
+        info = await self._fetch(
+            "GET",
+            "/api/resellers/checkNumber",
+            "checkNumber",
+            _CHECK_NUMBER,
+            params={"number": number},
+        )
+        info.used_service = _services(info.used_service)
+        info.banned_service = _services(info.banned_service)
+        result: dict[str, Any] = msgspec.to_builtins(info)
+        return result
+
+    async def take_off_numbers(self, sum_rub: str = "50") -> list[dict[str, str]]:
+        """takeOffNumbers (§7.8): listed numbers that earned at least ``sum_rub`` RUB, as
+        ``{"id", "number" (no "+"), "sum", "country"}`` strings. Read-only: no ``test``."""
+        reply = await self._fetch(
+            "GET",
+            "/api/resellers/takeOffNumbers",
+            "takeOffNumbers",
+            _TAKE_OFF,
+            params={"sum": sum_rub},
+        )
+        return [
+            {
+                "id": str(item.id),
+                "number": str(item.number),
+                "sum": str(item.sum),
+                "country": str(item.country),
+            }
+            for item in reply.items
+        ]
+
+    async def save_config(self, services: list[str]) -> None:
+        """saveConfig (§7.10): replace the whole service blacklist with ``services``.
+
+        Changes state, so the configured ``test`` mode is sent in the body as elsewhere.
+        """
+        body: dict[str, Any] = {"disabled_service": {s: s for s in services}}
+        if self._test is not None:
+            body["test"] = self._test
+        await self._fetch("POST", SAVE_CONFIG_PATH, "saveConfig", _ENVELOPE, body=body)

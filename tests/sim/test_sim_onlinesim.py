@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import logging
+import random
 import zlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -734,3 +735,448 @@ async def test_run_stub_serves_until_cancelled(caplog: pytest.LogCaptureFixture)
 def test_stub_needs_a_key() -> None:
     with pytest.raises(ValueError, match="api_key"):
         Onlinesim("")
+
+
+# --- optional endpoints: checkNumber (§7.9) -----------------------------------------------
+
+CHECK_NUMBER = f"{API_PREFIX}/checkNumber"
+TAKE_OFF = f"{API_PREFIX}/takeOffNumbers"
+
+
+async def check_number(api: Api, number: str, **params: str) -> Reply:
+    return await api.call("GET", CHECK_NUMBER, params={"number": number, **params})
+
+
+async def test_check_number_of_a_listed_number(api: Api, stub: Onlinesim) -> None:
+    await api.publish(item(A, port_id="Port1", date_start=int(NOW) - 3600, rent=1), item(C))
+    stub.income[A] = 76.25
+    reply = await check_number(api, A)
+    assert reply.status == HTTPStatus.OK
+    assert reply.json() == {
+        "id": 1001,
+        "balance": 0.0,
+        "country_id": 7,
+        "errors": 0,
+        "number": A[1:],
+        "port_id": "Port1",
+        "sum": 76.25,
+        "used_service": {},
+        "banned_service": {},
+        "banned": False,
+        "reseller_id": 241,
+        "rent": False,
+        "status": 1,
+        "status_text": "work",
+        "clearable": True,
+        # date_start, NOW - 1 h = 2023-11-14 21:13:20 UTC, in Moscow time (UTC+3)
+        "created_at": {
+            "date": "2023-11-15 00:13:20.000000",
+            "timezone_type": 3,
+            "timezone": "Europe/Moscow",
+        },
+        "response": 1,
+    }
+    assert stub.requests[-1].endpoint == "checkNumber"
+
+
+async def test_check_number_types_match_the_spec(api: Api) -> None:
+    await api.publish(item(C))
+    info = (await check_number(api, C)).json()
+    types = {key: type(value) for key, value in info.items()}
+    assert types == {
+        "id": int,
+        "balance": float,
+        "country_id": int,
+        "errors": int,
+        "number": str,
+        "port_id": str,
+        "sum": float,
+        "used_service": dict,
+        "banned_service": dict,
+        "banned": bool,
+        "reseller_id": int,
+        "rent": bool,
+        "status": int,
+        "status_text": str,
+        "clearable": bool,
+        "created_at": dict,
+        "response": int,
+    }
+    # no date_start: created_at is when the number joined the list (the stub's clock)
+    assert info["created_at"]["date"] == "2023-11-15 01:13:20.000000"
+    assert (info["port_id"], info["number"]) == (C, C[1:])
+
+
+async def test_check_number_of_numbers_not_on_the_account(api: Api, stub: Onlinesim) -> None:
+    await api.publish(item(A), item(B))
+    await api.publish(item(A))
+    stub.income[B] = 12.5
+    removed = (await check_number(api, B)).json()
+    assert (removed["status"], removed["status_text"], removed["id"]) == (4, "not on account", 1002)
+    assert (removed["number"], removed["sum"], removed["port_id"]) == (B[1:], 12.5, "")
+    never = (await check_number(api, C)).json()
+    assert (never["status"], never["id"], never["country_id"], never["response"]) == (4, 0, 0, 1)
+    assert C not in stub.ids  # asking does not allocate an id
+
+
+async def test_check_number_reflects_blacklist_rent_and_bans(api: Api, stub: Onlinesim) -> None:
+    await api.publish(item(A), item(B))
+    stub.save_config(["vkcom", "facebook"])
+    stub.failed_operations[A] = 3
+    stub.failed_operations[B] = 2
+    stub.rent_allowed = None
+    a = (await check_number(api, A)).json()
+    assert a["used_service"] == {"facebook": "facebook", "vkcom": "vkcom"}  # §7.10: marked USED
+    assert (a["errors"], a["banned"], a["rent"]) == (3, True, None)
+    b = (await check_number(api, B)).json()
+    assert (b["errors"], b["banned"]) == (2, False)
+    assert (await check_number(api, C)).json()["used_service"] == {}
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ("", "ERROR_PARAMS"),
+        (f"number={A}", "NUMBER_FORMAT_ERROR"),  # a raw "+" decodes to a space
+        ("number=%2B7", "NUMBER_FORMAT_ERROR"),
+        (f"number=%2B{A[1:]}&number=%2B{B[1:]}", "ERROR_PARAMS"),
+        (f"number=%2B{A[1:]}&id=1001", "ERROR_PARAMS"),
+        (f"number=%2B{A[1:]}&test=test3", "ERROR_PARAMS"),
+    ],
+    ids=["missing", "unencoded-plus", "short", "twice", "unknown-param", "bad-test"],
+)
+async def test_check_number_rejects(api: Api, query: str, code: str) -> None:
+    await api.publish(item(A))
+    assert_rejected(await api.call("GET", f"{CHECK_NUMBER}?{query}"), code)
+
+
+async def test_check_number_test_modes(api: Api) -> None:
+    await api.publish(item(A))
+    assert (await check_number(api, A, test="test1")).json() == {"response": 1}
+    echo = await check_number(api, A, test="test2", apikey=API_KEY)
+    assert echo.json() == {"response": 1, "request": {"number": A, "test": "test2"}}
+
+
+@pytest.mark.parametrize("path", [CHECK_NUMBER, TAKE_OFF])
+async def test_optional_reads_need_the_key(api: Api, path: str) -> None:
+    reply = await api.call("GET", path, key=None, params={"number": A})
+    assert (reply.status, reply.json()) == (HTTPStatus.UNAUTHORIZED, {"response": "ERROR_NO_KEY"})
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", CHECK_NUMBER), ("DELETE", TAKE_OFF), ("GET", "/api/auth/me")],
+)
+async def test_wrong_method_on_optional_endpoints_is_405(api: Api, method: str, path: str) -> None:
+    reply = await api.call(method, path, key=None)
+    assert (reply.status, reply.json()) == (
+        HTTPStatus.METHOD_NOT_ALLOWED,
+        {"response": "REQUEST_NOT_FOUND"},
+    )
+
+
+@pytest.mark.parametrize("path", ["/api/auth", "/api/auth/me/", "/api/auth/other"])
+async def test_other_auth_paths_are_404(api: Api, path: str) -> None:
+    assert (await api.call("POST", path, {"disabled_service": {}})).status == HTTPStatus.NOT_FOUND
+
+
+# --- optional endpoints: takeOffNumbers (§7.8) --------------------------------------------
+
+
+async def test_take_off_lists_numbers_that_earned_the_sum(api: Api, stub: Onlinesim) -> None:
+    await api.publish(item(A), item(B), item(C))
+    stub.income.update({A: 75.76, B: 50.0, C: 10.0, "+79990000000": 100.0})  # last: not listed
+    reply = await api.call("GET", TAKE_OFF)  # sum defaults to "50"
+    assert reply.json() == {
+        "response": 1,
+        "list": [
+            {"id": "1001", "number": A[1:], "sum": "75.76", "country": "7"},
+            {"id": "1002", "number": B[1:], "sum": "50.00", "country": "7"},
+        ],
+    }
+    above = await api.call("GET", TAKE_OFF, params={"sum": "50.01"})
+    assert [row["number"] for row in above.json()["list"]] == [A[1:]]
+    low = await api.call("GET", TAKE_OFF, params={"sum": "9.5"})
+    assert [row["country"] for row in low.json()["list"]] == ["7", "7", "44"]
+    everything = await api.call("GET", TAKE_OFF, params={"sum": "0"})
+    assert len(everything.json()["list"]) == 3
+    none = await api.call("GET", TAKE_OFF, params={"sum": "1000"})
+    assert none.json() == {"response": 1, "list": []}
+
+
+@pytest.mark.parametrize("bad", ["", "-1", "abc", "1e3", "nan", "50.123", " 50", "50,5", "1."])
+async def test_take_off_rejects_a_bad_sum(api: Api, bad: str) -> None:
+    assert_rejected(await api.call("GET", TAKE_OFF, params={"sum": bad}), "ERROR_PARAMS")
+
+
+async def test_take_off_rejects_unknown_params_and_honours_test(api: Api) -> None:
+    assert_rejected(await api.call("GET", TAKE_OFF, params={"min": "5"}), "ERROR_PARAMS")
+    test1 = await api.call("GET", TAKE_OFF, params={"sum": "5", "test": "test1"})
+    assert test1.json() == {"response": 1}
+
+
+# --- optional endpoints: saveConfig (§7.10) -----------------------------------------------
+
+
+async def save_config(api: Api, payload: Any, **kwargs: Any) -> Reply:
+    return await api.call("POST", "/api/auth/me", payload, **kwargs)
+
+
+async def test_save_config_replaces_the_blacklist(api: Api, stub: Onlinesim) -> None:
+    reply = await save_config(api, {"disabled_service": {"vkcom": "vkcom", "facebook": "facebook"}})
+    assert (reply.status, reply.json()) == (HTTPStatus.OK, {"response": 1})
+    assert stub.blacklist == {"vkcom", "facebook"}
+    await save_config(api, {"disabled_service": {"telegram": "telegram"}})
+    assert stub.blacklist == {"telegram"}  # replaced, not merged
+    await save_config(api, {"disabled_service": {}})
+    assert stub.blacklist == set()
+    assert [r.endpoint for r in stub.requests] == ["saveConfig"] * 3
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"disabled_service": {"vkcom": "vk"}},
+        {"disabled_service": {"telegram ": "telegram "}},
+        {"disabled_service": {"": ""}},
+        {"disabled_service": {"vkcom": 1}},
+        {"disabled_service": ["vkcom"]},
+        {"disabled_service": None},
+        {"disabled_service": {"vkcom": "vkcom"}, "extra": 1},
+        {"disabled_service": {"vkcom": "vkcom"}, "test": "test3"},
+        {"disabled_services": {"vkcom": "vkcom"}},
+        {},
+    ],
+    ids=[
+        "key-not-value",
+        "padded",
+        "empty-name",
+        "not-a-string",
+        "a-list",
+        "null",
+        "extra",
+        "bad-test",
+        "misnamed",
+        "missing",
+    ],
+)
+async def test_save_config_rejects_a_bad_body(api: Api, stub: Onlinesim, body: Any) -> None:
+    stub.save_config(["ok"])
+    assert_rejected(await save_config(api, body), "ERROR_PARAMS")
+    assert stub.blacklist == {"ok"}
+
+
+async def test_save_config_checks_key_content_type_and_test(api: Api, stub: Onlinesim) -> None:
+    body = {"disabled_service": {"vkcom": "vkcom"}}
+    assert (await save_config(api, body, key="nope")).status == HTTPStatus.UNAUTHORIZED
+    plain = await save_config(api, _UNSET, data=json.dumps(body).encode())
+    assert_rejected(plain, "ERROR_PARAMS")  # no JSON Content-Type
+    test1 = await save_config(api, {**body, "test": "test1"})
+    assert test1.json() == {"response": 1}
+    assert stub.blacklist == set()
+
+
+# --- network faults: error_rate, latency, reset_connections, rate_limit --------------------
+
+
+class Clock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def timed(clock: Clock) -> AsyncIterator[tuple[Onlinesim, Api]]:
+    """A stub on a clock the test moves, seeded 7, and a client for it."""
+    stub = Onlinesim(API_KEY, clock=clock, seed=7)
+    runner, port = await serve(stub, "127.0.0.1", 0)
+    try:
+        timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            yield stub, Api(session, f"http://127.0.0.1:{port}")
+    finally:
+        await runner.cleanup()
+
+
+async def test_error_rate_is_seeded_and_deterministic(timed: tuple[Onlinesim, Api]) -> None:
+    stub, api = timed
+    stub.set_error_rate(0.5)
+    statuses = [(await api.call("GET", API_PREFIX)).status for _ in range(20)]
+    draws = random.Random(7)  # the same seed, one draw per request
+    assert statuses == [503 if draws.random() < 0.5 else 200 for _ in range(20)]
+    assert 0 < statuses.count(503) < 20
+    reasons = {r.reason for r in stub.requests}
+    assert reasons == {"OK", "error_rate"}
+    stub.set_error_rate(0.0)
+    assert (await api.call("GET", API_PREFIX)).status == HTTPStatus.OK
+
+
+async def test_error_rate_one_fails_everything_but_yields_to_fail_next(
+    api: Api, stub: Onlinesim
+) -> None:
+    stub.set_error_rate(1.0)
+    stub.fail_next(None, HTTPStatus.BAD_GATEWAY)
+    assert (await api.call("GET", API_PREFIX)).status == HTTPStatus.BAD_GATEWAY
+    reply = await api.post("sendNumbersOnline", {"numbers": [item()]})
+    assert (reply.status, reply.text) == (HTTPStatus.SERVICE_UNAVAILABLE, "Service Unavailable")
+    assert stub.numbers == {}
+    assert stub.error_rate == 1.0
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.5, float("nan"), True])
+def test_error_rate_rejects_bad_values(stub: Onlinesim, rate: float) -> None:
+    with pytest.raises(ValueError, match="error_rate"):
+        stub.set_error_rate(rate)
+
+
+async def test_latency_delays_every_answer(api: Api, stub: Onlinesim) -> None:
+    latency = 0.05
+    stub.set_latency(latency)
+    loop = asyncio.get_running_loop()
+    for method, path in (("GET", API_PREFIX), ("GET", "/nowhere")):
+        started = loop.time()
+        await api.call(method, path)
+        assert loop.time() - started >= latency
+    stub.set_latency(0)
+    with pytest.raises(ValueError, match="latency"):
+        stub.set_latency(-1)
+
+
+async def test_reset_connections_drops_the_next_requests(api: Api, stub: Onlinesim) -> None:
+    await api.publish(item(A))
+    stub.reset_connections(2)
+    for _ in range(2):
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await api.post("addMessage", sms(A))
+    assert (await api.post("addMessage", sms(A))).status == HTTPStatus.OK
+    assert len(stub.messages) == 1
+    log = [(r.endpoint, r.status, r.reason) for r in stub.requests[1:]]
+    reset = ("addMessage", 0, "reset")
+    assert log == [reset, reset, ("addMessage", 200, "OK")]
+    assert stub.resets == []
+
+
+async def test_reset_connections_for_one_endpoint_after_processing(
+    api: Api, stub: Onlinesim
+) -> None:
+    await api.publish(item(A))
+    stub.reset_connections(1, "addMessages", processed=True)
+    assert (await api.post("addMessage", sms(A, message="other"))).status == HTTPStatus.OK
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await api.post("addMessages", {"messages": [sms(A)]})
+    assert [m.message for m in stub.messages] == ["other", "code 123456"]  # stored, reply lost
+    assert "after OK" in stub.requests[-1].detail
+
+
+async def test_aiohttp_resends_an_idempotent_request_once_after_a_reset(
+    api: Api, stub: Onlinesim
+) -> None:
+    # A GET or DELETE is retried by aiohttp's client itself: one reset is invisible to it.
+    stub.reset_connections(1)
+    assert (await api.call("GET", API_PREFIX)).status == HTTPStatus.OK
+    assert [r.reason for r in stub.requests] == ["reset", "OK"]
+    stub.reset_connections(2)
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await api.call("GET", API_PREFIX)
+
+
+@pytest.mark.parametrize(("count", "endpoint"), [(0, None), (1, "checkNumbers")])
+def test_reset_connections_rejects_bad_arguments(
+    stub: Onlinesim, count: int, endpoint: str | None
+) -> None:
+    with pytest.raises(ValueError, match=r"count|endpoint"):
+        stub.reset_connections(count, endpoint)
+
+
+async def test_rate_limit_is_a_token_bucket_on_the_stub_clock(
+    timed: tuple[Onlinesim, Api], clock: Clock
+) -> None:
+    stub, api = timed
+    stub.rate_limit(2)
+
+    async def statuses(count: int) -> list[int]:
+        return [(await api.call("GET", API_PREFIX)).status for _ in range(count)]
+
+    assert await statuses(3) == [200, 200, 429]  # a full bucket holds 2 tokens
+    limited = await api.call("GET", API_PREFIX, key=None)  # the limit precedes authentication
+    assert (limited.status, limited.content_type, limited.text) == (
+        HTTPStatus.TOO_MANY_REQUESTS,
+        "text/html",
+        "TOO_MANY_ATTEMPTS",
+    )
+    clock.now += 0.5  # refills one token
+    assert await statuses(2) == [200, 429]
+    clock.now += 10  # refills to the burst size, not beyond
+    assert await statuses(3) == [200, 200, 429]
+    assert stub.requests[-1].reason == "TOO_MANY_ATTEMPTS"
+    stub.rate_limit(None)
+    assert await statuses(5) == [200] * 5
+
+
+async def test_slow_rate_limit_allows_one_request_per_period(
+    timed: tuple[Onlinesim, Api], clock: Clock
+) -> None:
+    stub, api = timed
+    stub.rate_limit(0.5)
+    assert (await api.call("GET", API_PREFIX)).status == HTTPStatus.OK
+    clock.now += 1.9
+    assert (await api.call("GET", API_PREFIX)).status == HTTPStatus.TOO_MANY_REQUESTS
+    clock.now += 0.1
+    assert (await api.call("GET", API_PREFIX)).status == HTTPStatus.OK
+
+
+@pytest.mark.parametrize("rate", [0, -1, float("inf")])
+def test_rate_limit_rejects_bad_values(stub: Onlinesim, rate: float) -> None:
+    with pytest.raises(ValueError, match="max_per_second"):
+        stub.rate_limit(rate)
+
+
+async def test_down_precedes_the_rate_limit_and_spends_no_tokens(
+    timed: tuple[Onlinesim, Api],
+) -> None:
+    stub, api = timed
+    stub.rate_limit(1)
+    stub.set_down(True)
+    assert (await api.call("GET", API_PREFIX)).status == HTTPStatus.SERVICE_UNAVAILABLE
+    stub.set_down(False)
+    assert (await api.call("GET", API_PREFIX)).status == HTTPStatus.OK
+
+
+async def test_run_stub_applies_the_fault_knobs() -> None:
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[tuple[Onlinesim, int]] = loop.create_future()
+
+    def on_ready(stub: Onlinesim, port: int) -> None:
+        ready.set_result((stub, port))
+
+    task = asyncio.create_task(
+        run_stub(
+            "127.0.0.1", 0, API_KEY, on_ready=on_ready, error_rate=1.0, latency=0.01, rate_limit=50
+        )
+    )
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            stub, port = await ready
+        assert (stub.error_rate, stub.latency) == (1.0, 0.01)
+        assert stub.limiter is not None
+        async with aiohttp.ClientSession() as session:
+            reply = await Api(session, f"http://127.0.0.1:{port}").call("GET", API_PREFIX)
+        assert reply.status == HTTPStatus.SERVICE_UNAVAILABLE
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_run_stub_rejects_a_bad_knob_before_listening() -> None:
+    with pytest.raises(ValueError, match="error_rate"):
+        await run_stub("127.0.0.1", 0, API_KEY, error_rate=2.0)
