@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test ops-tools lint typecheck pytest bench bench-pdu bench-fleet clean
+.PHONY: demo test ops-tools lint typecheck pytest bench bench-pdu bench-fleet screenshot clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ bench-pdu: $(STAMP)
 
 bench-fleet: $(STAMP)
 	$(BIN)/python -m benchmarks.fleet_idle --ports 512 --idle 60
+
+# The README's screenshot of the status page: headless Chromium against `muxd demo`.
+screenshot: $(STAMP) ops-tools
+	$(BIN)/python -m benchmarks.screenshot docs/status-page.png
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the ops tests (tests/ops) need: prometheus and promtool, both
-# shipped by Debian's `prometheus` package. Idempotent and non-interactive; does nothing when
-# both binaries are already on PATH. The tests start their own Prometheus on a free loopback
-# port, so the packaged service is neither needed nor started here.
+# Installs the Debian packages the ops tests (tests/ops) need:
+#   - prometheus and promtool, both shipped by Debian's `prometheus` package;
+#   - /usr/bin/chromium (Debian's `chromium` package), which renders the status page headless.
+# Idempotent, quiet and non-interactive: installs only what is missing and does nothing when
+# everything is present. The tests start their own Prometheus on a free loopback port, so the
+# packaged service is neither needed nor started here.
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
 
-have_all() {
+CHROMIUM=/usr/bin/chromium
+
+have_prometheus() {
     command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1
 }
+have_chromium() {
+    [ -x "$CHROMIUM" ]
+}
 
-if have_all; then
-    echo "install-ops: prometheus and promtool already present: $(command -v prometheus) $(command -v promtool)"
+packages=()
+have_prometheus || packages+=(prometheus)
+have_chromium || packages+=(chromium)
+
+if [ "${#packages[@]}" -eq 0 ]; then
+    echo "install-ops: already present: $(command -v prometheus) $(command -v promtool) $CHROMIUM"
     exit 0
 fi
 
@@ -26,6 +37,7 @@ fi
 # Only install our policy when none exists, and remove only what we created.
 POLICY=/usr/sbin/policy-rc.d
 created_policy=0
+LOG=$(mktemp "${TMPDIR:-/tmp}/install-ops.XXXXXX")
 if [ ! -e "$POLICY" ]; then
     printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$POLICY" >/dev/null
     "${SUDO[@]}" chmod 0755 "$POLICY"
@@ -35,23 +47,42 @@ cleanup() {
     if [ "$created_policy" -eq 1 ]; then
         "${SUDO[@]}" rm -f "$POLICY"
     fi
+    rm -f "$LOG"
 }
 trap cleanup EXIT
 
+# apt and dpkg talk a lot; their output goes to $LOG and is shown only when a step fails.
+quietly() {
+    "$@" >>"$LOG" 2>&1
+}
+fail() {
+    echo "install-ops: $1; apt output:" >&2
+    tail -n 40 "$LOG" >&2
+    exit 1
+}
+
 APT_OPTS=(-y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
 
-# apt-get update only when the package lists do not know the package yet.
-if ! apt-cache show prometheus >/dev/null 2>&1; then
-    "${SUDO[@]}" apt-get update -q
-fi
-if ! "${SUDO[@]}" apt-get install "${APT_OPTS[@]}" --no-install-recommends prometheus; then
+echo "install-ops: installing ${packages[*]} (Debian)"
+# apt-get update only when the package lists do not know a package yet.
+for pkg in "${packages[@]}"; do
+    if ! apt-cache show "$pkg" >/dev/null 2>&1; then
+        quietly "${SUDO[@]}" apt-get update -q || fail "apt-get update failed"
+        break
+    fi
+done
+if ! quietly "${SUDO[@]}" apt-get install "${APT_OPTS[@]}" --no-install-recommends "${packages[@]}"; then
     # Stale lists (a 404 on a superseded .deb): refresh once and retry.
-    "${SUDO[@]}" apt-get update -q
-    "${SUDO[@]}" apt-get install "${APT_OPTS[@]}" --no-install-recommends prometheus
+    quietly "${SUDO[@]}" apt-get update -q || fail "apt-get update failed"
+    quietly "${SUDO[@]}" apt-get install "${APT_OPTS[@]}" --no-install-recommends "${packages[@]}" \
+        || fail "apt-get install ${packages[*]} failed"
 fi
 
-if ! have_all; then
-    echo "install-ops: prometheus/promtool still missing after installing the package" >&2
-    exit 1
+if ! have_prometheus; then
+    fail "prometheus/promtool still missing after installing the package"
+fi
+if ! have_chromium; then
+    fail "$CHROMIUM still missing after installing the package"
 fi
 echo "install-ops: $(prometheus --version 2>&1 | head -n1)"
+echo "install-ops: $("$CHROMIUM" --version 2>/dev/null | head -n1)"

@@ -1,15 +1,86 @@
-"""The operator's HTTP endpoint: /metrics, /healthz, /readyz, JSON status API, a status page."""
+"""The operator's HTTP endpoint: /metrics, /healthz, /readyz, JSON status API, a status page.
+
+The status page is static: ``/`` serves ``web_static/index.html``, whose script polls the JSON
+API and renders it in the browser. No build step and no external assets; the files under
+``/static/`` are package data, read once when the app is made.
+"""
 
 from __future__ import annotations
 
-import html
+import hashlib
+import importlib.resources
+import logging
+from dataclasses import dataclass
 
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from muxd.modem.state import PortInfo
 from muxd.status import StatusSource, port_status
+
+LOGGER = logging.getLogger(__name__)
+
+STATIC_PACKAGE_DIR = "web_static"
+INDEX = "index.html"
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
+# The page may load only what this endpoint serves itself: no CDN, no inline script.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+@dataclass(frozen=True)
+class StaticFile:
+    body: bytes
+    content_type: str
+    etag: str
+
+
+def load_static() -> dict[str, StaticFile]:
+    """The status page's files by name, from the package data (no subdirectories)."""
+    root = importlib.resources.files("muxd") / STATIC_PACKAGE_DIR
+    files: dict[str, StaticFile] = {}
+    if not root.is_dir():
+        return files
+    for entry in root.iterdir():
+        if not entry.is_file() or entry.name.startswith("."):
+            continue
+        suffix = entry.name[entry.name.rfind(".") :] if "." in entry.name else ""
+        body = entry.read_bytes()
+        files[entry.name] = StaticFile(
+            body=body,
+            content_type=CONTENT_TYPES.get(suffix, "application/octet-stream"),
+            etag='"' + hashlib.sha256(body).hexdigest()[:16] + '"',
+        )
+    return files
+
+
+def _etag_matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return etag in tags or "*" in tags
+
+
+def _static_response(request: web.Request, item: StaticFile) -> web.Response:
+    headers = {
+        "Content-Type": item.content_type,
+        "Cache-Control": "no-cache",
+        "ETag": item.etag,
+        "X-Content-Type-Options": "nosniff",
+    }
+    if item.content_type.startswith("text/html"):
+        headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    if _etag_matches(request.headers.get("If-None-Match"), item.etag):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=item.body, headers=headers)
 
 
 def _json(payload: object) -> web.Response:
@@ -45,20 +116,28 @@ def make_app(registry: CollectorRegistry, source: StatusSource) -> web.Applicati
     async def api_totals(_request: web.Request) -> web.Response:
         return _json(source.totals())
 
-    async def page(_request: web.Request) -> web.Response:
-        rows = "".join(
-            "<tr>"
-            + "".join(f"<td>{html.escape(str(v))}</td>" for v in port_status(p).values())
-            + "</tr>"
-            for p in sorted(source.ports(), key=lambda p: p.name)
+    # A package built without its data must not stop the daemon: only the page is missing.
+    static_files = load_static()
+    if INDEX not in static_files:
+        LOGGER.error(
+            "muxd/%s/%s missing from the package: no status page", STATIC_PACKAGE_DIR, INDEX
         )
-        heads = "".join(f"<th>{h}</th>" for h in port_status(PortInfo("", "")))
-        body = (
-            "<!doctype html><meta charset=utf-8><title>muxd</title>"
-            "<h1>muxd</h1><p><a href=/metrics>/metrics</a> · <a href=/api/ports>/api/ports</a>"
-            f"</p><table><tr>{heads}</tr>{rows}</table>"
-        )
-        return web.Response(text=body, content_type="text/html")
+
+    async def page(request: web.Request) -> web.Response:
+        if INDEX not in static_files:
+            return web.Response(
+                status=503,
+                text=f"status page missing from this muxd package (muxd/{STATIC_PACKAGE_DIR});"
+                " the JSON API is at /api/ports, /api/totals, /api/outbox\n",
+            )
+        return _static_response(request, static_files[INDEX])
+
+    async def static(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        item = static_files.get(name) if name != INDEX else None  # the page lives at / only
+        if item is None:
+            raise web.HTTPNotFound()
+        return _static_response(request, item)
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
@@ -70,4 +149,5 @@ def make_app(registry: CollectorRegistry, source: StatusSource) -> web.Applicati
     app.router.add_get("/api/totals", api_totals)
     app.router.add_get("/status", api_ports)  # kept for scripts written against the skeleton
     app.router.add_get("/", page)
+    app.router.add_get("/static/{name}", static)
     return app
