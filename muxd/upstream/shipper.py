@@ -40,6 +40,10 @@ NO_NUMBER_ATTEMPTS = 5
 # Even without a new-message signal, look at the journal this often (catches anything a lost
 # wake-up would strand).
 IDLE_POLL = 30.0
+# On a stop, a batch already on the wire may have been accepted upstream: its answer and the
+# commit of "delivered" are awaited this long (v2 has no idempotency key, so an answer dropped
+# here is a duplicate after the restart). A second SIGTERM does not wait.
+STOP_GRACE = 10.0
 # HTTP statuses meaning "this endpoint does not exist here".
 NO_ENDPOINT = (404, 405)
 AUTH_FAILED = (401, 403)
@@ -87,6 +91,9 @@ class Shipper:
         self.last_error: str | None = None
 
     async def run(self) -> None:
+        # What an earlier process left pending (a crash, a stop, an outage) goes out now, not
+        # on the next new SMS or after IDLE_POLL.
+        await self.drain()
         while True:
             try:
                 async with asyncio.timeout(IDLE_POLL):
@@ -113,6 +120,20 @@ class Shipper:
         if not batch:
             return None
         await self._journal.mark_attempt([m.id for m in batch])
+        exchange = asyncio.create_task(self._exchange(batch), name="shipper-exchange")
+        try:
+            return await asyncio.shield(exchange)
+        except asyncio.CancelledError:
+            # Stopping: let the batch on the wire finish (see STOP_GRACE).
+            try:
+                await asyncio.wait({exchange}, timeout=STOP_GRACE)
+            finally:
+                exchange.cancel()
+                if exchange.done() and not exchange.cancelled() and exchange.exception():
+                    LOGGER.error("batch failed while stopping: %s", exchange.exception())
+            raise
+
+    async def _exchange(self, batch: list[PendingMessage]) -> float:
         try:
             if self._batch_endpoint:
                 await self._send_batch(batch)
