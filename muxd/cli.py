@@ -81,8 +81,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from muxd.sim.modem import run_simulator
+    from muxd.sim.modem import parse_fault_spec, parse_flavours, run_simulator
 
+    try:
+        flavours = parse_flavours(args.flavour)
+        faults = parse_fault_spec(args.faults) if args.faults else None
+    except ValueError as exc:
+        print(f"muxd simulate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     _setup_logging(args.log_level)
     try:
         _run_loop(
@@ -92,6 +98,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 rate=args.rate,
                 log_path=Path(args.log) if args.log else None,
                 duration=args.duration,
+                flavours=flavours,
+                faults=faults,
+                fault_share=args.fault_share,
             )
         )
     except KeyboardInterrupt:
@@ -244,6 +253,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=0.0, help="SMS per second to inject")
     p.add_argument("--duration", type=float, default=None)
     p.add_argument("--log", help="ground-truth JSON-lines log of injected SMS")
+    p.add_argument(
+        "--flavour",
+        default="generic",
+        help="generic,quectel,simcom,sim800,huawei,telit or all; cycled over ports",
+    )
+    p.add_argument(
+        "--faults",
+        default=None,
+        help='e.g. "noise=0.05,split_reads,delay=0.2,urc_mid_response,hang=60:5,vanish=300:2"',
+    )
+    p.add_argument("--fault-share", type=float, default=1.0, help="share of ports with faults")
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=cmd_simulate)
 

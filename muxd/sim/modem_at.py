@@ -11,6 +11,7 @@ __all__ = [
     "TEST",
     "CmeError",
     "CmsError",
+    "UnknownCommand",
     "format_error",
     "int_arg",
     "parse_extended",
@@ -21,13 +22,15 @@ __all__ = [
 #: the four forms of an extended command: ``+X``, ``+X?``, ``+X=?``, ``+X=<args>``
 EXEC, READ, TEST, SET = "exec", "read", "test", "set"
 
-EXTENDED_PREFIXES = "+^$%"
-_EXTENDED_RE = re.compile(r"([+^$%][A-Za-z0-9]+)(=\?|\?|=(.*))?", re.DOTALL)
+EXTENDED_PREFIXES = "+^$%#"  # '#' for Telit's vendor commands (AT#CCID, AT#QSS)
+_EXTENDED_RE = re.compile(r"([+^$%#][A-Za-z0-9]+)(=\?|\?|=(.*))?", re.DOTALL)
 BASIC_RE = re.compile(r"(&?[A-Za-z])(\d*)(=\d*|\?)?")
 
 CME_TEXT = {
     3: "operation not allowed",
     4: "operation not supported",
+    10: "SIM not inserted",
+    14: "SIM busy",
     21: "invalid index",
     30: "no network service",
     50: "incorrect parameters",
@@ -37,6 +40,8 @@ CMS_TEXT = {
     302: "operation not allowed",
     303: "operation not supported",
     304: "invalid PDU mode parameter",
+    310: "SIM not inserted",
+    314: "SIM busy",
     321: "invalid memory index",
     500: "unknown error",
 }
@@ -48,6 +53,13 @@ class CmeError(Exception):
     def __init__(self, code: int) -> None:
         super().__init__(code)
         self.code = code
+
+
+class UnknownCommand(CmeError):
+    """A command this modem does not know (``ERROR``; Huawei: ``COMMAND NOT SUPPORT``)."""
+
+    def __init__(self) -> None:
+        super().__init__(100)
 
 
 class CmsError(Exception):

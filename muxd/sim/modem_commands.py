@@ -68,23 +68,26 @@ def _cmgf(state: SimModemState, form: str, args: list[str]) -> list[str]:
 
 
 def _cpms_counts(state: SimModemState) -> str:
-    return ",".join(f"{state.used},{state.capacity}" for _ in range(3))
+    return ",".join(f"{state.used_in(mem)},{state.capacity}" for mem in state.cpms)
 
 
 def _cpms(state: SimModemState, form: str, args: list[str]) -> list[str]:
+    """``+CPMS``: the memories the flavour offers (``MT`` is served by ``ME``'s slots)."""
+    offered = state.flavour.storages
     if form == SET:
         if not 1 <= len(args) <= 3:
             raise CmsError(302)
         mems = [arg.upper() for arg in args]
-        if any(mem != STORAGE for mem in mems):
+        if any(mem not in offered for mem in mems):
             raise CmsError(302)
         state.cpms[: len(mems)] = mems
         return [f"+CPMS: {_cpms_counts(state)}"]
     if form == READ:
-        parts = [f'"{mem}",{state.used},{state.capacity}' for mem in state.cpms]
+        parts = [f'"{mem}",{state.used_in(mem)},{state.capacity}' for mem in state.cpms]
         return ["+CPMS: " + ",".join(parts)]
     if form == TEST:
-        return ['+CPMS: ("SM"),("SM"),("SM")']
+        listed = "(" + ",".join(f'"{mem}"' for mem in offered) + ")"
+        return [f"+CPMS: {listed},{listed},{listed}"]
     raise CmsError(302)
 
 
@@ -150,7 +153,7 @@ def _crsm(state: SimModemState, form: str, args: list[str]) -> list[str]:
 
 def _cnum(state: SimModemState, form: str, args: list[str]) -> list[str]:
     if form == EXEC:
-        if state.number is None:
+        if state.number is None or state.faults.cnum_empty:
             return []
         toa = 145 if state.number.startswith("+") else 129
         return [f'+CNUM: "","{state.number}",{toa}']
@@ -235,6 +238,8 @@ def _cgmr(state: SimModemState, form: str, args: list[str]) -> list[str]:
 
 def _cpin(state: SimModemState, form: str, args: list[str]) -> list[str]:
     if form == READ:
+        if not state.sim_present:
+            raise CmeError(10)
         return ["+CPIN: READY"]
     if form == TEST:
         return []
@@ -244,6 +249,9 @@ def _cpin(state: SimModemState, form: str, args: list[str]) -> list[str]:
 def _cfun(state: SimModemState, form: str, args: list[str]) -> list[str]:
     if form == SET:
         state.cfun = int_arg(args, 0, 0, 4)
+        reset = int_arg(args, 1, 0, 1, default=0)
+        if reset and state.cfun == 1 and state.flavour.cfun_reset:
+            state.request_reboot()
         return []
     if form == READ:
         return [f"+CFUN: {state.cfun}"]

@@ -8,9 +8,15 @@ bytes the modem answers, framed like real modems (verbose result codes, ``V1``):
 (the leading ``AT+CSQ<CR>`` is the echo, on at power-up until ``ATE0``). Several
 commands may share a line (``AT+CMEE=1;+CMGF=0``, ``ATE0V1``); the first failing
 one ends the line with its error. SMS commands only work in PDU mode
-(``AT+CMGF=0``) and only on ``"SM"`` storage. ``+CMS ERROR: <n>`` is returned for
-SMS commands whatever ``AT+CMEE`` says (27.005); other errors follow ``AT+CMEE``
-(``ERROR`` / ``+CME ERROR: <n>`` / ``+CME ERROR: <text>``).
+(``AT+CMGF=0``) and only on the memories the flavour offers (generic: ``"SM"``).
+``+CMS ERROR: <n>`` is returned for SMS commands whatever ``AT+CMEE`` says (27.005);
+other errors follow ``AT+CMEE`` (``ERROR`` / ``+CME ERROR: <n>`` / ``+CME ERROR: <text>``).
+
+Vendor behaviour comes from a :class:`~muxd.sim.modem_flavours.Flavour` (default
+:data:`~muxd.sim.modem_flavours.GENERIC`), faults from
+:class:`~muxd.sim.modem_faults.Faults`. The state is still sans-I/O: URCs it knows
+about are returned as bytes (``boot_urcs``, ``sim_urcs``, ``storage_full_urc``…) and
+the pty side decides when to send them.
 """
 
 from __future__ import annotations
@@ -25,11 +31,14 @@ from muxd.sim.modem_at import (
     EXTENDED_PREFIXES,
     CmeError,
     CmsError,
+    UnknownCommand,
     format_error,
     parse_extended,
     split_line,
 )
-from muxd.sim.modem_commands import HANDLERS, STAT_READ, STAT_UNREAD, STORAGE
+from muxd.sim.modem_commands import STAT_READ, STAT_UNREAD
+from muxd.sim.modem_faults import Faults
+from muxd.sim.modem_flavours import GENERIC, SIM_COMMANDS, SMS_COMMANDS, Flavour
 from muxd.sim.modem_ident import make_identity
 
 __all__ = [
@@ -39,6 +48,7 @@ __all__ = [
     "PduLike",
     "SimModemState",
     "SmsSlot",
+    "storage_key",
 ]
 
 LOGGER = logging.getLogger(__name__)
@@ -48,9 +58,20 @@ DEFAULT_CNMI = (2, 1, 0, 0, 0)
 MAX_LINE_LENGTH = 2048  # longer command lines are answered with an error
 COMMAND_HISTORY = 1000  # command lines kept in SimModemState.commands
 REGISTERED = (1, 5)  # +CREG stat: home, roaming
+SIM_STORAGE = "SM"  # the memory that lives on the SIM (emptied by a SIM swap)
 
 _BS = 0x08
 _OK = b"\r\nOK\r\n"
+
+
+def storage_key(mem: str) -> str:
+    """The slot table behind a +CPMS memory name: ``MT`` (ME+SM) is served by ``ME``."""
+    return "ME" if mem == "MT" else mem
+
+
+def urc(line: str) -> bytes:
+    """One unsolicited line framed like a response line: ``\\r\\n<line>\\r\\n``."""
+    return f"\r\n{line}\r\n".encode()
 
 
 class PduLike(Protocol):
@@ -75,15 +96,20 @@ class SimModemState:
     """AT command interpreter and SMS storage of one simulated modem (see module docstring).
 
     Storage slots are numbered ``index_base .. index_base + capacity - 1`` (1-based like
-    most modems; ``index_base=0`` for Huawei-like ones). ``number=None`` means the SIM
-    stores no own number: ``AT+CNUM`` then answers a bare ``OK``.
+    most modems; ``index_base=0`` for Huawei-like ones; None: the flavour's). Each
+    memory (``SM``, and ``ME`` where the flavour has it) has its own ``capacity`` slots:
+    ``slots`` is the table of mem1 (what ``AT+CMGR``/``+CMGL``/``+CMGD`` act on) and
+    ``store_deliver`` fills mem3. ``number=None`` means the SIM stores no own number:
+    ``AT+CNUM`` then answers a bare ``OK``.
 
-    Fault knobs: ``mute`` (a hung modem: input swallowed, nothing answered, no URCs)
-    and ``drop_urcs`` (``+CMTI`` never sent; storage is the only truth).
+    Fault knobs live in ``faults`` (:class:`~muxd.sim.modem_faults.Faults`); ``mute``
+    and ``drop_urcs`` are kept as shortcuts to ``faults.mute`` / ``faults.drop_urcs``.
 
     Hooks: ``on_command(line)`` for every non-empty command line, before it runs;
     ``on_delete(index, pdu_hex)`` for every deleted message, inside ``AT+CMGD``
-    handling, before the final ``OK`` is returned.
+    handling, before the final ``OK`` is returned. A reset command (``AT+CFUN=1,1``,
+    ``AT+CRESET``…) sets ``reboot_pending``; whoever drives the state then calls
+    :meth:`power_up` after sending the answer.
     """
 
     def __init__(
@@ -94,18 +120,24 @@ class SimModemState:
         iccid: str | None = None,
         number: str | None = None,
         capacity: int = DEFAULT_CAPACITY,
-        index_base: int = 1,
+        index_base: int | None = None,
         rssi: int = 20,
         reg_stat: int = 1,
-        manufacturer: str = "Quectel",
-        model: str = "EC25",
-        revision: str = "EC25EFAR06A06M4G",
+        manufacturer: str | None = None,
+        model: str | None = None,
+        revision: str | None = None,
+        flavour: Flavour = GENERIC,
+        faults: Faults | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
+        if index_base is None:
+            index_base = flavour.index_base
         if index_base not in (0, 1):
             raise ValueError(f"index_base must be 0 or 1, got {index_base}")
         default = make_identity(0, 0)
+        self.flavour = flavour
+        self.faults = faults if faults is not None else Faults()
         self.imei = imei if imei is not None else default.imei
         self.imsi = imsi if imsi is not None else default.imsi
         self.iccid = iccid if iccid is not None else default.iccid
@@ -114,21 +146,25 @@ class SimModemState:
         self.index_base = index_base
         self.rssi = rssi
         self.reg_stat = reg_stat
-        self.manufacturer = manufacturer
-        self.model = model
-        self.revision = revision
+        self.manufacturer = manufacturer if manufacturer is not None else flavour.manufacturer
+        self.model = model if model is not None else flavour.model
+        self.revision = revision if revision is not None else flavour.revision
 
-        self.mute = False
-        self.drop_urcs = False
         self.on_command: Callable[[str], None] | None = None
         self.on_delete: Callable[[int, str], None] | None = None
 
-        self.slots: dict[int, SmsSlot] = {}
+        self.storages: dict[str, dict[int, SmsSlot]] = {
+            key: {} for key in dict.fromkeys(storage_key(mem) for mem in flavour.storages)
+        }
         self.deleted: list[tuple[int, str]] = []
         self.commands: deque[str] = deque(maxlen=COMMAND_HISTORY)
-        self.cpms = [STORAGE, STORAGE, STORAGE]
+        self.sim_present = True
+        self.booting = False  # SMS subsystem not ready yet: SMS commands are refused
+        self.reboot_pending = False
         self._line = bytearray()
         self._overflow = False
+        self._full_announced = False
+        self.cpms = [flavour.default_storage] * 3
         self.echo = True
         self.cmee = 0
         self.cmgf = 0
@@ -137,6 +173,9 @@ class SimModemState:
         self.cops_format = 2
         self.cscs = "IRA"
         self.cfun = 1
+        self.curc = True  # Huawei ^CURC: periodic/"^" URCs on
+        self.portsel = 0  # Huawei ^PORTSEL: 0 = URCs go to the other port
+        self.qss = 0  # Telit #QSS mode
         self.reset()
 
     # ------------------------------------------------------------------ profile
@@ -151,6 +190,107 @@ class SimModemState:
         self.cops_format = 2
         self.cscs = "IRA"
 
+    def power_up(self, *, booting: bool = False) -> bytes:
+        """A (re)boot: profile, memories and vendor settings back to defaults; return boot URCs.
+
+        Storage, identity and the SIM stay. ``booting`` True keeps SMS commands refused
+        until :meth:`sms_ready` (the caller's boot delay).
+        """
+        self.reset()
+        self.cpms = [self.flavour.default_storage] * 3
+        self.cfun = 1
+        self.curc = True
+        self.portsel = 0
+        self.qss = 0
+        self.reboot_pending = False
+        self.booting = booting
+        self._line.clear()
+        self._overflow = False
+        return self.urcs(self.flavour.boot_urcs)
+
+    def sms_ready(self) -> bytes:
+        """End of the boot delay: SMS commands work; return the flavour's ready URCs."""
+        self.booting = False
+        return self.urcs(self.flavour.ready_urcs)
+
+    def request_reboot(self) -> None:
+        """Called by reset commands: the driver reboots the modem after the answer."""
+        self.reboot_pending = True
+
+    # ------------------------------------------------------------------ faults
+
+    @property
+    def mute(self) -> bool:
+        """A hung modem (``faults.mute``): input swallowed, nothing answered, no URCs."""
+        return self.faults.mute
+
+    @mute.setter
+    def mute(self, value: bool) -> None:
+        self.faults.mute = value
+
+    @property
+    def drop_urcs(self) -> bool:
+        """``faults.drop_urcs``: ``+CMTI`` is never sent; storage is the only truth."""
+        return self.faults.drop_urcs
+
+    @drop_urcs.setter
+    def drop_urcs(self, value: bool) -> None:
+        self.faults.drop_urcs = value
+
+    # ------------------------------------------------------------------ SIM
+
+    def remove_sim(self) -> bytes:
+        """The SIM is pulled: SIM commands fail until :meth:`insert_sim`; return the URCs."""
+        out = self.urcs(self.flavour.sim_removed_urcs)
+        self.sim_present = False
+        return out
+
+    def insert_sim(
+        self, *, imsi: str, iccid: str, number: str | None, booting: bool = False
+    ) -> bytes:
+        """A (different) SIM is inserted: new identity, empty SIM memory; return the URCs."""
+        self.imsi, self.iccid, self.number = imsi, iccid, number
+        self.storages[SIM_STORAGE].clear()
+        self.sim_present = True
+        self.booting = booting
+        self._full_announced = False
+        return self.urcs(self.flavour.sim_inserted_urcs)
+
+    # ------------------------------------------------------------------ URCs
+
+    def urc_allowed(self, line: str) -> bool:
+        """Vendor gating of one URC line: Huawei ``^CURC=0``, Telit ``#QSS`` mode, mute."""
+        if self.faults.mute:
+            return False
+        if self.flavour.curc and not self.curc and line.startswith("^"):
+            return False
+        return not (self.flavour.qss and line.startswith("#QSS") and self.qss == 0)
+
+    def urcs(self, lines: tuple[str, ...] | list[str]) -> bytes:
+        """The framed URCs among ``lines`` that this modem would send now."""
+        return b"".join(
+            urc(line.format(rssi=self.rssi)) for line in lines if self.urc_allowed(line)
+        )
+
+    def periodic_urcs(self) -> bytes:
+        """The flavour's periodic unsolicited reports (Huawei until ``AT^CURC=0``)."""
+        return self.urcs(self.flavour.periodic_urcs)
+
+    def idle_urc(self) -> bytes:
+        """A harmless URC of this flavour (``+CREG: 1``, ``^RSSI:n``), ungated."""
+        return urc(self.flavour.idle_urc.format(rssi=self.rssi))
+
+    def storage_full_urc(self) -> bytes:
+        """The memory-full URC, once per episode of a full receive memory (else ``b""``)."""
+        full = self.faults.storage_full or len(self.receive_storage) >= self.capacity
+        if not full:
+            self._full_announced = False
+            return b""
+        if self._full_announced or self.flavour.smsfull_urc is None:
+            return b""
+        self._full_announced = True
+        return self.urcs([self.flavour.smsfull_urc.replace("{mem}", self.receive_mem)])
+
     # ------------------------------------------------------------------ storage
 
     @property
@@ -158,54 +298,92 @@ class SimModemState:
         """Every valid storage index."""
         return range(self.index_base, self.index_base + self.capacity)
 
+    def storage(self, mem: str) -> dict[int, SmsSlot]:
+        """The slot table of memory ``mem`` (``SM``, ``ME``, ``MT``)."""
+        return self.storages[storage_key(mem)]
+
+    def used_in(self, mem: str) -> int:
+        """How many slots of memory ``mem`` hold a message."""
+        return len(self.storage(mem))
+
+    @property
+    def slots(self) -> dict[int, SmsSlot]:
+        """mem1's slots: what ``AT+CMGR``, ``+CMGL`` and ``+CMGD`` read and delete."""
+        return self.storages[storage_key(self.cpms[0])]
+
+    @property
+    def receive_mem(self) -> str:
+        """Where new messages go (mem3, as the real memory: ``MT`` -> ``ME``)."""
+        return storage_key(self.cpms[2])
+
+    @property
+    def receive_storage(self) -> dict[int, SmsSlot]:
+        """mem3's slots."""
+        return self.storages[self.receive_mem]
+
     @property
     def used(self) -> int:
-        """How many slots hold a message."""
-        return len(self.slots)
+        """How many slots hold a message, over every memory."""
+        return sum(len(table) for table in self.storages.values())
 
     def store_deliver(self, pdu: PduLike) -> int | None:
-        """Store one received PDU, unread, in the first free slot; None when storage is full."""
+        """Store one received PDU, unread, in mem3's first free slot; None when refused.
+
+        Refused when that memory is full, when ``faults.storage_full`` is set, or when
+        there is no SIM (the network cannot deliver).
+        """
+        if self.faults.storage_full or not self.sim_present:
+            return None
+        table = self.receive_storage
         for index in self.indices:
-            if index not in self.slots:
-                self.slots[index] = SmsSlot(STAT_UNREAD, pdu.hex, pdu.tpdu_length)
+            if index not in table:
+                table[index] = SmsSlot(STAT_UNREAD, pdu.hex, pdu.tpdu_length)
                 return index
         return None
 
-    def urc_cmti(self, index: int) -> bytes:
+    def urc_cmti(self, index: int, mem: str | None = None) -> bytes:
         """The new-message indication for ``index``: ``\\r\\n+CMTI: "SM",<i>\\r\\n``."""
-        return f'\r\n+CMTI: "{self.cpms[2]}",{index}\r\n'.encode("ascii")
+        return f'\r\n+CMTI: "{mem or self.receive_mem}",{index}\r\n'.encode("ascii")
 
     @property
     def urcs_enabled(self) -> bool:
-        """True when a stored message would be announced now (+CNMI mode/mt, faults)."""
-        return not self.mute and not self.drop_urcs and self.cnmi[0] != 0 and self.cnmi[1] != 0
+        """True when a stored message would be announced now (+CNMI, ^PORTSEL, faults)."""
+        if self.faults.mute or self.faults.drop_urcs or self.cnmi[0] == 0 or self.cnmi[1] == 0:
+            return False
+        return not (self.flavour.cmti_needs_portsel and self.portsel != 1)
 
-    def cmti_if_enabled(self, index: int) -> bytes:
+    def cmti_if_enabled(self, index: int, mem: str | None = None) -> bytes:
         """``urc_cmti(index)`` when URCs are enabled, else ``b""``."""
-        return self.urc_cmti(index) if self.urcs_enabled else b""
+        return self.urc_cmti(index, mem) if self.urcs_enabled else b""
 
     # ------------------------------------------------------------------ input
 
     def feed(self, data: bytes) -> bytes:
         """Consume host bytes; return the modem's answer (echo, responses, result codes)."""
-        if self.mute:
-            return b""
-        out = bytearray()
+        return b"".join(chunk for _, chunk in self.feed_chunks(data))
+
+    def feed_chunks(self, data: bytes) -> list[tuple[bool, bytes]]:
+        """Like :meth:`feed`, as ``(is_echo, bytes)`` pieces: echoes and whole line responses."""
+        if self.faults.mute:
+            return []
+        out: list[tuple[bool, bytes]] = []
         start = 0
         while True:
             end = data.find(b"\r", start)
             chunk = data[start:] if end < 0 else data[start : end + 1]
-            if self.echo:
-                out += chunk
+            if self.echo and chunk:
+                out.append((True, chunk))
             if end < 0:
                 self._append(chunk)
-                return bytes(out)
+                return out
             self._append(chunk[:-1])
             line = self._line.decode("latin-1")
             overflow = self._overflow
             self._line.clear()
             self._overflow = False
-            out += self._run_line(line, overflow=overflow)
+            response = self._run_line(line, overflow=overflow)
+            if response:
+                out.append((False, response))
             start = end + 1
 
     def _append(self, chunk: bytes) -> None:
@@ -235,30 +413,44 @@ class SimModemState:
             return b""
         commands = split_line(line[2:])
         if overflow or commands is None:
-            return format_error(CmeError(100), self.cmee)
+            return self._frame(format_error(CmeError(100), self.cmee))
         out = bytearray()
         for command in commands:
             try:
                 lines = self._run_command(command)
+            except UnknownCommand as exc:
+                reply = self.flavour.unknown_reply
+                final = f"\r\n{reply}\r\n".encode() if reply else format_error(exc, self.cmee)
+                return self._frame(bytes(out) + final)
             except (CmeError, CmsError) as exc:
-                return bytes(out) + format_error(exc, self.cmee)
+                return self._frame(bytes(out) + format_error(exc, self.cmee))
             if lines:
                 out += ("\r\n" + "\r\n".join(lines) + "\r\n").encode("utf-8")
-        return bytes(out) + _OK
+        return self._frame(bytes(out) + _OK)
+
+    def _frame(self, response: bytes) -> bytes:
+        return b"\r\n" + response + b"\r\n" if self.flavour.blank_lines else response
 
     def _run_command(self, command: str) -> list[str]:
         if command[0] not in EXTENDED_PREFIXES:
             return self._run_basic(command)
         name, form, args = parse_extended(command)
-        handler = HANDLERS.get(name)
+        handler = self.flavour.handler(name)
         if handler is None:
-            raise CmeError(100)
+            raise UnknownCommand
+        if not self.sim_present:
+            if name in SMS_COMMANDS:
+                raise CmsError(310)
+            if name in SIM_COMMANDS:
+                raise CmeError(10)
+        elif self.booting and name in SMS_COMMANDS:
+            raise CmsError(self.flavour.boot_sms_error)
         return handler(self, form, args)
 
     def _run_basic(self, command: str) -> list[str]:
         match = BASIC_RE.fullmatch(command)
         if match is None:
-            raise CmeError(100)
+            raise UnknownCommand
         letter, digits, _ = match.group(1).upper(), match.group(2), match.group(3)
         value = int(digits) if digits else 0
         if letter == "E" and value in (0, 1):
@@ -270,12 +462,13 @@ class SimModemState:
         elif letter == "I" and value == 0:
             return [self.manufacturer, self.model, f"Revision: {self.revision}"]
         else:
-            raise CmeError(100)
+            raise UnknownCommand
         return []
 
     def delete(self, index: int) -> None:
-        """Delete the message in ``index`` (must exist): record it, call ``on_delete``."""
+        """Delete the message in mem1's ``index`` (must exist): record it, call ``on_delete``."""
         slot = self.slots.pop(index)
+        self._full_announced = False  # a later full memory is a new episode
         self.deleted.append((index, slot.pdu_hex))
         if self.on_delete is not None:
             self.on_delete(index, slot.pdu_hex)
