@@ -41,6 +41,9 @@ LAG_PROBE_INTERVAL = 1.0
 MAINTENANCE_INTERVAL = 60.0
 PRUNE_EVERY = 60  # maintenance rounds
 DAY = 86400.0
+# An SMS held because its number is off the upstream's list (port down, SIM out) waits this
+# long for the number to come back before it is parked for an operator.
+HOLD_TIMEOUT = DAY
 # After a failed journal commit: probe with a real write every 5 s; give up (exit non-zero, so
 # the service manager restarts us and the alarm is loud) after 10 minutes.
 JOURNAL_PROBE_INTERVAL = 5.0
@@ -126,6 +129,11 @@ class Daemon:
             )
             if released:
                 LOGGER.warning("released %d incomplete multipart SMS", released)
+            parked = await journal.park_held(
+                time.time() - HOLD_TIMEOUT, "number not listed upstream for 24 h"
+            )
+            if parked:
+                LOGGER.warning("parked %d SMS whose number stayed unlisted", parked)
             await journal.recount()
             rounds += 1
             await asyncio.sleep(MAINTENANCE_INTERVAL)
@@ -266,6 +274,7 @@ class Daemon:
                     on_delivered=self._on_delivered,
                     on_parked=self._on_parked,
                     republish=publisher.request,
+                    listed=publisher.is_listed,
                 )
                 self.shipper = shipper
                 self.publisher = publisher

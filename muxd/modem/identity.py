@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 
 from muxd.at import AtParseError, Urc, parse_cnum
 from muxd.errors import AtCommandError, ModemError
-from muxd.modem.profiles import Profile
 from muxd.modem.session import ModemSession
 from muxd.numbering import UssdQuery, normalise_number
 from muxd.pdu.gsm7 import DEFAULT_EXTENSION, DEFAULT_LOCKING, decode_septets, unpack_septets
@@ -53,25 +52,30 @@ async def read_plain(session: ModemSession, command: str) -> str | None:
     return _digits_after([i.line for i in resp.lines], "+" + command[3:])
 
 
-async def read_iccid(session: ModemSession, profile: Profile) -> str | None:
-    for command, prefix in profile.iccid:
+IccidCommand = tuple[str, str]  # (command, info prefix of its answer)
+EF_ICCID: IccidCommand = (EF_ICCID_READ, "+CRSM")
+
+
+async def read_iccid(
+    session: ModemSession, commands: Sequence[IccidCommand]
+) -> tuple[str | None, IccidCommand | None]:
+    """(ICCID, the command that gave it): vendor commands in order, then EF_ICCID."""
+    for command, prefix in (*commands, EF_ICCID):
         try:
             resp = await session.command(command)
         except AtCommandError:
             continue
-        iccid = _digits_after([i.line for i in resp.lines], prefix)
-        if iccid:
-            return iccid
-    # The portable way: read EF_ICCID from the SIM (nibble-swapped BCD).
-    try:
-        resp = await session.command(EF_ICCID_READ)
-    except AtCommandError:
-        return None
-    fields = _crsm(resp.first("+CRSM"))
-    if fields and fields[0] == SW_OK and len(fields) >= 3:
-        iccid = swap_nibbles(fields[2])
-        return iccid if iccid.isdigit() else None
-    return None
+        if command == EF_ICCID_READ:
+            fields = _crsm(resp.first("+CRSM"))
+            if fields and fields[0] == SW_OK and len(fields) >= 3:
+                from_ef = swap_nibbles(fields[2])
+                if from_ef.isdigit():
+                    return from_ef, EF_ICCID
+            continue
+        found = _digits_after([i.line for i in resp.lines], prefix)
+        if found:
+            return found, (command, prefix)
+    return None, None
 
 
 def _crsm(args: str | None) -> list[str] | None:

@@ -27,6 +27,7 @@ from muxd.at import (
 from muxd.errors import AtCommandError, AtTimeoutError, JournalError, PortClosedError
 from muxd.log import PortLog
 from muxd.modem.identity import (
+    IccidCommand,
     own_number,
     read_iccid,
     read_mnc_length,
@@ -47,6 +48,9 @@ IDENTITY_INTERVAL = 600.0
 REGISTRATION_LOST_TOGGLE = 300.0
 # This many command timeouts in a row: the modem is hung; close and reopen the port.
 MAX_CONSECUTIVE_TIMEOUTS = 3
+# Reading SMS is preceded by an ICCID check unless one was done this recently (a SIM swapped
+# without any URC would otherwise have its SMS attributed to the previous SIM's number).
+IDENTITY_FRESH = 5.0
 # A radio toggle takes seconds on most modules; some need up to 15 s to answer AT+CFUN.
 CFUN_TIMEOUT = 30.0
 # After a SIM URC, give the SIM this long to become ready before re-identifying.
@@ -95,6 +99,8 @@ class ModemPort:
         self._routed: list[tuple[str, int | None]] = []
         self._sweep_due = True
         self._identity_due = False
+        self._identity_checked = 0.0  # loop time of the last ICCID check
+        self._iccid_command: IccidCommand | None = None  # the one that worked, tried first
         self._timeouts_in_row = 0
         self._unregistered_since: float | None = None
         self._last_toggle = 0.0
@@ -209,7 +215,8 @@ class ModemPort:
         previous = info.sim
         info.imei = await read_plain(session, "AT+CGSN")
         info.imsi = await read_plain(session, "AT+CIMI")
-        info.iccid = await read_iccid(session, self.profile)
+        info.iccid, self._iccid_command = await read_iccid(session, self.profile.iccid)
+        self._identity_checked = asyncio.get_running_loop().time()
         if info.sim is None:
             raise AtCommandError("AT+CIMI", "ERROR", None, "no SIM identity (no SIM, or PIN?)")
         mnc_length = await read_mnc_length(session) if info.imsi else None
@@ -287,7 +294,11 @@ class ModemPort:
                 await self._intake.wait()
                 self._sweep_due = True
             try:
-                if self._identity_due or loop.time() >= next_identity:
+                reading = bool(self._hints or self._routed or self._sweep_due)
+                stale = loop.time() - self._identity_checked > IDENTITY_FRESH
+                if self._identity_due or loop.time() >= next_identity or (reading and stale):
+                    # Before reading, be sure whose SMS these are: a SIM swapped without a URC
+                    # must not have its SMS attributed to the previous SIM's number.
                     await self._check_identity()
                     next_identity = loop.time() + IDENTITY_INTERVAL * random.uniform(0.8, 1.2)
                 await self._take_routed()
@@ -330,8 +341,13 @@ class ModemPort:
             self._identity_due = False
             await asyncio.sleep(SIM_SETTLE)
         before = (self.info.iccid, self.info.imsi)
-        iccid = await read_iccid(self.session, self.profile)
+        commands = self.profile.iccid
+        if self._iccid_command is not None:
+            commands = (self._iccid_command, *commands)
+        iccid, used = await read_iccid(self.session, commands)
+        self._identity_checked = asyncio.get_running_loop().time()
         if iccid == self.info.iccid and iccid is not None:
+            self._iccid_command = used
             return
         await self.identify()
         if (self.info.iccid, self.info.imsi) != before:

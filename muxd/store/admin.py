@@ -41,7 +41,7 @@ def _connect(state_dir: Path) -> Iterator[sqlite3.Connection]:
 def stats(state_dir: Path) -> dict[str, int | float | None]:
     with _connect(state_dir) as conn:
         out: dict[str, int | float | None] = {}
-        for state in ("pending", "delivered", "parked"):
+        for state in ("pending", "held", "delivered", "parked"):
             out[f"messages_{state}"] = 0
         for state, n in conn.execute("SELECT state, count(*) FROM messages GROUP BY state"):
             out[f"messages_{state}"] = n
@@ -86,7 +86,7 @@ def list_messages(state_dir: Path, *, state: str | None, limit: int) -> list[dic
 
 def replay(state_dir: Path, ids: list[int], *, force: bool = False) -> list[int]:
     """Queue parked messages again (delivered ones too with ``force``: that sends a copy)."""
-    states = ("parked", "delivered") if force else ("parked",)
+    states = ("parked", "held", "delivered") if force else ("parked", "held")
     placeholders = ",".join("?" * len(states))
     changed = []
     with _connect(state_dir) as conn:

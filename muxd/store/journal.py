@@ -86,7 +86,7 @@ class Journal:
         conn.execute("PRAGMA synchronous = FULL")
         migrate(conn)
         (self.backlog,) = conn.execute(
-            "SELECT count(*) FROM messages WHERE state = 'pending'"
+            "SELECT count(*) FROM messages WHERE state IN ('pending', 'held')"
         ).fetchone()
         self._conn = conn
 
@@ -258,6 +258,48 @@ class Journal:
         changed: int = await self._submit(op)
         self.backlog -= changed
 
+    async def hold(self, ids: list[int], reason: str) -> None:
+        """Set messages aside until their number is listed upstream again (still backlog)."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE messages SET state = 'held', last_error = ? WHERE id = ?"
+                " AND state = 'pending'",
+                [(reason[:500], i) for i in ids],
+            )
+
+        await self._submit(op)
+
+    async def release_held(self, numbers: list[str]) -> int:
+        """Queue held messages of these (now listed) numbers again."""
+
+        def op(conn: sqlite3.Connection) -> int:
+            cur = conn.executemany(
+                "UPDATE messages SET state = 'pending' WHERE state = 'held' AND number = ?",
+                [(n,) for n in numbers],
+            )
+            return cur.rowcount
+
+        released: int = await self._submit(op)
+        if released:
+            self.new_messages.set()
+        return released
+
+    async def park_held(self, received_before: float, reason: str) -> int:
+        """Park messages still held (number never listed again) that arrived before a time."""
+
+        def op(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "UPDATE messages SET state = 'parked', last_error = ?"
+                " WHERE state = 'held' AND received_at < ?",
+                (reason, received_before),
+            )
+            return cur.rowcount
+
+        parked: int = await self._submit(op)
+        self.backlog -= parked
+        return parked
+
     async def release_incomplete(self, older_than: float) -> int:
         """Deliver sets still missing parts after the reassembly timeout, flagged incomplete."""
         released: list[int] = await self._submit(release_op(older_than))
@@ -293,7 +335,9 @@ class Journal:
         """Re-read the backlog (operators may replay or park messages from another process)."""
 
         def op(conn: sqlite3.Connection) -> int:
-            (n,) = conn.execute("SELECT count(*) FROM messages WHERE state = 'pending'").fetchone()
+            (n,) = conn.execute(
+                "SELECT count(*) FROM messages WHERE state IN ('pending', 'held')"
+            ).fetchone()
             return int(n)
 
         self.backlog = await self._submit(op)

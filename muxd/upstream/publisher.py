@@ -97,6 +97,9 @@ class NumbersPublisher:
         self.published: dict[str, str] = {}  # number -> entry JSON, as the upstream has it
         self.ids: dict[str, int | None] = {}
 
+    def is_listed(self, number: str) -> bool:
+        return number in self.published
+
     def request(self) -> None:
         """Publish soon even if the list looks unchanged (the upstream forgot a number)."""
         self._force = True
@@ -148,6 +151,7 @@ class NumbersPublisher:
             await self._journal.forget_numbers(removed)
         self.published = wanted
         self.ids = {n: ids.get(n) for n in wanted}
+        await self._journal.release_held(list(wanted))
         if self._on_published is not None:
             self._on_published(len(entries))
         LOGGER.info("published %d numbers", len(entries))
@@ -193,6 +197,7 @@ class NumbersPublisher:
         # Removals first: never list more numbers than the fleet has, even for a moment.
         await asyncio.gather(*(remove(n) for n in to_remove))
         await asyncio.gather(*(add(e) for e in to_add))
+        await self._journal.release_held([e.number for e in to_add if e.number in self.published])
         if self._on_published is not None:
             self._on_published(len(self.published))
         LOGGER.info(

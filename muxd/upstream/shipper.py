@@ -74,7 +74,11 @@ class Shipper:
         republish: Callable[[], None] | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.time,
+        listed: Callable[[str], bool] | None = None,
     ) -> None:
+        # Is a number on the upstream's list right now? SMS of unlisted numbers are held (the
+        # upstream would answer NO_NUMBER) and released when the publisher lists it again.
+        self._listed = listed
         self._journal = journal
         self._client = client
         self._batch_max = batch_max
@@ -119,6 +123,13 @@ class Shipper:
         batch = await self._journal.pending(self._batch_max)
         if not batch:
             return None
+        if self._listed is not None:
+            unlisted = [m.id for m in batch if not self._listed(m.number)]
+            if unlisted:
+                await self._journal.hold(unlisted, "number not listed upstream")
+                batch = [m for m in batch if m.id not in set(unlisted)]
+                if not batch:
+                    return 0.0
         await self._journal.mark_attempt([m.id for m in batch])
         exchange = asyncio.create_task(self._exchange(batch), name="shipper-exchange")
         try:
@@ -175,6 +186,10 @@ class Shipper:
     async def _refused(self, msg: PendingMessage, exc: UpstreamError) -> bool:
         """A 400 for one SMS. True when it was parked (shipping goes on)."""
         code = exc.body.strip()
+        if code == "NO_NUMBER" and self._listed is not None and not self._listed(msg.number):
+            # Withdrawn while we were sending: wait for the number to be listed again.
+            await self._journal.hold([msg.id], "number not listed upstream")
+            return True
         if code == "NO_NUMBER":
             seen = self._no_number.get(msg.id, 0) + 1
             self._no_number[msg.id] = seen

@@ -126,3 +126,22 @@ async def test_wrong_key_is_an_alarm_retried_slowly(upstream: Upstream) -> None:
     assert await ship.ship_once() == AUTH_RETRY
     assert ship.auth_failed
     assert len(await upstream.journal.pending(10)) == 1
+
+
+async def test_sms_of_an_unlisted_number_is_held_until_listed_again(upstream: Upstream) -> None:
+    listed = {NUMBERS[0]}
+    await upstream.receive(NUMBERS[0], "Bank", "to a listed number")
+    await upstream.receive(NUMBERS[1], "Bank", "while the port is down")
+    ship = shipper(upstream, FakeTime(), listed=listed.__contains__)
+    await ship.drain()
+    assert [m.message for m in upstream.stub.messages] == ["to a listed number"]
+    stats = await upstream.journal.stats()
+    assert stats["messages_held"] == 1
+    assert upstream.journal.backlog == 1  # held SMS are still backlog, never dropped
+    # The port comes back: the publisher lists the number and releases what was held.
+    listed.add(NUMBERS[1])
+    assert await upstream.journal.release_held([NUMBERS[1]]) == 1
+    await ship.drain()
+    assert [m.message for m in upstream.stub.messages][-1] == "while the port is down"
+    assert upstream.journal.backlog == 0
+    assert upstream.stub.duplicates == 0
