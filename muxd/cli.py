@@ -1,7 +1,8 @@
-"""Command line: ``muxd run | check-config | simulate | stand-in | demo | pdu decode``.
+"""Command line: ``muxd run | check-config | simulate | stand-in | demo | outbox | upstream |
+pdu decode``.
 
-Only this module chooses the event loop: uvloop in production, the default loop in tests
-(tests call the coroutines directly).
+Only this module chooses the event loop: uvloop in production, the default loop in tests (tests
+call the coroutines directly).
 """
 
 from __future__ import annotations
@@ -232,7 +233,10 @@ def cmd_pdu_decode(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="muxd", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="muxd",
+        description="Receive SMS on SIM-bank and modem-pool ports and forward them to Onlinesim.",
+    )
     parser.add_argument("--version", action="version", version=f"muxd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
