@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test ops-tools lint typecheck pytest bench bench-pdu bench-fleet screenshot clean
+.PHONY: demo test ops-tools lint typecheck pytest bench bench-pdu bench-fleet screenshot reliability clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,14 @@ bench-fleet: $(STAMP)
 # The README's screenshot of the status page: headless Chromium against `muxd demo`.
 screenshot: $(STAMP) ops-tools
 	$(BIN)/python -m benchmarks.screenshot docs/status-page.png
+
+# The reliability campaign (not part of `make test`): a million fuzz inputs each for the AT
+# parser and the PDU decoder, and 100 rounds of SIGKILL under load.
+reliability: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,fuzz]'
+	$(BIN)/python -m tests.fuzz.fuzz_at -runs=1000000 -print_final_stats=1
+	$(BIN)/python -m tests.fuzz.fuzz_pdu -runs=1000000 -print_final_stats=1
+	$(BIN)/python -m benchmarks.crash_campaign --rounds 100
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
