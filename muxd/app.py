@@ -119,24 +119,28 @@ class Daemon:
     async def _maintain(self, journal: Journal) -> None:
         rounds = 0
         while True:
-            if rounds % PRUNE_EVERY == 0:
-                cutoff = time.time() - self.cfg.journal.retention_days * DAY
-                pruned = await journal.prune(cutoff)
-                if pruned:
-                    LOGGER.info("pruned %d delivered messages", pruned)
-            released = await journal.release_incomplete(
-                time.time() - self.cfg.journal.reassembly_timeout
-            )
-            if released:
-                LOGGER.warning("released %d incomplete multipart SMS", released)
-            parked = await journal.park_held(
-                time.time() - HOLD_TIMEOUT, "number not listed upstream for 24 h"
-            )
-            if parked:
-                LOGGER.warning("parked %d SMS whose number stayed unlisted", parked)
-            await journal.recount()
+            try:
+                await self._maintain_once(journal, prune=rounds % PRUNE_EVERY == 0)
+            except JournalError as exc:
+                LOGGER.error("journal maintenance paused: %s", exc)
+                await journal.wait_healthy()
+                continue
             rounds += 1
             await asyncio.sleep(MAINTENANCE_INTERVAL)
+
+    async def _maintain_once(self, journal: Journal, *, prune: bool) -> None:
+        now = time.time()
+        if prune:
+            pruned = await journal.prune(now - self.cfg.journal.retention_days * DAY)
+            if pruned:
+                LOGGER.info("pruned %d delivered messages", pruned)
+        released = await journal.release_incomplete(now - self.cfg.journal.reassembly_timeout)
+        if released:
+            LOGGER.warning("released %d incomplete multipart SMS", released)
+        parked = await journal.park_held(now - HOLD_TIMEOUT, "number not listed upstream for 24 h")
+        if parked:
+            LOGGER.warning("parked %d SMS whose number stayed unlisted", parked)
+        await journal.recount()
 
     async def _watch_journal(self, journal: Journal, fleet: Fleet) -> None:
         loop = asyncio.get_running_loop()

@@ -65,6 +65,8 @@ class Journal:
         self.new_messages = asyncio.Event()
         self.failed: JournalError | None = None
         self.broken = asyncio.Event()  # set while writes fail (intake must stop)
+        self._healthy = asyncio.Event()
+        self._healthy.set()
         self.backlog = 0  # messages not yet delivered (kept in memory, exact)
 
     @classmethod
@@ -126,6 +128,7 @@ class Journal:
                     LOGGER.critical("%s", err)
                     self.failed = err
                     self.broken.set()
+                    self._healthy.clear()
                     for _, fut in batch:
                         if not fut.done():
                             fut.set_exception(err)
@@ -168,6 +171,10 @@ class Journal:
             raise
         return results
 
+    async def wait_healthy(self) -> None:
+        """Return once the journal accepts writes (at once unless a commit failed)."""
+        await self._healthy.wait()
+
     async def probe(self) -> bool:
         """Try one durable write; on success clear the failed state (intake may resume)."""
         loop = asyncio.get_running_loop()
@@ -183,6 +190,7 @@ class Journal:
             return False
         self.failed = None
         self.broken.clear()
+        self._healthy.set()
         return True
 
     async def execute(self, op: Op) -> Any:

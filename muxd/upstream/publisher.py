@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 
 import msgspec
 
-from muxd.errors import UpstreamError
+from muxd.errors import JournalError, UpstreamError
 from muxd.modem.state import PortInfo
 from muxd.store import Journal
 from muxd.upstream.backoff import Backoff
@@ -128,6 +128,10 @@ class NumbersPublisher:
                     await self._sync_incremental(entries, heartbeat=heartbeat)
                 else:
                     await self._sync_list(entries, heartbeat=heartbeat)
+            except JournalError as exc:
+                LOGGER.error("publishing paused: %s", exc)
+                await self._journal.wait_healthy()
+                continue
             except UpstreamError as exc:
                 delay = self._backoff.next_delay()
                 LOGGER.warning("publishing numbers failed (%s); retrying in %.0f s", exc, delay)

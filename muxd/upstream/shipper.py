@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from muxd.errors import UpstreamError
+from muxd.errors import JournalError, UpstreamError
 from muxd.store import Journal, PendingMessage
 from muxd.upstream.backoff import Backoff
 from muxd.upstream.v2 import MessageItem, V2Client
@@ -91,6 +91,8 @@ class Shipper:
         self._batch_endpoint = True
         self._backoff = Backoff(RETRY_FIRST, RETRY_CAP)
         self._no_number: dict[int, int] = {}  # message id -> NO_NUMBER answers so far
+        # Acknowledged upstream, not yet recorded as delivered (the journal failed meanwhile).
+        self._unrecorded: list[PendingMessage] = []
         self.auth_failed = False
         self.last_error: str | None = None
 
@@ -112,7 +114,13 @@ class Shipper:
     async def drain(self) -> None:
         """Ship until the journal has nothing pending, sleeping between failed attempts."""
         while True:
-            delay = await self.ship_once()
+            try:
+                delay = await self.ship_once()
+            except JournalError as exc:
+                # The disk is full or broken: nothing can be recorded, so nothing is sent.
+                LOGGER.error("shipping paused: %s", exc)
+                await self._journal.wait_healthy()
+                continue
             if delay is None:
                 return
             if delay > 0:
@@ -120,6 +128,11 @@ class Shipper:
 
     async def ship_once(self) -> float | None:
         """One attempt. None: nothing pending. Otherwise the delay before the next attempt."""
+        if self._unrecorded:
+            # Acknowledged upstream while the journal could not record it: record it first, so
+            # it is never sent again.
+            unrecorded, self._unrecorded = self._unrecorded, []
+            await self._delivered(unrecorded)
         batch = await self._journal.pending(self._batch_max)
         if not batch:
             return None
@@ -219,7 +232,12 @@ class Shipper:
 
     async def _delivered(self, batch: list[PendingMessage]) -> None:
         now = self._clock()
-        await self._journal.mark_delivered([m.id for m in batch], now)
+        ids = [m.id for m in batch]
+        try:
+            await self._journal.mark_delivered(ids, now)
+        except JournalError:
+            self._unrecorded.extend(batch)
+            raise
         for m in batch:
             self._no_number.pop(m.id, None)
         if self._on_delivered is not None:

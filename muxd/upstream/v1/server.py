@@ -1,0 +1,404 @@
+"""muxd's v1 partner server: Onlinesim calls it (reseller-api.md §6.1–§6.2, §6.4–§6.6, §6.8).
+
+Routes (POST only): ``/`` takes every action from the body's ``action``; the per-method paths
+``/getServices``, ``/getNumber``, ``/finishActivation`` and ``/getServicesRent``,
+``/getNumberRent``, ``/finishActivationRent`` take theirs from the path (an ``action`` in the
+body must agree). The rent paths imply rent; on ``/`` rent is ``service: "rent"``
+(GET_NUMBER, FINISH_ACTIVATION), and GET_SERVICES on ``/`` reports rent counts next to the
+services when rent is enabled (the shared-endpoint form of §6.5).
+
+Every request: the body is read (``Content-Encoding: gzip`` or a body starting with the gzip
+magic is gunzipped, at most :data:`MAX_BODY_BYTES` either way), then authenticated, then
+dispatched. Authentication (§3): the body ``key`` must equal the partner's API key; an
+``Authorization: Bearer`` header, when present (required with ``require_bearer``), and an
+``apikey`` query parameter, when present, must too; all compared in constant time. A failed
+check changes nothing and is answered 401 ``{"status": "ERROR", "error": ...}``. Answers are
+JSON, UTF-8, gzip when the request accepts gzip. A request without User-Agent is served and
+counted.
+
+Answers: 200 with ``status`` ``SUCCESS``, or ``NO_NUMBERS`` (``no_numbers_status``) when no
+number fits; 200 ``ERROR``/``NO_OPERATION`` for a FINISH of an unknown activationId; 400 for a
+body that is not a JSON object, an unknown action or a bad field; 500 when the journal fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import hmac
+import logging
+import math
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+import msgspec
+from aiohttp import hdrs, web
+
+from muxd.config import V1Config
+from muxd.errors import JournalError
+from muxd.modem.state import PortInfo
+from muxd.store import Journal
+from muxd.store.operations import Operation, Reservation, finish, reserve
+from muxd.upstream.v1.counts import (
+    ANY,
+    RENT,
+    Book,
+    LiveNumbers,
+    choose,
+    count_services,
+    parse_masks,
+)
+from muxd.upstream.v1.names import Names
+from muxd.upstream.v1.observer import V1Observer
+
+LOGGER = logging.getLogger(__name__)
+
+# A v1 body is a few hundred bytes; a long exceptionPhoneSet stays far below this.
+MAX_BODY_BYTES: Final = 1024 * 1024
+GZIP_WBITS: Final = 16 + zlib.MAX_WBITS
+GZIP_MAGIC: Final = b"\x1f\x8b"
+# DEFLATE expands at most ~1032:1, so a gzip body this small can't exceed MAX_BODY_BYTES and is
+# inflated in one call (a streaming decompressor costs more to set up than the body to inflate).
+SMALL_GZIP: Final = 1000
+# Answers are small: the fastest level compresses them almost as well as the best.
+GZIP_LEVEL: Final = 1
+# §6.2: a reservation lasts 15 minutes (FINISH_ACTIVATION normally comes when it ends).
+RESERVATION: Final = 900.0
+# §4: GET_NUMBER must be answered within 10 s or Onlinesim cancels it; give up on the journal
+# 2 s earlier so the "no number" answer still arrives in time.
+GET_NUMBER_DEADLINE: Final = 8.0
+
+GET_SERVICES: Final = "GET_SERVICES"
+GET_NUMBER: Final = "GET_NUMBER"
+FINISH_ACTIVATION: Final = "FINISH_ACTIVATION"
+ACTIONS: Final = frozenset({GET_SERVICES, GET_NUMBER, FINISH_ACTIVATION})
+# path -> (action, rent)
+ROUTES: Final[dict[str, tuple[str | None, bool]]] = {
+    "/": (None, False),
+    "/getServices": (GET_SERVICES, False),
+    "/getNumber": (GET_NUMBER, False),
+    "/finishActivation": (FINISH_ACTIVATION, False),
+    "/getServicesRent": (GET_SERVICES, True),
+    "/getNumberRent": (GET_NUMBER, True),
+    "/finishActivationRent": (FINISH_ACTIVATION, True),
+}
+# FINISH_ACTIVATION statuses (§6.4): 3 sold; 1, 4, 5 release the number; 2 is deprecated and
+# treated like 4 (closing beats an endless resend loop).
+FINISH_STATUSES: Final = frozenset({1, 2, 3, 4, 5})
+# Ours are below 2**63 (SQLite's INTEGER); anything larger can only be unknown.
+MAX_ACTIVATION_ID: Final = 2**63 - 1
+SOLD: Final = 3
+
+_ENCODER = msgspec.json.Encoder()
+
+
+class Fail(Exception):
+    """An answer other than success: HTTP status, JSON payload, metrics result."""
+
+    def __init__(self, status: int, payload: dict[str, Any], result: str) -> None:
+        super().__init__(payload.get("error", payload.get("status")))
+        self.status = status
+        self.payload = payload
+        self.result = result
+
+
+def _error(status: int, error: str, result: str) -> Fail:
+    return Fail(status, {"status": "ERROR", "error": error}, result)
+
+
+def _gunzip(data: bytes) -> bytes:
+    if len(data) <= SMALL_GZIP:
+        try:
+            return zlib.decompress(data, GZIP_WBITS)
+        except zlib.error as exc:
+            raise _error(400, f"body is not valid gzip: {exc}", "bad_request") from exc
+    decompressor = zlib.decompressobj(GZIP_WBITS)
+    try:
+        plain = decompressor.decompress(data, MAX_BODY_BYTES + 1)
+    except zlib.error as exc:
+        raise _error(400, f"body is not valid gzip: {exc}", "bad_request") from exc
+    if len(plain) > MAX_BODY_BYTES:
+        raise _error(413, "body too large", "bad_request")
+    if not decompressor.eof:
+        raise _error(400, "gzip body is truncated", "bad_request")
+    return plain
+
+
+async def read_body(request: web.Request) -> dict[str, Any]:
+    encoding = request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower()
+    try:
+        data = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise _error(413, "body too large", "bad_request") from exc
+    if encoding in ("gzip", "x-gzip") or data.startswith(GZIP_MAGIC):
+        data = _gunzip(data)
+    elif encoding != "identity":
+        raise _error(400, f"unsupported Content-Encoding {encoding!r}", "bad_request")
+    try:
+        body = msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise _error(400, f"body is not JSON: {exc}", "bad_request") from exc
+    if not isinstance(body, dict):
+        raise _error(400, "body is not a JSON object", "bad_request")
+    return body
+
+
+def _number(body: dict[str, Any], field: str, *, required: bool) -> float | None:
+    value = body.get(field)
+    if value is None and not required:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _error(400, f"{field} must be a number", "bad_request")
+    return float(value)
+
+
+def _integer(body: dict[str, Any], field: str) -> int:
+    value = body.get(field)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _error(400, f"{field} must be an integer", "bad_request")
+    return value
+
+
+def _text(body: dict[str, Any], field: str, default: str | None = None) -> str:
+    value = body.get(field, default)
+    if not isinstance(value, str) or not value.strip():
+        raise _error(400, f"{field} must be a non-empty string", "bad_request")
+    return value.strip()
+
+
+class V1Handlers:
+    """The three actions over the in-memory :class:`Book` and the journal."""
+
+    def __init__(
+        self,
+        cfg: V1Config,
+        api_key: str,
+        journal: Journal,
+        ports: Callable[[], Iterable[PortInfo]],
+        book: Book,
+        names: Names,
+        *,
+        clock: Callable[[], float],
+        observer: V1Observer,
+        id_bits: int = 63,
+        status1_blocks: bool = False,
+    ) -> None:
+        self.cfg = cfg
+        self._key = api_key.encode()
+        self._journal = journal
+        self.book = book
+        self.live = LiveNumbers(ports, names, book)
+        self._clock = clock
+        self._observer = observer
+        self._id_bits = id_bits
+        self._status1_blocks = status1_blocks
+        self._services = {s.lower(): s for s in cfg.services}
+
+    # -- transport ----------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        label = "unknown"
+        if hdrs.USER_AGENT not in request.headers:
+            self._observer.missing_user_agent()
+        status, result = 200, "success"
+        try:
+            path_action, rent = ROUTES[request.path]
+            body = await read_body(request)
+            action = body.get("action", path_action)
+            if isinstance(action, str) and action.upper() in ACTIONS:
+                label = action.upper()
+            self._authenticate(request, body)
+            if label == "unknown" or (path_action is not None and label != path_action):
+                raise _error(400, f"unknown action {action!r} for {request.path}", "bad_request")
+            payload, result = await self._dispatch(label, body, rent)
+        except Fail as fail:
+            status, payload, result = fail.status, fail.payload, fail.result
+            log = LOGGER.warning if status == 401 else LOGGER.info
+            log("v1 %s %s from %s: %s", label, status, request.remote, fail)
+        except JournalError as exc:
+            LOGGER.error("v1 %s: %s", label, exc)
+            status, payload, result = 500, {"status": "ERROR", "error": "storage failure"}, "error"
+        self._observer.request(label, result, time.perf_counter() - started)
+        data = _ENCODER.encode(payload)
+        headers = {hdrs.CONTENT_TYPE: "application/json; charset=utf-8"}
+        if "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower():
+            # One-shot: a fraction of the cost of aiohttp's streaming compressor for a body of
+            # a few hundred bytes.
+            data = zlib.compress(data, GZIP_LEVEL, GZIP_WBITS)
+            headers[hdrs.CONTENT_ENCODING] = "gzip"
+        return web.Response(body=data, status=status, headers=headers)
+
+    def _authenticate(self, request: web.Request, body: dict[str, Any]) -> None:
+        key = body.get("key")
+        if not isinstance(key, str) or not key:
+            raise _error(401, "ERROR_NO_KEY", "unauthorized")
+        ok = hmac.compare_digest(key.encode(), self._key)
+        bearer = request.headers.get(hdrs.AUTHORIZATION)
+        if bearer is not None:
+            scheme, _, token = bearer.strip().partition(" ")
+            ok &= scheme.lower() == "bearer" and hmac.compare_digest(
+                token.strip().encode(), self._key
+            )
+        elif self.cfg.require_bearer:
+            ok = False
+        query_key = request.query.get("apikey")
+        if query_key is not None:
+            ok &= hmac.compare_digest(query_key.encode(), self._key)
+        if not ok:
+            raise _error(401, "ERROR_WRONG_KEY", "unauthorized")
+
+    async def _dispatch(
+        self, action: str, body: dict[str, Any], rent_path: bool
+    ) -> tuple[dict[str, Any], str]:
+        if action == GET_SERVICES:
+            return self.get_services(rent_only=rent_path), "success"
+        if action == GET_NUMBER:
+            return await self.get_number(body, rent_path=rent_path)
+        return await self.finish(body)
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def get_services(self, *, rent_only: bool = False) -> dict[str, Any]:
+        if rent_only and not self.cfg.rent:
+            raise _error(400, "rent is not offered", "bad_request")
+        live = self.live.refresh(fresh=True).entries
+        country_list = count_services(
+            live, self.book, self.cfg.services, rent=self.cfg.rent, rent_only=rent_only
+        )
+        return {"countryList": country_list, "status": "SUCCESS"}
+
+    def _no_numbers(self) -> tuple[dict[str, Any], str]:
+        status = self.cfg.no_numbers_status
+        payload: dict[str, Any] = {"status": status}
+        if status == "ERROR":
+            payload["error"] = "NO_NUMBERS"
+        return payload, "no_numbers"
+
+    async def get_number(
+        self, body: dict[str, Any], *, rent_path: bool = False
+    ) -> tuple[dict[str, Any], str]:
+        country = _text(body, "country")
+        operator = _text(body, "operator", ANY)
+        service = _text(body, "service", RENT if rent_path else None)
+        amount = _number(body, "sum", required=False)
+        try:
+            masks = parse_masks(body.get("exceptionPhoneSet"))
+        except ValueError as exc:
+            raise _error(400, str(exc), "bad_request") from exc
+        rent = rent_path or service.lower() == RENT
+        if rent:
+            if not self.cfg.rent:
+                LOGGER.info("GET_NUMBER for rent, which is not offered")
+                return self._no_numbers()
+            service = RENT
+        elif service.lower() not in self._services:
+            LOGGER.info("GET_NUMBER for %r, which is not offered", service)
+            return self._no_numbers()
+        else:
+            service = self._services[service.lower()]
+        op = await self._reserve(country, operator, service, amount, masks, rent)
+        if op is None:
+            return self._no_numbers()
+        LOGGER.info("operation %d: %s for %s", op.activation_id, op.number, service)
+        number = int(op.number.lstrip("+"))
+        return {"number": number, "activationId": op.activation_id, "status": "SUCCESS"}, "success"
+
+    async def _reserve(
+        self,
+        country: str,
+        operator: str,
+        service: str,
+        amount: float | None,
+        masks: tuple[str, ...],
+        rent: bool,
+    ) -> Operation | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + GET_NUMBER_DEADLINE
+        pool = self.live.refresh().pool(country)
+        tried: set[str] = set()
+        while True:
+            cand = choose(
+                pool, self.book, operator=operator, service=service, masks=masks, rent=rent,
+                skip=tried,
+            )  # fmt: skip
+            if cand is None:
+                return None
+            tried.add(cand.number)
+            now = self._clock()
+            expires = None if rent else now + RESERVATION + self.cfg.reservation_grace
+            res = Reservation(
+                cand.number, service, cand.country, cand.operator, amount, rent, now, expires
+            )
+            self.book.holding.add(cand.number)
+            self.live.used(cand)  # to the back now: the next request need not skip past it
+            task = asyncio.ensure_future(reserve(self._journal, res, id_bits=self._id_bits))
+            try:
+                async with asyncio.timeout_at(deadline):
+                    op = await asyncio.shield(task)
+            except BaseException as exc:
+                if task.done():
+                    self.book.holding.discard(cand.number)
+                else:
+                    # The answer will not reach Onlinesim: release it as soon as it commits.
+                    task.add_done_callback(functools.partial(self._abandoned, cand.number))
+                if isinstance(exc, TimeoutError):
+                    LOGGER.error("GET_NUMBER: the journal did not answer in time")
+                    return None
+                raise
+            self.book.holding.discard(cand.number)
+            if op is None:
+                continue  # the journal knows better than the index: try the next one
+            self.book.opened(op)
+            self._observer.operations_open(len(self.book.open_by_id))
+            return op
+
+    def _abandoned(self, number: str, task: asyncio.Future[Operation | None]) -> None:
+        self.book.holding.discard(number)
+        if task.cancelled() or task.exception() is not None:
+            return
+        op = task.result()
+        if op is not None:
+            LOGGER.warning("operation %d was never answered; releasing it", op.activation_id)
+            self.book.opened(dataclasses.replace(op, expires_at=self._clock()))
+            self._observer.operations_open(len(self.book.open_by_id))
+
+    async def finish(self, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        activation_id = _integer(body, "activationId")
+        status = _integer(body, "status")
+        if not 1 <= activation_id <= MAX_ACTIVATION_ID:
+            return {"status": "ERROR", "error": "NO_OPERATION"}, "unknown_operation"
+        amount = _number(body, "sum", required=False)
+        if status not in FINISH_STATUSES:
+            raise _error(400, f"status must be one of 1, 3, 4, 5, got {status}", "bad_request")
+        sells = status == SOLD or (status == 1 and self._status1_blocks)
+        outcome, op = await finish(
+            self._journal, activation_id, status, amount, self._clock(), sells=sells
+        )
+        if outcome == "unknown" or op is None:
+            return {"status": "ERROR", "error": "NO_OPERATION"}, "unknown_operation"
+        if outcome == "finished":
+            self.book.closed(activation_id)
+            self._observer.operations_open(len(self.book.open_by_id))
+        if outcome != "repeat" and sells and not op.rent:
+            self.book.mark_sold(op.number, op.service)
+        if outcome != "repeat":
+            LOGGER.info("operation %d finished: status %d (%s)", activation_id, status, outcome)
+        return {"status": "SUCCESS"}, "success"
+
+
+def make_app(handlers: V1Handlers) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_BYTES, handler_args={"auto_decompress": False})
+    for path in ROUTES:
+        app.router.add_post(path, handlers.handle)
+    return app
