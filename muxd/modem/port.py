@@ -48,6 +48,9 @@ IDENTITY_INTERVAL = 600.0
 REGISTRATION_LOST_TOGGLE = 300.0
 # This many command timeouts in a row: the modem is hung; close and reopen the port.
 MAX_CONSECUTIVE_TIMEOUTS = 3
+# After a module restart SMS commands fail until its SMS stack is up (10-20 s on SIMCom).
+SMS_READY_TIMEOUT = 60.0
+SMS_READY_RETRY = 0.5
 # Reading SMS is preceded by an ICCID check unless one was done this recently (a SIM swapped
 # without any URC would otherwise have its SMS attributed to the previous SIM's number).
 IDENTITY_FRESH = 5.0
@@ -184,7 +187,7 @@ class ModemPort:
         self.profile = select_profile(manufacturer, model)
         self.info.model = f"{manufacturer} {model}".strip()[:60]
         await self._script(self.profile.init)
-        await self._script(SMS_INIT)
+        await self._sms_init()
         await self._setup_memories()
         for command in CNMI_FALLBACKS:
             try:
@@ -194,6 +197,20 @@ class ModemPort:
                 continue
         else:
             self.log.warning("no +CNMI form accepted; relying on sweeps")
+
+    async def _sms_init(self) -> None:
+        """PDU mode, retried while the module is still booting (SIMCom answers +CMS ERROR 500
+        until it prints SMS DONE / SMS Ready; Quectel until +QIND: SMS DONE)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SMS_READY_TIMEOUT
+        while True:
+            try:
+                await self._script(SMS_INIT)
+                return
+            except AtCommandError:
+                if loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(SMS_READY_RETRY)
 
     async def _setup_memories(self) -> None:
         receive = self.profile.receive_memory
@@ -296,6 +313,11 @@ class ModemPort:
             try:
                 reading = bool(self._hints or self._routed or self._sweep_due)
                 stale = loop.time() - self._identity_checked > IDENTITY_FRESH
+                if not self.profile.swap_urcs:
+                    # Nothing tells us of a swap: ask before every read and every sweep (the
+                    # sweeps also bound how long a swapped-out SIM's number stays published).
+                    reading = reading or loop.time() >= next_sweep
+                    stale = True
                 if self._identity_due or loop.time() >= next_identity or (reading and stale):
                     # Before reading, be sure whose SMS these are: a SIM swapped without a URC
                     # must not have its SMS attributed to the previous SIM's number.

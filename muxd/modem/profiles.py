@@ -41,6 +41,9 @@ class Profile:
     receive_memory: str = "SM"
     # URC names that mean "the SIM (or module) restarted: identify again".
     sim_urcs: tuple[str, ...] = ("+CPIN",)
+    # False when the modem, as initialised by us, reports no SIM swap at all: the ICCID is then
+    # re-read before every read and every sweep (never trusted for IDENTITY_FRESH seconds).
+    swap_urcs: bool = True
 
 
 GENERIC = Profile("generic")
@@ -64,6 +67,7 @@ PROFILES: dict[str, Profile] = {
         init=(("AT^CURC=0", False), ("AT^PORTSEL=1", False)),
         iccid=(("AT^ICCID?", "^ICCID"), ("AT+CCID", "+CCID")),
         sim_urcs=("+CPIN", "^SIMST"),
+        swap_urcs=False,  # AT^CURC=0 silences ^SIMST along with the ^RSSI flood
     ),
     "telit": Profile(
         "telit",
