@@ -23,11 +23,12 @@ from muxd import __version__
 from muxd.config import Config, parse_listen
 from muxd.errors import JournalError
 from muxd.fleet import Fleet, load_numbers
-from muxd.metrics import FleetCollector, Metrics
+from muxd.metrics import FleetCollector, Metrics, MetricsV1Observer
 from muxd.modem.state import PortInfo, PortStatus
 from muxd.store import Journal, PartIn, PendingMessage
 from muxd.upstream.publisher import NumbersPublisher
 from muxd.upstream.shipper import Shipper
+from muxd.upstream.v1 import V1Service
 from muxd.upstream.v2 import V2Client
 from muxd.web import make_app
 
@@ -60,6 +61,7 @@ class Daemon:
         self.journal: Journal | None = None
         self.fleet: Fleet | None = None
         self.shipper: Shipper | None = None
+        self.v1: V1Service | None = None
         self.http_port: int | None = None
         self.started = asyncio.Event()  # set once every service is running
         self.received = 0  # complete SMS journaled by this process
@@ -162,6 +164,11 @@ class Daemon:
         self.metrics.sms_parked.inc()
         self.parked += 1
 
+    def _on_v1_push(self) -> None:
+        self.forwarded += 1
+        self.last_upstream_ok = time.time()
+        self._progress.set()
+
     def _observe_upstream(self, endpoint: str, result: str, seconds: float) -> None:
         self.metrics.observe_upstream(endpoint, result, seconds)
         if result == "ok":
@@ -188,7 +195,8 @@ class Daemon:
         return stats
 
     def totals(self) -> dict[str, Any]:
-        return {
+        extra = {"v1": self.v1.totals()} if self.v1 is not None else {}
+        return extra | {
             "version": __version__,
             "uptime_s": round(time.time() - self.started_at, 1),
             "received": self.received,
@@ -207,7 +215,11 @@ class Daemon:
             return problem
         if not any(p.status is PortStatus.READY for p in self.ports()):
             return "no port ready"
-        if self.last_upstream_ok is None or time.time() - self.last_upstream_ok > UPSTREAM_STALE:
+        last = self.last_upstream_ok
+        if self.v1 is not None:
+            # v1: Onlinesim polls us (GET_SERVICES every 2 minutes).
+            last = self.v1.last_request_at
+        if last is None or time.time() - last > UPSTREAM_STALE:
             return "upstream not reached recently"
         return None
 
@@ -295,8 +307,24 @@ class Daemon:
                     LOGGER.info("serving http://%s:%s/", host, self.http_port)
                     async with asyncio.TaskGroup() as tg:
                         tg.create_task(fleet.run(), name="fleet")
-                        tg.create_task(publisher.run(), name="publisher")
-                        tg.create_task(shipper.run(), name="shipper")
+                        if cfg.upstream.api == "v1":
+                            # Onlinesim calls us; the v1 pusher consumes the journal's messages.
+                            self.v1 = V1Service(
+                                cfg.v1,
+                                cfg.upstream.api_key,
+                                journal,
+                                self.ports,
+                                http,
+                                observer=MetricsV1Observer(self.metrics, self._on_v1_push),
+                                sms_id=cfg.v1.sms_id,
+                                retry_verdicts=cfg.v1.retry_verdicts,
+                                status1_blocks=cfg.v1.status1_blocks,
+                                id_bits=cfg.v1.id_bits,
+                            )
+                            tg.create_task(self.v1.run(), name="v1")
+                        else:
+                            tg.create_task(publisher.run(), name="publisher")
+                            tg.create_task(shipper.run(), name="shipper")
                         tg.create_task(self._watch_loop_lag(), name="loop-lag")
                         tg.create_task(self._maintain(journal), name="maintenance")
                         tg.create_task(self._watch_journal(journal, fleet), name="journal-watch")

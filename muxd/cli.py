@@ -113,10 +113,16 @@ def cmd_stand_in(args: argparse.Namespace) -> int:
     from muxd.config import parse_listen
     from muxd.sim.onlinesim import run_stub
 
+    if args.record:
+        try:
+            Path(args.record).open("ab").close()
+        except OSError as exc:
+            print(f"muxd stand-in: --record: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     _setup_logging(args.log_level)
     host, port = parse_listen(args.listen)
     try:
-        _run_loop(run_stub(host, port, args.api_key))
+        _run_loop(run_stub(host, port, args.api_key, record_path=args.record))
     except KeyboardInterrupt:
         pass
     return EXIT_OK
@@ -274,6 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stand-in", help="run the local stand-in for Onlinesim v2")
     p.add_argument("--listen", default="127.0.0.1:8099")
     p.add_argument("--api-key", default="demo-key")
+    p.add_argument(
+        "--record",
+        default=None,
+        metavar="FILE",
+        help='append one JSON line per accepted SMS: {"t", "number", "from", "message"}',
+    )
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=cmd_stand_in)
 

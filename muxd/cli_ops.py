@@ -54,7 +54,12 @@ def add_outbox_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     ob = p.add_subparsers(dest="outbox_command", required=True)
     ob.add_parser("stats", help="counts by state, oldest pending age")
     o = ob.add_parser("list", help="latest messages, one JSON object per line")
-    o.add_argument("--state", choices=["pending", "held", "delivered", "parked"])
+    o.add_argument(
+        "--state",
+        choices=[
+            "pending", "held", "delivered", "parked", "no_operation", "filtered", "rejected",
+        ],
+    )  # fmt: skip
     o.add_argument("--limit", type=int, default=50)
     o = ob.add_parser("replay", help="queue parked messages again")
     o.add_argument("ids", nargs="+", type=int)

@@ -82,6 +82,15 @@ class V1Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     operators: dict[str, str] = {}
     # Optional local SMS filtering per service (reseller-api.md §1: default Onlinesim filters).
     filter: dict[str, FilterRule] = {}
+    # Open question §10.8: PUSH_SMS smsId is a stable id per SMS ("sms") or the activationId.
+    sms_id: Literal["sms", "activation"] = "sms"
+    # Open question §10.9: retry PUSH_SMS answered IGNORED / SERVICE_BAN (default: final).
+    retry_verdicts: bool = False
+    # Open question §10.10: FINISH status 1 releases the number (Onlinesim) or, when true,
+    # also stops offering it for that service (SMSHub).
+    status1_blocks: bool = False
+    # activationId size: 63 bits, or 53 for clients that read JSON numbers as doubles.
+    id_bits: Annotated[int, Meta(ge=32, le=63)] = 63
 
 
 class JournalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 
 from muxd import __version__
 from muxd.modem.state import PortInfo, PortStatus
+from muxd.upstream.v1.observer import V1Observer
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -83,6 +84,24 @@ class Metrics:
         )
         self.loop_lag = Gauge(
             "muxd_event_loop_lag_seconds", "How late the event loop ran a 1 s timer", registry=r
+        )
+        self.v1_operations_open = Gauge("muxd_v1_operations_open", "v1 operations open", registry=r)
+        self.v1_get_number_seconds = Histogram(
+            "muxd_v1_get_number_seconds",
+            "v1 GET_NUMBER answer time",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.v1_requests = Counter(
+            "muxd_v1_requests_total", "v1 server requests", ["action", "result"], registry=r
+        )
+        self.v1_pushes = Counter(
+            "muxd_v1_pushes_total", "PUSH_SMS outcomes", ["result"], registry=r
+        )
+        self.v1_no_user_agent = Counter(
+            "muxd_v1_requests_without_user_agent_total",
+            "v1 requests without a User-Agent header (tolerated)",
+            registry=r,
         )
         self.build_info = Gauge("muxd_build_info", "muxd version", ["version"], registry=r)
         self.build_info.labels(__version__).set(1)
@@ -154,3 +173,29 @@ class FleetCollector(Collector):
             timeouts.add_metric(lv, at_timeouts)
             resyncs.add_metric(lv, at_resyncs)
         yield from (port_up, registered, signal, received, last_sms, timeouts, resyncs)
+
+
+class MetricsV1Observer(V1Observer):
+    """Forwards the v1 service's events to the registry."""
+
+    def __init__(self, metrics: Metrics, on_success: Callable[[], None] | None = None) -> None:
+        self._m = metrics
+        self._on_success = on_success
+
+    def request(self, action: str, result: str, seconds: float) -> None:
+        self._m.v1_requests.labels(action, result).inc()
+        if action == "GET_NUMBER":
+            self._m.v1_get_number_seconds.observe(seconds)
+
+    def push(self, result: str) -> None:
+        self._m.v1_pushes.labels(result).inc()
+        if result == "success":
+            self._m.sms_forwarded.inc()
+            if self._on_success is not None:
+                self._on_success()
+
+    def operations_open(self, count: int) -> None:
+        self._m.v1_operations_open.set(count)
+
+    def missing_user_agent(self) -> None:
+        self._m.v1_no_user_agent.inc()

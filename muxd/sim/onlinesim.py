@@ -34,7 +34,8 @@ import logging
 import zlib
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import Final, NamedTuple
+from pathlib import Path
+from typing import IO, Final, NamedTuple
 
 import msgspec
 from aiohttp import hdrs, web
@@ -88,6 +89,8 @@ SAVE_CONFIG_PATH: Final = "/api/auth/me"  # §7.10: saveConfig lives outside API
 MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 # How long runner.cleanup() lets in-flight requests finish; the stub answers in microseconds.
 SHUTDOWN_TIMEOUT_S: Final = 2.0
+# run_stub(record_path=...): the recorder re-arms its wait this often (it wakes on every change).
+RECORD_WAIT_S: Final = 3600.0
 # The app decodes gzip itself (aiohttp's auto_decompress is off), to answer a corrupt body 400.
 CONTENT_ENCODINGS: Final[frozenset[str]] = frozenset({"identity", "gzip", "x-gzip"})
 GZIP_WBITS: Final = 16 + zlib.MAX_WBITS  # zlib: expect a gzip header and trailer
@@ -430,6 +433,47 @@ async def serve(stub: Onlinesim, host: str, port: int) -> ServedStub:
     return ServedStub(runner, bound)
 
 
+class _Recorder:
+    """Appends every message ``stub`` accepts to a JSON-lines file (see :func:`run_stub`)."""
+
+    def __init__(self, stub: Onlinesim, out: IO[bytes]) -> None:
+        self.stub = stub
+        self.out = out
+        self.written = 0  # how many of stub.messages are in the file
+
+    def pending(self) -> bool:
+        return len(self.stub.messages) > self.written
+
+    def flush(self) -> None:
+        """Write the messages accepted since the last call, one line each, and flush."""
+        messages = self.stub.messages
+        if len(messages) <= self.written:
+            return
+        lines = [
+            _ENCODER.encode(
+                {"t": m.received_at, "number": m.number, "from": m.from_, "message": m.message}
+            )
+            for m in messages[self.written :]
+        ]
+        self.out.write(b"\n".join(lines) + b"\n")
+        self.out.flush()
+        self.written = len(messages)
+
+    async def run(self) -> None:
+        """Write new messages as soon as they are accepted, until cancelled."""
+        while True:
+            try:
+                await self.stub.wait_until(self.pending, timeout=RECORD_WAIT_S)
+            except TimeoutError:
+                continue
+            self.flush()
+
+
+def _open_record(path: Path) -> IO[bytes]:
+    """The record file, for appending (a blocking open, once, before anything listens)."""
+    return path.open("ab")
+
+
 async def run_stub(
     host: str,
     port: int,
@@ -440,6 +484,7 @@ async def run_stub(
     latency: float = 0.0,
     rate_limit: float | None = None,
     seed: int = 0,
+    record_path: Path | str | None = None,
 ) -> None:
     """Serve a fresh stand-in until cancelled; every request is logged (accepted ones at INFO).
 
@@ -447,16 +492,34 @@ async def run_stub(
     random 503s from ``seed``), ``latency`` (seconds per answer) and ``rate_limit`` (requests
     per second, else 429) are the fault knobs of :class:`Onlinesim`; a bad value raises
     ValueError before anything listens.
+
+    ``record_path``: append one JSON line per accepted message (addMessage and addMessages),
+    ``{"t": receipt UNIX time, "number": ..., "from": ..., "message": ...}``, flushed as soon as
+    the loop is free after each accepting request, and once more on the way out (benchmarks read
+    it while the stand-in runs). The file is opened before anything listens.
     """
     stub = Onlinesim(api_key, seed=seed)
     stub.set_error_rate(error_rate)
     stub.set_latency(latency)
     stub.rate_limit(rate_limit)
-    runner, bound = await serve(stub, host, port)
+    out = None if record_path is None else _open_record(Path(record_path))
     try:
-        LOGGER.info("onlinesim stub: Reseller API v2 at http://%s:%d%s", host, bound, API_PREFIX)
-        if on_ready is not None:
-            on_ready(stub, bound)
-        await asyncio.Event().wait()  # until cancelled
+        runner, bound = await serve(stub, host, port)
+        recorder = None if out is None else _Recorder(stub, out)
+        try:
+            LOGGER.info(
+                "onlinesim stub: Reseller API v2 at http://%s:%d%s", host, bound, API_PREFIX
+            )
+            if on_ready is not None:
+                on_ready(stub, bound)
+            if recorder is None:
+                await asyncio.Event().wait()  # until cancelled
+            else:
+                await recorder.run()  # until cancelled
+        finally:
+            await runner.cleanup()
+            if recorder is not None:
+                recorder.flush()  # messages accepted while shutting down
     finally:
-        await runner.cleanup()
+        if out is not None:
+            out.close()

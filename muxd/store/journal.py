@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from muxd.errors import JournalError
-from muxd.pdu import PduError
 from muxd.store.intake import PartIn, PendingMessage, PutResult, put_part_op, release_op
 from muxd.store.schema import migrate
 
@@ -156,7 +155,7 @@ class Journal:
                 conn.execute("SAVEPOINT op")
                 try:
                     results.append(op(conn))
-                except (sqlite3.Error, PduError, ValueError) as exc:
+                except Exception as exc:
                     if isinstance(exc, sqlite3.Error) and _storage_failure(exc):
                         raise
                     # One operation's own error (a constraint, a bug): only its work is undone.
@@ -320,15 +319,15 @@ class Journal:
         """Delete delivered messages (and their parts) delivered before ``older_than``."""
 
         def op(conn: sqlite3.Connection) -> int:
+            done = (
+                "(state = 'delivered' AND delivered_at < ?1) OR (state IN"
+                " ('no_operation', 'filtered', 'rejected') AND received_at < ?1)"
+            )
             conn.execute(
-                "DELETE FROM parts WHERE message_id IN (SELECT id FROM messages"
-                " WHERE state = 'delivered' AND delivered_at < ?)",
+                f"DELETE FROM parts WHERE message_id IN (SELECT id FROM messages WHERE {done})",
                 (older_than,),
             )
-            cur = conn.execute(
-                "DELETE FROM messages WHERE state = 'delivered' AND delivered_at < ?",
-                (older_than,),
-            )
+            cur = conn.execute(f"DELETE FROM messages WHERE {done}", (older_than,))
             # Status reports and stored SUBMITs are kept for the same retention.
             conn.execute(
                 "DELETE FROM parts WHERE state IN ('status_report', 'submit') AND received_at < ?",

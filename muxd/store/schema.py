@@ -70,6 +70,50 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # One row rewritten by the health probe after a failed commit (is the disk back?).
         "CREATE TABLE health (id INTEGER PRIMARY KEY, at REAL NOT NULL)",
     ),
+    (
+        # API v1 (muxd/store/operations.py): operations Onlinesim opened on our numbers.
+        # activation_id is random and rows are kept, so an id is never handed out twice.
+        """CREATE TABLE operations (
+            activation_id INTEGER PRIMARY KEY,
+            number TEXT NOT NULL,
+            service TEXT NOT NULL,
+            country TEXT NOT NULL,
+            operator TEXT NOT NULL,
+            sum REAL,
+            rent INTEGER NOT NULL DEFAULT 0,
+            state TEXT NOT NULL,
+            status INTEGER,
+            created_at REAL NOT NULL,
+            expires_at REAL,
+            finished_at REAL,
+            finish_sum REAL
+        )""",
+        # One open operation per number, enforced by the database too.
+        "CREATE UNIQUE INDEX operations_open ON operations(number) WHERE state = 'open'",
+        "CREATE INDEX operations_number ON operations(number, created_at)",
+        # (number, service) pairs sold successfully (FINISH_ACTIVATION status 3).
+        """CREATE TABLE sold (
+            number TEXT NOT NULL,
+            service TEXT NOT NULL,
+            activation_id INTEGER NOT NULL,
+            sold_at REAL NOT NULL,
+            PRIMARY KEY (number, service)
+        )""",
+        # PUSH_SMS deliveries: one row per (message, operation); sms_id is the smsId sent.
+        """CREATE TABLE pushes (
+            sms_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            message_id INTEGER NOT NULL,
+            activation_id INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            state TEXT NOT NULL,
+            result TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            done_at REAL,
+            UNIQUE (message_id, activation_id)
+        )""",
+        "CREATE INDEX pushes_pending ON pushes(state) WHERE state = 'pending'",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -75,8 +75,8 @@ USER_AGENT = f"muxd/{__version__}"
 NO_OPERATION_CODES = frozenset({"NO_OPERATION", "NO_OP"})
 FINAL_CODES = frozenset({"BAD_SERVICE"})
 VERDICT_CODES = frozenset({"IGNORED", "SERVICE_BAN"})
-KNOWN_CODES = NO_OPERATION_CODES | FINAL_CODES | VERDICT_CODES | {"SUCCESS", "ERROR",
-                                                                  "TOO_MANY_ATTEMPTS"}  # fmt: skip
+OTHER_CODES = frozenset({"SUCCESS", "ERROR", "TOO_MANY_ATTEMPTS"})
+KNOWN_CODES = NO_OPERATION_CODES | FINAL_CODES | VERDICT_CODES | OTHER_CODES
 
 Sleep = Callable[[float], Awaitable[None]]
 Verdict = Literal["delivered", "no_operation", "rejected", "retry"]

@@ -203,6 +203,7 @@ class V1Handlers:
         self._id_bits = id_bits
         self._status1_blocks = status1_blocks
         self._services = {s.lower(): s for s in cfg.services}
+        self.last_request_at: float | None = None  # last authenticated call (readiness)
 
     # -- transport ----------------------------------------------------------------------------
 
@@ -219,6 +220,7 @@ class V1Handlers:
             if isinstance(action, str) and action.upper() in ACTIONS:
                 label = action.upper()
             self._authenticate(request, body)
+            self.last_request_at = self._clock()
             if label == "unknown" or (path_action is not None and label != path_action):
                 raise _error(400, f"unknown action {action!r} for {request.path}", "bad_request")
             payload, result = await self._dispatch(label, body, rent)
@@ -329,9 +331,14 @@ class V1Handlers:
         tried: set[str] = set()
         while True:
             cand = choose(
-                pool, self.book, operator=operator, service=service, masks=masks, rent=rent,
+                pool,
+                self.book,
+                operator=operator,
+                service=service,
+                masks=masks,
+                rent=rent,
                 skip=tried,
-            )  # fmt: skip
+            )
             if cand is None:
                 return None
             tried.add(cand.number)

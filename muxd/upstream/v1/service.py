@@ -145,9 +145,16 @@ class V1Service:
                 LOGGER.error("v1 expiry: %s", exc)
             await self._sleep(EXPIRY_CHECK)
 
+    @property
+    def last_request_at(self) -> float | None:
+        """When Onlinesim last made an authenticated call (it polls GET_SERVICES every 2
+        minutes, §4): the v1 counterpart of "upstream reached recently"."""
+        return self.handlers.last_request_at
+
     def totals(self) -> dict[str, Any]:
         """For the status page."""
         return {
+            "last_request_at": self.last_request_at,
             "operations_open": len(self.book.open_by_id),
             "pushes_queued": self.pusher.queued,
             "pushed": self.pusher.delivered,

@@ -1,0 +1,223 @@
+"""API v1 fixtures: a real journal file, a real V1Service on loopback, the Onlinesim stand-in
+(V1Driver) receiving PUSH_SMS, fake ports, and an injected clock (nothing waits 15 minutes)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from muxd.config import FilterRule, V1Config
+from muxd.modem.state import PortInfo, PortStatus
+from muxd.numbering import calling_code
+from muxd.pdu import encode_deliver
+from muxd.sim.onlinesim_v1 import V1Driver
+from muxd.store import Journal, PartIn
+from muxd.upstream.v1 import V1Observer, V1Service
+
+KEY = "v1-partner-key"
+SERVICES = ["vk", "wa", "tg"]
+# Bounds on waits for something the test caused; they only stop a hang.
+WAIT = 10.0
+_parts = itertools.count(1)
+
+
+class FakeClock:
+    """Wall clock and sleep that only move when the test says so."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.now = time.time() if start is None else start
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        if delay <= 0:
+            await asyncio.sleep(0)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sleepers.append((self.now + delay, fut))
+        await fut
+
+    async def advance(self, seconds: float) -> None:
+        self.now += seconds
+        waiting = []
+        for due, fut in self._sleepers:
+            if fut.done():
+                continue
+            if due <= self.now:
+                fut.set_result(None)
+            else:
+                waiting.append((due, fut))
+        self._sleepers = waiting
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+
+class Recorder(V1Observer):
+    """Records every metric call; ``wait_for`` blocks until a predicate holds."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str]] = []
+        self.pushes: list[str] = []
+        self.open_counts: list[int] = []
+        self.no_user_agent = 0
+        self._changed = asyncio.Condition()
+
+    def _notify(self) -> None:
+        async def notify() -> None:
+            async with self._changed:
+                self._changed.notify_all()
+
+        asyncio.get_running_loop().create_task(notify())
+
+    def request(self, action: str, result: str, seconds: float) -> None:
+        self.requests.append((action, result))
+        self._notify()
+
+    def push(self, result: str) -> None:
+        self.pushes.append(result)
+        self._notify()
+
+    def operations_open(self, count: int) -> None:
+        self.open_counts.append(count)
+        self._notify()
+
+    def missing_user_agent(self) -> None:
+        self.no_user_agent += 1
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = WAIT) -> None:
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(predicate)
+
+
+def port(number: str, operator: int | None = 25001, *, index: int = 0) -> PortInfo:
+    return PortInfo(
+        name=f"port{index:03d}",
+        path=f"/dev/fake{index}",
+        status=PortStatus.READY,
+        number=number,
+        operator=operator,
+        country_id=calling_code(number),
+        registered=True,
+        iccid=f"8970100000{index:05d}",
+    )
+
+
+def ports_for(numbers: list[str], operator: int | None = 25001) -> list[PortInfo]:
+    return [port(n, operator, index=i) for i, n in enumerate(numbers)]
+
+
+async def receive(journal: Journal, number: str, sender: str, text: str, received_at: float) -> int:
+    """Journal one SMS as the fleet's sink would; return its message id."""
+    k = next(_parts)
+    scts = datetime(2026, 11, 25, 12, 0, k % 60, tzinfo=UTC)
+    (enc,) = encode_deliver(sender, text, scts=scts)
+    result = await journal.put_part(
+        PartIn(
+            sim=f"sim-{number}",
+            port="port000",
+            number=number,
+            storage="SM",
+            index=k,
+            pdu=enc.hex,
+            tpdu_length=enc.tpdu_length,
+            received_at=received_at,
+        )
+    )
+    assert result.message_id is not None
+    return result.message_id
+
+
+def make_config(driver: V1Driver, **overrides: Any) -> V1Config:
+    base: dict[str, Any] = {
+        "listen": "127.0.0.1:0",
+        "push_sms_url": driver.push_url,
+        "push_sms_rent_url": driver.rent_url,
+        "services": SERVICES,
+        "rent": True,
+    }
+    base.update(overrides)
+    return V1Config(**base)
+
+
+@contextlib.asynccontextmanager
+async def running(svc: V1Service) -> AsyncIterator[V1Service]:
+    task = asyncio.create_task(svc.run())
+    try:
+        async with asyncio.timeout(WAIT):
+            started = asyncio.ensure_future(svc.started.wait())
+            await asyncio.wait((started, task), return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                task.result()  # raise what killed it
+        yield svc
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@dataclass
+class Env:
+    tmp: Path
+    journal: Journal
+    driver: V1Driver
+    clock: FakeClock
+    http: aiohttp.ClientSession
+    ports: list[PortInfo] = field(default_factory=list)
+    observer: Recorder = field(default_factory=Recorder)
+
+    def service(self, **overrides: Any) -> V1Service:
+        options = {
+            k: overrides.pop(k)
+            for k in ("sms_id", "retry_verdicts", "status1_blocks", "id_bits")
+            if k in overrides
+        }
+        return V1Service(
+            make_config(self.driver, **overrides),
+            KEY,
+            self.journal,
+            lambda: self.ports,
+            self.http,
+            clock=self.clock,
+            sleep=self.clock.sleep,
+            observer=self.observer,
+            **options,
+        )
+
+    @contextlib.asynccontextmanager
+    async def serving(self, **overrides: Any) -> AsyncIterator[V1Service]:
+        svc = self.service(**overrides)
+        async with running(svc):
+            self.driver.base_url = f"http://127.0.0.1:{svc.port}"
+            yield svc
+
+    async def sms(self, number: str, sender: str, text: str) -> int:
+        return await receive(self.journal, number, sender, text, self.clock())
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    journal = await Journal.open(tmp_path / "state")
+    try:
+        async with V1Driver(KEY) as driver, aiohttp.ClientSession() as http:
+            yield Env(tmp_path, journal, driver, FakeClock(), http)
+    finally:
+        await journal.close()
+
+
+RUSSIA = [f"+7900111000{i}" for i in range(5)]
+
+
+def filters(**rules: FilterRule) -> dict[str, FilterRule]:
+    return dict(rules)
