@@ -1,4 +1,5 @@
-"""Wiring: config -> journal, fleet, publisher, shipper, HTTP endpoint; one TaskGroup.
+"""Wiring: config -> journal, fleet, upstream (v2 publisher + shipper, or the v1 service), HTTP
+endpoint; one TaskGroup.
 
 The top-level services share one TaskGroup: if one dies the daemon exits (and systemd restarts
 it). Ports are isolated inside the fleet and never take the daemon down.
@@ -11,6 +12,7 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -245,93 +247,92 @@ class Daemon:
     def ports(self) -> list[PortInfo]:
         return list(self.fleet.ports.values()) if self.fleet else []
 
+    def _upstream_tasks(
+        self, http: aiohttp.ClientSession, journal: Journal, fleet: Fleet
+    ) -> dict[str, Coroutine[Any, Any, None]]:
+        """The services that talk to Onlinesim: v2 publisher + shipper, or the v1 service."""
+        cfg = self.cfg
+        if cfg.upstream.api == "v1":
+            # Onlinesim calls us; the v1 pusher consumes the journal's messages.
+            self.v1 = V1Service(
+                cfg.v1,
+                cfg.upstream.api_key,
+                journal,
+                self.ports,
+                http,
+                observer=MetricsV1Observer(self.metrics, self._on_v1_push),
+                sms_id=cfg.v1.sms_id,
+                retry_verdicts=cfg.v1.retry_verdicts,
+                status1_blocks=cfg.v1.status1_blocks,
+                id_bits=cfg.v1.id_bits,
+            )
+            return {"v1": self.v1.run()}
+        client = V2Client(
+            http,
+            cfg.upstream.url,
+            cfg.upstream.api_key,
+            test=cfg.upstream.test,
+            observer=self._observe_upstream,
+        )
+        self.publisher = publisher = NumbersPublisher(
+            client,
+            self.ports,
+            fleet.changed,
+            journal,
+            interval=cfg.upstream.numbers_interval,
+            rent=cfg.upstream.rent,
+            incremental=cfg.upstream.numbers_mode == "incremental",
+            on_published=self._on_published,
+        )
+        self.shipper = shipper = Shipper(
+            journal,
+            client,
+            batch_max=cfg.upstream.batch_max,
+            batch_delay=cfg.upstream.batch_delay,
+            on_delivered=self._on_delivered,
+            on_parked=self._on_parked,
+            republish=publisher.request,
+            listed=publisher.is_listed,
+        )
+        return {"publisher": publisher.run(), "shipper": shipper.run()}
+
     async def run(self) -> None:
         cfg = self.cfg
         numbers = load_numbers(cfg.numbers.file)
         self.journal = journal = await Journal.open(
             Path(cfg.state_dir), on_commit=self.metrics.observe_commit
         )
+        self.fleet = fleet = Fleet(
+            cfg.modems.ports,
+            baudrate=cfg.modems.baudrate,
+            sink=self._sink,
+            numbers=numbers,
+            sweep_interval=cfg.modems.sweep_interval,
+            rescan_interval=cfg.modems.rescan_interval,
+            ussd=cfg.numbers.ussd,
+        )
+        self.metrics.registry.register(FleetCollector(self.ports, self._live_counts))
+        self.metrics.backlog.set_function(lambda: journal.backlog)
         connector = aiohttp.TCPConnector(limit=UPSTREAM_CONNECTIONS)
+        runner = web.AppRunner(make_app(self.metrics.registry, self), access_log=None)
         try:
             async with aiohttp.ClientSession(connector=connector) as http:
-                client = V2Client(
-                    http,
-                    cfg.upstream.url,
-                    cfg.upstream.api_key,
-                    test=cfg.upstream.test,
-                    observer=self._observe_upstream,
-                )
-                self.fleet = fleet = Fleet(
-                    cfg.modems.ports,
-                    baudrate=cfg.modems.baudrate,
-                    sink=self._sink,
-                    numbers=numbers,
-                    sweep_interval=cfg.modems.sweep_interval,
-                    rescan_interval=cfg.modems.rescan_interval,
-                    ussd=cfg.numbers.ussd,
-                )
-                self.metrics.registry.register(FleetCollector(self.ports, self._live_counts))
-                self.metrics.backlog.set_function(lambda: journal.backlog)
-                publisher = NumbersPublisher(
-                    client,
-                    self.ports,
-                    fleet.changed,
-                    journal,
-                    interval=cfg.upstream.numbers_interval,
-                    rent=cfg.upstream.rent,
-                    incremental=cfg.upstream.numbers_mode == "incremental",
-                    on_published=self._on_published,
-                )
-                shipper = Shipper(
-                    journal,
-                    client,
-                    batch_max=cfg.upstream.batch_max,
-                    batch_delay=cfg.upstream.batch_delay,
-                    on_delivered=self._on_delivered,
-                    on_parked=self._on_parked,
-                    republish=publisher.request,
-                    listed=publisher.is_listed,
-                )
-                self.shipper = shipper
-                self.publisher = publisher
-                runner = web.AppRunner(
-                    make_app(self.metrics.registry, self),
-                    access_log=None,
-                )
                 await runner.setup()
-                try:
-                    host, port = parse_listen(cfg.http.listen)
-                    site = web.TCPSite(runner, host, port)
-                    await site.start()
-                    self.http_port = int(runner.addresses[0][1])
-                    LOGGER.info("serving http://%s:%s/", host, self.http_port)
-                    async with asyncio.TaskGroup() as tg:
-                        tg.create_task(fleet.run(), name="fleet")
-                        if cfg.upstream.api == "v1":
-                            # Onlinesim calls us; the v1 pusher consumes the journal's messages.
-                            self.v1 = V1Service(
-                                cfg.v1,
-                                cfg.upstream.api_key,
-                                journal,
-                                self.ports,
-                                http,
-                                observer=MetricsV1Observer(self.metrics, self._on_v1_push),
-                                sms_id=cfg.v1.sms_id,
-                                retry_verdicts=cfg.v1.retry_verdicts,
-                                status1_blocks=cfg.v1.status1_blocks,
-                                id_bits=cfg.v1.id_bits,
-                            )
-                            tg.create_task(self.v1.run(), name="v1")
-                        else:
-                            tg.create_task(publisher.run(), name="publisher")
-                            tg.create_task(shipper.run(), name="shipper")
-                        tg.create_task(self._watch_loop_lag(), name="loop-lag")
-                        tg.create_task(self._maintain(journal), name="maintenance")
-                        tg.create_task(self._watch_journal(journal, fleet), name="journal-watch")
-                        self.started.set()
-                finally:
-                    await runner.cleanup()
+                host, port = parse_listen(cfg.http.listen)
+                site = web.TCPSite(runner, host, port)
+                await site.start()
+                self.http_port = int(runner.addresses[0][1])
+                LOGGER.info("serving http://%s:%s/", host, self.http_port)
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(fleet.run(), name="fleet")
+                    for name, coro in self._upstream_tasks(http, journal, fleet).items():
+                        tg.create_task(coro, name=name)
+                    tg.create_task(self._watch_loop_lag(), name="loop-lag")
+                    tg.create_task(self._maintain(journal), name="maintenance")
+                    tg.create_task(self._watch_journal(journal, fleet), name="journal-watch")
+                    self.started.set()
         finally:
+            await runner.cleanup()
             await journal.close()
 
 
