@@ -9,7 +9,7 @@ object as ``sim.ports[i].state.faults``) and may be changed at any time::
 Interpreter-level knobs (``mute``, ``drop_urcs``, ``storage_full``, ``cnum_empty``) are
 applied by :class:`~muxd.sim.modem_state.SimModemState`; I/O-level ones
 (``urc_mid_response``, ``mid_pdu``, ``split_reads``, ``delay_s``, ``noise``) by the pty
-writer in :mod:`muxd.sim.modem`; ``parts_order`` and ``ref_bits`` are the defaults of
+writer in :mod:`muxd.sim.modem_pty`; ``parts_order`` and ``ref_bits`` are the defaults of
 ``ModemSimulator.inject`` on that port. Time-based events (a hang, a vanishing port, a SIM
 swap) are methods of the simulator (``mute_for``, ``vanish``, ``swap_sim``); a
 :class:`FaultPlan` can also schedule them at random (seeded) intervals.

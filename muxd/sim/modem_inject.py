@@ -1,0 +1,200 @@
+"""SMS injection into the simulated modems, load generation and the ground-truth log.
+
+:class:`SmsInjector` is the part of :class:`~muxd.sim.modem.ModemSimulator` that receives
+an SMS on a modem (``inject``: parts encoded by :func:`muxd.pdu.encode_deliver` stored in
+its memory, announced with ``+CMTI``), injects at a steady seeded rate (``run_load``) and
+keeps the ground truth: one JSON line per injected SMS in ``log_path``, and a
+``{"event": "discarded", ...}`` line per SMS that leaves with a swapped-out SIM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import math
+import random
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from typing import IO, Any
+
+from muxd.pdu import encode_deliver
+from muxd.sim.modem_commands import SMSC_NUMBER
+from muxd.sim.modem_faults import PARTS_ORDERS
+from muxd.sim.modem_pty import PtyIO, SimPort
+from muxd.sim.modem_state import SIM_STORAGE
+
+__all__ = [
+    "CONCAT_REF_SPACE",
+    "LOAD_SENDERS",
+    "LOAD_TEMPLATES",
+    "LOAD_YIELD_EVERY",
+    "NETWORK_TZ",
+    "SmsInjector",
+]
+
+LOGGER = logging.getLogger("muxd.sim.modem")  # the whole simulator logs under one name
+
+LOAD_YIELD_EVERY = 64  # run_load yields to the loop at least this often while catching up
+NETWORK_TZ = timezone(timedelta(hours=3))  # SCTS as MTS Moscow stamps it
+LOAD_TEMPLATES = ("Your code is {code}", "Ваш код {code}", "Code 😀 {code}")
+LOAD_SENDERS = ("Telegram", "+79161234567", "Google", "+79031112233")
+CONCAT_REF_SPACE = 256
+_REF_COUNTER_SPACE = 1 << 16
+
+
+class SmsInjector(PtyIO):
+    """SMS injection and ground truth of :class:`~muxd.sim.modem.ModemSimulator` (a mixin)."""
+
+    ports: list[SimPort]
+    injected: int
+    refused: int
+    discarded: int
+    _slot_ids: dict[tuple[int, str, int], str]
+    _log: IO[str] | None
+    _load_rng: random.Random
+
+    def inject(
+        self,
+        port_index: int,
+        sender: str,
+        text: str,
+        *,
+        scts: datetime | None = None,
+        ref_bits: int | None = None,
+        order: str | None = None,
+    ) -> str:
+        """Receive an SMS on ``port_index``: store its parts, send ``+CMTI``, log; return its id.
+
+        ``ref_bits`` (8 or 16: the concatenation reference size) and ``order`` (``in``,
+        ``reverse``, ``shuffle``: the order the parts reach the memory) default to the
+        port's ``faults.ref_bits`` / ``faults.parts_order``. The log's ``indices`` are in
+        part order.
+        """
+        if self._loop is None:
+            raise RuntimeError("simulator not started")
+        port = self.ports[port_index]
+        state = port.state
+        bits = state.faults.ref_bits if ref_bits is None else ref_bits
+        how = state.faults.parts_order if order is None else order
+        if bits not in (8, 16):
+            raise ValueError(f"ref_bits must be 8 or 16, got {bits}")
+        if how not in PARTS_ORDERS:
+            raise ValueError(f"order must be one of {PARTS_ORDERS}, got {how!r}")
+        when = scts if scts is not None else datetime.now(NETWORK_TZ).replace(microsecond=0)
+        ref = port._concat_ref % (1 << bits)
+        port._concat_ref = (port._concat_ref + 1) % _REF_COUNTER_SPACE
+        parts = encode_deliver(sender, text, scts=when, smsc=SMSC_NUMBER, ref=ref, ref_bits=bits)
+        arrival = list(range(len(parts)))
+        if how == "reverse":
+            arrival.reverse()
+        elif how == "shuffle":
+            port.rng.shuffle(arrival)
+        mem = state.receive_mem
+        slots: dict[int, int] = {}
+        announce = bytearray()
+        for part in arrival:
+            slot = state.store_deliver(parts[part])
+            if slot is not None:
+                slots[part] = slot
+                announce += state.cmti_if_enabled(slot, mem)
+        announce += state.storage_full_urc()
+        indices = [slots[part] for part in range(len(parts)) if part in slots]
+        stored = len(slots) == len(parts)
+        self.injected += 1
+        if not stored:
+            self.refused += 1
+            LOGGER.info("%s: SMS memory full, SMS from %s refused", port.name, sender)
+        self._emit(port, bytes(announce))
+        sms_id = uuid.uuid4().hex
+        for slot in indices:
+            self._slot_ids[(port_index, mem, slot)] = sms_id
+        if self._log is not None:
+            record: dict[str, Any] = {
+                "id": sms_id,
+                "t": time.time(),
+                "port": port.name,
+                "number": port.number,
+                "sender": sender,
+                "text": text,
+                "parts": len(parts),
+                "indices": indices,
+                "stored": stored,
+                "scts": when.isoformat(),
+                "mem": mem,
+                "ref_bits": bits,
+                "order": how,
+            }
+            self._log.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._log.flush()
+        return sms_id
+
+    async def run_load(
+        self,
+        rate: float,
+        *,
+        duration: float | None = None,
+        count: int | None = None,
+        texts: Sequence[str] | None = None,
+    ) -> int:
+        """Inject ``rate`` SMS/s over random (seeded) ports until ``count`` or ``duration``.
+
+        Without either it runs until cancelled. Pacing follows ``loop.time()`` targets
+        (the k-th SMS is due at ``start + k / rate``), so lateness never accumulates.
+        Returns how many SMS were injected.
+        """
+        if rate <= 0 or not math.isfinite(rate):
+            raise ValueError(f"rate must be a positive number, got {rate}")
+        if texts is not None and not texts:
+            raise ValueError("texts must not be empty")
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        deadline = None if duration is None else start + duration
+        injected = 0
+        for k in itertools.count():
+            if count is not None and k >= count:
+                break
+            due = start + k / rate
+            if deadline is not None and due >= deadline:
+                break
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif k % LOAD_YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+            sender, text = self._load_message(k, texts)
+            self.inject(self._load_rng.randrange(len(self.ports)), sender, text)
+            injected += 1
+        return injected
+
+    def _load_message(self, k: int, texts: Sequence[str] | None) -> tuple[str, str]:
+        sender = LOAD_SENDERS[k % len(LOAD_SENDERS)]
+        if texts is not None:
+            return sender, texts[k % len(texts)]
+        code = f"{self._load_rng.randrange(10**6):06d}"
+        return sender, LOAD_TEMPLATES[k % len(LOAD_TEMPLATES)].format(code=code)
+
+    def _discard_sim_messages(self, port: SimPort) -> None:
+        """Log the SMS that leave with the old SIM's memory (``"event": "discarded"``)."""
+        parts: dict[str, int] = {}
+        for slot in port.state.storages[SIM_STORAGE]:
+            sms_id = self._slot_ids.pop((port.index, SIM_STORAGE, slot), None)
+            if sms_id is not None:
+                parts[sms_id] = parts.get(sms_id, 0) + 1
+        self.discarded += len(parts)
+        if self._log is None:
+            return
+        for sms_id, count in parts.items():
+            record = {
+                "event": "discarded",
+                "id": sms_id,
+                "t": time.time(),
+                "port": port.name,
+                "reason": "sim-swap",
+                "parts": count,
+            }
+            self._log.write(json.dumps(record) + "\n")
+        self._log.flush()
