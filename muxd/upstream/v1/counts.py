@@ -10,6 +10,7 @@ operators, per service. All of it is in memory: no journal read on the request p
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
@@ -23,6 +24,11 @@ ANY = "any"
 RENT = "rent"
 # How stale the list of sellable numbers may be for GET_NUMBER (see LiveNumbers).
 LIVE_TTL = 1.0
+# exceptionPhoneSet: at most this many prefixes, each ASCII digits with an optional "+" and
+# spaces around (a prefix longer than 20 digits can't be one: E.164 has at most 15 digits).
+MAX_MASKS = 10_000
+SPACE = " \t\r\n"
+MASK = re.compile(r"[ \t\r\n]*\+?[0-9]{1,20}[ \t\r\n]*")
 
 
 class Book:
@@ -195,22 +201,30 @@ def count_services(
 def parse_masks(value: object) -> tuple[str, ...]:
     """``exceptionPhoneSet`` -> digit prefixes. Integers (Onlinesim) and strings (SMSHub, with
     or without ``+``) are both accepted; anything else raises ValueError (a mask we can't read
-    must not be ignored: the number it excludes could be handed out)."""
+    must not be ignored: the number it excludes could be handed out), and so do more than
+    :data:`MAX_MASKS` of them (each one is tried against every candidate number)."""
     if value is None:
         return ()
     if not isinstance(value, list):
         raise ValueError("exceptionPhoneSet must be an array")
+    if len(value) > MAX_MASKS:
+        raise ValueError(f"exceptionPhoneSet has more than {MAX_MASKS} elements")
     out: list[str] = []
     for item in value:
         if isinstance(item, bool):
-            raise ValueError(f"exceptionPhoneSet: bad element {item!r}")
+            raise ValueError(f"exceptionPhoneSet: bad element {_echo(item)}")
         if isinstance(item, int) and item > 0:
             out.append(str(item))
-        elif isinstance(item, str) and item.strip().lstrip("+").isdigit():
-            out.append(item.strip().lstrip("+"))
+        elif isinstance(item, str) and MASK.fullmatch(item):
+            out.append(item.strip(SPACE).lstrip("+"))
         else:
-            raise ValueError(f"exceptionPhoneSet: bad element {item!r}")
+            raise ValueError(f"exceptionPhoneSet: bad element {_echo(item)}")
     return tuple(out)
+
+
+def _echo(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def masked(number: str, masks: Sequence[str]) -> bool:

@@ -1,11 +1,12 @@
 """muxd's v1 partner server: Onlinesim calls it (reseller-api.md §6.1–§6.2, §6.4–§6.6, §6.8).
 
-Routes (POST only): ``/`` takes every action from the body's ``action``; the per-method paths
-``/getServices``, ``/getNumber``, ``/finishActivation`` and ``/getServicesRent``,
-``/getNumberRent``, ``/finishActivationRent`` take theirs from the path (an ``action`` in the
-body must agree). The rent paths imply rent; on ``/`` rent is ``service: "rent"``
-(GET_NUMBER, FINISH_ACTIVATION), and GET_SERVICES on ``/`` reports rent counts next to the
-services when rent is enabled (the shared-endpoint form of §6.5).
+Routes (POST, plus ``GET /openapi.json``: the contract below): ``/`` takes every action from
+the body's ``action``; the per-method paths ``/getServices``, ``/getNumber``,
+``/finishActivation`` and ``/getServicesRent``, ``/getNumberRent``, ``/finishActivationRent``
+take theirs from the path (an ``action`` in the body must agree). The rent paths imply rent;
+on ``/`` rent is ``service: "rent"`` (GET_NUMBER, FINISH_ACTIVATION), and GET_SERVICES on ``/``
+reports rent counts next to the services when rent is enabled (the shared-endpoint form of
+§6.5).
 
 Every request: the body is read (``Content-Encoding: gzip`` or a body starting with the gzip
 magic is gunzipped, at most :data:`MAX_BODY_BYTES` either way), then authenticated, then
@@ -18,7 +19,13 @@ counted.
 
 Answers: 200 with ``status`` ``SUCCESS``, or ``NO_NUMBERS`` (``no_numbers_status``) when no
 number fits; 200 ``ERROR``/``NO_OPERATION`` for a FINISH of an unknown activationId; 400 for a
-body that is not a JSON object, an unknown action or a bad field; 500 when the journal fails.
+body that is not a JSON object (or not UTF-8, or nested too deeply), an unknown action or a bad
+field; 413 for a body over :data:`MAX_BODY_BYTES` (refused on its Content-Length before any of
+it is read, or once that much was read, or once gunzipping passes it); 404/405 for another path
+or method; 500 when the journal fails. Every error answer is a short JSON ``{"status":
+"ERROR", "error": ...}`` and changes nothing. Field types are those of §6, and a quoted
+decimal is taken for a number too (a reader that keeps 64-bit ids as strings). The contract
+is published as OpenAPI 3.0 at ``GET /openapi.json`` (``openapi.json`` beside this module).
 """
 
 from __future__ import annotations
@@ -27,11 +34,12 @@ import asyncio
 import dataclasses
 import functools
 import hmac
+import importlib.resources
 import logging
-import math
+import re
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 
 import msgspec
@@ -91,6 +99,19 @@ FINISH_STATUSES: Final = frozenset({1, 2, 3, 4, 5})
 # Ours are below 2**63 (SQLite's INTEGER); anything larger can only be unknown.
 MAX_ACTIVATION_ID: Final = 2**63 - 1
 SOLD: Final = 3
+# Prices are RUB (§6.2): a sum outside [0, MAX_SUM] is nonsense, refused rather than journaled.
+MAX_SUM: Final = 1_000_000_000
+# Country, operator and service names are short words (§6.9), JSON's spaces around ignored.
+MAX_TEXT: Final = 100
+SPACE: Final = " \t\r\n"
+# A quoted number (some readers keep 64-bit ids as strings): plain ASCII decimals only, short
+# enough that int() and float() never see anything odd ("²".isdigit() is true; int() has a
+# digit limit; float() takes "1_0", "١٢" and "inf").
+QUOTED_INT: Final = re.compile(r"[0-9]{1,20}")
+QUOTED_SUM: Final = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?")
+# How much of a hostile value an error answer or a log line repeats.
+ECHO: Final = 40
+OPENAPI: Final = "openapi.json"
 
 _ENCODER = msgspec.json.Encoder()
 
@@ -107,6 +128,18 @@ class Fail(Exception):
 
 def _error(status: int, error: str, result: str) -> Fail:
     return Fail(status, {"status": "ERROR", "error": error}, result)
+
+
+def _echo(value: object) -> str:
+    """``repr(value)``, cut short: error answers and logs never repeat a hostile body."""
+    text = repr(value)
+    return text if len(text) <= ECHO else text[: ECHO - 3] + "..."
+
+
+def _bytes(text: str) -> bytes:
+    """UTF-8 for comparing keys; a header's undecodable bytes arrive as surrogates, which
+    the strict codec would raise on."""
+    return text.encode("utf-8", "surrogatepass")
 
 
 def _gunzip(data: bytes) -> bytes:
@@ -129,40 +162,47 @@ def _gunzip(data: bytes) -> bytes:
 
 async def read_body(request: web.Request) -> dict[str, Any]:
     encoding = request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower()
+    if encoding not in ("identity", "gzip", "x-gzip"):
+        raise _error(400, f"unsupported Content-Encoding {_echo(encoding)}", "bad_request")
+    length = request.content_length
+    if length is not None and length > MAX_BODY_BYTES:
+        raise _error(413, "body too large", "bad_request")  # before reading any of it
     try:
         data = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise _error(413, "body too large", "bad_request") from exc
-    if encoding in ("gzip", "x-gzip") or data.startswith(GZIP_MAGIC):
+    if encoding != "identity" or data.startswith(GZIP_MAGIC):
         data = _gunzip(data)
-    elif encoding != "identity":
-        raise _error(400, f"unsupported Content-Encoding {encoding!r}", "bad_request")
     try:
         body = msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
         raise _error(400, f"body is not JSON: {exc}", "bad_request") from exc
+    except UnicodeDecodeError as exc:
+        raise _error(400, "body is not UTF-8", "bad_request") from exc
+    except RecursionError as exc:
+        raise _error(400, "body is nested too deeply", "bad_request") from exc
     if not isinstance(body, dict):
         raise _error(400, "body is not a JSON object", "bad_request")
     return body
 
 
-def _number(body: dict[str, Any], field: str, *, required: bool) -> float | None:
+def _sum(body: dict[str, Any], field: str = "sum") -> float | None:
+    """An optional price: a number (or quoted decimal) within [0, MAX_SUM]; null is absent."""
     value = body.get(field)
-    if value is None and not required:
+    if value is None:
         return None
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, str) and QUOTED_SUM.fullmatch(value):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise _error(400, f"{field} must be a number", "bad_request")
+    if not 0 <= value <= MAX_SUM:  # false for NaN and ±inf too; an int of any size compares
+        raise _error(400, f"{field} must be within [0, {MAX_SUM}]", "bad_request")
     return float(value)
 
 
 def _integer(body: dict[str, Any], field: str) -> int:
     value = body.get(field)
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and QUOTED_INT.fullmatch(value):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise _error(400, f"{field} must be an integer", "bad_request")
@@ -171,9 +211,11 @@ def _integer(body: dict[str, Any], field: str) -> int:
 
 def _text(body: dict[str, Any], field: str, default: str | None = None) -> str:
     value = body.get(field, default)
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not value.strip(SPACE):
         raise _error(400, f"{field} must be a non-empty string", "bad_request")
-    return value.strip()
+    if len(value) > MAX_TEXT:
+        raise _error(400, f"{field} is longer than {MAX_TEXT} characters", "bad_request")
+    return value.strip(SPACE)
 
 
 class V1Handlers:
@@ -222,7 +264,9 @@ class V1Handlers:
             self._authenticate(request, body)
             self.last_request_at = self._clock()
             if label == "unknown" or (path_action is not None and label != path_action):
-                raise _error(400, f"unknown action {action!r} for {request.path}", "bad_request")
+                raise _error(
+                    400, f"unknown action {_echo(action)} for {request.path}", "bad_request"
+                )
             payload, result = await self._dispatch(label, body, rent)
         except Fail as fail:
             status, payload, result = fail.status, fail.payload, fail.result
@@ -232,31 +276,27 @@ class V1Handlers:
             LOGGER.error("v1 %s: %s", label, exc)
             status, payload, result = 500, {"status": "ERROR", "error": "storage failure"}, "error"
         self._observer.request(label, result, time.perf_counter() - started)
-        data = _ENCODER.encode(payload)
-        headers = {hdrs.CONTENT_TYPE: "application/json; charset=utf-8"}
-        if "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower():
-            # One-shot: a fraction of the cost of aiohttp's streaming compressor for a body of
-            # a few hundred bytes.
-            data = zlib.compress(data, GZIP_LEVEL, GZIP_WBITS)
-            headers[hdrs.CONTENT_ENCODING] = "gzip"
-        return web.Response(body=data, status=status, headers=headers)
+        response = json_response(request, payload, status)
+        if status == 413:
+            response.force_close()  # the rest of that body is not wanted on this connection
+        return response
 
     def _authenticate(self, request: web.Request, body: dict[str, Any]) -> None:
         key = body.get("key")
         if not isinstance(key, str) or not key:
             raise _error(401, "ERROR_NO_KEY", "unauthorized")
-        ok = hmac.compare_digest(key.encode(), self._key)
+        ok = hmac.compare_digest(_bytes(key), self._key)
         bearer = request.headers.get(hdrs.AUTHORIZATION)
         if bearer is not None:
             scheme, _, token = bearer.strip().partition(" ")
             ok &= scheme.lower() == "bearer" and hmac.compare_digest(
-                token.strip().encode(), self._key
+                _bytes(token.strip()), self._key
             )
         elif self.cfg.require_bearer:
             ok = False
         query_key = request.query.get("apikey")
         if query_key is not None:
-            ok &= hmac.compare_digest(query_key.encode(), self._key)
+            ok &= hmac.compare_digest(_bytes(query_key), self._key)
         if not ok:
             raise _error(401, "ERROR_WRONG_KEY", "unauthorized")
 
@@ -293,7 +333,7 @@ class V1Handlers:
         country = _text(body, "country")
         operator = _text(body, "operator", ANY)
         service = _text(body, "service", RENT if rent_path else None)
-        amount = _number(body, "sum", required=False)
+        amount = _sum(body)
         try:
             masks = parse_masks(body.get("exceptionPhoneSet"))
         except ValueError as exc:
@@ -305,7 +345,7 @@ class V1Handlers:
                 return self._no_numbers()
             service = RENT
         elif service.lower() not in self._services:
-            LOGGER.info("GET_NUMBER for %r, which is not offered", service)
+            LOGGER.info("GET_NUMBER for %s, which is not offered", _echo(service))
             return self._no_numbers()
         else:
             service = self._services[service.lower()]
@@ -383,11 +423,15 @@ class V1Handlers:
     async def finish(self, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
         activation_id = _integer(body, "activationId")
         status = _integer(body, "status")
-        if not 1 <= activation_id <= MAX_ACTIVATION_ID:
-            return {"status": "ERROR", "error": "NO_OPERATION"}, "unknown_operation"
-        amount = _number(body, "sum", required=False)
+        amount = _sum(body)
+        if activation_id < 1:
+            raise _error(400, "activationId must be at least 1", "bad_request")
         if status not in FINISH_STATUSES:
-            raise _error(400, f"status must be one of 1, 3, 4, 5, got {status}", "bad_request")
+            raise _error(
+                400, f"status must be one of 1, 3, 4, 5, got {_echo(status)}", "bad_request"
+            )
+        if activation_id > MAX_ACTIVATION_ID:  # well-formed, but never one of ours
+            return {"status": "ERROR", "error": "NO_OPERATION"}, "unknown_operation"
         sells = status == SOLD or (status == 1 and self._status1_blocks)
         outcome, op = await finish(
             self._journal, activation_id, status, amount, self._clock(), sells=sells
@@ -404,8 +448,59 @@ class V1Handlers:
         return {"status": "SUCCESS"}, "success"
 
 
+def json_response(request: web.Request, payload: dict[str, Any], status: int) -> web.Response:
+    data = _ENCODER.encode(payload)
+    headers = {hdrs.CONTENT_TYPE: "application/json; charset=utf-8"}
+    if "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower():
+        # One-shot: a fraction of the cost of aiohttp's streaming compressor for a body of
+        # a few hundred bytes.
+        data = zlib.compress(data, GZIP_LEVEL, GZIP_WBITS)
+        headers[hdrs.CONTENT_ENCODING] = "gzip"
+    return web.Response(body=data, status=status, headers=headers)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The router's own 404 and 405 as the same JSON error the handlers answer."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = json_response(request, {"status": "ERROR", "error": exc.reason}, exc.status)
+        if hdrs.ALLOW in exc.headers:
+            response.headers[hdrs.ALLOW] = exc.headers[hdrs.ALLOW]
+        return response
+
+
+@functools.cache
+def openapi_document() -> bytes | None:
+    """``openapi.json`` as shipped beside this module (None when an install left it out)."""
+    try:
+        return importlib.resources.files(__package__).joinpath(OPENAPI).read_bytes()
+    except OSError:
+        return None
+
+
+async def serve_openapi(request: web.Request) -> web.StreamResponse:
+    document = openapi_document()
+    if document is None:
+        return json_response(request, {"status": "ERROR", "error": f"no {OPENAPI}"}, 404)
+    return web.Response(
+        body=document, headers={hdrs.CONTENT_TYPE: "application/json; charset=utf-8"}
+    )
+
+
 def make_app(handlers: V1Handlers) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY_BYTES, handler_args={"auto_decompress": False})
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        handler_args={"auto_decompress": False},
+        middlewares=[json_errors],
+    )
     for path in ROUTES:
         app.router.add_post(path, handlers.handle)
+    app.router.add_get("/" + OPENAPI, serve_openapi)
     return app
