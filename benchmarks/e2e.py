@@ -1,0 +1,857 @@
+"""End-to-end benchmark: simulated modems -> daemon -> Onlinesim stand-in, every SMS checked.
+
+    python -m benchmarks.e2e --ports 256 --rate 50 --duration 60 --json OUT
+    python -m benchmarks.e2e --ports 512 --find-max --json OUT
+    python -m benchmarks.e2e --ports 512 --rate 0 --idle 60          # idle only
+
+Processes: ``--sims`` simulator processes (``benchmarks.e2e_sim``, ports split between them,
+distinct seeds so every SIM differs, each injecting ``rate / sims``), the Onlinesim stand-in
+(``muxd stand-in --record``, the delivery sink) and ``muxd run``: each its own process, so the
+CPU and RSS figures are muxd's alone (user+sys from /proc, peak RSS = VmHWM).
+
+Phases: start-up until every port is sellable (muxd's /metrics), a settle, ``--idle`` seconds
+of idling (idle CPU), sustained injection at ``--rate`` for ``--duration`` seconds, then a
+drain until every SMS arrived (or nothing arrived for ``--drain-idle`` seconds: the rest is
+lost). ``--find-max`` repeats injection+drain at rising rates until p99 latency passes
+``--max-p99-ms`` or anything is lost, duplicated or corrupted (or the simulators cannot
+generate the rate), refines between the last good and the first bad rate, and reports the
+highest rate sustained.
+
+Latency = the sink's receipt time - the simulator's injection time (the +CMTI write), both
+from this machine's clock. muxd runs with ``[upstream] batch_delay = 0.0`` (ship at once;
+the default 1 s trades latency for fuller batches) and ``batch_max = 100``; other settings are
+defaults (sweep_interval 60 s).
+
+``--daemon smstools3|gsmmodem`` drives a peer instead (``benchmarks.peers``) with the same
+fleet, phases and JSON; their sink is their own output (smsd's incoming files, the runner's
+JSON lines).
+
+Output: a progress line every few seconds (stderr), a summary table, one JSON object
+(``--json``), and a PNG (latency over time, CPU, RSS) when matplotlib is installed
+(``pip install -e '.[bench]'``; default path ``docs/bench-<daemon>-<ports>p-<rate or max>.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from benchmarks.e2e_core import (
+    Delivery,
+    Fleet,
+    JsonlTail,
+    Ledger,
+    PortInfo,
+    Target,
+    cpu_seconds,
+    cpu_split,
+    descendants,
+    free_port,
+    percentile,
+    pss_mb,
+    rss_mb,
+    thread_cpu,
+)
+from muxd.sim.modem_ident import make_identity
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "bench-key"
+POLL = 0.25  # seconds between looks at the logs and /proc
+PROGRESS_EVERY = 2.0
+SIM_START_TIMEOUT = 90.0
+READY_TIMEOUT = 300.0
+SETTLE = 5.0  # after ready: first publish, first sweeps, first health round
+START_DELAY = 0.5  # the simulators start a step this long after being told
+STEP_GRACE = 60.0  # a simulator must report "done" this long after a step's end
+GENERATOR_SHORTFALL = 0.97  # below this share of the asked rate, the simulators were the limit
+AUTO_SIM_RATE = 700.0  # SMS/s one simulator process is given before another is added
+MAX_AUTO_SIMS = 4
+
+
+# --- the simulators -----------------------------------------------------------------------
+
+
+class SimProc:
+    """One ``benchmarks.e2e_sim`` process and its line protocol."""
+
+    def __init__(
+        self,
+        index: int,
+        ports: int,
+        directory: Path,
+        alias: tuple[Path, int],
+        log: Path,
+        err: IO[bytes],
+    ):
+        self.index = index
+        self.log = log
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.e2e_sim",
+                "--ports",
+                str(ports),
+                "--dir",
+                str(directory),
+                "--seed",
+                str(index),
+                "--tag",
+                str(index),
+                "--log",
+                str(log),
+                "--alias-dir",
+                str(alias[0]),
+                "--offset",
+                str(alias[1]),
+            ],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
+        assert self.proc.stdout is not None
+        self.fd = self.proc.stdout.fileno()
+        os.set_blocking(self.fd, False)
+        self.buffer = b""
+
+    def lines(self) -> list[str]:
+        """Complete lines printed since the last call (never blocks)."""
+        try:
+            chunk = os.read(self.fd, 65536)
+        except BlockingIOError:
+            chunk = b""
+        if not chunk and self.proc.poll() is not None and not self.buffer:
+            raise RuntimeError(f"simulator {self.index} exited with {self.proc.returncode}")
+        self.buffer += chunk
+        *done, self.buffer = self.buffer.split(b"\n")
+        return [line.decode() for line in done]
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.send("quit")
+                self.proc.wait(timeout=15)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+
+
+def wait_lines(
+    sims: list[SimProc], word: str, timeout: float, on_poll: Callable[[], None]
+) -> dict[int, list[str]]:
+    """Wait until every simulator printed a line starting with ``word``; return its fields."""
+    deadline = time.monotonic() + timeout
+    got: dict[int, list[str]] = {}
+    while len(got) < len(sims):
+        fds = [s.fd for s in sims if s.index not in got]
+        select.select(fds, [], [], POLL)
+        for sim in sims:
+            for line in sim.lines():
+                fields = line.split()
+                if fields and fields[0] == "error":
+                    raise RuntimeError(f"simulator {sim.index}: {line}")
+                if fields and fields[0] == word:
+                    got[sim.index] = fields[1:]
+        on_poll()
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"simulators: no {word!r} from {sorted(set(range(len(sims))) - set(got))}"
+            )
+    return got
+
+
+def build_fleet(work: Path, ports: int, sims: int) -> tuple[Fleet, list[int]]:
+    """Split ``ports`` over ``sims`` processes; write the numbers CSV for every port."""
+    sizes = [ports // sims + (1 if k < ports % sims else 0) for k in range(sims)]
+    infos: list[PortInfo] = []
+    dev = work / "dev"
+    dev.mkdir(parents=True, exist_ok=True)
+    for k, size in enumerate(sizes):
+        for i in range(size):
+            ident = make_identity(k, i)
+            path = dev / f"port{len(infos):03d}"
+            infos.append(PortInfo(path, ident.number, ident.iccid, ident.imsi, k))
+    for attr in ("number", "iccid", "imsi"):
+        values = [getattr(p, attr) for p in infos]
+        if len(set(values)) != len(values):
+            raise RuntimeError(f"simulator seeds give colliding {attr}s; change the split")
+    numbers = work / "numbers.csv"
+    with numbers.open("w") as fh:
+        fh.write("iccid,imsi,number\n")
+        for p in infos:
+            fh.write(f"{p.iccid},,{p.number}\n")
+    return Fleet(infos, dev, numbers), sizes
+
+
+# --- muxd as the target -------------------------------------------------------------------
+
+
+def scrape(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text: str = resp.read().decode()
+    except OSError:
+        return None
+    return text
+
+
+def metric(url: str, name: str) -> float | None:
+    text = scrape(url)
+    if text is None:
+        return None
+    match = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
+    return float(match.group(1)) if match else None
+
+
+def metric_sum(text: str, name: str) -> float:
+    """Sum of every sample of ``name`` (all label sets)."""
+    return sum(
+        float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M)
+    )
+
+
+# muxd's counters turned into per-SMS ratios for each load step (diagnostics).
+MUXD_COUNTERS = {
+    "journal_commits": "muxd_journal_commit_seconds_count",
+    "journal_operations": "muxd_journal_operations_total",
+    "upstream_requests": "muxd_upstream_requests_total",
+}
+
+
+class MuxdTarget:
+    """``muxd run`` + ``muxd stand-in --record`` (its delivery sink)."""
+
+    name = "muxd"
+
+    def __init__(self, *, batch_delay: float, batch_max: int, log_level: str) -> None:
+        self.batch_delay = batch_delay
+        self.batch_max = batch_max
+        self.log_level = log_level
+        self.notes: dict[str, Any] = {
+            "upstream.batch_delay": batch_delay,
+            "upstream.batch_max": batch_max,
+            "modems.sweep_interval": "default (60 s)",
+            "sink": "muxd stand-in --record (Onlinesim v2 stand-in, its own process)",
+        }
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.n_ports = 0
+        self.next_metrics = 0.0
+
+    def start(self, fleet: Fleet, work: Path) -> None:
+        self.n_ports = len(fleet.ports)
+        self.log_path = work / "muxd.log"
+        self.log = self.log_path.open("wb")
+        stand_in, http = free_port(), free_port()
+        self.record = JsonlTail(work / "received.jsonl")
+        self.metrics_url = f"http://127.0.0.1:{http}/metrics"
+        self.stand_in = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "muxd",
+                "stand-in",
+                "--listen",
+                f"127.0.0.1:{stand_in}",
+                "--api-key",
+                KEY,
+                "--record",
+                str(self.record.path),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+        )
+        self.procs.append(self.stand_in)
+        cfg = work / "muxd.toml"
+        globs = ", ".join(f'"{g}"' for g in fleet.globs)
+        cfg.write_text(
+            f'state_dir = "{work / "state"}"\n'
+            f"[modems]\nports = [{globs}]\n"
+            f'[numbers]\nfile = "{fleet.numbers_csv}"\n'
+            f'[upstream]\nurl = "http://127.0.0.1:{stand_in}"\napi_key = "{KEY}"\n'
+            f"batch_delay = {self.batch_delay}\nbatch_max = {self.batch_max}\n"
+            f'[http]\nlisten = "127.0.0.1:{http}"\n'
+        )
+        self.muxd = subprocess.Popen(
+            [sys.executable, "-m", "muxd", "run", "-c", str(cfg), "--log-level", self.log_level],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+        )
+        self.procs.append(self.muxd)
+
+    def ready(self) -> bool:
+        if self.muxd.poll() is not None:
+            raise RuntimeError(f"muxd exited with {self.muxd.returncode}")
+        now = time.monotonic()
+        if now < self.next_metrics:
+            return False
+        self.next_metrics = now + 1.0
+        # every port sellable, and the whole list accepted by the stand-in
+        return (metric(self.metrics_url, "muxd_ports_sellable") or 0) >= self.n_ports and (
+            metric(self.metrics_url, "muxd_numbers_listed") or 0
+        ) >= self.n_ports
+
+    def pids(self) -> list[int]:
+        return [self.muxd.pid]
+
+    def other_pids(self) -> dict[str, list[int]]:
+        return {"sink": [self.stand_in.pid]}
+
+    def deliveries(self) -> list[Delivery]:
+        return [Delivery(r["t"], r["number"], r["from"], r["message"]) for r in self.record.read()]
+
+    def counters(self) -> dict[str, float]:
+        text = scrape(self.metrics_url)
+        if text is None:
+            return {}
+        return {key: metric_sum(text, name) for key, name in MUXD_COUNTERS.items()}
+
+    def stop(self) -> None:
+        self.muxd.send_signal(signal.SIGTERM)
+        try:
+            self.muxd.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.muxd.kill()
+            self.muxd.wait()
+        self.stand_in.send_signal(signal.SIGINT)  # flushes the record on the way out
+        try:
+            self.stand_in.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.stand_in.kill()
+            self.stand_in.wait()
+        self.log.close()
+
+    def log_tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-3000:]
+        except OSError:
+            return ""
+
+
+def make_target(args: argparse.Namespace) -> Target:
+    if args.daemon == "muxd":
+        return MuxdTarget(
+            batch_delay=args.batch_delay, batch_max=args.batch_max, log_level=args.log_level
+        )
+    if args.daemon == "smstools3":
+        from benchmarks.peers.smstools import SmstoolsTarget
+
+        return SmstoolsTarget()
+    from benchmarks.peers.pygsmmodem import GsmmodemTarget
+
+    return GsmmodemTarget()
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def tree(pids: list[int]) -> Callable[[], list[int]]:
+    """A function listing ``pids`` and their descendants as they are now."""
+    return lambda: [q for p in pids for q in descendants(p)]
+
+
+class CpuMeter:
+    """CPU seconds of a changing set of processes; a process that exits keeps its share."""
+
+    def __init__(self, pids: Callable[[], list[int]]) -> None:
+        self.pids = pids
+        self.seen: dict[int, float] = {}
+
+    def read(self) -> float:
+        for pid in self.pids():
+            cpu = cpu_seconds(pid)
+            if cpu >= self.seen.get(pid, 0.0):
+                self.seen[pid] = cpu
+        return sum(self.seen.values())
+
+
+@dataclass
+class Runner:
+    args: argparse.Namespace
+    target: Target
+    sims: list[SimProc]
+    truth: list[JsonlTail]
+    ledger: Ledger = field(default_factory=Ledger)
+    step: int = 0
+    samples: list[tuple[float, float, float]] = field(default_factory=list)
+    next_progress: float = 0.0
+    phase: str = "start"
+    phase_start: float = 0.0
+    peak_rss: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.cpu = CpuMeter(self.daemon_pids)
+        self.other = {"simulators": CpuMeter(lambda: [s.proc.pid for s in self.sims])}
+        for name, pids in self.target.other_pids().items():
+            self.other[name] = CpuMeter(tree(pids))
+
+    def daemon_pids(self) -> list[int]:
+        return [q for p in self.target.pids() for q in descendants(p)]
+
+    def set_phase(self, phase: str) -> None:
+        self.phase, self.phase_start = phase, time.time()
+
+    def poll(self) -> None:
+        """Read new ground truth and deliveries, sample CPU and RSS, print progress."""
+        for tail in self.truth:
+            for record in tail.read():
+                self.ledger.add_sent(record, self.step)
+        for delivery in self.target.deliveries():
+            self.ledger.add_delivery(delivery, self.step)
+        now = time.time()
+        pids = self.daemon_pids()
+        rss = rss_mb(pids)
+        self.peak_rss = max(self.peak_rss, rss)
+        self.samples.append((now, self.cpu.read(), rss))
+        if now >= self.next_progress:
+            self.progress(now, rss)
+            self.next_progress = now + PROGRESS_EVERY
+
+    def progress(self, now: float, rss: float) -> None:
+        recent = self.ledger.recent_ms
+        p99 = percentile(recent, 99)
+        self.ledger.recent_ms = []
+        window = [s for s in self.samples if s[0] >= now - PROGRESS_EVERY - POLL]
+        cpu_pct = 0.0
+        if len(window) >= 2 and window[-1][0] > window[0][0]:
+            cpu_pct = 100 * (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
+        injected = len(self.ledger.sent)
+        line = (
+            f"[{self.target.name} {self.phase} {now - self.phase_start:5.0f} s] "
+            f"injected {injected} delivered {self.ledger.delivered} "
+            f"pending {injected - self.ledger.delivered} "
+            f"dup {self.ledger.duplicated} unmatched {len(self.ledger.unmatched)} "
+            f"p99(last {PROGRESS_EVERY:g} s) {'-' if p99 is None else f'{p99:.0f} ms'} "
+            f"CPU {cpu_pct:.1f}% RSS {rss:.0f} MB"
+        )
+        print(line, file=sys.stderr, flush=True)
+
+    def cpu_at(self, t: float) -> float:
+        """The daemon's CPU seconds at ``t``, interpolated between samples."""
+        samples = self.samples
+        if not samples:
+            return 0.0
+        if t <= samples[0][0]:
+            return samples[0][1]
+        for (ta, ca, _), (tb, cb, _) in itertools.pairwise(samples):
+            if ta <= t <= tb:
+                return ca if tb == ta else ca + (cb - ca) * (t - ta) / (tb - ta)
+        return samples[-1][1]
+
+    def wait(self, seconds: float) -> None:
+        end = time.time() + seconds
+        while time.time() < end:
+            self.poll()
+            time.sleep(min(POLL, max(0.0, end - time.time())))
+
+    def idle(self, seconds: float) -> dict[str, float]:
+        self.set_phase("idle")
+        cpu0, t0 = self.cpu.read(), time.time()
+        self.wait(seconds)
+        cpu, wall = self.cpu.read() - cpu0, time.time() - t0
+        return {"idle_s": round(wall, 1), "idle_cpu_pct": round(100 * cpu / wall, 2)}
+
+    def load(self, rate: float, duration: float, idle_cpu_pct: float | None) -> dict[str, Any]:
+        """One injection step and its drain; returns its figures."""
+        self.step += 1
+        step = self.step
+        others0 = {name: meter.read() for name, meter in self.other.items()}
+        split0 = cpu_split(self.daemon_pids())
+        threads0 = thread_cpu(self.daemon_pids())
+        counters0 = self.target.counters()
+        start = time.time() + START_DELAY
+        share = rate / len(self.sims)
+        for sim in self.sims:
+            sim.send(f"load {share!r} {duration!r} {start!r}")
+        self.set_phase(f"load {rate:g}/s")
+        profiler = None
+        if self.args.profile and step == 1:
+            from benchmarks import e2e_profile
+
+            profiler = e2e_profile.start(self.target.pids()[0], duration, Path(self.args.profile))
+        done = wait_lines(self.sims, "done", START_DELAY + duration + STEP_GRACE, self.poll)
+        if profiler is not None:
+            try:
+                profiler.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                profiler.kill()
+                profiler.wait()
+        load_end = time.time()
+        self.poll()
+        self.set_phase("drain")
+        last_change, last_count = time.time(), -1
+        while True:
+            count = self.ledger.delivered_by_step[step]
+            now = time.time()
+            if count != last_count:
+                last_change, last_count = now, count
+            if count >= self.ledger.injected_by_step[step]:
+                break
+            if now - last_change > self.args.drain_idle or now - load_end > self.args.drain_max:
+                break
+            time.sleep(POLL)
+            self.poll()
+        end = time.time()
+        split = cpu_split(self.daemon_pids())
+        threads = thread_cpu(self.daemon_pids())
+        counters = self.target.counters()
+        self.ledger.pair_corrupted()
+        st = self.ledger.stats(step)
+        last = st.last_delivery or end
+        window = max(last - start, 1e-9)
+        cpu = self.cpu_at(last) - self.cpu_at(start)
+        gen_window = (st.last_injection or start) - (st.first_injection or start)
+        injected_rate = (st.injected - 1) / gen_window if gen_window > 0 else 0.0
+        late_ms = max(float(fields[1]) for fields in done.values())
+        at_commands: dict[str, int] = {}
+        for fields in done.values():
+            for verb, n in json.loads(fields[2]).items():
+                at_commands[verb] = at_commands.get(verb, 0) + n
+        others = {
+            name: round(100 * (meter.read() - others0[name]) / max(end - start, 1e-9), 1)
+            for name, meter in self.other.items()
+        }
+
+        def ms(q: float) -> float | None:
+            v = percentile(st.latencies_ms, q)
+            return None if v is None else round(v, 1)
+
+        result: dict[str, Any] = {
+            "rate": rate,
+            "duration_s": duration,
+            "injected": st.injected,
+            "delivered": st.delivered,
+            "lost": st.lost,
+            "duplicated": st.duplicated,
+            "corrupted": st.corrupted,
+            "throughput_sms_s": round(st.delivered / window, 1),
+            "latency_ms": {
+                "p50": ms(50),
+                "p99": ms(99),
+                "max": None if not st.latencies_ms else round(max(st.latencies_ms), 1),
+            },
+            "cpu_s": round(cpu, 3),
+            "cpu_user_sys_s": [round(split[0] - split0[0], 2), round(split[1] - split0[1], 2)],
+            "cpu_s_per_1000_sms": round(1000 * cpu / st.delivered, 4) if st.delivered else None,
+            "injected_rate_sms_s": round(injected_rate, 1),
+            "generator_max_late_ms": late_ms,
+            "cpu_window_s": round(window, 2),
+            "other_cpu_pct": others,
+            "start": start,
+            "end": last,
+        }
+        result["cpu_s_by_thread"] = {
+            name: round(cpu - threads0.get(name, 0.0), 2) for name, cpu in threads.items()
+        }
+        if st.delivered:
+            result["per_sms"] = {
+                key: round((value - counters0.get(key, 0.0)) / st.delivered, 3)
+                for key, value in counters.items()
+            }
+            busiest = sorted(at_commands.items(), key=lambda kv: -kv[1])
+            result["per_sms"]["at_commands"] = {
+                verb: round(n / st.delivered, 3) for verb, n in busiest[:8]
+            }
+        if idle_cpu_pct is not None and st.delivered:
+            net = cpu - idle_cpu_pct / 100 * window
+            result["cpu_s_per_1000_sms_net_of_idle"] = round(1000 * net / st.delivered, 4)
+        return result
+
+
+def passed(step: dict[str, Any], max_p99: float) -> tuple[bool, str]:
+    if step["injected_rate_sms_s"] < GENERATOR_SHORTFALL * step["rate"]:
+        return False, "generator"
+    if step["lost"] or step["duplicated"] or step["corrupted"]:
+        return False, "loss"
+    p99 = step["latency_ms"]["p99"]
+    if p99 is None or p99 > max_p99:
+        return False, "p99"
+    return True, ""
+
+
+def find_max(runner: Runner, args: argparse.Namespace, idle_pct: float | None) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = []
+    good: dict[str, Any] | None = None
+    bad_rate: float | None = None
+    stopped_by = "max-rate"
+    rate = args.rate or args.start_rate
+    while rate <= args.max_rate:
+        step = runner.load(rate, args.step_duration, idle_pct)
+        ok, why = passed(step, args.max_p99_ms)
+        step["passed"], step["failed_on"] = ok, why or None
+        steps.append(step)
+        print(summary_row(runner.target.name, args.ports, step), file=sys.stderr, flush=True)
+        if not ok:
+            bad_rate, stopped_by = rate, why
+            break
+        good = step
+        rate = round(rate * args.step_factor)
+    for _ in range(args.refine if bad_rate is not None else 0):
+        low = good["rate"] if good else 0.0
+        assert bad_rate is not None
+        mid = round((low + bad_rate) / 2)
+        if mid <= low or mid >= bad_rate:
+            break
+        step = runner.load(mid, args.step_duration, idle_pct)
+        ok, why = passed(step, args.max_p99_ms)
+        step["passed"], step["failed_on"] = ok, why or None
+        steps.append(step)
+        print(summary_row(runner.target.name, args.ports, step), file=sys.stderr, flush=True)
+        if ok:
+            good = step
+        else:
+            bad_rate, stopped_by = mid, why
+    best = good or steps[-1]
+    return {
+        **best,
+        "find_max": {
+            "max_sustained_rate": good["rate"] if good else None,
+            "criteria": f"p99 <= {args.max_p99_ms:g} ms, 0 lost/duplicated/corrupted, "
+            f"simulators reach >= {GENERATOR_SHORTFALL:.0%} of the rate",
+            "first_failing_rate": bad_rate,
+            "stopped_by": stopped_by,
+            "step_duration_s": args.step_duration,
+            "steps": steps,
+        },
+    }
+
+
+HEADER = (
+    f"{'daemon':<10}{'ports':>6}{'rate':>7}{'inj':>8}{'deliv':>8}{'lost':>6}{'dup':>5}"
+    f"{'corr':>5}{'thr/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'CPU-s/1k':>9}"
+)
+
+
+def summary_row(name: str, ports: int, r: dict[str, Any]) -> str:
+    lat = r.get("latency_ms") or {}
+
+    def num(v: float | None, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    return (
+        f"{name:<10}{ports:>6}{r.get('rate', 0):>7g}{r.get('injected', 0):>8}"
+        f"{r.get('delivered', 0):>8}{r.get('lost', 0):>6}{r.get('duplicated', 0):>5}"
+        f"{r.get('corrupted', 0):>5}{num(r.get('throughput_sms_s'), '.1f'):>8}"
+        f"{num(lat.get('p50'), '.1f'):>9}{num(lat.get('p99'), '.1f'):>9}"
+        f"{num(lat.get('max'), '.1f'):>9}{num(r.get('cpu_s_per_1000_sms'), '.3f'):>9}"
+    )
+
+
+def print_summary(result: dict[str, Any]) -> None:
+    name, ports = result["daemon"], result["ports"]
+    print()
+    print(HEADER)
+    steps = result.get("find_max", {}).get("steps") or ([result] if result.get("rate") else [])
+    for step in steps:
+        mark = ""
+        if "passed" in step:
+            mark = "  ok" if step["passed"] else f"  FAIL ({step['failed_on']})"
+        print(summary_row(name, ports, step) + mark)
+    print(
+        f"idle: {result.get('idle_cpu_pct', '-')} % of one core over {result.get('idle_s', '-')} s;"
+        f" peak RSS {result['rss_mb']} MB; start to ready {result['start_to_ready_s']} s"
+    )
+    if "find_max" in result:
+        fm = result["find_max"]
+        print(
+            f"find-max: highest sustained rate {fm['max_sustained_rate']} SMS/s "
+            f"(first failing {fm['first_failing_rate']}, stopped by {fm['stopped_by']})"
+        )
+    if result.get("plot"):
+        print(f"plot: {result['plot']}")
+
+
+def display_path(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+
+
+def auto_sims(args: argparse.Namespace) -> int:
+    if args.sims:
+        return int(args.sims)
+    peak = args.max_rate if args.find_max else args.rate
+    return max(1, min(MAX_AUTO_SIMS, math.ceil(float(peak) / AUTO_SIM_RATE), int(args.ports)))
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    target = make_target(args)
+    n_sims = auto_sims(args)
+    keep = Path(args.keep) if args.keep else None
+    with tempfile.TemporaryDirectory(prefix="muxd-e2e-") as tmp:
+        work = keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        fleet, sizes = build_fleet(work, args.ports, n_sims)
+        sim_err = (work / "simulators.log").open("wb")
+        sims: list[SimProc] = []
+        started = False
+        try:
+            offset = 0
+            for k, size in enumerate(sizes):
+                alias = (fleet.dev, offset)
+                sims.append(
+                    SimProc(k, size, work / f"sim{k}", alias, work / f"truth{k}.jsonl", sim_err)
+                )
+                offset += size
+            wait_lines(sims, "ready", SIM_START_TIMEOUT, lambda: None)
+            t_start = time.time()
+            started = True
+            target.start(fleet, work)
+            runner = Runner(args, target, sims, [JsonlTail(s.log) for s in sims])
+            runner.set_phase("start")
+            deadline = time.monotonic() + READY_TIMEOUT
+            while not target.ready():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{target.name} not ready in {READY_TIMEOUT:.0f} s")
+                runner.poll()
+                time.sleep(POLL)
+            to_ready = time.time() - t_start
+            runner.set_phase("settle")
+            runner.wait(SETTLE)
+            result: dict[str, Any] = {
+                "daemon": target.name,
+                "ports": args.ports,
+                "simulator_processes": n_sims,
+                "start_to_ready_s": round(to_ready, 1),
+            }
+            idle_pct = None
+            if args.idle > 0:
+                result.update(runner.idle(args.idle))
+                idle_pct = result["idle_cpu_pct"]
+            if args.find_max:
+                result.update(find_max(runner, args, idle_pct))
+            elif args.rate > 0 and args.duration > 0:
+                result.update(runner.load(args.rate, args.duration, idle_pct))
+            else:
+                result.update({"rate": 0, "duration_s": 0})
+            if args.profile and Path(args.profile).exists():
+                from benchmarks import e2e_profile
+
+                result["profile"] = {
+                    "file": display_path(Path(args.profile)),
+                    **e2e_profile.summarise(Path(args.profile)),
+                }
+            pids = runner.daemon_pids()
+            result["rss_mb"] = round(max(rss_mb(pids, "VmHWM"), runner.peak_rss), 1)
+            result["rss_now_mb"] = round(rss_mb(pids), 1)
+            result["pss_now_mb"] = round(pss_mb(pids), 1)
+            result["daemon_processes"] = len(pids)
+            result["config"] = target.notes
+            t0 = runner.samples[0][0] if runner.samples else t_start
+            steps = result.get("find_max", {}).get("steps") or (
+                [result] if result.get("start") else []
+            )
+            if not args.no_plot:
+                label = "max" if args.find_max else (f"{args.rate:g}" if args.rate else "idle")
+                path = Path(
+                    args.plot or ROOT / f"docs/bench-{target.name}-{args.ports}p-{label}.png"
+                )
+                title = f"{target.name}, {args.ports} ports, " + (
+                    "find-max" if args.find_max else f"{args.rate:g} SMS/s for {args.duration:g} s"
+                )
+                made = None
+                if steps:
+                    from benchmarks.e2e_plot import plot
+
+                    made = plot(
+                        path,
+                        title=title,
+                        points=runner.ledger.points,
+                        samples=runner.samples,
+                        steps=steps,
+                        t0=t0,
+                    )
+                result["plot"] = None if made is None else display_path(made)
+            for step in steps:
+                step.pop("start", None)
+                step.pop("end", None)
+        except BaseException:
+            if started:
+                sys.stderr.write(f"--- {target.name} log tail ---\n{target.log_tail()}\n")
+            raise
+        finally:
+            if started:
+                target.stop()
+            for sim in sims:
+                sim.stop()
+            sim_err.close()
+    return result
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.e2e",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--ports", type=int, default=256)
+    p.add_argument("--rate", type=float, default=50.0, help="SMS/s (0: idle only)")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of injection")
+    p.add_argument("--idle", type=float, default=10.0, help="seconds of idle measurement")
+    p.add_argument("--json", help="write the result object here")
+    p.add_argument("--daemon", choices=["muxd", "smstools3", "gsmmodem"], default="muxd")
+    p.add_argument("--sims", type=int, default=0, help="simulator processes (0: by rate)")
+    p.add_argument("--drain-idle", type=float, default=10.0, help="drain ends after this quiet")
+    p.add_argument("--drain-max", type=float, default=120.0, help="drain ends after this")
+    p.add_argument("--batch-delay", type=float, default=0.0, help="muxd upstream.batch_delay")
+    p.add_argument("--batch-max", type=int, default=100, help="muxd upstream.batch_max")
+    p.add_argument("--log-level", default="warning", help="muxd's")
+    p.add_argument("--find-max", action="store_true", help="step the rate up to the limit")
+    p.add_argument("--start-rate", type=float, default=250.0, help="find-max's first rate")
+    p.add_argument("--step-factor", type=float, default=1.5, help="find-max's rate multiplier")
+    p.add_argument("--step-duration", type=float, default=15.0, help="find-max's seconds a step")
+    p.add_argument("--refine", type=int, default=2, help="find-max's bisections after a failure")
+    p.add_argument("--max-rate", type=float, default=6000.0, help="find-max stops here")
+    p.add_argument("--max-p99-ms", type=float, default=1000.0, help="find-max's latency bound")
+    p.add_argument("--plot", help="PNG path (default docs/bench-<daemon>-<ports>p-<rate>.png)")
+    p.add_argument("--no-plot", action="store_true")
+    p.add_argument(
+        "--profile", help="py-spy the daemon during the first load step; collapsed stacks here"
+    )
+    p.add_argument("--keep", help="work in this directory and keep it (logs, truth, record)")
+    args = p.parse_args(argv)
+    if args.find_max and args.rate == 50.0:
+        args.rate = 0.0  # the default rate is the sustained run's; find-max uses --start-rate
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = run(args)
+    print_summary(result)
+    if "profile" in result:
+        from benchmarks import e2e_profile
+
+        e2e_profile.print_summary(result["profile"])
+    text = json.dumps(result, indent=2)
+    print(json.dumps(result))
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
