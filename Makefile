@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test ops-tools lint typecheck pytest bench bench-pdu bench-fleet screenshot reliability clean
+.PHONY: demo test ops-tools lint typecheck pytest bench bench-pdu bench-fleet bench-e2e bench-peers screenshot reliability clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,19 @@ bench-pdu: $(STAMP)
 bench-fleet: $(STAMP)
 	$(BIN)/python -m benchmarks.fleet_idle --ports 512 --idle 60
 
+# End to end (simulator, stand-in and `muxd run` in their own processes): the issue's targets.
+bench-e2e: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m benchmarks.e2e --ports 512 --rate 0 --idle 60 --json bench-idle-512.json
+	$(BIN)/python -m benchmarks.e2e --ports 256 --rate 50 --duration 60 --json bench-256-50.json
+	$(BIN)/python -m benchmarks.e2e --ports 512 --find-max --json bench-512-max.json
+
+# muxd, smstools3 (Debian's smstools) and python-gsmmodem-new on one fleet: one table.
+bench-peers: $(STAMP)
+	command -v smsd >/dev/null || (apt-get update -q && apt-get install -y -q smstools)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench,bench-peers-gsm]'
+	$(BIN)/python -m benchmarks.peers --ports 64 --rate 50 --duration 60 --json bench-peers.json
+
 # The README's screenshot of the status page: headless Chromium against `muxd demo`.
 screenshot: $(STAMP) ops-tools
 	$(BIN)/python -m benchmarks.screenshot docs/status-page.png
@@ -53,6 +66,7 @@ reliability: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,fuzz]'
 	$(BIN)/python -m tests.fuzz.fuzz_at -runs=1000000 -print_final_stats=1
 	$(BIN)/python -m tests.fuzz.fuzz_pdu -runs=1000000 -print_final_stats=1
+	$(BIN)/python -m tests.fuzz.schemathesis_v1 --examples 2000
 	$(BIN)/python -m benchmarks.crash_campaign --rounds 100
 
 clean:
