@@ -62,9 +62,11 @@ from benchmarks.e2e_core import (
     cpu_split,
     descendants,
     free_port,
+    log_tail,
     percentile,
     pss_mb,
     rss_mb,
+    stop_process,
     thread_cpu,
 )
 from muxd.sim.modem_ident import make_identity
@@ -331,25 +333,12 @@ class MuxdTarget:
         return {key: metric_sum(text, name) for key, name in MUXD_COUNTERS.items()}
 
     def stop(self) -> None:
-        self.muxd.send_signal(signal.SIGTERM)
-        try:
-            self.muxd.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.muxd.kill()
-            self.muxd.wait()
-        self.stand_in.send_signal(signal.SIGINT)  # flushes the record on the way out
-        try:
-            self.stand_in.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.stand_in.kill()
-            self.stand_in.wait()
+        stop_process(self.muxd, 20)
+        stop_process(self.stand_in, 10, signal.SIGINT)  # SIGINT flushes the record on the way out
         self.log.close()
 
     def log_tail(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-3000:]
-        except OSError:
-            return ""
+        return log_tail(self.log_path)
 
 
 def make_target(args: argparse.Namespace) -> Target:

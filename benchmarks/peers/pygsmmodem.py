@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import select
-import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.e2e_core import Delivery, Fleet, JsonlTail
+from benchmarks.e2e_core import Delivery, Fleet, JsonlTail, log_tail, stop_process
 
 RUNNER = Path(__file__).with_name("gsmmodem_runner.py")
 
@@ -87,16 +86,8 @@ class GsmmodemTarget:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 30)
         self.err.close()
 
     def log_tail(self) -> str:
-        try:
-            return self.err_path.read_text(errors="replace")[-3000:]
-        except OSError:
-            return ""
+        return log_tail(self.err_path)

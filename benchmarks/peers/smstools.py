@@ -21,13 +21,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.e2e_core import Delivery, Fleet
+from benchmarks.e2e_core import Delivery, Fleet, log_tail, stop_process
 
 MAX_DEVICES = 64  # smsd's compile-time NUMBER_OF_MODEMS
 STABLE_S = 0.3  # an incoming file is read once it is this old (smsd may still be writing it)
@@ -152,19 +151,11 @@ class SmstoolsTarget:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 30)
         self.out.close()
 
     def log_tail(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-3000:]
-        except OSError:
-            return ""
+        return log_tail(self.log_path)
 
 
 def _version() -> str:
