@@ -94,7 +94,7 @@ class Daemon:
         )
         if not result.new:
             return
-        self.metrics.sms_parts.labels(result.state).inc()
+        self.metrics.count_part(result.state)
         if result.message_id is not None:
             self.metrics.sms_received.inc()
             self.received += 1
@@ -292,7 +292,7 @@ class Daemon:
             on_delivered=self._on_delivered,
             on_parked=self._on_parked,
             republish=publisher.request,
-            listed=publisher.is_listed,
+            listed=publisher.listed_numbers,
         )
         return {"publisher": publisher.run(), "shipper": shipper.run()}
 
@@ -316,7 +316,10 @@ class Daemon:
         connector = aiohttp.TCPConnector(limit=UPSTREAM_CONNECTIONS)
         runner = web.AppRunner(make_app(self.metrics.registry, self), access_log=None)
         try:
-            async with aiohttp.ClientSession(connector=connector) as http:
+            # No cookies: both APIs authenticate per request (and a jar costs CPU on every call).
+            async with aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+            ) as http:
                 await runner.setup()
                 host, port = parse_listen(cfg.http.listen)
                 site = web.TCPSite(runner, host, port)

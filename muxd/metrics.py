@@ -105,10 +105,24 @@ class Metrics:
         )
         self.build_info = Gauge("muxd_build_info", "muxd version", ["version"], registry=r)
         self.build_info.labels(__version__).set(1)
+        self._upstream_children: dict[tuple[str, str], Counter] = {}
+        self._upstream_timing: dict[str, Histogram] = {}
+        self._part_children: dict[str, Counter] = {}
 
     def observe_upstream(self, endpoint: str, result: str, seconds: float) -> None:
-        self.upstream_requests.labels(endpoint, result).inc()
-        self.upstream_seconds.labels(endpoint).observe(seconds)
+        # Labelled children are looked up once: ``labels()`` takes a lock and validates.
+        key = (endpoint, result)
+        if (requests := self._upstream_children.get(key)) is None:
+            requests = self._upstream_children[key] = self.upstream_requests.labels(*key)
+        if (timing := self._upstream_timing.get(endpoint)) is None:
+            timing = self._upstream_timing[endpoint] = self.upstream_seconds.labels(endpoint)
+        requests.inc()
+        timing.observe(seconds)
+
+    def count_part(self, state: str) -> None:
+        if (child := self._part_children.get(state)) is None:
+            child = self._part_children[state] = self.sms_parts.labels(state)
+        child.inc()
 
     def observe_commit(self, seconds: float, ops: int) -> None:
         self.journal_commit_seconds.observe(seconds)

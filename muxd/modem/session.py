@@ -31,6 +31,15 @@ OPEN_TIMEOUT = 5.0
 TRACE_LINES = 50
 
 
+class _Expired(Exception):
+    """A command's deadline passed (raised into its waiter by the deadline timer)."""
+
+
+def _expire(waiter: asyncio.Future[Response]) -> None:
+    if not waiter.done():
+        waiter.set_exception(_Expired())
+
+
 class Response:
     """The information lines and final result of one command."""
 
@@ -172,14 +181,18 @@ class ModemSession(asyncio.Protocol):
             self._waiter = loop.create_future()
             self._parser.command_sent(command)
             self.trace.append(f"> {command}")
+            waiter = self._waiter
+            # An absolute deadline (a timer, cheaper per command than asyncio.timeout): what
+            # the modem sends meanwhile, URCs included, cannot extend it.
+            expiry = loop.call_later(timeout, _expire, waiter)
             try:
                 transport.write(command.encode("ascii") + b"\r")
-                async with asyncio.timeout(timeout):
-                    await self._waiter
-            except TimeoutError:
+                await waiter
+            except _Expired:
                 self.timeouts += 1
                 raise AtTimeoutError(f"{self.name}: {command}: no answer in {timeout} s") from None
             finally:
+                expiry.cancel()
                 self._current = None
                 self._waiter = None
                 self._parser.command_done()

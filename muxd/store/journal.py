@@ -16,13 +16,14 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any, TypeVar
 
 from muxd.errors import JournalError
 from muxd.store.intake import PartIn, PendingMessage, PutResult, put_part_op, release_op
 from muxd.store.schema import migrate
+from muxd.store.writer import WriterThread
 
 LOGGER = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class Journal:
     ) -> None:
         self.path = path
         self._on_commit = on_commit
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._writer = WriterThread("journal")
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
         self._flush_task: asyncio.Task[None] | None = None
@@ -71,11 +72,10 @@ class Journal:
     @classmethod
     async def open(cls, state_dir: Path, **kwargs: Any) -> Journal:
         journal = cls(state_dir / JOURNAL_FILE, **kwargs)
-        loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(journal._executor, journal._connect)
+            await journal._writer.call(journal._connect)
         except (OSError, sqlite3.Error) as exc:
-            journal._executor.shutdown(wait=False)
+            journal._writer.stop(wait=False)
             raise JournalError(f"{journal.path}: cannot open journal: {exc}") from exc
         return journal
 
@@ -94,11 +94,10 @@ class Journal:
     async def close(self) -> None:
         if self._flush_task is not None:
             await asyncio.shield(self._flush_task)
-        loop = asyncio.get_running_loop()
         if self._conn is not None:
-            await loop.run_in_executor(self._executor, self._conn.close)
+            await self._writer.call(self._conn.close)
             self._conn = None
-        self._executor.shutdown(wait=True)
+        self._writer.stop()
 
     # -- group commit -------------------------------------------------------------------------
 
@@ -114,14 +113,13 @@ class Journal:
         return await fut
 
     async def _flush_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
                 ops = [op for op, _ in batch]
                 started = time.perf_counter()
                 try:
-                    results = await loop.run_in_executor(self._executor, self._run_batch, ops)
+                    results = await self._writer.call(self._run_batch, ops)
                 except (OSError, sqlite3.Error) as exc:
                     err = JournalError(f"{self.path}: commit failed: {exc}")
                     LOGGER.critical("%s", err)
@@ -151,6 +149,18 @@ class Journal:
         results: list[Any] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if len(ops) == 1:
+                # Alone in its transaction, an operation needs no savepoint: on its own error
+                # the whole (its own) transaction is rolled back.
+                try:
+                    results.append(ops[0](conn))
+                except Exception as exc:
+                    if isinstance(exc, sqlite3.Error) and _storage_failure(exc):
+                        raise
+                    conn.execute("ROLLBACK")
+                    return [JournalError(f"journal operation failed: {exc}")]
+                conn.execute("COMMIT")
+                return results
             for op in ops:
                 conn.execute("SAVEPOINT op")
                 try:
@@ -176,14 +186,13 @@ class Journal:
 
     async def probe(self) -> bool:
         """Try one durable write; on success clear the failed state (intake may resume)."""
-        loop = asyncio.get_running_loop()
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR REPLACE INTO health(id, at) VALUES (1, ?)", (time.time(),))
 
         ops: list[Op] = [op]
         try:
-            await loop.run_in_executor(self._executor, self._run_batch, ops)
+            await self._writer.call(self._run_batch, ops)
         except (OSError, sqlite3.Error) as exc:
             LOGGER.debug("journal probe failed: %s", exc)
             return False
@@ -225,6 +234,38 @@ class Journal:
             return [PendingMessage(*r) for r in rows]
 
         result: list[PendingMessage] = await self._submit(op)
+        return result
+
+    async def take_batch(
+        self, limit: int, listed: AbstractSet[str] | None = None
+    ) -> tuple[list[PendingMessage], int]:
+        """The next batch to send, in one transaction: the oldest ``limit`` pending messages;
+        those whose number is not in ``listed`` (when given) are held, the rest are recorded as
+        attempted (see :meth:`mark_attempt`) and returned. Also returns how many were looked
+        at: fewer than ``limit`` means nothing else was pending."""
+
+        def op(conn: sqlite3.Connection) -> tuple[list[PendingMessage], int]:
+            rows = conn.execute(
+                "SELECT id, number, sender, text, sms_time, received_at FROM messages"
+                " WHERE state = 'pending' AND number IS NOT NULL ORDER BY id LIMIT ?",
+                (limit,),
+            ).fetchall()
+            batch = [PendingMessage(*r) for r in rows]
+            if listed is not None:
+                unlisted = [(m.id,) for m in batch if m.number not in listed]
+                if unlisted:
+                    conn.executemany(
+                        "UPDATE messages SET state = 'held', last_error ="
+                        " 'number not listed upstream' WHERE id = ? AND state = 'pending'",
+                        unlisted,
+                    )
+                    batch = [m for m in batch if m.number in listed]
+            conn.executemany(
+                "UPDATE messages SET attempts = attempts + 1 WHERE id = ?", [(m.id,) for m in batch]
+            )
+            return batch, len(rows)
+
+        result: tuple[list[PendingMessage], int] = await self._submit(op)
         return result
 
     async def mark_delivered(self, ids: list[int], when: float) -> None:

@@ -100,6 +100,10 @@ class NumbersPublisher:
     def is_listed(self, number: str) -> bool:
         return number in self.published
 
+    def listed_numbers(self) -> frozenset[str]:
+        """A snapshot of the numbers the upstream lists now."""
+        return frozenset(self.published)
+
     def request(self) -> None:
         """Publish soon even if the list looks unchanged (the upstream forgot a number)."""
         self._force = True

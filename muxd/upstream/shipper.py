@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from collections.abc import Set as AbstractSet
 
 from muxd.errors import JournalError, UpstreamError
 from muxd.store import Journal, PendingMessage
@@ -74,10 +75,11 @@ class Shipper:
         republish: Callable[[], None] | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.time,
-        listed: Callable[[str], bool] | None = None,
+        listed: Callable[[], AbstractSet[str]] | None = None,
     ) -> None:
-        # Is a number on the upstream's list right now? SMS of unlisted numbers are held (the
-        # upstream would answer NO_NUMBER) and released when the publisher lists it again.
+        # The numbers on the upstream's list right now (a snapshot: it is read in the journal's
+        # thread). SMS of unlisted numbers are held (the upstream would answer NO_NUMBER) and
+        # released when the publisher lists their number again.
         self._listed = listed
         self._journal = journal
         self._client = client
@@ -127,26 +129,21 @@ class Shipper:
                 await self._sleep(delay)
 
     async def ship_once(self) -> float | None:
-        """One attempt. None: nothing pending. Otherwise the delay before the next attempt."""
+        """One attempt. None: nothing left to ship. Otherwise the delay before the next one."""
         if self._unrecorded:
             # Acknowledged upstream while the journal could not record it: record it first, so
             # it is never sent again.
             unrecorded, self._unrecorded = self._unrecorded, []
             await self._delivered(unrecorded)
-        batch = await self._journal.pending(self._batch_max)
+        # One transaction picks the batch, holds what is unlisted and records the attempt.
+        listed = self._listed() if self._listed is not None else None
+        batch, looked_at = await self._journal.take_batch(self._batch_max, listed)
+        more = looked_at >= self._batch_max  # fewer: this was all that was pending
         if not batch:
-            return None
-        if self._listed is not None:
-            unlisted = [m.id for m in batch if not self._listed(m.number)]
-            if unlisted:
-                await self._journal.hold(unlisted, "number not listed upstream")
-                batch = [m for m in batch if m.id not in set(unlisted)]
-                if not batch:
-                    return 0.0
-        await self._journal.mark_attempt([m.id for m in batch])
+            return 0.0 if more else None
         exchange = asyncio.create_task(self._exchange(batch), name="shipper-exchange")
         try:
-            return await asyncio.shield(exchange)
+            delay = await asyncio.shield(exchange)
         except asyncio.CancelledError:
             # Stopping: let the batch on the wire finish (see STOP_GRACE).
             try:
@@ -156,6 +153,8 @@ class Shipper:
                 if exchange.done() and not exchange.cancelled() and exchange.exception():
                     LOGGER.error("batch failed while stopping: %s", exchange.exception())
             raise
+        # Sent, and nothing else was pending: anything newer raised ``new_messages`` again.
+        return None if delay == 0.0 and not more else delay
 
     async def _exchange(self, batch: list[PendingMessage]) -> float:
         try:
@@ -199,7 +198,7 @@ class Shipper:
     async def _refused(self, msg: PendingMessage, exc: UpstreamError) -> bool:
         """A 400 for one SMS. True when it was parked (shipping goes on)."""
         code = exc.body.strip()
-        if code == "NO_NUMBER" and self._listed is not None and not self._listed(msg.number):
+        if code == "NO_NUMBER" and self._listed is not None and msg.number not in self._listed():
             # Withdrawn while we were sending: wait for the number to be listed again.
             await self._journal.hold([msg.id], "number not listed upstream")
             return True

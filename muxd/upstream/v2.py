@@ -20,6 +20,7 @@ LOGGER = logging.getLogger(__name__)
 # Onlinesim publishes no timeout for partner calls; 30 s bounds a hung connection while leaving
 # room for a slow answer to a large sendNumbersOnline list.
 REQUEST_TIMEOUT = 30.0
+_TIMEOUT = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
 
 
 class NumberEntry(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -144,7 +145,7 @@ class V2Client:
                 data=data,
                 headers=self._headers,
                 params=params or None,
-                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+                timeout=_TIMEOUT,
             ) as resp:
                 text = await resp.text()
                 result = str(resp.status)
@@ -213,7 +214,7 @@ class V2Client:
                 data=data,
                 headers=self._headers,
                 params=params,
-                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+                timeout=_TIMEOUT,
             ) as resp:
                 text = await resp.text()
                 result = str(resp.status)
