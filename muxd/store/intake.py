@@ -135,10 +135,16 @@ def put_part_op(part: PartIn) -> Callable[[sqlite3.Connection], PutResult]:
         if ckey is not None and sms is not None and sms.concat is not None:
             seq, total = sms.concat.seq, sms.concat.total
             gen = _generation(conn, ckey, seq)
+        message_id: int | None = None
+        if sms is not None and ckey is None:
+            # A single-part SMS: its message first, so the part row is written once.
+            message_id = _insert_message(
+                conn, part.sim, part.port, part.number, sms, sms.text, part.received_at
+            )
         cur = conn.execute(
             "INSERT INTO parts(fingerprint, sim, port, number, storage, idx, pdu, tpdu_length,"
-            " received_at, ckey, cgen, seq, total, state, error)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " received_at, ckey, cgen, seq, total, state, error, message_id)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 fp,
                 part.sim,
@@ -155,17 +161,12 @@ def put_part_op(part: PartIn) -> Callable[[sqlite3.Connection], PutResult]:
                 total,
                 state,
                 error,
+                message_id,
             ),
         )
         part_id = cur.lastrowid
         assert part_id is not None
-        message_id: int | None = None
-        if sms is not None and ckey is None:
-            message_id = _insert_message(
-                conn, part.sim, part.port, part.number, sms, sms.text, part.received_at
-            )
-            conn.execute("UPDATE parts SET message_id = ? WHERE id = ?", (message_id, part_id))
-        elif ckey is not None and gen is not None:
+        if message_id is None and ckey is not None and gen is not None:
             message_id = _maybe_assemble(conn, ckey, gen)
             if message_id is not None:
                 state = "assembled"

@@ -47,6 +47,10 @@ def _storage_failure(exc: sqlite3.Error) -> bool:
     )
 
 
+class _OperationFailed(Exception):
+    """An operation of a batch raised (not a storage failure): the batch is run again."""
+
+
 class Journal:
     """Durable store behind one interface. Open with :meth:`open`, close with :meth:`close`."""
 
@@ -146,32 +150,32 @@ class Journal:
         conn = self._conn
         if conn is None:
             raise sqlite3.ProgrammingError("journal is closed")
+        try:
+            return self._transaction(conn, ops, isolate=False)
+        except _OperationFailed:
+            # One operation failed on its own (a constraint, a bug): run the batch again with
+            # each operation in a savepoint, so that only the failing one's work is undone.
+            return self._transaction(conn, ops, isolate=True)
+
+    @staticmethod
+    def _transaction(conn: sqlite3.Connection, ops: list[Op], *, isolate: bool) -> list[Any]:
         results: list[Any] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if len(ops) == 1:
-                # Alone in its transaction, an operation needs no savepoint: on its own error
-                # the whole (its own) transaction is rolled back.
-                try:
-                    results.append(ops[0](conn))
-                except Exception as exc:
-                    if isinstance(exc, sqlite3.Error) and _storage_failure(exc):
-                        raise
-                    conn.execute("ROLLBACK")
-                    return [JournalError(f"journal operation failed: {exc}")]
-                conn.execute("COMMIT")
-                return results
             for op in ops:
-                conn.execute("SAVEPOINT op")
+                if isolate:
+                    conn.execute("SAVEPOINT op")
                 try:
                     results.append(op(conn))
                 except Exception as exc:
                     if isinstance(exc, sqlite3.Error) and _storage_failure(exc):
                         raise
-                    # One operation's own error (a constraint, a bug): only its work is undone.
+                    if not isolate:
+                        raise _OperationFailed from exc
                     conn.execute("ROLLBACK TO op")
                     results.append(JournalError(f"journal operation failed: {exc}"))
-                conn.execute("RELEASE op")
+                if isolate:
+                    conn.execute("RELEASE op")
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -205,8 +209,9 @@ class Journal:
         """Run ``op(conn)`` in the writer thread, inside the next group-commit transaction.
 
         For modules that keep their own tables in the journal (v1 operations, pushes). ``op``
-        must be quick and must not commit; an exception it raises rolls back only its own work
-        (a savepoint) and is raised here as JournalError.
+        must be quick, must not commit and must touch nothing but ``conn`` (when another
+        operation of its batch fails, the batch is rolled back and run again); an exception it
+        raises rolls back only its own work (a savepoint) and is raised here as JournalError.
         """
         return await self._submit(op)
 
