@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import math
 import random
@@ -20,6 +19,8 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import IO, Any
+
+import orjson
 
 from muxd.pdu import encode_deliver
 from muxd.sim.modem_commands import SMSC_NUMBER
@@ -128,7 +129,7 @@ class SmsInjector(PtyIO):
                 "ref_bits": bits,
                 "order": how,
             }
-            self._log.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._log.write(orjson.dumps(record).decode() + "\n")
             self._log.flush()
         return sms_id
 
@@ -196,5 +197,5 @@ class SmsInjector(PtyIO):
                 "reason": "sim-swap",
                 "parts": count,
             }
-            self._log.write(json.dumps(record) + "\n")
+            self._log.write(orjson.dumps(record).decode() + "\n")
         self._log.flush()
