@@ -20,7 +20,6 @@ LOGGER = logging.getLogger(__name__)
 # Onlinesim publishes no timeout for partner calls; 30 s bounds a hung connection while leaving
 # room for a slow answer to a large sendNumbersOnline list.
 REQUEST_TIMEOUT = 30.0
-_TIMEOUT = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
 
 
 class NumberEntry(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -117,8 +116,10 @@ class V2Client:
         *,
         test: str | None = None,
         observer: Observer | None = None,
+        timeout: float = REQUEST_TIMEOUT,
     ) -> None:
         self._http = http
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._base = base_url.rstrip("/")
         self._headers = {
             "Authorization": f"Bearer {api_key}",
@@ -145,7 +146,7 @@ class V2Client:
                 data=data,
                 headers=self._headers,
                 params=params or None,
-                timeout=_TIMEOUT,
+                timeout=self._timeout,
             ) as resp:
                 text = await resp.text()
                 result = str(resp.status)
@@ -214,7 +215,7 @@ class V2Client:
                 data=data,
                 headers=self._headers,
                 params=params,
-                timeout=_TIMEOUT,
+                timeout=self._timeout,
             ) as resp:
                 text = await resp.text()
                 result = str(resp.status)
