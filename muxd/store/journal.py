@@ -28,6 +28,7 @@ from muxd.store.writer import WriterThread
 LOGGER = logging.getLogger(__name__)
 
 JOURNAL_FILE = "journal.sqlite3"
+WRITE_PROBE = ".muxd-write-probe"
 # How long a writer waits on a lock held by another process (e.g. `muxd outbox` run by hand).
 BUSY_TIMEOUT_MS = 5000
 
@@ -85,6 +86,11 @@ class Journal:
 
     def _connect(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # SQLite says only "unable to open database file"; the OS says why (a read-only mount,
+        # a full disk, permissions).
+        probe = self.path.parent / WRITE_PROBE
+        probe.write_bytes(b"muxd")
+        probe.unlink()
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
