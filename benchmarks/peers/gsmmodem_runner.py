@@ -70,7 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+
+    def stop_on_eof() -> None:
+        sys.stdin.read()  # the harness closes our stdin to stop us
+        stop.set()
+
+    threading.Thread(target=stop_on_eof, daemon=True).start()
     stop.wait()
     for modem in modems:
         try:
