@@ -70,6 +70,7 @@ from muxd.sim.modem_inject import CONCAT_REF_SPACE as CONCAT_REF_SPACE
 from muxd.sim.modem_inject import LOAD_SENDERS, LOAD_TEMPLATES
 from muxd.sim.modem_inject import LOAD_YIELD_EVERY as LOAD_YIELD_EVERY
 from muxd.sim.modem_inject import NETWORK_TZ as NETWORK_TZ
+from muxd.sim.modem_inject import encode_ahead as encode_ahead
 from muxd.sim.modem_pty import EIO_RETRY_DELAY as EIO_RETRY_DELAY
 from muxd.sim.modem_pty import FDS_PER_PORT as FDS_PER_PORT
 from muxd.sim.modem_pty import MAX_PENDING_OUTPUT as MAX_PENDING_OUTPUT

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import orjson
 
-from muxd.pdu import encode_deliver
+from muxd.pdu import EncodedPdu, encode_deliver
 from muxd.sim.modem_commands import SMSC_NUMBER
 from muxd.sim.modem_faults import PARTS_ORDERS
 from muxd.sim.modem_pty import PtyIO, SimPort
@@ -47,6 +47,12 @@ CONCAT_REF_SPACE = 256
 _REF_COUNTER_SPACE = 1 << 16
 
 
+def encode_ahead(sender: str, text: str, scts: datetime) -> EncodedPdu | None:
+    """The PDU :meth:`SmsInjector.inject` would send for a one-part SMS (None: more parts)."""
+    parts = encode_deliver(sender, text, scts=scts, smsc=SMSC_NUMBER)
+    return parts[0] if len(parts) == 1 else None
+
+
 class SmsInjector(PtyIO):
     """SMS injection and ground truth of :class:`~muxd.sim.modem.ModemSimulator` (a mixin)."""
 
@@ -67,13 +73,15 @@ class SmsInjector(PtyIO):
         scts: datetime | None = None,
         ref_bits: int | None = None,
         order: str | None = None,
+        encoded: EncodedPdu | None = None,
     ) -> str:
         """Receive an SMS on ``port_index``: store its parts, send ``+CMTI``, log; return its id.
 
         ``ref_bits`` (8 or 16: the concatenation reference size) and ``order`` (``in``,
         ``reverse``, ``shuffle``: the order the parts reach the memory) default to the
         port's ``faults.ref_bits`` / ``faults.parts_order``. The log's ``indices`` are in
-        part order.
+        part order. ``encoded``: the single PDU of a one-part SMS (``text`` from ``sender``
+        at ``scts``), encoded ahead of time by a load generator that keeps its own CPU low.
         """
         if self._loop is None:
             raise RuntimeError("simulator not started")
@@ -88,7 +96,14 @@ class SmsInjector(PtyIO):
         when = scts if scts is not None else datetime.now(NETWORK_TZ).replace(microsecond=0)
         ref = port._concat_ref % (1 << bits)
         port._concat_ref = (port._concat_ref + 1) % _REF_COUNTER_SPACE
-        parts = encode_deliver(sender, text, scts=when, smsc=SMSC_NUMBER, ref=ref, ref_bits=bits)
+        if encoded is not None:
+            if scts is None:
+                raise ValueError("a pre-encoded SMS needs the scts it was encoded with")
+            parts = [encoded]
+        else:
+            parts = encode_deliver(
+                sender, text, scts=when, smsc=SMSC_NUMBER, ref=ref, ref_bits=bits
+            )
         arrival = list(range(len(parts)))
         if how == "reverse":
             arrival.reverse()

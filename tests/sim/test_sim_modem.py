@@ -15,9 +15,11 @@ import pytest
 from muxd.pdu import EncodedPdu, SmsDeliver, decode_pdu, encode_deliver
 from muxd.sim.modem import (
     LOAD_SENDERS,
+    NETWORK_TZ,
     ModemSimulator,
     SimModemState,
     SimPort,
+    encode_ahead,
     run_simulator,
     write_numbers_csv,
 )
@@ -594,3 +596,22 @@ async def test_run_simulator_prints_ports(
     assert re.fullmatch(r"port000 -> /dev/\S+ number \+7900\d{7}", lines[0])
     assert lines[1].startswith("port001 -> ")
     assert not any((tmp_path / "ports").iterdir())
+
+
+async def test_a_pre_encoded_sms_is_stored_as_the_simulator_would_encode_it(
+    tmp_path: Path,
+) -> None:
+    when = datetime(2026, 12, 2, 15, 0, tzinfo=NETWORK_TZ)
+    async with ModemSimulator(2, tmp_path, seed=3) as sim:
+        text = "Your code 123456"
+        ahead = encode_ahead("Bank", text, when)
+        assert ahead is not None
+        sim.inject(0, "Bank", text, scts=when)
+        sim.inject(1, "Bank", text, scts=when, encoded=ahead)
+        (a,) = sim.ports[0].state.receive_storage.values()
+        (b,) = sim.ports[1].state.receive_storage.values()
+        assert (a.pdu_hex, a.tpdu_length) == (b.pdu_hex, b.tpdu_length)
+        assert (a.pdu_hex, a.tpdu_length) == (ahead.hex, ahead.tpdu_length)
+        assert encode_ahead("Bank", "x" * 200, when) is None  # two parts: not ahead
+        with pytest.raises(ValueError, match="scts"):
+            sim.inject(1, "Bank", text, encoded=ahead)
