@@ -22,6 +22,10 @@ from this machine's clock. muxd runs with ``[upstream] batch_delay = 0.0`` (ship
 the default 1 s trades latency for fuller batches) and ``batch_max = 100``; other settings are
 defaults (sweep_interval 60 s).
 
+``--faults SPEC --fault-share F`` gives the simulators' faults (hangs, vanishing ports, SIM
+swaps, line noise...) to a share of the ports and reports what fired and how the daemon coped
+(``benchmarks.e2e_faults``: what the ground truth means then, the longer drain).
+
 ``--daemon smstools3|gsmmodem`` drives a peer instead (``benchmarks.peers``) with the same
 fleet, phases and JSON; their sink is their own output (smsd's incoming files, the runner's
 JSON lines).
@@ -38,21 +42,18 @@ import itertools
 import json
 import math
 import os
-import re
 import select
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from benchmarks import e2e_faults
 from benchmarks.e2e_core import (
-    Delivery,
     Fleet,
     JsonlTail,
     Ledger,
@@ -61,24 +62,22 @@ from benchmarks.e2e_core import (
     cpu_seconds,
     cpu_split,
     descendants,
-    free_port,
-    log_tail,
     percentile,
     pss_mb,
     rss_mb,
-    stop_process,
     thread_cpu,
 )
+from benchmarks.e2e_muxd import KEY, MuxdTarget
 from muxd.sim.modem_ident import make_identity
 
 ROOT = Path(__file__).resolve().parents[1]
-KEY = "bench-key"
 POLL = 0.25  # seconds between looks at the logs and /proc
 PROGRESS_EVERY = 2.0
 SIM_START_TIMEOUT = 90.0
 READY_TIMEOUT = 300.0
 SETTLE = 5.0  # after ready: first publish, first sweeps, first health round
 START_DELAY = 0.5  # the simulators start a step this long after being told
+ENCODE_AHEAD = 200e-6  # plus this per SMS of a simulator's share (it encodes them first)
 STEP_GRACE = 60.0  # a simulator must report "done" this long after a step's end
 GENERATOR_SHORTFALL = 0.97  # below this share of the asked rate, the simulators were the limit
 AUTO_SIM_RATE = 700.0  # SMS/s one simulator process is given before another is added
@@ -99,9 +98,11 @@ class SimProc:
         alias: tuple[Path, int],
         log: Path,
         err: IO[bytes],
+        extra: list[str] | None = None,
     ):
         self.index = index
         self.log = log
+        self.offset = alias[1]
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -121,6 +122,7 @@ class SimProc:
                 str(alias[0]),
                 "--offset",
                 str(alias[1]),
+                *(extra or []),
             ],
             cwd=ROOT,
             stdin=subprocess.PIPE,
@@ -206,141 +208,6 @@ def build_fleet(work: Path, ports: int, sims: int) -> tuple[Fleet, list[int]]:
     return Fleet(infos, dev, numbers), sizes
 
 
-# --- muxd as the target -------------------------------------------------------------------
-
-
-def scrape(url: str) -> str | None:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            text: str = resp.read().decode()
-    except OSError:
-        return None
-    return text
-
-
-def metric(url: str, name: str) -> float | None:
-    text = scrape(url)
-    if text is None:
-        return None
-    match = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
-    return float(match.group(1)) if match else None
-
-
-def metric_sum(text: str, name: str) -> float:
-    """Sum of every sample of ``name`` (all label sets)."""
-    return sum(
-        float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M)
-    )
-
-
-# muxd's counters turned into per-SMS ratios for each load step (diagnostics).
-MUXD_COUNTERS = {
-    "journal_commits": "muxd_journal_commit_seconds_count",
-    "journal_operations": "muxd_journal_operations_total",
-    "upstream_requests": "muxd_upstream_requests_total",
-}
-
-
-class MuxdTarget:
-    """``muxd run`` + ``muxd stand-in --record`` (its delivery sink)."""
-
-    name = "muxd"
-
-    def __init__(self, *, batch_delay: float, batch_max: int, log_level: str) -> None:
-        self.batch_delay = batch_delay
-        self.batch_max = batch_max
-        self.log_level = log_level
-        self.notes: dict[str, Any] = {
-            "upstream.batch_delay": batch_delay,
-            "upstream.batch_max": batch_max,
-            "modems.sweep_interval": "default (60 s)",
-            "sink": "muxd stand-in --record (Onlinesim v2 stand-in, its own process)",
-        }
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.n_ports = 0
-        self.next_metrics = 0.0
-
-    def start(self, fleet: Fleet, work: Path) -> None:
-        self.n_ports = len(fleet.ports)
-        self.log_path = work / "muxd.log"
-        self.log = self.log_path.open("wb")
-        stand_in, http = free_port(), free_port()
-        self.record = JsonlTail(work / "received.jsonl")
-        self.metrics_url = f"http://127.0.0.1:{http}/metrics"
-        self.stand_in = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "muxd",
-                "stand-in",
-                "--listen",
-                f"127.0.0.1:{stand_in}",
-                "--api-key",
-                KEY,
-                "--record",
-                str(self.record.path),
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=self.log,
-        )
-        self.procs.append(self.stand_in)
-        cfg = work / "muxd.toml"
-        globs = ", ".join(f'"{g}"' for g in fleet.globs)
-        cfg.write_text(
-            f'state_dir = "{work / "state"}"\n'
-            f"[modems]\nports = [{globs}]\n"
-            f'[numbers]\nfile = "{fleet.numbers_csv}"\n'
-            f'[upstream]\nurl = "http://127.0.0.1:{stand_in}"\napi_key = "{KEY}"\n'
-            f"batch_delay = {self.batch_delay}\nbatch_max = {self.batch_max}\n"
-            f'[http]\nlisten = "127.0.0.1:{http}"\n'
-        )
-        self.muxd = subprocess.Popen(
-            [sys.executable, "-m", "muxd", "run", "-c", str(cfg), "--log-level", self.log_level],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=self.log,
-        )
-        self.procs.append(self.muxd)
-
-    def ready(self) -> bool:
-        if self.muxd.poll() is not None:
-            raise RuntimeError(f"muxd exited with {self.muxd.returncode}")
-        now = time.monotonic()
-        if now < self.next_metrics:
-            return False
-        self.next_metrics = now + 1.0
-        # every port sellable, and the whole list accepted by the stand-in
-        return (metric(self.metrics_url, "muxd_ports_sellable") or 0) >= self.n_ports and (
-            metric(self.metrics_url, "muxd_numbers_listed") or 0
-        ) >= self.n_ports
-
-    def pids(self) -> list[int]:
-        return [self.muxd.pid]
-
-    def other_pids(self) -> dict[str, list[int]]:
-        return {"sink": [self.stand_in.pid]}
-
-    def deliveries(self) -> list[Delivery]:
-        return [Delivery(r["t"], r["number"], r["from"], r["message"]) for r in self.record.read()]
-
-    def counters(self) -> dict[str, float]:
-        text = scrape(self.metrics_url)
-        if text is None:
-            return {}
-        return {key: metric_sum(text, name) for key, name in MUXD_COUNTERS.items()}
-
-    def stop(self) -> None:
-        stop_process(self.muxd, 20)
-        stop_process(self.stand_in, 10, signal.SIGINT)  # SIGINT flushes the record on the way out
-        self.log.close()
-
-    def log_tail(self) -> str:
-        return log_tail(self.log_path)
-
-
 def make_target(args: argparse.Namespace) -> Target:
     if args.daemon == "muxd":
         return MuxdTarget(
@@ -391,6 +258,7 @@ class Runner:
     phase: str = "start"
     phase_start: float = 0.0
     peak_rss: float = 0.0
+    on_poll: Callable[[], None] | None = None  # e2e_faults.FaultWatch.poll
 
     def __post_init__(self) -> None:
         self.cpu = CpuMeter(self.daemon_pids)
@@ -406,9 +274,13 @@ class Runner:
 
     def poll(self) -> None:
         """Read new ground truth and deliveries, sample CPU and RSS, print progress."""
-        for tail in self.truth:
+        for sim, tail in zip(self.sims, self.truth, strict=True):
             for record in tail.read():
+                if "port" in record:  # the simulator's name -> the daemon's (e2e_sim --alias)
+                    record["port"] = f"port{sim.offset + int(record['port'][4:]):03d}"
                 self.ledger.add_sent(record, self.step)
+        if self.on_poll is not None:
+            self.on_poll()
         for delivery in self.target.deliveries():
             self.ledger.add_delivery(delivery, self.step)
         now = time.time()
@@ -472,8 +344,8 @@ class Runner:
         split0 = cpu_split(self.daemon_pids())
         threads0 = thread_cpu(self.daemon_pids())
         counters0 = self.target.counters()
-        start = time.time() + START_DELAY
         share = rate / len(self.sims)
+        start = time.time() + START_DELAY + ENCODE_AHEAD * share * duration
         for sim in self.sims:
             sim.send(f"load {share!r} {duration!r} {start!r}")
         self.set_phase(f"load {rate:g}/s")
@@ -498,7 +370,7 @@ class Runner:
             now = time.time()
             if count != last_count:
                 last_change, last_count = now, count
-            if count >= self.ledger.injected_by_step[step]:
+            if count >= self.ledger.expected(step):
                 break
             if now - last_change > self.args.drain_idle or now - load_end > self.args.drain_max:
                 break
@@ -537,6 +409,7 @@ class Runner:
             "lost": st.lost,
             "duplicated": st.duplicated,
             "corrupted": st.corrupted,
+            **({"excused": st.excused} if st.excused else {}),
             "throughput_sms_s": round(st.delivered / window, 1),
             "latency_ms": {
                 "p50": ms(50),
@@ -670,6 +543,9 @@ def print_summary(result: dict[str, Any]) -> None:
             f"find-max: highest sustained rate {fm['max_sustained_rate']} SMS/s "
             f"(first failing {fm['first_failing_rate']}, stopped by {fm['stopped_by']})"
         )
+    if "faults" in result:
+        for line in e2e_faults.summary_lines(result):
+            print(line)
     if result.get("plot"):
         print(f"plot: {result['plot']}")
 
@@ -684,6 +560,25 @@ def auto_sims(args: argparse.Namespace) -> int:
         return int(args.sims)
     peak = args.max_rate if args.find_max else args.rate
     return max(1, min(MAX_AUTO_SIMS, math.ceil(float(peak) / AUTO_SIM_RATE), int(args.ports)))
+
+
+def start_faults(
+    args: argparse.Namespace,
+    fleet: Fleet,
+    sizes: list[int],
+    ready: dict[int, list[str]],
+    target: Target,
+    work: Path,
+) -> e2e_faults.FaultWatch:
+    """Spare SIMs in the numbers file, start-up waits for the healthy ports, a fault watch."""
+    faulty = e2e_faults.faulty_ports(ready, sizes)
+    names = [fleet.ports[i].path.name for i in faulty]
+    generations = e2e_faults.swap_generations(args, args.fault_plan)
+    spares = e2e_faults.add_spare_sims(fleet, sizes, faulty, generations)
+    if isinstance(target, MuxdTarget):
+        target.must_be_ready = {p.path.name for p in fleet.ports} - set(names)
+    events = [work / f"events{k}.jsonl" for k in range(len(sizes))]
+    return e2e_faults.FaultWatch(args, names, spares, events, KEY)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -701,15 +596,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             offset = 0
             for k, size in enumerate(sizes):
                 alias = (fleet.dev, offset)
-                sims.append(
-                    SimProc(k, size, work / f"sim{k}", alias, work / f"truth{k}.jsonl", sim_err)
-                )
+                extra = e2e_faults.sim_argv(args, work / f"events{k}.jsonl")
+                truth = work / f"truth{k}.jsonl"
+                sims.append(SimProc(k, size, work / f"sim{k}", alias, truth, sim_err, extra))
                 offset += size
-            wait_lines(sims, "ready", SIM_START_TIMEOUT, lambda: None)
+            ready = wait_lines(sims, "ready", SIM_START_TIMEOUT, lambda: None)
+            watch = None
+            if args.fault_plan is not None:
+                watch = start_faults(args, fleet, sizes, ready, target, work)
             t_start = time.time()
             started = True
             target.start(fleet, work)
             runner = Runner(args, target, sims, [JsonlTail(s.log) for s in sims])
+            if watch is not None:
+                watch.connect(target)
+                runner.on_poll = watch.poll
             runner.set_phase("start")
             deadline = time.monotonic() + READY_TIMEOUT
             while not target.ready():
@@ -736,6 +637,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 result.update(runner.load(args.rate, args.duration, idle_pct))
             else:
                 result.update({"rate": 0, "duration_s": 0})
+            if watch is not None:
+                watch.finish()
+                runner.ledger.pair_corrupted()
+                result["faults"] = watch.report(runner.ledger, time.time())
             if args.profile and Path(args.profile).exists():
                 from benchmarks import e2e_profile
 
@@ -821,7 +726,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--profile", help="py-spy the daemon during the first load step; collapsed stacks here"
     )
     p.add_argument("--keep", help="work in this directory and keep it (logs, truth, record)")
+    e2e_faults.add_arguments(p)
     args = p.parse_args(argv)
+    e2e_faults.configure(args, p)
     if args.find_max and args.rate == 50.0:
         args.rate = 0.0  # the default rate is the sustained run's; find-max uses --start-rate
     return args

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def get_json(url: str, headers: dict[str, str] | None = None) -> Any:
+    """GET ``url`` and decode its JSON; None when it cannot be had."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return json.loads(resp.read())
+    except (OSError, ValueError):
+        return None
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float, sig: int = signal.SIGTERM) -> None:
@@ -190,6 +201,11 @@ class Sent:
     delivered_at: float | None = None
     copies: int = 0
     corrupted: bool = False  # paired with a delivery whose content differs
+    sms_id: str = ""  # the simulator's id
+    port: str = ""  # the port it was injected on (the name the daemon sees)
+    # why it cannot arrive, if so: "sim-swap" (left in the memory of a swapped-out SIM),
+    # "refused" (the memory was full)
+    excused: str = ""
 
 
 @dataclass
@@ -199,6 +215,7 @@ class StepStats:
     lost: int = 0
     duplicated: int = 0
     corrupted: int = 0
+    excused: dict[str, int] = field(default_factory=dict)  # undelivered, and could not be
     first_injection: float | None = None
     last_injection: float | None = None
     last_delivery: float | None = None
@@ -220,6 +237,10 @@ class Ledger:
     The harness reads the ground truth and the deliveries at slightly different moments, so a
     fast delivery can be read before its SMS's ground-truth line: it waits in ``unmatched``
     and is matched when that line arrives. What is still unmatched at the end is corrupted.
+
+    An SMS the simulator could not store (memory full, ``"stored": false``) or that left with a
+    swapped-out SIM (a ``"discarded"`` line) is *excused*: not expected, counted apart from the
+    lost ones when it does not arrive (delivered when it does: read before the swap).
     """
 
     def __init__(self) -> None:
@@ -231,6 +252,8 @@ class Ledger:
         self.duplicated = 0
         self.injected_by_step: dict[int, int] = defaultdict(int)
         self.delivered_by_step: dict[int, int] = defaultdict(int)
+        self.by_id: dict[str, Sent] = {}
+        self.excused_pending_by_step: dict[int, int] = defaultdict(int)  # excused, not delivered
         self.recent_ms: list[float] = []  # latencies since the last progress line
         self.points: list[tuple[float, float]] = []  # (injection t, latency ms) for the plot
         self.spurious_steps: list[int] = []  # see pair_corrupted
@@ -239,18 +262,36 @@ class Ledger:
     def unmatched(self) -> list[tuple[Delivery, int]]:
         return [item for items in self.early.values() for item in items]
 
+    def expected(self, step: int) -> int:
+        """How many SMS of ``step`` can still be delivered or were (all but the excused)."""
+        return self.injected_by_step[step] - self.excused_pending_by_step[step]
+
     def add_sent(self, record: dict[str, Any], step: int) -> None:
-        if "event" in record:  # "discarded" lines (SIM swaps) do not happen here
+        if "event" in record:
+            if record["event"] == "discarded":  # SIM swap: it left with the old SIM
+                self._excuse(self.by_id.get(record["id"]), record.get("reason") or "discarded")
             return
         sent = Sent(record["t"], record["number"], record["sender"], record["text"], step)
+        sent.sms_id, sent.port = record.get("id", ""), record.get("port", "")
         key = (sent.number, sent.sender, sent.text)
         if key in self.by_key:
             raise RuntimeError(f"ground truth repeats an SMS: {key}")
         self.by_key[key] = sent
+        if sent.sms_id:
+            self.by_id[sent.sms_id] = sent
         self.sent.append(sent)
         self.injected_by_step[step] += 1
+        if record.get("stored") is False:
+            self._excuse(sent, "refused")
         for delivery, _ in self.early.pop(key, ()):
             self._deliver(sent, delivery)
+
+    def _excuse(self, sent: Sent | None, reason: str) -> None:
+        if sent is None or sent.excused:
+            return
+        sent.excused = reason
+        if sent.delivered_at is None:
+            self.excused_pending_by_step[sent.step] += 1
 
     def add_delivery(self, delivery: Delivery, step: int) -> None:
         key = (delivery.number, delivery.sender, delivery.text)
@@ -266,6 +307,8 @@ class Ledger:
             self.duplicated += 1
             return
         sent.delivered_at = delivery.t
+        if sent.excused:
+            self.excused_pending_by_step[sent.step] -= 1
         self.delivered += 1
         self.delivered_by_step[sent.step] += 1
         latency = (delivery.t - sent.t) * 1000
@@ -279,7 +322,7 @@ class Ledger:
         waiting: dict[str, list[Sent]] = defaultdict(list)
         for sent in self.sent:
             sent.corrupted = False
-            if sent.delivered_at is None:
+            if sent.delivered_at is None and not sent.excused:
                 waiting[sent.number].append(sent)
         self.spurious_steps = []
         for delivery, step in self.unmatched:
@@ -312,6 +355,8 @@ class Ledger:
                     out.last_delivery = sent.delivered_at
             elif sent.corrupted:
                 out.corrupted += 1
+            elif sent.excused:
+                out.excused[sent.excused] = out.excused.get(sent.excused, 0) + 1
             else:
                 out.lost += 1
         out.corrupted += sum(1 for at in self.spurious_steps if step is None or at == step)
