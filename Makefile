@@ -49,28 +49,32 @@ bench-fleet: $(STAMP)
 # End to end (simulator, stand-in and `muxd run` in their own processes): the issue's targets.
 bench-e2e: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	$(BIN)/python -m benchmarks.e2e --ports 512 --rate 0 --idle 60 --json bench-idle-512.json
-	$(BIN)/python -m benchmarks.e2e --ports 256 --rate 50 --duration 60 --json bench-256-50.json
-	$(BIN)/python -m benchmarks.e2e --ports 512 --find-max --json bench-512-max.json
+	$(BIN)/python -m benchmarks.e2e --ports 512 --rate 0 --idle 60 --json docs/bench-idle-512.json
+	$(BIN)/python -m benchmarks.e2e --ports 256 --rate 50 --duration 60 --idle 60 --json docs/bench-256-50.json
+	$(BIN)/python -m benchmarks.e2e --ports 512 --find-max --idle 60 --json docs/bench-512-max.json
 
 # muxd, smstools3 (Debian's smstools) and python-gsmmodem-new on one fleet: one table.
 bench-peers: $(STAMP)
 	command -v smsd >/dev/null || (apt-get update -q && apt-get install -y -q smstools)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench,bench-peers-gsm]'
-	$(BIN)/python -m benchmarks.peers --ports 64 --rate 50 --duration 60 --json bench-peers.json
+	$(BIN)/python -m benchmarks.peers --ports 64 --rate 50 --duration 60 --json docs/bench-peers.json
 
 # The README's screenshot of the status page: headless Chromium against `muxd demo`.
 screenshot: $(STAMP) ops-tools
 	$(BIN)/python -m benchmarks.screenshot docs/status-page.png
 
 # The reliability campaign (not part of `make test`): a million fuzz inputs each for the AT
-# parser and the PDU decoder, and 100 rounds of SIGKILL under load.
+# parser and the PDU decoder, schemathesis on the v1 server, 100 rounds of SIGKILL under load,
+# the upstream storm and disk tests, and 15 minutes of every modem fault on 128 of 512 ports.
 reliability: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,fuzz]'
 	$(BIN)/python -m tests.fuzz.fuzz_at -runs=1000000 -print_final_stats=1
 	$(BIN)/python -m tests.fuzz.fuzz_pdu -runs=1000000 -print_final_stats=1
 	$(BIN)/python -m tests.fuzz.schemathesis_v1 --examples 2000
 	$(BIN)/python -m benchmarks.crash_campaign --rounds 100
+	$(BIN)/pytest -q -s tests/upstream/test_shipper_chaos.py tests/reliability
+	$(BIN)/python -m benchmarks.e2e --ports 512 --rate 20 --duration 900 --faults all \
+		--fault-share 0.25 --no-plot --json docs/reliability-faults-512.json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
