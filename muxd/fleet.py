@@ -30,10 +30,23 @@ from muxd.serialio import SerialOpenError, open_port
 LOGGER = logging.getLogger(__name__)
 
 # Reconnect backoff: start small (a modem re-enumerating on USB is back within seconds), cap at
-# 5 minutes so a dead port costs nothing, reset once a port has been healthy this long.
+# 5 minutes so a dead port costs nothing, reset once a port has been healthy this long...
 BACKOFF_MIN = 1.0
 BACKOFF_MAX = 300.0
 HEALTHY_RESET = 120.0
+# ...or when it failed after being READY for at least this long: it initialised fine, then hung
+# or dropped (a hang is noticed after 3 timed-out commands, 15 s), and its SMS wait on the SIM;
+# a port failing sooner after READY (a bug, a flapping link) keeps doubling its backoff.
+READY_RESET = 10.0
+
+
+def next_backoff(current: float, *, ran_for: float, reached_ready: bool) -> tuple[float, float]:
+    """(the delay before the next attempt, before jitter; the delay after that one)."""
+    if ran_for > HEALTHY_RESET or (reached_ready and ran_for >= READY_RESET):
+        current = BACKOFF_MIN
+    return current, min(BACKOFF_MAX, current * 2)
+
+
 # Closing a serial port runs in a worker thread; it takes milliseconds unless the driver hangs.
 CLOSE_TIMEOUT = 5.0
 
@@ -148,11 +161,13 @@ class Fleet:
             except Exception:  # noqa: BLE001 - isolation: one port's bug must not stop the fleet
                 # A bug in one port's driver must not take the fleet down: log and retry.
                 PortLog(LOGGER, info).exception("unexpected failure")
-            if time.monotonic() - started > HEALTHY_RESET:
-                backoff = BACKOFF_MIN
+            delay, backoff = next_backoff(
+                backoff,
+                ran_for=time.monotonic() - started,
+                reached_ready=info.status is PortStatus.READY,
+            )
             self._set_status(info, PortStatus.BACKOFF)
-            await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-            backoff = min(BACKOFF_MAX, backoff * 2)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
     def _set_status(self, info: PortInfo, status: PortStatus) -> None:
         if info.status is not status:
