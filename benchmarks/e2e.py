@@ -41,8 +41,6 @@ import argparse
 import itertools
 import json
 import math
-import os
-import select
 import subprocess
 import sys
 import tempfile
@@ -50,14 +48,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from benchmarks import e2e_faults
 from benchmarks.e2e_core import (
     Fleet,
     JsonlTail,
     Ledger,
-    PortInfo,
     Target,
     cpu_seconds,
     cpu_split,
@@ -67,11 +64,10 @@ from benchmarks.e2e_core import (
     rss_mb,
     thread_cpu,
 )
+from benchmarks.e2e_fleet import POLL, ROOT, SimProc, build_fleet, wait_lines
 from benchmarks.e2e_muxd import KEY, MuxdTarget
-from muxd.sim.modem_ident import make_identity
+from benchmarks.e2e_report import display_path, print_summary, summary_row
 
-ROOT = Path(__file__).resolve().parents[1]
-POLL = 0.25  # seconds between looks at the logs and /proc
 PROGRESS_EVERY = 2.0
 SIM_START_TIMEOUT = 90.0
 READY_TIMEOUT = 300.0
@@ -82,130 +78,6 @@ STEP_GRACE = 60.0  # a simulator must report "done" this long after a step's end
 GENERATOR_SHORTFALL = 0.97  # below this share of the asked rate, the simulators were the limit
 AUTO_SIM_RATE = 700.0  # SMS/s one simulator process is given before another is added
 MAX_AUTO_SIMS = 4
-
-
-# --- the simulators -----------------------------------------------------------------------
-
-
-class SimProc:
-    """One ``benchmarks.e2e_sim`` process and its line protocol."""
-
-    def __init__(
-        self,
-        index: int,
-        ports: int,
-        directory: Path,
-        alias: tuple[Path, int],
-        log: Path,
-        err: IO[bytes],
-        extra: list[str] | None = None,
-    ):
-        self.index = index
-        self.log = log
-        self.offset = alias[1]
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.e2e_sim",
-                "--ports",
-                str(ports),
-                "--dir",
-                str(directory),
-                "--seed",
-                str(index),
-                "--tag",
-                str(index),
-                "--log",
-                str(log),
-                "--alias-dir",
-                str(alias[0]),
-                "--offset",
-                str(alias[1]),
-                *(extra or []),
-            ],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=err,
-        )
-        assert self.proc.stdout is not None
-        self.fd = self.proc.stdout.fileno()
-        os.set_blocking(self.fd, False)
-        self.buffer = b""
-
-    def lines(self) -> list[str]:
-        """Complete lines printed since the last call (never blocks)."""
-        try:
-            chunk = os.read(self.fd, 65536)
-        except BlockingIOError:
-            chunk = b""
-        if not chunk and self.proc.poll() is not None and not self.buffer:
-            raise RuntimeError(f"simulator {self.index} exited with {self.proc.returncode}")
-        self.buffer += chunk
-        *done, self.buffer = self.buffer.split(b"\n")
-        return [line.decode() for line in done]
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line.encode() + b"\n")
-        self.proc.stdin.flush()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.send("quit")
-                self.proc.wait(timeout=15)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
-
-
-def wait_lines(
-    sims: list[SimProc], word: str, timeout: float, on_poll: Callable[[], None]
-) -> dict[int, list[str]]:
-    """Wait until every simulator printed a line starting with ``word``; return its fields."""
-    deadline = time.monotonic() + timeout
-    got: dict[int, list[str]] = {}
-    while len(got) < len(sims):
-        fds = [s.fd for s in sims if s.index not in got]
-        select.select(fds, [], [], POLL)
-        for sim in sims:
-            for line in sim.lines():
-                fields = line.split()
-                if fields and fields[0] == "error":
-                    raise RuntimeError(f"simulator {sim.index}: {line}")
-                if fields and fields[0] == word:
-                    got[sim.index] = fields[1:]
-        on_poll()
-        if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"simulators: no {word!r} from {sorted(set(range(len(sims))) - set(got))}"
-            )
-    return got
-
-
-def build_fleet(work: Path, ports: int, sims: int) -> tuple[Fleet, list[int]]:
-    """Split ``ports`` over ``sims`` processes; write the numbers CSV for every port."""
-    sizes = [ports // sims + (1 if k < ports % sims else 0) for k in range(sims)]
-    infos: list[PortInfo] = []
-    dev = work / "dev"
-    dev.mkdir(parents=True, exist_ok=True)
-    for k, size in enumerate(sizes):
-        for i in range(size):
-            ident = make_identity(k, i)
-            path = dev / f"port{len(infos):03d}"
-            infos.append(PortInfo(path, ident.number, ident.iccid, ident.imsi, k))
-    for attr in ("number", "iccid", "imsi"):
-        values = [getattr(p, attr) for p in infos]
-        if len(set(values)) != len(values):
-            raise RuntimeError(f"simulator seeds give colliding {attr}s; change the split")
-    numbers = work / "numbers.csv"
-    with numbers.open("w") as fh:
-        fh.write("iccid,imsi,number\n")
-        for p in infos:
-            fh.write(f"{p.iccid},,{p.number}\n")
-    return Fleet(infos, dev, numbers), sizes
 
 
 def make_target(args: argparse.Namespace) -> Target:
@@ -500,59 +372,6 @@ def find_max(runner: Runner, args: argparse.Namespace, idle_pct: float | None) -
             "steps": steps,
         },
     }
-
-
-HEADER = (
-    f"{'daemon':<10}{'ports':>6}{'rate':>7}{'inj':>8}{'deliv':>8}{'lost':>6}{'dup':>5}"
-    f"{'corr':>5}{'thr/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'CPU-s/1k':>9}"
-)
-
-
-def summary_row(name: str, ports: int, r: dict[str, Any]) -> str:
-    lat = r.get("latency_ms") or {}
-
-    def num(v: float | None, fmt: str) -> str:
-        return "-" if v is None else format(v, fmt)
-
-    return (
-        f"{name:<10}{ports:>6}{r.get('rate', 0):>7g}{r.get('injected', 0):>8}"
-        f"{r.get('delivered', 0):>8}{r.get('lost', 0):>6}{r.get('duplicated', 0):>5}"
-        f"{r.get('corrupted', 0):>5}{num(r.get('throughput_sms_s'), '.1f'):>8}"
-        f"{num(lat.get('p50'), '.1f'):>9}{num(lat.get('p99'), '.1f'):>9}"
-        f"{num(lat.get('max'), '.1f'):>9}{num(r.get('cpu_s_per_1000_sms'), '.3f'):>9}"
-    )
-
-
-def print_summary(result: dict[str, Any]) -> None:
-    name, ports = result["daemon"], result["ports"]
-    print()
-    print(HEADER)
-    steps = result.get("find_max", {}).get("steps") or ([result] if result.get("rate") else [])
-    for step in steps:
-        mark = ""
-        if "passed" in step:
-            mark = "  ok" if step["passed"] else f"  FAIL ({step['failed_on']})"
-        print(summary_row(name, ports, step) + mark)
-    print(
-        f"idle: {result.get('idle_cpu_pct', '-')} % of one core over {result.get('idle_s', '-')} s;"
-        f" peak RSS {result['rss_mb']} MB; start to ready {result['start_to_ready_s']} s"
-    )
-    if "find_max" in result:
-        fm = result["find_max"]
-        print(
-            f"find-max: highest sustained rate {fm['max_sustained_rate']} SMS/s "
-            f"(first failing {fm['first_failing_rate']}, stopped by {fm['stopped_by']})"
-        )
-    if "faults" in result:
-        for line in e2e_faults.summary_lines(result):
-            print(line)
-    if result.get("plot"):
-        print(f"plot: {result['plot']}")
-
-
-def display_path(path: Path) -> str:
-    path = path.resolve()
-    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
 
 
 def auto_sims(args: argparse.Namespace) -> int:
