@@ -328,7 +328,9 @@ class ModemPort:
                     self._sweep_due = False
                     await self.sweep()
                     next_sweep = loop.time() + self._sweep_interval * random.uniform(0.8, 1.2)
-                while self._hints:
+                while self._hints and not self._identity_due:
+                    # A SIM event stops the reading: hints that came after it may be the new
+                    # SIM's, so the SIM is identified again first.
                     hint = min(self._hints)
                     self._hints.discard(hint)
                     await self.read_index(*hint)
@@ -433,4 +435,9 @@ class ModemPort:
     ) -> None:
         # Durable first: the sink returns only after the journal committed the part.
         await self._sink(self.info, mem, index, pdu, tpdu_length)
+        if self._identity_due:
+            # A SIM event came after this PDU was read: it is the old SIM's (the modem keeps
+            # its output in order) and stored as such, but the index may now be the new SIM's.
+            self.log.info("SIM event while reading: %s index %d stored, not deleted", mem, index)
+            return
         await self.session.command(f"AT+CMGD={index}")

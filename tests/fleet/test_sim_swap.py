@@ -16,16 +16,19 @@ leave the old number for sale. (Fails today: pins the bug reported with this sui
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+from muxd.sim.modem import SimPort
 from muxd.sim.modem_ident import make_identity
-from tests.fleet.harness import READY_TIMEOUT, FleetHarness
+from tests.fleet.harness import READY_TIMEOUT, FleetHarness, Injected
 
 PORTS = 8
 SWAPPED = (0, 1, 2, 3, 5)  # generic, quectel, simcom, sim800, telit (4 is the Huawei)
 SEED = 0
 GAP = 0.3  # seconds without a SIM between removal and insertion
 HUAWEI_PORTS = 2
+SLOW_ANSWER = 0.3  # seconds the modem takes to answer, so that the swap lands mid-read
 
 
 def _future_sims() -> list[tuple[str, str]]:
@@ -113,3 +116,33 @@ async def test_huawei_swap_is_noticed_before_reading(tmp_path: Path) -> None:
                 f" (have {sorted(h.stub.numbers)})"
             ),
         )
+
+
+async def test_swap_while_an_sms_is_being_read(tmp_path: Path) -> None:
+    """The SIM is swapped while muxd reads an SMS (the modem answers late) and an SMS reaches
+    the new SIM at once, into the same storage index. The SMS read before the swap keeps the
+    old number; the new SIM's goes out under the new number; nothing is deleted from the new
+    SIM in the old SIM's name (the old index now holds the new SIM's SMS)."""
+    async with FleetHarness(tmp_path, 1, seed=SEED) as h:
+        await h.wait_ready()
+        port = h.sim.ports[0]
+        loop = asyncio.get_running_loop()
+        after: list[Injected] = []
+
+        def swap_and_inject() -> None:
+            h.swap_sim(0)
+            after.append(h.inject(0, "Bank", "code 777 for the new SIM"))
+
+        def on_read(_port: SimPort, line: str) -> None:
+            if not after and line.upper().startswith("AT+CMGR"):
+                loop.call_soon(swap_and_inject)
+
+        h.on_command(on_read)
+        port.faults.delay_s = SLOW_ANSWER
+        before = h.inject(0, "Bank", "code 111 for the old SIM")
+        await h.until(lambda: bool(after), timeout=READY_TIMEOUT, what="the swap")
+        (late,) = after
+        assert late.number != before.number
+        await h.settle()
+        got = {m.message: m.number for m in h.stub.messages}
+        assert got == {before.text: before.number, late.text: late.number}
