@@ -311,12 +311,14 @@ class ModemPort:
                 await self._intake.wait()
                 self._sweep_due = True
             try:
+                # A periodic sweep reads too: a swap whose URCs were lost (a modem hung while
+                # it happened) must be noticed before the new SIM's SMS are taken for the old.
                 reading = bool(self._hints or self._routed or self._sweep_due)
+                reading = reading or loop.time() >= next_sweep
                 stale = loop.time() - self._identity_checked > IDENTITY_FRESH
                 if not self.profile.swap_urcs:
                     # Nothing tells us of a swap: ask before every read and every sweep (the
                     # sweeps also bound how long a swapped-out SIM's number stays published).
-                    reading = reading or loop.time() >= next_sweep
                     stale = True
                 if self._identity_due or loop.time() >= next_identity or (reading and stale):
                     # Before reading, be sure whose SMS these are: a SIM swapped without a URC

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from muxd.modem.port import IDENTITY_FRESH
 from muxd.sim.modem import SimPort
 from muxd.sim.modem_ident import make_identity
 from tests.fleet.harness import READY_TIMEOUT, FleetHarness, Injected
@@ -29,6 +30,7 @@ SEED = 0
 GAP = 0.3  # seconds without a SIM between removal and insertion
 HUAWEI_PORTS = 2
 SLOW_ANSWER = 0.3  # seconds the modem takes to answer, so that the swap lands mid-read
+SLOW_SWEEP = IDENTITY_FRESH + 3.0  # sweeps far enough apart that each finds the ICCID check old
 
 
 def _future_sims() -> list[tuple[str, str]]:
@@ -146,3 +148,32 @@ async def test_swap_while_an_sms_is_being_read(tmp_path: Path) -> None:
         await h.settle()
         got = {m.message: m.number for m in h.stub.messages}
         assert got == {before.text: before.number, late.text: late.number}
+
+
+async def test_swap_while_the_modem_hung_is_noticed_before_the_sweep(tmp_path: Path) -> None:
+    """A modem that reports swaps by URC hangs; meanwhile its SIM is swapped and an SMS reaches
+    the new SIM: the URCs and the +CMTI are lost with the hang. The next periodic sweep (longer
+    after the last ICCID check than ``IDENTITY_FRESH``) finds the SMS; muxd must ask whose SIM
+    it is first."""
+    async with FleetHarness(tmp_path, 1, seed=SEED, sweep_interval=SLOW_SWEEP) as h:
+        await h.wait_ready()
+        port = h.sim.ports[0]
+
+        def sweeps() -> int:
+            return sum(1 for _, line in h.commands if line.upper().startswith("AT+CMGL"))
+
+        swept = sweeps()
+        await h.until(lambda: sweeps() > swept, timeout=READY_TIMEOUT, what="a sweep")
+        port.faults.mute = True  # everything the modem says now is lost
+        ready = sum(1 for _, event in h.events if event == "sms-ready")
+        h.swap_sim(0)
+        await h.until(
+            lambda: sum(1 for _, event in h.events if event == "sms-ready") > ready,
+            timeout=READY_TIMEOUT,
+            what="the new SIM ready",
+        )
+        sms = h.inject(0, "Bank", "code 999 found by the sweep")
+        port.faults.mute = False
+        await h.settle()
+        (got,) = [m.number for m in h.stub.messages if m.message == sms.text]
+        assert got == sms.number, f"the new SIM's SMS went out under the old number {got}"
