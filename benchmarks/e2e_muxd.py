@@ -30,6 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench-key"
 
 
+def stand_in_argv(port: int, *, record: Path | None = None) -> list[str]:
+    """``muxd stand-in`` on 127.0.0.1:``port`` with the benchmarks' key (recording if asked)."""
+    argv = [sys.executable, "-m", "muxd", "stand-in", "--listen", f"127.0.0.1:{port}"]
+    argv += ["--api-key", KEY, "--log-level", "warning"]
+    return argv + (["--record", str(record)] if record is not None else [])
+
+
 def scrape(url: str) -> str | None:
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:
@@ -92,20 +99,7 @@ class MuxdTarget:
         self.metrics_url = f"{self.api_url}/metrics"
         self.stand_in_url = f"http://127.0.0.1:{stand_in}"
         self.stand_in = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "muxd",
-                "stand-in",
-                "--listen",
-                f"127.0.0.1:{stand_in}",
-                "--api-key",
-                KEY,
-                "--record",
-                str(self.record.path),
-                "--log-level",
-                "warning",
-            ],
+            stand_in_argv(stand_in, record=self.record.path),
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=self.log,

@@ -24,9 +24,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from benchmarks.e2e_muxd import KEY, stand_in_argv
 from muxd.sim.modem_ident import make_identity
 
-KEY = "bench-key"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Bounded waits for external processes.
 SIMULATOR_START_TIMEOUT = 60.0
@@ -119,18 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             procs.append(
                 subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "muxd",
-                        "stand-in",
-                        "--listen",
-                        f"127.0.0.1:{stand_in}",
-                        "--api-key",
-                        KEY,
-                        "--log-level",
-                        "warning",
-                    ],
+                    stand_in_argv(stand_in),
                     stdout=subprocess.DEVNULL,
                     stderr=log,
                 )

@@ -48,6 +48,25 @@ def _storage_failure(exc: sqlite3.Error) -> bool:
     )
 
 
+UNLISTED = "number not listed upstream"  # why an SMS is held
+
+
+def _pending_rows(conn: sqlite3.Connection, limit: int) -> list[PendingMessage]:
+    rows = conn.execute(
+        "SELECT id, number, sender, text, sms_time, received_at FROM messages"
+        " WHERE state = 'pending' AND number IS NOT NULL ORDER BY id LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [PendingMessage(*r) for r in rows]
+
+
+def _hold_rows(conn: sqlite3.Connection, ids: list[int], reason: str) -> None:
+    conn.executemany(
+        "UPDATE messages SET state = 'held', last_error = ? WHERE id = ? AND state = 'pending'",
+        [(reason[:500], i) for i in ids],
+    )
+
+
 class _OperationFailed(Exception):
     """An operation of a batch raised (not a storage failure): the batch is run again."""
 
@@ -236,15 +255,7 @@ class Journal:
     async def pending(self, limit: int) -> list[PendingMessage]:
         """The oldest undelivered messages that have a receiving number, in arrival order."""
 
-        def op(conn: sqlite3.Connection) -> list[PendingMessage]:
-            rows = conn.execute(
-                "SELECT id, number, sender, text, sms_time, received_at FROM messages"
-                " WHERE state = 'pending' AND number IS NOT NULL ORDER BY id LIMIT ?",
-                (limit,),
-            ).fetchall()
-            return [PendingMessage(*r) for r in rows]
-
-        result: list[PendingMessage] = await self._submit(op)
+        result: list[PendingMessage] = await self._submit(lambda conn: _pending_rows(conn, limit))
         return result
 
     async def take_batch(
@@ -252,29 +263,20 @@ class Journal:
     ) -> tuple[list[PendingMessage], int]:
         """The next batch to send, in one transaction: the oldest ``limit`` pending messages;
         those whose number is not in ``listed`` (when given) are held, the rest are recorded as
-        attempted (see :meth:`mark_attempt`) and returned. Also returns how many were looked
-        at: fewer than ``limit`` means nothing else was pending."""
+        attempted and returned. Also returns how many were looked at: fewer than ``limit``
+        means nothing else was pending. After a crash, a pending message with attempts > 0 may
+        have reached the upstream already: it is sent again (at least once; v2 has no
+        idempotency key), and the count shows it."""
 
         def op(conn: sqlite3.Connection) -> tuple[list[PendingMessage], int]:
-            rows = conn.execute(
-                "SELECT id, number, sender, text, sms_time, received_at FROM messages"
-                " WHERE state = 'pending' AND number IS NOT NULL ORDER BY id LIMIT ?",
-                (limit,),
-            ).fetchall()
-            batch = [PendingMessage(*r) for r in rows]
+            looked_at = batch = _pending_rows(conn, limit)
             if listed is not None:
-                unlisted = [(m.id,) for m in batch if m.number not in listed]
-                if unlisted:
-                    conn.executemany(
-                        "UPDATE messages SET state = 'held', last_error ="
-                        " 'number not listed upstream' WHERE id = ? AND state = 'pending'",
-                        unlisted,
-                    )
-                    batch = [m for m in batch if m.number in listed]
+                _hold_rows(conn, [m.id for m in batch if m.number not in listed], UNLISTED)
+                batch = [m for m in batch if m.number in listed]
             conn.executemany(
                 "UPDATE messages SET attempts = attempts + 1 WHERE id = ?", [(m.id,) for m in batch]
             )
-            return batch, len(rows)
+            return batch, len(looked_at)
 
         result: tuple[list[PendingMessage], int] = await self._submit(op)
         return result
@@ -290,18 +292,6 @@ class Journal:
 
         changed: int = await self._submit(op)
         self.backlog -= changed
-
-    async def mark_attempt(self, ids: list[int]) -> None:
-        """Record, before sending, that these messages are about to go out. After a crash, a
-        pending message with attempts > 0 may have reached the upstream already: it is sent
-        again (at least once; v2 has no idempotency key), and the count shows it."""
-
-        def op(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "UPDATE messages SET attempts = attempts + 1 WHERE id = ?", [(i,) for i in ids]
-            )
-
-        await self._submit(op)
 
     async def park(self, ids: list[int], reason: str) -> None:
         """Take messages out of the delivery queue, keeping them (visible, replayable)."""
@@ -320,14 +310,7 @@ class Journal:
     async def hold(self, ids: list[int], reason: str) -> None:
         """Set messages aside until their number is listed upstream again (still backlog)."""
 
-        def op(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "UPDATE messages SET state = 'held', last_error = ? WHERE id = ?"
-                " AND state = 'pending'",
-                [(reason[:500], i) for i in ids],
-            )
-
-        await self._submit(op)
+        await self._submit(lambda conn: _hold_rows(conn, ids, reason))
 
     async def release_held(self, numbers: list[str]) -> int:
         """Queue held messages of these (now listed) numbers again."""

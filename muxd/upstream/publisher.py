@@ -97,9 +97,6 @@ class NumbersPublisher:
         self.published: dict[str, str] = {}  # number -> entry JSON, as the upstream has it
         self.ids: dict[str, int | None] = {}
 
-    def is_listed(self, number: str) -> bool:
-        return number in self.published
-
     def listed_numbers(self) -> frozenset[str]:
         """A snapshot of the numbers the upstream lists now."""
         return frozenset(self.published)

@@ -25,6 +25,7 @@ from collections.abc import Set as AbstractSet
 
 from muxd.errors import JournalError, UpstreamError
 from muxd.store import Journal, PendingMessage
+from muxd.store.journal import UNLISTED
 from muxd.upstream.backoff import Backoff
 from muxd.upstream.v2 import MessageItem, V2Client
 
@@ -200,7 +201,7 @@ class Shipper:
         code = exc.body.strip()
         if code == "NO_NUMBER" and self._listed is not None and msg.number not in self._listed():
             # Withdrawn while we were sending: wait for the number to be listed again.
-            await self._journal.hold([msg.id], "number not listed upstream")
+            await self._journal.hold([msg.id], UNLISTED)
             return True
         if code == "NO_NUMBER":
             seen = self._no_number.get(msg.id, 0) + 1

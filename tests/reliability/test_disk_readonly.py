@@ -10,19 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.reliability.tmpfs import mounted_tmpfs
+
 # Bound of the daemon's start-up failure (a loaded CI machine).
 RUN_TIMEOUT = 60.0
 
 
 @pytest.fixture
 def readonly_fs(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "state"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mnt)], check=True)
-    try:
+    with mounted_tmpfs(tmp_path / "state", "ro,size=1m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_read_only_journal_refuses_to_start_naming_path_and_reason(
