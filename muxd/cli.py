@@ -19,6 +19,7 @@ from typing import Any
 from muxd import __version__
 from muxd.cli_ops import add_outbox_parser, add_upstream_parser
 from muxd.errors import ConfigError, MuxdError
+from muxd.probe import add_probe_parser
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -297,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_outbox_parser(sub)
     add_upstream_parser(sub)
+    add_probe_parser(sub)
 
     p = sub.add_parser("pdu", help="PDU tools")
     pdu_sub = p.add_subparsers(dest="pdu_command", required=True)

@@ -81,10 +81,12 @@ def load_numbers(path: str | None) -> dict[str, str]:
 
 def discover(patterns: list[str]) -> list[str]:
     """Every existing path matching the glob patterns, sorted, without duplicates."""
-    found: set[str] = set()
-    for pattern in patterns:
-        found.update(glob.glob(pattern))
-    return sorted(found)
+    return sorted({path for paths in discover_each(patterns).values() for path in paths})
+
+
+def discover_each(patterns: list[str]) -> dict[str, list[str]]:
+    """The existing paths each glob pattern matches (URLs such as socket:// match themselves)."""
+    return {p: [p] if "://" in p else sorted(glob.glob(p)) for p in patterns}
 
 
 class Fleet:
@@ -116,6 +118,7 @@ class Fleet:
         self.changed = asyncio.Event()
         self.intake = asyncio.Event()  # cleared by the app while the journal can't store
         self.intake.set()
+        self._matched: dict[str, int] = {}  # glob -> ports it matched at the last rescan
 
     def _changed(self, info: PortInfo) -> None:
         self.changed.set()
@@ -132,8 +135,27 @@ class Fleet:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    def _log_matches(self, matches: dict[str, list[str]]) -> None:
+        """One line per glob at start, then only when a glob's count changes (hot-plug)."""
+        for pattern, paths in matches.items():
+            count = len(paths)
+            before = self._matched.get(pattern)
+            if before == count:
+                continue
+            self._matched[pattern] = count
+            if count == 0:
+                LOGGER.warning("modems.ports %r matches no port", pattern)
+            elif before is None:
+                LOGGER.info("modems.ports %r matches %d port(s)", pattern, count)
+            else:
+                LOGGER.info(
+                    "modems.ports %r now matches %d port(s), was %d", pattern, count, before
+                )
+
     def rescan(self) -> None:
-        for path in discover(self.patterns):
+        matches = discover_each(self.patterns)
+        self._log_matches(matches)
+        for path in sorted({p for paths in matches.values() for p in paths}):
             task = self._tasks.get(path)
             if task is not None and not task.done():
                 continue
@@ -150,7 +172,8 @@ class Fleet:
                 await self._run_once(info)
             except SerialOpenError as exc:
                 info.last_error = str(exc)
-                if not os.path.exists(info.path):  # noqa: ASYNC240 - one stat per failed open
+                url = "://" in info.path  # socket://host:port: never "vanishes"
+                if not url and not os.path.exists(info.path):  # noqa: ASYNC240 - one stat per failed open
                     PortLog(LOGGER, info).warning("port vanished")
                     self._set_status(info, PortStatus.GONE)
                     return
