@@ -6,12 +6,14 @@ the key: ``FILE: section.key: what is wrong``.
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
+import msgspec.inspect
 from msgspec import Meta
 
 from muxd.errors import ConfigError
@@ -130,7 +132,47 @@ def _key_and_reason(err: msgspec.ValidationError) -> tuple[str, str]:
         path = f"{path}.{field.group(1)}" if path else field.group(1)
         reason = "unknown key" if "unknown field" in reason else "missing required key"
     path = re.sub(r"\[(\d+)\]", r"[\1]", path)
+    if reason == "unknown key":
+        parent, _, key = path.rpartition(".")
+        close = difflib.get_close_matches(key, _known_keys(parent), n=1, cutoff=0.6)
+        if close:
+            reason = f"unknown key (did you mean {close[0]!r}?)"
     return path or "(top level)", reason
+
+
+def _unwrap(info: msgspec.inspect.Type) -> msgspec.inspect.Type:
+    """``X | None`` -> X (the config's optional sections and values)."""
+    if isinstance(info, msgspec.inspect.UnionType):
+        rest = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
+        if len(rest) == 1:
+            return rest[0]
+    return info
+
+
+def _known_keys(parent: str) -> list[str]:
+    """The keys the config accepts at the dotted ``parent`` path ("" is the top level)."""
+    info: msgspec.inspect.Type = msgspec.inspect.type_info(Config)
+    for part in [p for p in parent.split(".") if p]:
+        name, *indexes = re.split(r"\[\d+\]", part)
+        info = _unwrap(info)
+        if isinstance(info, msgspec.inspect.StructType):
+            by_name = {f.encode_name: f.type for f in info.fields}
+            if name not in by_name:
+                return []
+            info = by_name[name]
+        elif isinstance(info, msgspec.inspect.DictType):
+            info = info.value_type
+        else:
+            return []
+        for _ in indexes:
+            info = _unwrap(info)
+            if not isinstance(info, msgspec.inspect.ListType):
+                return []
+            info = info.item_type
+    info = _unwrap(info)
+    if isinstance(info, msgspec.inspect.StructType):
+        return [f.encode_name for f in info.fields]
+    return []
 
 
 def parse_listen(value: str) -> tuple[str, int]:

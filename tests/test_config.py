@@ -57,7 +57,21 @@ def test_wrong_type_is_named(tmp_path: Path) -> None:
 
 def test_unknown_key_is_named(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("baudrate = 115200", "baudrate = 115200\nbaudrat = 9600"))
-    assert error_of(path) == f"{path}: modems.baudrat: unknown key"
+    assert error_of(path) == f"{path}: modems.baudrat: unknown key (did you mean 'baudrate'?)"
+
+
+def test_unknown_key_far_from_any_gets_no_suggestion(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("baudrate = 115200", "baudrate = 115200\nzzz = 1"))
+    assert error_of(path) == f"{path}: modems.zzz: unknown key"
+
+
+def test_unknown_key_in_nested_tables_suggests_the_closest(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, GOOD + '\n[[numbers.ussd]]\noperator = 25001\ncode = "*1#"\nregx = "x"\n'
+    )
+    assert error_of(path) == f"{path}: numbers.ussd[0].regx: unknown key (did you mean 'regex'?)"
+    path = write(tmp_path, GOOD + "\n[jounral]\nretention_days = 1\n")
+    assert error_of(path) == f"{path}: jounral: unknown key (did you mean 'journal'?)"
 
 
 def test_unknown_section_is_named(tmp_path: Path) -> None:
