@@ -134,9 +134,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        _run_loop(run_demo(ports=args.ports, duration=args.duration, rate=args.rate))
+        _run_loop(
+            run_demo(ports=args.ports, duration=args.duration, rate=args.rate, keep=args.keep)
+        )
     except KeyboardInterrupt:
-        print("\nstopped")
+        pass
     return EXIT_OK
 
 
@@ -294,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ports", type=int, default=16)
     p.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
     p.add_argument("--rate", type=float, default=4.0, help="SMS per second to inject")
+    p.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory (journal, ptys, logs)"
+    )
     p.set_defaults(func=cmd_demo)
 
     add_outbox_parser(sub)

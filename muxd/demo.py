@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -49,8 +50,14 @@ def _summary(daemon: Daemon, injected: int, stub: Onlinesim, total_ports: int) -
     )
 
 
-async def run_demo(*, ports: int, duration: float | None, rate: float) -> None:
+async def run_demo(*, ports: int, duration: float | None, rate: float, keep: bool = False) -> None:
+    """Run the demo; on Ctrl-C (cancellation) print the tally so far, then stop.
+
+    The temporary directory (journal, ptys, ground truth) is removed at the end unless ``keep``;
+    either way the last line says what became of it.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="muxd-demo-"))
+    tally: list[str] = []
     (workdir / "dev").mkdir()
     stub = Onlinesim(api_key=DEMO_KEY)
     runner, stand_in_port = await serve(stub, "127.0.0.1", 0)
@@ -83,7 +90,8 @@ async def run_demo(*, ports: int, duration: float | None, rate: float) -> None:
             load_task = asyncio.create_task(sim.run_load(rate, duration=duration), name="load")
             injected_total = 0
             while not load_task.done():
-                sys.stdout.write("\r" + _summary(daemon, sim.injected, stub, ports) + " ")
+                tally[:] = [_summary(daemon, sim.injected, stub, ports)]
+                sys.stdout.write("\r" + tally[0] + " ")
                 sys.stdout.flush()
                 await asyncio.wait([load_task], timeout=SUMMARY_INTERVAL)
                 if daemon_task.done():
@@ -94,6 +102,10 @@ async def run_demo(*, ports: int, duration: float | None, rate: float) -> None:
             print("\r" + _summary(daemon, injected_total, stub, ports) + " ")
             lost = injected_total - len(stub.messages)
             print(f"done: {injected_total} injected, {len(stub.messages)} forwarded, lost {lost}")
+    except asyncio.CancelledError:
+        if tally:
+            print("\rstopped: " + tally[0])
+        raise
     finally:
         for task in (load_task, daemon_task):
             if task is not None and not task.done():
@@ -101,3 +113,8 @@ async def run_demo(*, ports: int, duration: float | None, rate: float) -> None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await runner.cleanup()
+        if keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+            print(f"removed {workdir}")
