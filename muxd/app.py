@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from muxd import __version__
 from muxd.config import Config, parse_listen
-from muxd.errors import JournalError
+from muxd.errors import JournalError, first_muxd_error, listen_error
 from muxd.fleet import Fleet, load_numbers
 from muxd.metrics import FleetCollector, Metrics, MetricsV1Observer
 from muxd.modem.state import PortInfo, PortStatus
@@ -323,17 +323,28 @@ class Daemon:
                 await runner.setup()
                 host, port = parse_listen(cfg.http.listen)
                 site = web.TCPSite(runner, host, port)
-                await site.start()
+                try:
+                    await site.start()
+                except OSError as exc:
+                    raise listen_error("http.listen", cfg.http.listen, exc) from None
                 self.http_port = int(runner.addresses[0][1])
                 LOGGER.info("serving http://%s:%s/", host, self.http_port)
-                async with asyncio.TaskGroup() as tg:
-                    tg.create_task(fleet.run(), name="fleet")
-                    for name, coro in self._upstream_tasks(http, journal, fleet).items():
-                        tg.create_task(coro, name=name)
-                    tg.create_task(self._watch_loop_lag(), name="loop-lag")
-                    tg.create_task(self._maintain(journal), name="maintenance")
-                    tg.create_task(self._watch_journal(journal, fleet), name="journal-watch")
-                    self.started.set()
+                try:
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(fleet.run(), name="fleet")
+                        for name, coro in self._upstream_tasks(http, journal, fleet).items():
+                            tg.create_task(coro, name=name)
+                        tg.create_task(self._watch_loop_lag(), name="loop-lag")
+                        tg.create_task(self._maintain(journal), name="maintenance")
+                        tg.create_task(self._watch_journal(journal, fleet), name="journal-watch")
+                        self.started.set()
+                except BaseExceptionGroup as group:
+                    # A service that gives up (journal unwritable, v1 listen address taken)
+                    # ends the daemon with its own one-line reason, not a group traceback.
+                    first = first_muxd_error(group)
+                    if first is None:
+                        raise
+                    raise first from None
         finally:
             await runner.cleanup()
             await journal.close()

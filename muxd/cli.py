@@ -73,8 +73,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         _run_loop(run_until_signalled(Daemon(cfg)), use_uvloop=not args.no_uvloop)
     except KeyboardInterrupt:
         return EXIT_OK
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    except ConfigError as exc:  # found at run time (a listen address taken): one line
+        print(f"{args.config}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except MuxdError as exc:
         logging.getLogger("muxd").critical("%s", exc)

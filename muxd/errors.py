@@ -49,3 +49,20 @@ class UpstreamError(MuxdError):
         self.endpoint = endpoint
         self.status = status
         self.body = body
+
+
+def listen_error(key: str, address: str, exc: OSError) -> ConfigError:
+    """A listener that could not bind, as one line naming the config key (no traceback)."""
+    return ConfigError(f"{key}: cannot listen on {address}: {exc.strerror or exc}")
+
+
+def first_muxd_error(group: BaseExceptionGroup[BaseException]) -> MuxdError | None:
+    """The first MuxdError in a (nested) exception group, e.g. from a TaskGroup."""
+    for exc in group.exceptions:
+        if isinstance(exc, MuxdError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = first_muxd_error(exc)
+            if found is not None:
+                return found
+    return None
