@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the ops tests (tests/ops) need:
 #   - prometheus and promtool, both shipped by Debian's `prometheus` package;
-#   - /usr/bin/chromium (Debian's `chromium` package), which renders the status page headless.
+#   - /usr/bin/chromium (Debian's `chromium` package), which renders the status page headless;
+#   - systemd-analyze (Debian's `systemd` package), which rates the shipped unit's sandbox.
 # Idempotent, quiet and non-interactive: installs only what is missing and does nothing when
 # everything is present. The tests start their own Prometheus on a free loopback port, so the
 # packaged service is neither needed nor started here.
@@ -17,10 +18,14 @@ have_prometheus() {
 have_chromium() {
     [ -x "$CHROMIUM" ]
 }
+have_systemd_analyze() {
+    command -v systemd-analyze >/dev/null 2>&1
+}
 
 packages=()
 have_prometheus || packages+=(prometheus)
 have_chromium || packages+=(chromium)
+have_systemd_analyze || packages+=(systemd)
 
 if [ "${#packages[@]}" -eq 0 ]; then
     echo "install-ops: already present: $(command -v prometheus) $(command -v promtool) $CHROMIUM"
@@ -83,6 +88,9 @@ if ! have_prometheus; then
 fi
 if ! have_chromium; then
     fail "$CHROMIUM still missing after installing the package"
+fi
+if ! have_systemd_analyze; then
+    fail "systemd-analyze still missing after installing the package"
 fi
 echo "install-ops: $(prometheus --version 2>&1 | head -n1)"
 echo "install-ops: $("$CHROMIUM" --version 2>/dev/null | head -n1)"

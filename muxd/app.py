@@ -21,7 +21,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from muxd import __version__
+from muxd import __version__, systemd
 from muxd.config import Config, parse_listen
 from muxd.errors import JournalError, first_muxd_error, listen_error
 from muxd.fleet import Fleet, load_numbers
@@ -337,7 +337,11 @@ class Daemon:
                         tg.create_task(self._watch_loop_lag(), name="loop-lag")
                         tg.create_task(self._maintain(journal), name="maintenance")
                         tg.create_task(self._watch_journal(journal, fleet), name="journal-watch")
+                        watchdog = systemd.watchdog_interval()
+                        if watchdog is not None:
+                            tg.create_task(systemd.kick_watchdog(watchdog), name="watchdog")
                         self.started.set()
+                        systemd.notify("READY=1")
                 except BaseExceptionGroup as group:
                     # A service that gives up (journal unwritable, v1 listen address taken)
                     # ends the daemon with its own one-line reason, not a group traceback.
@@ -346,6 +350,7 @@ class Daemon:
                         raise
                     raise first from None
         finally:
+            systemd.notify("STOPPING=1")
             await runner.cleanup()
             await journal.close()
 
