@@ -32,7 +32,7 @@ from muxd.upstream.publisher import NumbersPublisher
 from muxd.upstream.shipper import Shipper
 from muxd.upstream.v1 import V1Service
 from muxd.upstream.v2 import V2Client
-from muxd.web import make_app
+from muxd.web import make_app, make_metrics_app
 
 LOGGER = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class Daemon:
         self.shipper: Shipper | None = None
         self.v1: V1Service | None = None
         self.http_port: int | None = None
+        self.metrics_port: int | None = None  # http.metrics_listen's port, when configured
         self.started = asyncio.Event()  # set once every service is running
         self.received = 0  # complete SMS journaled by this process
         self.forwarded = 0  # SMS acknowledged by the upstream
@@ -314,21 +315,26 @@ class Daemon:
         self.metrics.registry.register(FleetCollector(self.ports, self._live_counts))
         self.metrics.backlog.set_function(lambda: journal.backlog)
         connector = aiohttp.TCPConnector(limit=UPSTREAM_CONNECTIONS)
-        runner = web.AppRunner(make_app(self.metrics.registry, self), access_log=None)
+        http_cfg = cfg.http
+        runner = web.AppRunner(
+            make_app(self.metrics.registry, self, token=http_cfg.token, hosts=http_cfg.hosts),
+            access_log=None,
+        )
+        metrics_runner: web.AppRunner | None = None
+        if http_cfg.metrics_listen:
+            metrics_runner = web.AppRunner(
+                make_metrics_app(self.metrics.registry, hosts=http_cfg.hosts), access_log=None
+            )
         try:
             # No cookies: both APIs authenticate per request (and a jar costs CPU on every call).
             async with aiohttp.ClientSession(
                 connector=connector, cookie_jar=aiohttp.DummyCookieJar()
             ) as http:
-                await runner.setup()
-                host, port = parse_listen(cfg.http.listen)
-                site = web.TCPSite(runner, host, port)
-                try:
-                    await site.start()
-                except OSError as exc:
-                    raise listen_error("http.listen", cfg.http.listen, exc) from None
-                self.http_port = int(runner.addresses[0][1])
-                LOGGER.info("serving http://%s:%s/", host, self.http_port)
+                self.http_port = await listen(runner, "http.listen", http_cfg.listen)
+                if metrics_runner is not None:
+                    self.metrics_port = await listen(
+                        metrics_runner, "http.metrics_listen", http_cfg.metrics_listen
+                    )
                 try:
                     async with asyncio.TaskGroup() as tg:
                         tg.create_task(fleet.run(), name="fleet")
@@ -351,8 +357,26 @@ class Daemon:
                     raise first from None
         finally:
             systemd.notify("STOPPING=1")
+            if metrics_runner is not None:
+                await metrics_runner.cleanup()
             await runner.cleanup()
             await journal.close()
+
+
+async def listen(runner: web.AppRunner, key: str, address: str) -> int:
+    """Serve ``runner`` on ``address`` (``host:port``, the config key ``key``); the bound port.
+
+    An address in use is a ConfigError naming the key, so ``muxd run`` says it in one line.
+    """
+    await runner.setup()
+    host, port = parse_listen(address)
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        raise listen_error(key, address, exc) from None
+    bound = int(runner.addresses[0][1])
+    LOGGER.info("%s: serving http://%s:%s/", key, host, bound)
+    return bound
 
 
 async def run_until_signalled(daemon: Daemon) -> None:

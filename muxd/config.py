@@ -18,6 +18,7 @@ from msgspec import Meta
 
 from muxd.errors import ConfigError
 from muxd.numbering import UssdQuery
+from muxd.web_guard import is_loopback
 
 # Onlinesim v2 batches: the spec suggests "e.g. every 5 s"; activation codes are urgent, so 1 s.
 DEFAULT_BATCH_DELAY = 1.0
@@ -105,6 +106,13 @@ class JournalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     listen: str = "127.0.0.1:9108"
+    # Bearer token for everything but /healthz and /readyz (browsers: the Basic password);
+    # required when `listen` is not a loopback address.
+    token: str = ""
+    # Host names (besides IP literals and localhost) the endpoint answers to (DNS rebinding).
+    hosts: list[str] = []
+    # Optional own listener serving /metrics alone, without the token (e.g. a private network).
+    metrics_listen: str = ""
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -205,9 +213,16 @@ def _check_values(cfg: Config) -> tuple[str, str] | None:
                 except re.error as exc:
                     return f"v1.filter.{service}", f"invalid regular expression: {exc}"
     try:
-        parse_listen(cfg.http.listen)
+        http_host, _ = parse_listen(cfg.http.listen)
     except ValueError as exc:
         return "http.listen", str(exc)
+    if not cfg.http.token and not is_loopback(http_host):
+        return "http.token", f"required when http.listen ({cfg.http.listen}) is not loopback"
+    if cfg.http.metrics_listen:
+        try:
+            parse_listen(cfg.http.metrics_listen)
+        except ValueError as exc:
+            return "http.metrics_listen", str(exc)
     for i, pattern in enumerate(cfg.modems.ports):
         if not pattern.strip():
             return f"modems.ports[{i}]", "empty pattern"

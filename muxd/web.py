@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -17,6 +18,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from muxd.status import StatusSource, port_status
+from muxd.web_guard import Handler, guard
 
 LOGGER = logging.getLogger(__name__)
 
@@ -87,10 +89,29 @@ def _json(payload: object) -> web.Response:
     return web.Response(body=orjson.dumps(payload), content_type="application/json")
 
 
-def make_app(registry: CollectorRegistry, source: StatusSource) -> web.Application:
+def _metrics_handler(registry: CollectorRegistry) -> Handler:
     async def metrics(_request: web.Request) -> web.Response:
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return metrics
+
+
+def make_metrics_app(registry: CollectorRegistry, *, hosts: Sequence[str] = ()) -> web.Application:
+    """``/metrics`` alone, for its own listener (``http.metrics_listen``): no token, Host check."""
+    app = web.Application(middlewares=[guard(token="", hosts=hosts)])
+    app.router.add_get("/metrics", _metrics_handler(registry))
+    return app
+
+
+def make_app(
+    registry: CollectorRegistry,
+    source: StatusSource,
+    *,
+    token: str = "",
+    hosts: Sequence[str] = (),
+) -> web.Application:
+    metrics = _metrics_handler(registry)
 
     async def healthz(_request: web.Request) -> web.Response:
         reason = source.problem()
@@ -139,7 +160,7 @@ def make_app(registry: CollectorRegistry, source: StatusSource) -> web.Applicati
             raise web.HTTPNotFound()
         return _static_response(request, item)
 
-    app = web.Application()
+    app = web.Application(middlewares=[guard(token=token, hosts=hosts)])
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
