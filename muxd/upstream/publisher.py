@@ -154,8 +154,10 @@ class NumbersPublisher:
             entries = sellable_entries(self._ports(), rent=self._rent)
             try:
                 if self._incremental:
+                    # Each heartbeat also reconciles the numbers (whatever checkWork answers).
+                    reconcile = dirty or self._heartbeat_due()
                     await self._heartbeat()
-                    if self.numbers_loop.wait() <= 0 and (dirty or self._heartbeat_due()):
+                    if self.numbers_loop.wait() <= 0 and reconcile:
                         await self._attempt_incremental(entries)
                         dirty = False
                 elif self.numbers_loop.wait() <= 0 and (dirty or self._heartbeat_due()):

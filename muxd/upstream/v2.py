@@ -168,7 +168,7 @@ class V2Client:
                 result = "ok"
                 return reply
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamError(endpoint, 0, f"{type(exc).__name__}: {exc}") from exc
+            raise UpstreamError(endpoint or "checkWork", 0, f"{type(exc).__name__}: {exc}") from exc
         finally:
             if self._observer is not None:
                 self._observer(endpoint or "checkWork", result, time.perf_counter() - started)

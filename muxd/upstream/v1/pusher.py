@@ -195,6 +195,11 @@ class Pusher:
     def queued(self) -> int:
         return len(self._queue)
 
+    @property
+    def sending(self) -> int:
+        """Numbers whose pushes are on the wire now."""
+        return len(self._senders)
+
     async def run(self) -> None:
         try:
             while True:
