@@ -161,13 +161,15 @@ class PushEndpoint:
     requests: Counter[str] = field(default_factory=Counter)  # phase -> requests seen
     accepted: list[Any] = field(default_factory=list)  # smsId of each SUCCESS answer
     port: int = 0
+    retry_after: str | None = None  # sent with each 503 when set
     _runner: web.AppRunner | None = None
 
     async def _push(self, request: web.Request) -> web.StreamResponse:
         self.requests[self.phase] += 1
         body = await request.json()
         if self.phase == "503":
-            return web.Response(status=503, text="unavailable")
+            headers = {"Retry-After": self.retry_after} if self.retry_after else None
+            return web.Response(status=503, text="unavailable", headers=headers)
         if self.phase != "up":  # reset: no answer at all
             if request.transport is not None:
                 request.transport.abort()
