@@ -25,9 +25,10 @@ from muxd import __version__, systemd
 from muxd.config import Config, parse_listen
 from muxd.errors import JournalError, first_muxd_error, listen_error
 from muxd.fleet import Fleet, load_numbers
-from muxd.metrics import FleetCollector, Metrics, MetricsV1Observer
+from muxd.metrics import FleetCollector, Metrics, MetricsV1Observer, UpstreamLoopCollector
 from muxd.modem.state import PortInfo, PortStatus
 from muxd.store import Journal, PartIn, PendingMessage
+from muxd.upstream.backoff import RetryLoop
 from muxd.upstream.publisher import NumbersPublisher
 from muxd.upstream.shipper import Shipper
 from muxd.upstream.v1 import V1Service
@@ -54,6 +55,9 @@ JOURNAL_GIVE_UP = 600.0
 # /readyz: the upstream counts as reachable if it answered successfully this recently (the
 # publisher talks to it at least every numbers_interval, 5 minutes by default).
 UPSTREAM_STALE = 900.0
+# /healthz says "degraded" once an upstream loop has been failing this long (an outage shorter
+# than this is ridden out by the loops' backoff without an alarm).
+LOOP_DEGRADED_AFTER = 900.0
 
 
 class Daemon:
@@ -207,7 +211,31 @@ class Daemon:
             "parked": self.parked,
             "backlog": self.journal.backlog if self.journal else 0,
             "last_upstream_ok": self.last_upstream_ok,
+            "upstream": self.upstream_state(),
         }
+
+    def upstream_loops(self) -> list[RetryLoop]:
+        """The retry state of every loop that talks to Onlinesim in this mode."""
+        loops: list[RetryLoop] = []
+        if self.publisher is not None:
+            loops.extend(self.publisher.loops)
+        if self.shipper is not None:
+            loops.append(self.shipper.loop)
+        if self.v1 is not None:
+            loops.append(self.v1.pusher.loop)
+        return loops
+
+    def upstream_state(self) -> list[dict[str, Any]]:
+        return [loop.snapshot() for loop in self.upstream_loops()]
+
+    def upstream_degraded(self) -> str | None:
+        """Why the upstream side is degraded: loops failing longer than LOOP_DEGRADED_AFTER."""
+        late = [
+            f"{loop.name} failing for {loop.failing_for():.0f} s ({loop.last_error})"
+            for loop in self.upstream_loops()
+            if loop.failing_for() > LOOP_DEGRADED_AFTER
+        ]
+        return "; ".join(late) or None
 
     def problem(self) -> str | None:
         return self._healthy()
@@ -313,11 +341,19 @@ class Daemon:
             ussd=cfg.numbers.ussd,
         )
         self.metrics.registry.register(FleetCollector(self.ports, self._live_counts))
+        self.metrics.registry.register(UpstreamLoopCollector(self.upstream_loops))
         self.metrics.backlog.set_function(lambda: journal.backlog)
         connector = aiohttp.TCPConnector(limit=UPSTREAM_CONNECTIONS)
         http_cfg = cfg.http
         runner = web.AppRunner(
-            make_app(self.metrics.registry, self, token=http_cfg.token, hosts=http_cfg.hosts),
+            make_app(
+                self.metrics.registry,
+                self,
+                token=http_cfg.token,
+                hosts=http_cfg.hosts,
+                upstream=self.upstream_state,
+                degraded=self.upstream_degraded,
+            ),
             access_log=None,
         )
         metrics_runner: web.AppRunner | None = None

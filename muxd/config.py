@@ -23,8 +23,9 @@ from muxd.web_guard import is_loopback
 # Onlinesim v2 batches: the spec suggests "e.g. every 5 s"; activation codes are urgent, so 1 s.
 DEFAULT_BATCH_DELAY = 1.0
 DEFAULT_BATCH_MAX = 100
-# sendNumbersOnline must be sent at least every 5 minutes (reseller-api.md §4).
-NUMBERS_INTERVAL = 300.0
+# Onlinesim wants the uptime proof (sendNumbersOnline or checkWork) every 5 minutes; 240 s,
+# counted from the start of the previous one, keeps a slow answer or a retry inside the window.
+NUMBERS_INTERVAL = 240.0
 
 
 class ModemsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

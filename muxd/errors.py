@@ -44,11 +44,15 @@ class JournalError(MuxdError):
 class UpstreamError(MuxdError):
     """Onlinesim refused or failed a request."""
 
-    def __init__(self, endpoint: str, status: int, body: str) -> None:
+    def __init__(
+        self, endpoint: str, status: int, body: str, *, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{endpoint}: HTTP {status}: {body[:200]}")
         self.endpoint = endpoint
         self.status = status
         self.body = body
+        # Seconds the upstream asked us to wait (its Retry-After header), when it said so.
+        self.retry_after = retry_after
 
 
 def listen_error(key: str, address: str, exc: OSError) -> ConfigError:

@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 
 from muxd import __version__
 from muxd.modem.state import PortInfo, PortStatus
+from muxd.upstream.backoff import RetryLoop
 from muxd.upstream.v1.observer import V1Observer
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -213,3 +214,34 @@ class MetricsV1Observer(V1Observer):
 
     def missing_user_agent(self) -> None:
         self._m.v1_no_user_agent.inc()
+
+
+class UpstreamLoopCollector(Collector):
+    """Each upstream loop's retry state, read at scrape time (label ``loop``: its name)."""
+
+    def __init__(self, loops: Callable[[], Iterable[RetryLoop]]) -> None:
+        self._loops = loops
+
+    def collect(self) -> Iterator[Metric]:
+        state = GaugeMetricFamily(
+            "muxd_upstream_loop_state", "1 when the loop's last attempt succeeded", labels=["loop"]
+        )
+        failures = CounterMetricFamily(
+            "muxd_upstream_loop_failures", "Failed attempts of the loop", labels=["loop"]
+        )
+        failing = GaugeMetricFamily(
+            "muxd_upstream_loop_failing_seconds",
+            "How long the loop has been failing (0 when ok)",
+            labels=["loop"],
+        )
+        next_attempt = GaugeMetricFamily(
+            "muxd_upstream_loop_next_attempt_seconds",
+            "Seconds until the loop may try again (0: now)",
+            labels=["loop"],
+        )
+        for loop in self._loops():
+            state.add_metric([loop.name], 1 if loop.ok else 0)
+            failures.add_metric([loop.name], loop.failures_total)
+            failing.add_metric([loop.name], loop.failing_for())
+            next_attempt.add_metric([loop.name], loop.wait())
+        yield from (state, failures, failing, next_attempt)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -110,11 +111,18 @@ def make_app(
     *,
     token: str = "",
     hosts: Sequence[str] = (),
+    upstream: Callable[[], list[dict[str, Any]]] | None = None,
+    degraded: Callable[[], str | None] | None = None,
 ) -> web.Application:
+    """The operator's app. ``token``/``hosts``: access control (muxd.web_guard); ``upstream``:
+    the upstream loops' state for ``/api/upstream``; ``degraded``: a reason ``/healthz`` reports
+    (still 200: restarting muxd does not bring Onlinesim back)."""
     metrics = _metrics_handler(registry)
 
     async def healthz(_request: web.Request) -> web.Response:
         reason = source.problem()
+        if reason is None and degraded is not None and (why := degraded()) is not None:
+            return web.Response(text=f"degraded: {why}\n")
         if reason is None:
             return web.Response(text="ok\n")
         return web.Response(status=503, text=reason + "\n")
@@ -136,6 +144,9 @@ def make_app(
 
     async def api_totals(_request: web.Request) -> web.Response:
         return _json(source.totals())
+
+    async def api_upstream(_request: web.Request) -> web.Response:
+        return _json({"loops": upstream() if upstream is not None else []})
 
     # A package built without its data must not stop the daemon: only the page is missing.
     static_files = load_static()
@@ -168,6 +179,7 @@ def make_app(
     app.router.add_get("/api/numbers", api_numbers)
     app.router.add_get("/api/outbox", api_outbox)
     app.router.add_get("/api/totals", api_totals)
+    app.router.add_get("/api/upstream", api_upstream)
     app.router.add_get("/status", api_ports)  # kept for scripts written against the skeleton
     app.router.add_get("/", page)
     app.router.add_get("/static/{name}", static)

@@ -1,10 +1,17 @@
 """Publishes the sellable numbers to Onlinesim v2.
 
 ``numbers_mode = "list"``: sendNumbersOnline carries the full list at start, every ``interval``
-(the 5-minute uptime proof) and, debounced, after changes, so a burst of ports coming up is one
-request. ``numbers_mode = "incremental"``: checkWork every ``interval`` as the uptime proof, and
-addNumber / removeNumber per changed number, with bounded concurrency and retries; what was
-published is kept in the journal, so a restart reconciles instead of starting blind.
+(the uptime proof, counted from the start of the previous one) and, debounced, after changes,
+so a burst of ports coming up is one request. ``numbers_mode = "incremental"``: checkWork every
+``interval`` as the uptime proof, and addNumber / removeNumber per changed number, with bounded
+concurrency; the two are separate loops, so a failing checkWork never holds back a number
+change. What was published is kept in the journal, so a restart reconciles instead of starting
+blind.
+
+Every failure goes through one :class:`~muxd.upstream.backoff.RetryLoop` per loop: capped,
+jittered backoff from the start of the failed attempt, a floor even when each attempt fails at
+once, ``Retry-After`` honoured, one log line per state change. While the numbers loop fails,
+one addNumber/removeNumber probes the upstream before the rest go out.
 
 Only sellable ports are ever published: over-reporting gets the partner blocked for 30 minutes.
 """
@@ -12,16 +19,18 @@ Only sellable ports are ever published: over-reporting gets the partner blocked 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import msgspec
 
 from muxd.errors import JournalError, UpstreamError
 from muxd.modem.state import PortInfo
 from muxd.store import Journal
-from muxd.upstream.backoff import Backoff
+from muxd.upstream.backoff import Policy, RetryLoop
 from muxd.upstream.v2 import NumberEntry, V2Client
 
 LOGGER = logging.getLogger(__name__)
@@ -29,16 +38,21 @@ LOGGER = logging.getLogger(__name__)
 # Wait this long after a change for further changes before publishing (500 ports coming up at
 # once become one request).
 DEBOUNCE = 2.0
-# After a failed publish, try again after a capped, jittered backoff.
-RETRY_FIRST = 5.0
-RETRY_CAP = 120.0
+# After a failed publish or heartbeat: first retry after 5 s, doubling (jittered) up to 5
+# minutes; at least 1 s after a failed attempt ended. An hour-long outage costs ~20 attempts
+# per loop.
+RETRY_POLICY = Policy(first=5.0, cap=300.0, floor=1.0)
 # At start, ports take a few seconds to initialise: don't publish an empty list (which would
 # withdraw every number) before they had the chance; each port coming up triggers a publish.
 STARTUP_GRACE = 30.0
 # Incremental mode: at most this many addNumber/removeNumber requests in flight.
 INCREMENTAL_CONCURRENCY = 8
+# 400 to removeNumber: the upstream does not have the number: it is gone already.
+REMOVE_GONE = 400
 
 _ENTRY = msgspec.json.Encoder()
+
+Sleep = Callable[[float], Awaitable[None]]
 
 
 def sellable_entries(ports: Iterable[PortInfo], *, rent: bool) -> list[NumberEntry]:
@@ -81,6 +95,9 @@ class NumbersPublisher:
         on_published: Callable[[int], None] | None = None,
         debounce: float = DEBOUNCE,
         startup_grace: float = STARTUP_GRACE,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        policy: Policy = RETRY_POLICY,
     ) -> None:
         self._debounce = debounce
         self._startup_grace = startup_grace
@@ -92,10 +109,27 @@ class NumbersPublisher:
         self._rent = rent
         self._incremental = incremental
         self._on_published = on_published
-        self._backoff = Backoff(RETRY_FIRST, RETRY_CAP)
+        self._clock = clock
+        self._sleep = sleep
         self._force = False
         self.published: dict[str, str] = {}  # number -> entry JSON, as the upstream has it
         self.ids: dict[str, int | None] = {}
+        # List mode: one loop (sendNumbersOnline is both the heartbeat and the change).
+        # Incremental mode: the checkWork heartbeat and the number changes fail separately.
+        self.numbers_loop = RetryLoop(
+            "numbers", policy, clock=clock, logger=LOGGER, what="publishing numbers"
+        )
+        self.heartbeat_loop = RetryLoop(
+            "heartbeat", policy, clock=clock, logger=LOGGER, what="checkWork heartbeat"
+        )
+        self._next_heartbeat = math.inf
+
+    @property
+    def loops(self) -> list[RetryLoop]:
+        """The retry states this publisher runs (metrics, health, status page)."""
+        if self._incremental:
+            return [self.heartbeat_loop, self.numbers_loop]
+        return [self.numbers_loop]
 
     def listed_numbers(self) -> frozenset[str]:
         """A snapshot of the numbers the upstream lists now."""
@@ -107,47 +141,107 @@ class NumbersPublisher:
         self._changed.set()
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         known = await self._journal.published_numbers()
         self.published = {n: e for n, (e, _i) in known.items() if e is not None}
         self.ids = {n: i for n, (_e, i) in known.items()}
-        next_heartbeat = loop.time() + self._startup_grace
-        retry_at: float | None = None
+        self._next_heartbeat = self._clock() + self._startup_grace
+        dirty = False  # a change waits to be published
         while True:
-            wake = next_heartbeat if retry_at is None else min(next_heartbeat, retry_at)
-            try:
-                async with asyncio.timeout(max(0.0, wake - loop.time())):
-                    await self._changed.wait()
-                await asyncio.sleep(self._debounce)
-            except TimeoutError:
-                pass
+            if await self._wait(self._wake_at(dirty)):
+                dirty = True
+                await self._sleep(self._debounce)
             self._changed.clear()
-            heartbeat = loop.time() >= next_heartbeat
             entries = sellable_entries(self._ports(), rent=self._rent)
             try:
                 if self._incremental:
-                    await self._sync_incremental(entries, heartbeat=heartbeat)
-                else:
-                    await self._sync_list(entries, heartbeat=heartbeat)
+                    # Each heartbeat also reconciles the numbers (whatever checkWork answers).
+                    reconcile = dirty or self._heartbeat_due()
+                    await self._heartbeat()
+                    if self.numbers_loop.wait() <= 0 and reconcile:
+                        await self._attempt_incremental(entries)
+                        dirty = False
+                elif self.numbers_loop.wait() <= 0 and (dirty or self._heartbeat_due()):
+                    await self._attempt_list(entries)
+                    dirty = False
             except JournalError as exc:
                 LOGGER.error("publishing paused: %s", exc)
                 await self._journal.wait_healthy()
-                continue
-            except UpstreamError as exc:
-                delay = self._backoff.next_delay()
-                LOGGER.warning("publishing numbers failed (%s); retrying in %.0f s", exc, delay)
-                retry_at = loop.time() + delay
-                continue
-            self._backoff.reset()
-            retry_at = None
-            if heartbeat:
-                next_heartbeat = loop.time() + self._interval
+                dirty = True
+            if not self.numbers_loop.ok:
+                dirty = True  # the failed change is retried when the backoff allows
+
+    def _heartbeat_due(self) -> bool:
+        return self._clock() >= self._next_heartbeat
+
+    def _wake_at(self, dirty: bool) -> float:
+        """When the loop has something to do next (clock time)."""
+        numbers = self._next_heartbeat if not self._incremental else math.inf
+        if dirty:
+            numbers = -math.inf
+        wake = max(numbers, self.numbers_loop.next_at)
+        if self._incremental:
+            wake = min(wake, max(self._next_heartbeat, self.heartbeat_loop.next_at))
+        return wake
+
+    async def _wait(self, until: float) -> bool:
+        """Until ``until`` (clock time) or a change; True on a change."""
+        if self._changed.is_set():
+            return True
+        delay = until - self._clock()
+        if delay <= 0:
+            return False
+        changed = asyncio.ensure_future(self._changed.wait())
+        timer = asyncio.ensure_future(self._sleep(delay))
+        try:
+            await asyncio.wait((changed, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (changed, timer):
+                task.cancel()
+            await asyncio.gather(changed, timer, return_exceptions=True)
+        return self._changed.is_set()
+
+    async def _heartbeat(self) -> None:
+        """Incremental mode: checkWork when due; its failure only delays the next checkWork."""
+        loop = self.heartbeat_loop
+        if not self._heartbeat_due() or loop.wait() > 0:
+            return
+        started = self._clock()
+        try:
+            await self._client.check_work()
+        except UpstreamError as exc:
+            loop.failed(started, exc, exc.retry_after)
+            return
+        loop.succeeded()
+        self._next_heartbeat = started + self._interval
+
+    async def _attempt_list(self, entries: list[NumberEntry]) -> None:
+        started = self._clock()
+        try:
+            await self._sync_list(
+                entries, heartbeat=self._heartbeat_due() or not self.numbers_loop.ok
+            )
+        except UpstreamError as exc:
+            self.numbers_loop.failed(started, exc, exc.retry_after)
+            return
+        self.numbers_loop.succeeded()
+
+    async def _attempt_incremental(self, entries: list[NumberEntry]) -> None:
+        started = self._clock()
+        try:
+            await self._sync_incremental(entries)
+        except UpstreamError as exc:
+            self.numbers_loop.failed(started, exc, exc.retry_after)
+            return
+        self.numbers_loop.succeeded()
 
     async def _sync_list(self, entries: list[NumberEntry], *, heartbeat: bool) -> None:
         wanted = {e.number: entry_json(e) for e in entries}
         if not heartbeat and not self._force and wanted == self.published:
             return
+        started = self._clock()
         ids = await self._client.send_numbers_online(entries)
+        # Every accepted list proves uptime: the next heartbeat is counted from its start.
+        self._next_heartbeat = started + self._interval
         self._force = False
         now = time.time()
         removed = [n for n in self.published if n not in wanted]
@@ -161,9 +255,7 @@ class NumbersPublisher:
             self._on_published(len(entries))
         LOGGER.info("published %d numbers", len(entries))
 
-    async def _sync_incremental(self, entries: list[NumberEntry], *, heartbeat: bool) -> None:
-        if heartbeat:
-            await self._client.check_work()
+    async def _sync_incremental(self, entries: list[NumberEntry]) -> None:
         wanted = {e.number: e for e in entries}
         force, self._force = self._force, False
         to_add = [e for n, e in wanted.items() if force or self.published.get(n) != entry_json(e)]
@@ -175,6 +267,8 @@ class NumbersPublisher:
 
         async def add(entry: NumberEntry) -> None:
             async with limit:
+                if failures:  # the upstream just failed: the rest waits for the retry
+                    return
                 try:
                     ids = await self._client.add_number(entry)
                 except UpstreamError as exc:
@@ -189,10 +283,12 @@ class NumbersPublisher:
 
         async def remove(number: str) -> None:
             async with limit:
+                if failures:
+                    return
                 try:
                     await self._client.remove_number(number)
                 except UpstreamError as exc:
-                    if exc.status != 400:  # 400: the upstream doesn't have it: already gone
+                    if exc.status != REMOVE_GONE:
                         failures.append(exc)
                         return
             await self._journal.forget_numbers([number])
@@ -200,17 +296,23 @@ class NumbersPublisher:
             self.ids.pop(number, None)
 
         # Removals first: never list more numbers than the fleet has, even for a moment.
-        await asyncio.gather(*(remove(n) for n in to_remove))
-        await asyncio.gather(*(add(e) for e in to_add))
-        await self._journal.release_held([e.number for e in to_add if e.number in self.published])
-        if self._on_published is not None:
-            self._on_published(len(self.published))
-        LOGGER.info(
-            "numbers: %d added/updated, %d removed, %d failed",
-            len(to_add),
-            len(to_remove),
-            len(failures),
-        )
+        removals: list[Callable[[], Awaitable[None]]] = [
+            functools.partial(remove, n) for n in to_remove
+        ]
+        additions: list[Callable[[], Awaitable[None]]] = [functools.partial(add, e) for e in to_add]
+        try:
+            if not self.numbers_loop.ok:
+                # Failing: one request probes the upstream before the rest go out.
+                await (removals or additions).pop(0)()
+            await asyncio.gather(*(job() for job in removals))
+            await asyncio.gather(*(job() for job in additions))
+        finally:
+            await self._journal.release_held(
+                [e.number for e in to_add if e.number in self.published]
+            )
+            if self._on_published is not None:
+                self._on_published(len(self.published))
         if failures:
             self._force = self._force or force
             raise failures[0]
+        LOGGER.info("numbers: %d added/updated, %d removed", len(to_add), len(to_remove))

@@ -5,8 +5,11 @@ what was not acknowledged. Messages go out in journal order; a failing head is r
 anything behind it, so the order per receiving number is kept.
 
 Failure policy (reseller-api.md §7.4, §10 q19 — v2 publishes no retry rules, these are ours):
-- 5xx, timeouts, connection resets, 429: capped exponential backoff with jitter, retried until
-  accepted, never dropped;
+- 5xx, timeouts, connection resets, refused connections, DNS failures, 429: capped exponential
+  backoff with jitter from the start of the failed attempt, at least :data:`RETRY_FLOOR` after
+  it, and no sooner than the upstream's ``Retry-After``; retried until accepted, never
+  dropped; one log line when delivery starts failing, one when it recovers, a summary every
+  5 minutes in between (:class:`~muxd.upstream.backoff.RetryLoop`);
 - 404/405 to addMessages: fall back to addMessage per SMS for the rest of the process;
 - 400 on a batch: the batch is re-sent one SMS at a time to find the culprit;
 - 400 ``NO_NUMBER`` on one SMS: ask the publisher to republish, retry a bounded number of
@@ -26,7 +29,7 @@ from collections.abc import Set as AbstractSet
 from muxd.errors import JournalError, UpstreamError
 from muxd.store import Journal, PendingMessage
 from muxd.store.journal import UNLISTED
-from muxd.upstream.backoff import Backoff
+from muxd.upstream.backoff import Policy, RetryLoop
 from muxd.upstream.v2 import MessageItem, V2Client
 
 LOGGER = logging.getLogger(__name__)
@@ -35,6 +38,9 @@ LOGGER = logging.getLogger(__name__)
 # a dozen requests, and delivery resumes within 5 minutes of the upstream's return).
 RETRY_FIRST = 1.0
 RETRY_CAP = 300.0
+# The least time between a failed attempt's end and the next one (an instant failure waits too).
+RETRY_FLOOR = 1.0
+RETRY_POLICY = Policy(first=RETRY_FIRST, cap=RETRY_CAP, floor=RETRY_FLOOR)
 # Credentials refused: nothing will work until an operator acts; knock every 5 minutes.
 AUTH_RETRY = 300.0
 # NO_NUMBER: the number may just not be listed yet; retry this many times after a republish.
@@ -77,6 +83,7 @@ class Shipper:
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.time,
         listed: Callable[[], AbstractSet[str]] | None = None,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         # The numbers on the upstream's list right now (a snapshot: it is read in the journal's
         # thread). SMS of unlisted numbers are held (the upstream would answer NO_NUMBER) and
@@ -92,7 +99,10 @@ class Shipper:
         self._sleep = sleep
         self._clock = clock
         self._batch_endpoint = True
-        self._backoff = Backoff(RETRY_FIRST, RETRY_CAP)
+        self._timer = timer  # when attempts start (monotonic: a wall-clock step moves nothing)
+        self.loop = RetryLoop(
+            "shipper", RETRY_POLICY, clock=timer, logger=LOGGER, what="delivering SMS"
+        )
         self._no_number: dict[int, int] = {}  # message id -> NO_NUMBER answers so far
         # Acknowledged upstream, not yet recorded as delivered (the journal failed meanwhile).
         self._unrecorded: list[PendingMessage] = []
@@ -158,14 +168,15 @@ class Shipper:
         return None if delay == 0.0 and not more else delay
 
     async def _exchange(self, batch: list[PendingMessage]) -> float:
+        started = self._timer()
         try:
             if self._batch_endpoint:
                 await self._send_batch(batch)
             else:
                 await self._send_each(batch)
         except UpstreamError as exc:
-            return self._failed(exc)
-        self._backoff.reset()
+            return self._failed(started, exc)
+        self.loop.succeeded()
         self.auth_failed = False
         self.last_error = None
         return 0.0
@@ -218,17 +229,15 @@ class Shipper:
             self._on_parked(msg, reason)
         return True
 
-    def _failed(self, exc: UpstreamError) -> float:
+    def _failed(self, started: float, exc: UpstreamError) -> float:
         self.last_error = str(exc)
         if exc.status in AUTH_FAILED:
             if not self.auth_failed:
                 LOGGER.error("upstream refuses our credentials: %s", exc)
             self.auth_failed = True
-            return AUTH_RETRY
-        delay = self._backoff.next_delay()
-        log = LOGGER.warning if self._backoff.failures == 1 else LOGGER.debug
-        log("delivery failed (%s); retrying in %.1f s", exc, delay)
-        return delay
+            retry_after = max(AUTH_RETRY, exc.retry_after or 0.0)
+            return self.loop.failed(started, exc, retry_after)
+        return self.loop.failed(started, exc, exc.retry_after)
 
     async def _delivered(self, batch: list[PendingMessage]) -> None:
         now = self._clock()

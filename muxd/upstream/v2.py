@@ -14,6 +14,7 @@ import aiohttp
 import msgspec
 
 from muxd.errors import UpstreamError
+from muxd.upstream.backoff import parse_retry_after
 
 LOGGER = logging.getLogger(__name__)
 
@@ -151,7 +152,12 @@ class V2Client:
                 text = await resp.text()
                 result = str(resp.status)
                 if resp.status != 200:
-                    raise UpstreamError(endpoint or "checkWork", resp.status, text)
+                    raise UpstreamError(
+                        endpoint or "checkWork",
+                        resp.status,
+                        text,
+                        retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+                    )
                 try:
                     reply = _REPLY.decode(text)
                 except msgspec.DecodeError as exc:
@@ -162,7 +168,7 @@ class V2Client:
                 result = "ok"
                 return reply
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamError(endpoint, 0, f"{type(exc).__name__}: {exc}") from exc
+            raise UpstreamError(endpoint or "checkWork", 0, f"{type(exc).__name__}: {exc}") from exc
         finally:
             if self._observer is not None:
                 self._observer(endpoint or "checkWork", result, time.perf_counter() - started)
@@ -220,7 +226,12 @@ class V2Client:
                 text = await resp.text()
                 result = str(resp.status)
                 if resp.status != 200:
-                    raise UpstreamError(endpoint, resp.status, text)
+                    raise UpstreamError(
+                        endpoint,
+                        resp.status,
+                        text,
+                        retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+                    )
                 try:
                     envelope = _ENVELOPE.decode(text)
                     if envelope.response != 1:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 
+import pytest
+
 from muxd.store import PendingMessage
 from muxd.upstream.shipper import AUTH_RETRY, NO_NUMBER_ATTEMPTS, RETRY_CAP, Shipper
 from muxd.upstream.v2 import V2Client
@@ -123,7 +125,7 @@ async def test_wrong_key_is_an_alarm_retried_slowly(upstream: Upstream) -> None:
     await upstream.receive(NUMBERS[0], "Bank", "code")
     client = V2Client(upstream.http, upstream.url, KEY + "-wrong")
     ship = Shipper(upstream.journal, client, batch_max=10, batch_delay=0.0, sleep=FakeTime().sleep)
-    assert await ship.ship_once() == AUTH_RETRY
+    assert await ship.ship_once() == pytest.approx(AUTH_RETRY)
     assert ship.auth_failed
     assert len(await upstream.journal.pending(10)) == 1
 

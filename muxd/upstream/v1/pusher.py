@@ -24,7 +24,11 @@ anything else (5xx, 429, 200 +     the identical request again after :data:`PUSH
 =================================  ===============================================
 
 Pushes on the same number go out in order: a number's later SMS waits while an earlier one is
-being retried. Different numbers are pushed concurrently.
+being retried. Different numbers are pushed concurrently. Failures go through one
+:class:`~muxd.upstream.backoff.RetryLoop`: the spec's 10 s for the first minute of failures,
+then doubling, jittered, up to 5 minutes, never sooner than a ``Retry-After``; past that first
+minute one push at a time probes the upstream, and every number resumes when one is answered.
+One log line when pushing starts failing, one when it recovers.
 """
 
 from __future__ import annotations
@@ -53,12 +57,18 @@ from muxd.store.operations import (
     pending_pushes,
     settle_push,
 )
+from muxd.upstream.backoff import Policy, RetryLoop, parse_retry_after
 from muxd.upstream.v1.observer import V1Observer
 
 LOGGER = logging.getLogger(__name__)
 
 # §4: a push not answered 200/SUCCESS is sent again after 10 s.
 PUSH_RETRY = 10.0
+# The first retries keep the spec's 10 s; an upstream still failing after a minute is probed
+# less often, up to every 5 minutes (an hour-long outage costs ~25 pushes, not 360 per SMS).
+PUSH_STEADY_RETRIES = 6
+PUSH_RETRY_CAP = 300.0
+PUSH_POLICY = Policy(first=PUSH_RETRY, cap=PUSH_RETRY_CAP, steady=PUSH_STEADY_RETRIES, floor=1.0)
 # No timeout is published for partner -> Onlinesim calls (§10 q21); a push hung longer than
 # the retry interval is treated as failed, so it is retried on the spec's rhythm.
 PUSH_TIMEOUT = 10.0
@@ -173,7 +183,8 @@ class Pusher:
         self._retry_verdicts = retry_verdicts
         self._queue: dict[int, PushRow] = {}  # sms_id -> push not settled
         self._due: dict[int, float] = {}  # sms_id -> earliest next attempt
-        self._failures: dict[int, int] = {}  # sms_id -> failed attempts by this process
+        # Pushing as a whole: ok, or failing (then one push at a time probes the upstream).
+        self.loop = RetryLoop("pusher", PUSH_POLICY, clock=clock, logger=LOGGER, what="v1 PUSH_SMS")
         self._senders: dict[str, asyncio.Task[None]] = {}  # number -> its sender
         self._wake = asyncio.Event()  # a sender finished
         self._limit = asyncio.Semaphore(PUSH_CONCURRENCY)
@@ -183,6 +194,11 @@ class Pusher:
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+    @property
+    def sending(self) -> int:
+        """Numbers whose pushes are on the wire now."""
+        return len(self._senders)
 
     async def run(self) -> None:
         try:
@@ -243,7 +259,16 @@ class Pusher:
 
     def _start_due(self) -> None:
         now = self._clock()
-        for number, rows in self._groups().items():
+        groups = self._groups()
+        if self._probing():
+            # Failing for a while: a single probe, when the backoff allows and none is on the
+            # wire.
+            if self._senders or self.loop.wait() > 0:
+                return
+            due = {n: self._due.get(rows[0].sms_id, 0.0) for n, rows in groups.items()}
+            first = min(due, key=lambda n: due[n], default=None)
+            groups = {first: groups[first]} if first is not None and due[first] <= now else {}
+        for number, rows in groups.items():
             if self._due.get(rows[0].sms_id, 0.0) <= now:
                 task = asyncio.create_task(self._send_group(rows), name=f"push:{number}")
                 self._senders[number] = task
@@ -253,10 +278,20 @@ class Pusher:
         self._senders.pop(number, None)
         self._wake.set()
 
+    def _probing(self) -> bool:
+        """Failing past the steady retries: one push at a time probes the upstream. Before
+        that, a failure of one number's push holds up no other number."""
+        return self.loop.attempts > PUSH_STEADY_RETRIES
+
     def _next_delay(self) -> float:
         heads = [self._due.get(rows[0].sms_id, 0.0) for rows in self._groups().values()]
         if not heads:
             return IDLE_POLL
+        if self._probing():
+            if self._senders:
+                return IDLE_POLL  # the probe's end wakes us
+            head = max(min(heads), self.loop.next_at)
+            return max(0.0, min(head - self._clock(), IDLE_POLL))
         return max(0.0, min(min(heads) - self._clock(), IDLE_POLL))
 
     async def _wait(self, delay: float) -> None:
@@ -288,18 +323,17 @@ class Pusher:
                 started = self._clock()
                 try:
                     settled = await self._push(row)
-                    delay = PUSH_RETRY
+                    due = self.loop.next_at  # the policy's, from the failed attempt's start
                 except JournalError as exc:
                     LOGGER.error("v1 pusher: %s", exc)
-                    settled, delay = False, JOURNAL_RETRY
+                    settled, due = False, started + JOURNAL_RETRY
                 except Exception:  # a bug must not stop every other number's pushes
                     LOGGER.exception("v1 pusher: PUSH_SMS %d failed unexpectedly", row.sms_id)
-                    settled, delay = False, PUSH_RETRY
+                    settled, due = False, started + PUSH_RETRY
                 if not settled:
-                    # The retry interval runs from the failed attempt; the number's later SMS
-                    # wait behind it (order per number).
+                    # The number's later SMS wait behind it (order per number).
                     for later in rows[k:]:
-                        self._due[later.sms_id] = started + delay
+                        self._due[later.sms_id] = due
                     self._observer.push("retry")
                     return
 
@@ -331,6 +365,8 @@ class Pusher:
             data = gzip.compress(data)
             headers["Content-Encoding"] = "gzip"
         url = self._rent_url if row.rent else self._url
+        started = self._clock()
+        retry_after: float | None = None
         try:
             async with self._http.post(
                 url, data=data, headers=headers, timeout=aiohttp.ClientTimeout(total=PUSH_TIMEOUT)
@@ -341,22 +377,20 @@ class Pusher:
                     raw.decode("utf-8", "replace"),
                     retry_verdicts=self._retry_verdicts,
                 )
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError) as exc:
             verdict, result = "retry", f"{type(exc).__name__}: {exc}"[:200]
         if verdict == "retry":
             self.last_error = result
-            failures = self._failures.get(row.sms_id, 0) + 1
-            self._failures[row.sms_id] = failures
-            log = LOGGER.warning if failures == 1 else LOGGER.debug
-            log("PUSH_SMS %d failed (%s); retrying in %.0f s", row.sms_id, result, PUSH_RETRY)
+            self.loop.failed(started, f"PUSH_SMS {row.sms_id}: {result}", retry_after)
             await note_push_failure(self._journal, row.sms_id, result)
             return False
+        self.loop.succeeded()
         state: PushState = "delivered" if verdict == "delivered" else verdict
         if await settle_push(self._journal, row, state, result, self._clock()):
             self._journal.backlog -= 1
         self._queue.pop(row.sms_id, None)
         self._due.pop(row.sms_id, None)
-        self._failures.pop(row.sms_id, None)
         if verdict == "delivered":
             self.delivered += 1
             self.last_error = None
