@@ -31,7 +31,6 @@ def demo_config(workdir: Path, stand_in_port: int) -> Config:
         upstream=UpstreamConfig(
             url=f"http://127.0.0.1:{stand_in_port}",
             api_key=DEMO_KEY,
-            numbers_interval=300.0,
             batch_delay=0.2,
         ),
         http=HttpConfig(listen="127.0.0.1:0"),

@@ -347,8 +347,22 @@
     if (data.outbox !== null) {
       shipping = o.last_error ? "last error: " + o.last_error : "no delivery errors";
     }
+    // Upstream loops that are failing (publisher, shipper, pusher): their state and next try.
+    const failing = (t.upstream || []).filter((l) => l.state === "failing");
+    if (failing.length) {
+      shipping = failing
+        .map(
+          (l) =>
+            l.loop + " failing " + fmtDuration(l.failing_for_s) + ", " + fmtInt(l.attempts) +
+            " attempts, next in " + fmtDuration(l.next_attempt_in_s)
+        )
+        .join("; ");
+      if (!$("card-upstream").classList.contains("bad")) setLevel("card-upstream", "warn");
+    }
     setText("sub-upstream", shipping);
-    $("sub-upstream").title = o.last_error || "";
+    $("sub-upstream").title = failing.length
+      ? failing.map((l) => l.loop + ": " + (l.last_error || "")).join("\n")
+      : o.last_error || "";
   }
 
   function renderPill(id, result, okText, level) {
