@@ -145,7 +145,9 @@ def _decoded(pdu: str, tpdu_length: int | None) -> dict[str, object]:
     return {"decodes": True, "type": kind}
 
 
-def list_parts(state_dir: Path, *, decode: bool = False, limit: int = 50) -> list[dict[str, object]]:
+def list_parts(
+    state_dir: Path, *, decode: bool = False, limit: int = 50
+) -> list[dict[str, object]]:
     """Parked parts (PDUs the decoder refused when they were read), newest first; with
     ``decode``, what the current decoder makes of each."""
     with _connect(state_dir) as conn:
@@ -187,9 +189,7 @@ def replay_parts(state_dir: Path, ids: list[int] | None) -> list[dict[str, objec
             for pid in ids:
                 result = replay_part_op(pid, mono)(conn)
                 if result is not None:
-                    out.append(
-                        {"id": pid, "state": result.state, "message_id": result.message_id}
-                    )
+                    out.append({"id": pid, "state": result.state, "message_id": result.message_id})
         except BaseException:
             conn.execute("ROLLBACK")
             raise

@@ -302,7 +302,7 @@ def _release_set(conn: sqlite3.Connection, ckey: str, gen: int, mono: float) -> 
 
 
 def release_op(seen_before: float, mono: float) -> Callable[[sqlite3.Connection], list[int]]:
-    """Release, incomplete, every waiting set first seen at ``seen_before`` (monotonic) or earlier."""
+    """Release, incomplete, every waiting set first seen by ``seen_before`` (monotonic)."""
 
     def op(conn: sqlite3.Connection) -> list[int]:
         stale = conn.execute(

@@ -12,8 +12,8 @@ from pdu_build import deliver_hex
 from pdu_vectors import T11, T12, T20, V3, V11, V12, V19, V20, V28, V29, ts
 
 from muxd.pdu import (
-    Placement,
     PduError,
+    Placement,
     SmsDeliver,
     WaitingPart,
     concat_key,
