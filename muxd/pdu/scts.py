@@ -21,9 +21,9 @@ _ZONES: dict[int, datetime.timezone] = {
 def decode_scts(data: bytes, pos: int) -> datetime.datetime | None:
     """Decode the 7 octets at ``data[pos:]`` (the caller checked they exist).
 
-    None when they are not a time stamp (a non-BCD digit, month 13, hour 25, 30 February, a
-    zone beyond ±19:45 cannot occur: 7 bits of BCD quarters): the stamp is the SMSC's, and a
-    bad one must not cost the message its text, so it is reported unknown, not raised.
+    None when they are not a time (a non-BCD digit, month 13, hour 25, 30 February; any zone
+    octet of BCD digits is an offset, ±19:45 at most). The stamp is the SMSC's, and a bad one
+    must not cost the message its text: it is reported unknown, never raised.
     """
     bcd = _BCD
     yy = bcd[data[pos]]
