@@ -205,3 +205,32 @@ async def test_corrupt_database_is_refused_loudly(tmp_path: Path) -> None:
     (tmp_path / JOURNAL_FILE).write_bytes(b"this is not a database" * 100)
     with pytest.raises(JournalError, match="cannot open journal"):
         await Journal.open(tmp_path)
+
+
+async def test_prune_takes_delivered_messages_with_their_parts(
+    journal: Journal, tmp_path: Path
+) -> None:
+    parts = encode_deliver("Bank", "p" * 300, scts=SCTS, ref=5)
+    for i, enc in enumerate(parts):
+        await journal.put_part(part(enc.hex, enc.tpdu_length, index=i))
+    (single,) = encode_deliver("Bank", "kept", scts=SCTS)
+    await journal.put_part(part(single.hex, single.tpdu_length, index=9))
+    first, kept = await journal.pending(10)
+    await journal.mark_delivered([first.id], when=100.0)
+    assert await journal.prune(older_than=100.0) == 0  # retention counts from delivery
+    assert await journal.prune(older_than=101.0) == 1
+    conn = sqlite3.connect(tmp_path / JOURNAL_FILE)
+    try:
+        rows = conn.execute("SELECT message_id FROM parts").fetchall()
+        by_message = conn.execute(
+            "EXPLAIN QUERY PLAN DELETE FROM parts WHERE message_id IN (1, 2)"
+        ).fetchall()
+        by_state = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM parts WHERE state = 'parked'"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert rows == [(kept.id,)]
+    # By index, not a scan of every part.
+    assert "parts_message" in str(by_message)
+    assert "parts_state" in str(by_state)
