@@ -21,6 +21,9 @@ from muxd.store.journal import BUSY_TIMEOUT_MS, JOURNAL_FILE
 from muxd.store.schema import migrate
 
 PREVIEW = 40
+# Parked parts replayed per transaction: each holds the journal's write lock for milliseconds,
+# well inside the running daemon's busy timeout, however many parts are replayed.
+REPLAY_CHUNK = 100
 
 
 @contextmanager
@@ -181,17 +184,20 @@ def replay_parts(state_dir: Path, ids: list[int] | None) -> list[dict[str, objec
     out: list[dict[str, object]] = []
     with _connect(state_dir) as conn:
         migrate(conn)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if ids is None:
-                ids = [i for (i,) in conn.execute("SELECT id FROM parts WHERE state = 'parked'")]
-            mono = time.monotonic()
-            for pid in ids:
-                result = replay_part_op(pid, mono)(conn)
-                if result is not None:
-                    out.append({"id": pid, "state": result.state, "message_id": result.message_id})
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        if ids is None:
+            ids = [i for (i,) in conn.execute("SELECT id FROM parts WHERE state = 'parked'")]
+        for start in range(0, len(ids), REPLAY_CHUNK):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                mono = time.monotonic()
+                for pid in ids[start : start + REPLAY_CHUNK]:
+                    result = replay_part_op(pid, mono)(conn)
+                    if result is not None:
+                        out.append(
+                            {"id": pid, "state": result.state, "message_id": result.message_id}
+                        )
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
     return out
