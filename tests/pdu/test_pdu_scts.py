@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pdu_vectors
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pdu_build import deliver_hex
 
-from muxd.pdu import SmsDeliver, SmsStatusReport, decode_pdu
+from muxd.pdu import SmsDeliver, SmsStatusReport, decode_pdu, encode_deliver
 from muxd.pdu.address import decode_address, decode_smsc
-from muxd.pdu.scts import decode_scts
+from muxd.pdu.scts import decode_scts, encode_scts
 
 
 def _delivers() -> list[tuple[str, bytes, int, int]]:
@@ -95,3 +97,26 @@ def test_status_report_with_bad_stamps_decodes() -> None:
 def test_decode_scts_is_total(stamp: bytes) -> None:
     got = decode_scts(stamp, 0)
     assert got is None or (2000 <= got.year <= 2099 and got.utcoffset() is not None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    text=st.text(min_size=1, max_size=400),
+    sender=st.sampled_from(["+79161234567", "Bank", "900"]),
+    stamp=st.binary(min_size=7, max_size=7),
+)
+def test_any_stamp_octets_keep_encoded_parts_decodable(
+    text: str, sender: str, stamp: bytes
+) -> None:
+    when = datetime.datetime(2026, 11, 25, 12, 0, 0, tzinfo=datetime.UTC)
+    good = encode_scts(when).hex().upper()
+    for enc in encode_deliver(sender, text, scts=when, ref=9):
+        assert enc.hex.count(good) >= 1
+        at = enc.hex.index(good)  # the first occurrence: the SCTS precedes the user data
+        bad = enc.hex[:at] + stamp.hex().upper() + enc.hex[at + 14 :]
+        want = decode_pdu(enc.hex, tpdu_length=enc.tpdu_length)
+        got = decode_pdu(bad, tpdu_length=enc.tpdu_length)
+        assert isinstance(want, SmsDeliver)
+        assert isinstance(got, SmsDeliver)
+        assert got.scts_raw == stamp
+        assert (got.text, got.user_data, got.concat) == (want.text, want.user_data, want.concat)
