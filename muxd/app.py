@@ -138,15 +138,16 @@ class Daemon:
             await asyncio.sleep(MAINTENANCE_INTERVAL)
 
     async def _maintain_once(self, journal: Journal, *, prune: bool) -> None:
-        now = time.time()
         if prune:
+            # Retention is of stored records: wall time. Ages below are monotonic.
+            now = journal.clock.wall()
             pruned = await journal.prune(now - self.cfg.journal.retention_days * DAY)
             if pruned:
                 LOGGER.info("pruned %d delivered messages", pruned)
-        released = await journal.release_incomplete(now - self.cfg.journal.reassembly_timeout)
+        released = await journal.release_incomplete(self.cfg.journal.reassembly_timeout)
         if released:
             LOGGER.warning("released %d incomplete multipart SMS", released)
-        parked = await journal.park_held(now - HOLD_TIMEOUT, "number not listed upstream for 24 h")
+        parked = await journal.park_held(HOLD_TIMEOUT, "number not listed upstream for 24 h")
         if parked:
             LOGGER.warning("parked %d SMS whose number stayed unlisted", parked)
         await journal.recount()

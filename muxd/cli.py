@@ -147,7 +147,9 @@ def cmd_pdu_decode(args: argparse.Namespace) -> int:
 
     Keys, in this order, by TP-MTI (``*_type`` is the TON of the address's TOA, TS 23.040
     §9.1.2.5: unknown, international, national, network-specific, subscriber,
-    alphanumeric, abbreviated, reserved; timestamps are ISO 8601 with their zone):
+    alphanumeric, abbreviated, reserved; timestamps are ISO 8601 with their zone, or null
+    when the octets are not a valid time, and then ``timestamp_raw`` follows ``timestamp``
+    with the 7 octets in hex; such a PDU still decodes, text and all):
 
     - deliver: type, smsc, sender, sender_type, timestamp, encoding, text, data, concat,
       pid, dcs
@@ -162,6 +164,8 @@ def cmd_pdu_decode(args: argparse.Namespace) -> int:
     ``{"error": "..."}`` on its line; the others still print and the exit status is 1.
     SMSC-prefixed PDUs and bare TPDUs are told apart by ``decode_pdu``.
     """
+    import datetime
+
     import msgspec
 
     from muxd.pdu import PduError, SmsDeliver, SmsStatusReport, decode_pdu
@@ -185,6 +189,11 @@ def cmd_pdu_decode(args: argparse.Namespace) -> int:
         concat = None if c is None else msgspec.structs.asdict(c)
         return text, data, concat
 
+    def stamp(when: datetime.datetime | None, raw: bytes) -> dict[str, str | None]:
+        if when is None:
+            return {"timestamp": None, "timestamp_raw": raw.hex().upper()}
+        return {"timestamp": when.isoformat()}
+
     def record(sms: Any) -> dict[str, Any]:
         if isinstance(sms, SmsDeliver):
             text, data, concat = user_data(sms)
@@ -193,7 +202,7 @@ def cmd_pdu_decode(args: argparse.Namespace) -> int:
                 "smsc": sms.smsc,
                 "sender": sms.originator,
                 "sender_type": tons[(sms.originator_toa >> 4) & 7],
-                "timestamp": sms.scts.isoformat(),
+                **stamp(sms.scts, sms.scts_raw),
                 "encoding": sms.encoding,
                 "text": text,
                 "data": data,
@@ -208,8 +217,8 @@ def cmd_pdu_decode(args: argparse.Namespace) -> int:
                 "recipient": sms.recipient,
                 "recipient_type": tons[(sms.recipient_toa >> 4) & 7],
                 "message_ref": sms.message_ref,
-                "timestamp": sms.scts.isoformat(),
-                "discharge": sms.discharge.isoformat(),
+                **stamp(sms.scts, sms.scts_raw),
+                "discharge": None if sms.discharge is None else sms.discharge.isoformat(),
                 "status": sms.status,
             }
         text, data, concat = user_data(sms)

@@ -38,6 +38,17 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             return EXIT_OK
         elif args.outbox_command == "replay":
             result = {"replayed": admin.replay(state_dir, args.ids, force=args.force)}
+        elif args.outbox_command == "parts":
+            if getattr(args, "parts_command", None) == "replay":
+                if bool(args.ids) == args.all:
+                    print("parts replay: name the part ids, or give --all alone", file=sys.stderr)
+                    return EXIT_USAGE
+                ids = None if args.all else args.ids
+                result = {"replayed": admin.replay_parts(state_dir, ids)}
+            else:
+                for row in admin.list_parts(state_dir, decode=args.decode, limit=args.limit):
+                    print(orjson.dumps(row).decode())
+                return EXIT_OK
         else:
             result = {"parked": admin.park(state_dir, args.ids)}
     except MuxdError as exc:
@@ -66,6 +77,18 @@ def add_outbox_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     o.add_argument("--force", action="store_true", help="also re-send delivered ones (a copy)")
     o = ob.add_parser("park", help="take pending messages out of delivery")
     o.add_argument("ids", nargs="+", type=int)
+    o = ob.add_parser(
+        "parts",
+        help="parked parts (PDUs that did not decode), one JSON object per line",
+        description="List parked parts (newest first); 'parts replay' runs them through "
+        "intake again with this muxd's decoder (what decodes now is forwarded).",
+    )
+    o.add_argument("--decode", action="store_true", help="add the PDU and what decodes now")
+    o.add_argument("--limit", type=int, default=50)
+    parts = o.add_subparsers(dest="parts_command")
+    o = parts.add_parser("replay", help="run parked parts through intake again")
+    o.add_argument("ids", nargs="*", type=int, metavar="ID")
+    o.add_argument("--all", action="store_true", help="every parked part (no ID)")
 
 
 async def _upstream_call(upstream: UpstreamConfig, args: argparse.Namespace) -> object:

@@ -210,3 +210,11 @@ def test_output_is_compact_utf8(capsys: pytest.CaptureFixture[str]) -> None:
     _, lines = run(capsys, V2)
     assert " " not in lines[0].replace("+04:00", "")
     assert "тест" in lines[0]
+
+
+def test_bad_time_stamp_still_decodes_with_its_octets(capsys: pytest.CaptureFixture[str]) -> None:
+    month_13 = V3.replace("11101021436500", "11310021436500")
+    obj = one(capsys, month_13)
+    assert obj["text"] == "hellohello"
+    assert obj["timestamp"] is None
+    assert obj["timestamp_raw"] == "11310021436500"

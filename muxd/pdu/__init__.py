@@ -8,20 +8,28 @@ from __future__ import annotations
 from muxd.pdu.decode import decode_pdu
 from muxd.pdu.encode import encode_deliver, encode_submit
 from muxd.pdu.errors import PduError
-from muxd.pdu.reassembly import Reassembler, concat_key, reassemble
+from muxd.pdu.reassembly import (
+    Placement,
+    WaitingPart,
+    concat_key,
+    place_part,
+    reassemble,
+)
 from muxd.pdu.records import Concat, EncodedPdu, SmsDeliver, SmsStatusReport, SmsSubmit
 
 __all__ = [
     "Concat",
     "EncodedPdu",
     "PduError",
-    "Reassembler",
+    "Placement",
     "SmsDeliver",
     "SmsStatusReport",
     "SmsSubmit",
+    "WaitingPart",
     "concat_key",
     "decode_pdu",
     "encode_deliver",
     "encode_submit",
+    "place_part",
     "reassemble",
 ]

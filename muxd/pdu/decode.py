@@ -114,7 +114,7 @@ def _deliver(data: bytes, pos: int, smsc: str | None, mode: int) -> SmsDeliver:
     _need(data, pos, 9, "TP-PID, TP-DCS and TP-SCTS")
     pid = data[pos]
     dcs = data[pos + 1]
-    scts = decode_scts(data, pos + 2)
+    scts = decode_scts(data, pos + 2)  # None (unknown) rather than an error: keep the text
     mode = min(mode, TRAILING)  # a short DELIVER is never accepted
     encoding, mclass, text, ud, udh, info, _ = _user_data(data, pos + 9, fo, dcs, mode)
     return SmsDeliver(
@@ -124,6 +124,7 @@ def _deliver(data: bytes, pos: int, smsc: str | None, mode: int) -> SmsDeliver:
         pid=pid,
         dcs=dcs,
         scts=scts,
+        scts_raw=data[pos + 2 : pos + 9],
         encoding=encoding,
         text=text,
         user_data=ud,
@@ -176,6 +177,8 @@ def _status_report(data: bytes, pos: int, smsc: str | None) -> SmsStatusReport:
         scts=decode_scts(data, pos),
         discharge=decode_scts(data, pos + 7),
         status=data[pos + 14],
+        scts_raw=data[pos : pos + 7],
+        discharge_raw=data[pos + 7 : pos + 14],
     )
 
 
@@ -213,6 +216,10 @@ def decode_pdu(pdu: str | bytes, *, tpdu_length: int | None = None) -> Decoded:
     ``truncated``. Octets after the user data are ignored (real captures have
     them), but when autodetecting, interpretations that consume the PDU
     exactly are preferred.
+
+    A time stamp (TP-SCTS, TP-DT) whose octets are not a valid time is no error: it decodes
+    as None (its octets kept in ``scts_raw``), so a bad SMSC clock never costs the text; nor
+    does it take part in telling an SMSC-prefixed PDU from a bare TPDU.
 
     Raises PduError (and nothing else) for any malformed input.
     """

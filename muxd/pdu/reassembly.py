@@ -1,8 +1,27 @@
-"""Concatenated SMS reassembly (pure: no clock of its own, callers pass ``now``)."""
+"""Concatenated SMS: which waiting set a part joins, and joining a complete set's text.
+
+Pure: no clock of its own; callers pass the times. This is the one reassembly rule of muxd (the
+journal applies it to the sets it keeps in SQLite):
+
+- The key is the SIM, the originator (TOA and address), the reference (with its size) and the
+  total number of parts; never the SMSC (parts of one message can come through different SMSCs)
+  nor the time stamp.
+- Under one key, several *generations* may wait at once: 8-bit references wrap every 256
+  messages, and banks and shops send many, so two messages from one sender can share a key.
+  The parts of one message carry SMSC time stamps seconds apart. A part joins a waiting set
+  only if that set lacks its sequence number and every part of the set is within
+  :data:`STAMP_WINDOW` of it (by SMSC stamp; by the time muxd read them, within
+  :data:`READ_WINDOW`, when either stamp is unknown); of such sets the closest wins. Otherwise
+  the part starts a new generation: a reused reference starts a new set, it never fills a
+  stranger's gap.
+- At most :data:`MAX_GENERATIONS` wait per key; beyond, the oldest are released incomplete.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+
+import msgspec
 
 from muxd.pdu.dcs import GSM7, UCS2
 from muxd.pdu.errors import PduError
@@ -12,22 +31,99 @@ from muxd.pdu.records import SmsDeliver, SmsSubmit
 from muxd.pdu.ucs2 import decode_ucs2, decode_ucs2_strict
 from muxd.pdu.udh import parse_udh
 
-__all__ = ["ConcatKey", "Reassembler", "concat_key", "reassemble"]
+__all__ = [
+    "MAX_GENERATIONS",
+    "READ_WINDOW",
+    "STAMP_WINDOW",
+    "Placement",
+    "WaitingPart",
+    "concat_key",
+    "place_part",
+    "reassemble",
+]
 
-ConcatKey = tuple[str, int, str, int, int]
+#: Seconds between the SMSC stamps of two parts of one message, at most. A sender submits the
+#: parts back to back (real captures: 1 s apart); the margin covers parts stamped by two SMSCs
+#: whose clocks disagree a little.
+STAMP_WINDOW = 180.0
+#: The same, by the time muxd read the parts, when a stamp is unknown: the network may deliver
+#: the parts of one message some minutes apart (a retry), never near the reassembly timeout.
+READ_WINDOW = 600.0
+#: Incomplete sets waiting under one key at most; a new one beyond releases the oldest. Bounds
+#: the work per part and the rows a lost part can pin when a sender reuses one reference.
+MAX_GENERATIONS = 8
+
 Part = SmsDeliver | SmsSubmit
 
 
-def concat_key(sim: str, sms: SmsDeliver) -> ConcatKey | None:
-    """(sim, originator TOA, originator, ref, total) for a concatenated part, else None.
+def concat_key(sim: str, sms: SmsDeliver) -> str | None:
+    """The reassembly key of a part of a concatenated message (None: a message on its own).
 
-    Neither SMSC nor timestamp is part of the key: parts of one message can
-    arrive through different SMSCs (gateways.md §5 #11/#12).
+    "sim|originator TOA|originator|ref bits:ref|total". A 1-of-1 set is a message on its own.
     """
     c = sms.concat
-    if c is None:
+    if c is None or c.total <= 1:
         return None
-    return (sim, sms.originator_toa, sms.originator, c.ref, c.total)
+    return f"{sim}|{sms.originator_toa}|{sms.originator}|{c.ref_bits}:{c.ref}|{c.total}"
+
+
+class WaitingPart(msgspec.Struct, frozen=True, array_like=True):
+    """One part of a set still waiting under a key, as the store remembers it."""
+
+    gen: int  # the set (generation) it belongs to
+    seq: int
+    stamp: float | None  # SMSC time stamp, Unix seconds; None when unknown
+    read_at: float  # when muxd read it, Unix seconds
+
+
+class Placement(msgspec.Struct, frozen=True):
+    """Where a new part goes: ``gen`` (a waiting set, or a new one) and the sets to release
+    incomplete now, oldest first, because the key holds too many."""
+
+    gen: int
+    new: bool
+    release: tuple[int, ...] = ()
+
+
+def _distance(a_stamp: float | None, a_read: float, b: WaitingPart) -> float | None:
+    """How far apart two parts are, or None when too far to be one message."""
+    if a_stamp is not None and b.stamp is not None:
+        gap = abs(a_stamp - b.stamp)
+        return gap if gap <= STAMP_WINDOW else None
+    gap = abs(a_read - b.read_at)
+    return gap if gap <= READ_WINDOW else None
+
+
+def place_part(
+    waiting: Iterable[WaitingPart], seq: int, stamp: float | None, read_at: float
+) -> Placement:
+    """The set a new part (``seq``, its SMSC ``stamp`` or None, read at ``read_at``) joins.
+
+    ``waiting``: every part still waiting under the part's key. Generation numbers grow with
+    age: a new set gets one above every waiting set's.
+    """
+    sets: dict[int, list[WaitingPart]] = {}
+    for p in waiting:
+        sets.setdefault(p.gen, []).append(p)
+    best: tuple[float, int] | None = None
+    for gen, members in sets.items():
+        if any(m.seq == seq for m in members):
+            continue  # a reused reference: this set has that part already
+        worst = 0.0
+        for m in members:
+            d = _distance(stamp, read_at, m)
+            if d is None:
+                break
+            worst = max(worst, d)
+        else:
+            if best is None or (worst, gen) < best:
+                best = (worst, gen)
+    if best is not None:
+        return Placement(gen=best[1], new=False)
+    gen = max(sets, default=-1) + 1
+    over = len(sets) + 1 - MAX_GENERATIONS
+    release = tuple(sorted(sets)[:over]) if over > 0 else ()
+    return Placement(gen=gen, new=True, release=release)
 
 
 def _ordered(parts: Sequence[Part]) -> list[Part]:
@@ -82,96 +178,10 @@ def reassemble(parts: Sequence[SmsDeliver] | Sequence[SmsSubmit], *, strict: boo
     reference for back-to-back messages produces parts with equal (ref, total,
     seq) but other content, and ``reassemble`` cannot tell them apart, so a
     mixed list silently yields the first-seen part per seq. Telling generations
-    apart is :class:`Reassembler`'s job (it opens a second set when a seq repeats
-    with different user data); pass ``reassemble`` one set it produced, or parts
-    known to belong together.
+    apart is :func:`place_part`'s job.
     Raises PduError when parts are missing or belong to different sets, and
     (``strict``, the default) when a UCS-2 surrogate dangles or is unpaired;
     with ``strict=False`` such a surrogate becomes U+FFFD instead. 8-bit data
     yields "".
     """
     return _join(parts, strict=strict)
-
-
-class _PendingSet:
-    __slots__ = ("created", "parts")
-
-    def __init__(self, created: float) -> None:
-        self.created = created
-        self.parts: dict[int, SmsDeliver] = {}
-
-
-class Reassembler:
-    """Collects parts per (SIM, originator, ref, total) until a set is complete.
-
-    Pure: it never reads a clock; every method takes ``now`` (any monotonic
-    float, e.g. ``loop.time()``). Several sets are tracked at once. A part whose
-    seq is already present with identical user data is a duplicate and ignored;
-    with *different* user data it opens a second set under the same key (senders
-    that reuse one reference for back-to-back messages). Completed sets are not
-    remembered, so a part re-read after its set completed starts a new set:
-    de-duplicating re-listed PDUs (by SIM storage index / raw PDU) is the caller's
-    job, and ``expire`` eventually hands such a stray part back.
-    """
-
-    def __init__(self) -> None:
-        self._sets: dict[ConcatKey, list[_PendingSet]] = {}
-
-    def __len__(self) -> int:
-        """Number of incomplete sets held."""
-        return sum(len(v) for v in self._sets.values())
-
-    def oldest(self) -> float | None:
-        """``now`` at which the oldest incomplete set started, or None."""
-        return min((s.created for v in self._sets.values() for s in v), default=None)
-
-    def feed(self, sim: str, sms: SmsDeliver, now: float) -> str | None:
-        """Add one part; return the full text when this part completes its set.
-
-        Unconcatenated messages and 1-of-1 sets return at once. A complete set
-        is decoded leniently: an unpaired UCS-2 surrogate becomes U+FFFD rather
-        than losing the message (``reassemble`` is the strict variant).
-        """
-        key = concat_key(sim, sms)
-        if key is None:
-            return sms.text
-        seq = sms.concat.seq if sms.concat is not None else 0
-        total = key[4]
-        if total == 1:
-            return _join([sms], strict=False)
-        sets = self._sets.setdefault(key, [])
-        for pending in sets:
-            have = pending.parts.get(seq)
-            if have is not None and have.user_data == sms.user_data:
-                return None
-        target = next((p for p in sets if seq not in p.parts), None)
-        if target is None:
-            target = _PendingSet(now)
-            sets.append(target)
-        target.parts[seq] = sms
-        if len(target.parts) < total:
-            return None
-        sets.remove(target)
-        if not sets:
-            del self._sets[key]
-        return _join(list(target.parts.values()), strict=False)
-
-    def expire(self, now: float, max_age: float) -> list[list[SmsDeliver]]:
-        """Remove and return incomplete sets whose first part is older than ``max_age``.
-
-        Each set comes back as its parts in seq order.
-        """
-        out: list[list[SmsDeliver]] = []
-        for key in list(self._sets):
-            sets = self._sets[key]
-            keep: list[_PendingSet] = []
-            for pending in sets:
-                if now - pending.created > max_age:
-                    out.append([pending.parts[s] for s in sorted(pending.parts)])
-                else:
-                    keep.append(pending)
-            if keep:
-                self._sets[key] = keep
-            else:
-                del self._sets[key]
-        return out

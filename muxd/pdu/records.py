@@ -26,7 +26,8 @@ class SmsDeliver(msgspec.Struct, frozen=True):
     originator_toa: int
     pid: int
     dcs: int
-    scts: datetime.datetime
+    scts: datetime.datetime | None  # the SMSC time stamp; None when its octets are not a time
+    scts_raw: bytes  # the 7 TP-SCTS octets as received (kept whatever they hold)
     encoding: str  # "gsm7" | "ucs2" | "8bit" | "compressed"
     text: str
     user_data: bytes  # gsm7: one septet per byte; otherwise the raw octets (after the UDH)
@@ -44,9 +45,11 @@ class SmsStatusReport(msgspec.Struct, frozen=True):
     message_ref: int
     recipient: str
     recipient_toa: int
-    scts: datetime.datetime
-    discharge: datetime.datetime
+    scts: datetime.datetime | None  # None when the octets are not a time (see scts_raw)
+    discharge: datetime.datetime | None
     status: int
+    scts_raw: bytes = b""
+    discharge_raw: bytes = b""
 
 
 class SmsSubmit(msgspec.Struct, frozen=True):

@@ -18,8 +18,13 @@ _ZONES: dict[int, datetime.timezone] = {
 }
 
 
-def decode_scts(data: bytes, pos: int) -> datetime.datetime:
-    """Decode the 7 octets at ``data[pos:]`` (the caller checked they exist)."""
+def decode_scts(data: bytes, pos: int) -> datetime.datetime | None:
+    """Decode the 7 octets at ``data[pos:]`` (the caller checked they exist).
+
+    None when they are not a time (a non-BCD digit, month 13, hour 25, 30 February; any zone
+    octet of BCD digits is an offset, ±19:45 at most). The stamp is the SMSC's, and a bad one
+    must not cost the message its text: it is reported unknown, never raised.
+    """
     bcd = _BCD
     yy = bcd[data[pos]]
     mo = bcd[data[pos + 1]]
@@ -29,15 +34,13 @@ def decode_scts(data: bytes, pos: int) -> datetime.datetime:
     ss = bcd[data[pos + 5]]
     tzb = data[pos + 6]
     if (yy | mo | dd | hh | mi | ss) < 0 or (tzb >> 4) > 9:
-        raise PduError(f"timestamp {data[pos : pos + 7].hex().upper()} is not BCD", pos)
+        return None
     tzq = (tzb & 0x07) * 10 + (tzb >> 4)
     tz = _ZONES[-tzq if tzb & 0x08 else tzq]
     try:
         return datetime.datetime(2000 + yy, mo, dd, hh, mi, ss, tzinfo=tz)
-    except ValueError as exc:
-        raise PduError(
-            f"timestamp {data[pos : pos + 7].hex().upper()} invalid: {exc}", pos
-        ) from None
+    except ValueError:
+        return None
 
 
 def _swap(v: int) -> int:

@@ -15,9 +15,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from muxd.errors import JournalError
+from muxd.pdu import PduError, SmsDeliver, SmsStatusReport, decode_pdu
+from muxd.store.intake import replay_part_op
 from muxd.store.journal import BUSY_TIMEOUT_MS, JOURNAL_FILE
+from muxd.store.schema import migrate
 
 PREVIEW = 40
+# Parked parts replayed per transaction: each holds the journal's write lock for milliseconds,
+# well inside the running daemon's busy timeout, however many parts are replayed.
+REPLAY_CHUNK = 100
 
 
 @contextmanager
@@ -117,3 +123,81 @@ def park(state_dir: Path, ids: list[int], *, reason: str = "parked by operator")
                 changed.append(mid)
         conn.execute("COMMIT")
     return changed
+
+
+def _iso(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds")
+
+
+def _decoded(pdu: str, tpdu_length: int | None) -> dict[str, object]:
+    """What the current decoder makes of a PDU: a summary, or its error."""
+    try:
+        sms = decode_pdu(pdu, tpdu_length=tpdu_length)
+    except PduError as exc:
+        return {"decodes": False, "error": str(exc)}
+    if isinstance(sms, SmsDeliver):
+        return {
+            "decodes": True,
+            "type": "deliver",
+            "sender": sms.originator,
+            "timestamp": None if sms.scts is None else sms.scts.isoformat(),
+            "concat": None if sms.concat is None else f"{sms.concat.seq}/{sms.concat.total}",
+            "text": sms.text,
+        }
+    kind = "status-report" if isinstance(sms, SmsStatusReport) else "submit"
+    return {"decodes": True, "type": kind}
+
+
+def list_parts(
+    state_dir: Path, *, decode: bool = False, limit: int = 50
+) -> list[dict[str, object]]:
+    """Parked parts (PDUs the decoder refused when they were read), newest first; with
+    ``decode``, what the current decoder makes of each."""
+    with _connect(state_dir) as conn:
+        rows = conn.execute(
+            "SELECT id, port, sim, storage, idx, error, received_at, pdu, tpdu_length"
+            " FROM parts WHERE state = 'parked' ORDER BY id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+    out = []
+    for pid, port, sim, storage, idx, error, received, pdu, length in rows:
+        row: dict[str, object] = {
+            "id": pid,
+            "port": port,
+            "sim": sim,
+            "storage": storage,
+            "index": idx,
+            "error": error,
+            "received": _iso(received),
+        }
+        if decode:
+            row["pdu"] = pdu
+            row["now"] = _decoded(pdu, length)
+        out.append(row)
+    return out
+
+
+def replay_parts(state_dir: Path, ids: list[int] | None) -> list[dict[str, object]]:
+    """Run parked parts (``ids``, or all when None) through intake again with the current
+    decoder. One that decodes now is stored, reassembled and forwarded like a part just read
+    (the running daemon ships it within its idle poll); one that still fails stays parked."""
+    out: list[dict[str, object]] = []
+    with _connect(state_dir) as conn:
+        migrate(conn)
+        if ids is None:
+            ids = [i for (i,) in conn.execute("SELECT id FROM parts WHERE state = 'parked'")]
+        for start in range(0, len(ids), REPLAY_CHUNK):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                mono = time.monotonic()
+                for pid in ids[start : start + REPLAY_CHUNK]:
+                    result = replay_part_op(pid, mono)(conn)
+                    if result is not None:
+                        out.append(
+                            {"id": pid, "state": result.state, "message_id": result.message_id}
+                        )
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+    return out

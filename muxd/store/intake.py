@@ -4,10 +4,10 @@ These run inside the journal's writer thread, in the group-commit transaction: a
 message it completes are committed together, so reassembly state is always rebuildable from the
 journal after a restart.
 
-Reassembly key (gateways.md §0.4, §6): SIM identity + originator TOA and address + reference
-(with its size) + total parts; never the SMSC or the time stamp. Parts with the same key and the
-same sequence number but different content start a new *generation* of the key (a sender reusing
-a reference for two messages in a row), so two messages are never mixed.
+Which waiting set a part of a concatenated SMS joins is decided by :func:`muxd.pdu.place_part`
+(key, generations by SMSC time stamp, a cap per key); this module keeps the sets in SQLite.
+Every time here is either wall time (``received_at``: stored and reported) or a monotonic reading
+(``mono``, ``seen_mono``: ages and deadlines only); see :mod:`muxd.store.clock`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,30 @@ from collections.abc import Callable
 
 import msgspec
 
-from muxd.pdu import PduError, SmsDeliver, SmsStatusReport, SmsSubmit, decode_pdu, reassemble
+from muxd.pdu import (
+    PduError,
+    SmsDeliver,
+    SmsStatusReport,
+    SmsSubmit,
+    WaitingPart,
+    concat_key,
+    decode_pdu,
+    place_part,
+    reassemble,
+)
+from muxd.store.clock import DateSource, plausible_stamp, sms_date
+
+__all__ = [
+    "MISSING_PART",
+    "PartIn",
+    "PendingMessage",
+    "PutResult",
+    "concat_key",
+    "fingerprint",
+    "put_part_op",
+    "release_op",
+    "replay_part_op",
+]
 
 # Placeholder for a missing part in a set released incomplete.
 MISSING_PART = "[…]"
@@ -34,7 +57,7 @@ class PartIn(msgspec.Struct, frozen=True):
     index: int
     pdu: str
     tpdu_length: int | None
-    received_at: float
+    received_at: float  # wall time muxd read it (Unix seconds)
 
 
 class PutResult(msgspec.Struct, frozen=True):
@@ -42,6 +65,8 @@ class PutResult(msgspec.Struct, frozen=True):
     new: bool  # False: the journal already held this part (a re-read after a crash)
     state: str  # "assembled" | "waiting" | "status_report" | "submit" | "parked"
     message_id: int | None
+    # Messages of older sets under the part's key released incomplete to make room (the cap).
+    released: tuple[int, ...] = ()
 
 
 class PendingMessage(msgspec.Struct, frozen=True):
@@ -57,40 +82,54 @@ def fingerprint(sim: str, pdu: str) -> str:
     return hashlib.sha256(f"{sim}\x00{pdu.upper()}".encode()).hexdigest()
 
 
-def concat_key(sim: str, sms: SmsDeliver) -> str | None:
-    if sms.concat is None or sms.concat.total <= 1:
-        return None
-    c = sms.concat
-    return f"{sim}|{sms.originator_toa}|{sms.originator}|{c.ref_bits}:{c.ref}|{c.total}"
+class _Row(msgspec.Struct, frozen=True):
+    """One stored part of a waiting set, decoded again."""
+
+    id: int
+    sms: SmsDeliver
+    sim: str
+    number: str | None
+    port: str
+    received_at: float
 
 
 def _insert_message(
     conn: sqlite3.Connection,
-    sim: str,
-    port: str,
-    number: str | None,
+    last: _Row | PartIn,
     sms: SmsDeliver,
     text: str,
-    received_at: float,
+    date: tuple[int, DateSource],
+    mono: float,
     *,
     incomplete: bool = False,
 ) -> int:
+    """A message in the name of ``last`` (the part that completed it: its SIM's number)."""
     cur = conn.execute(
-        "INSERT INTO messages(sim, port, number, sender, text, sms_time, received_at, state,"
-        " incomplete) VALUES (?,?,?,?,?,?,?, 'pending', ?)",
+        "INSERT INTO messages(sim, port, number, sender, text, sms_time, sms_time_source,"
+        " received_at, state, incomplete, seen_mono) VALUES (?,?,?,?,?,?,?,?, 'pending', ?, ?)",
         (
-            sim,
-            port,
-            number,
+            last.sim,
+            last.port,
+            last.number,
             sms.originator,
             text,
-            int(sms.scts.timestamp()),
-            received_at,
+            date[0],
+            date[1],
+            last.received_at,
             int(incomplete),
+            mono,
         ),
     )
     assert cur.lastrowid is not None
     return cur.lastrowid
+
+
+def _set_date(rows: list[_Row]) -> tuple[int, DateSource]:
+    """A set's date: the first plausible stamp in part order, else when its first part was read."""
+    for r in rows:
+        if plausible_stamp(r.sms.scts, r.received_at):
+            return sms_date(r.sms.scts, r.received_at)
+    return int(min(r.received_at for r in rows)), "read"
 
 
 def _classify(part: PartIn) -> tuple[str, SmsDeliver | None, str | None]:
@@ -107,20 +146,72 @@ def _classify(part: PartIn) -> tuple[str, SmsDeliver | None, str | None]:
     return "submit", None, None
 
 
-def _generation(conn: sqlite3.Connection, ckey: str, seq: int) -> int:
-    """The first generation of ``ckey`` still missing ``seq`` (a new one if none is)."""
-    taken: dict[int, set[int]] = {}
-    for gen, s in conn.execute(
-        "SELECT cgen, seq FROM parts WHERE ckey = ? AND state = 'waiting'", (ckey,)
-    ):
-        taken.setdefault(gen, set()).add(s)
-    for gen in sorted(taken):
-        if seq not in taken[gen]:
-            return gen
-    return max(taken, default=-1) + 1
+def _store(
+    conn: sqlite3.Connection, part: PartIn, fp: str, mono: float, part_id: int | None = None
+) -> PutResult:
+    """Classify, insert (under ``part_id`` when given) and reassemble one part."""
+    state, sms, error = _classify(part)
+    ckey = concat_key(part.sim, sms) if sms is not None else None
+    stamp = sms.scts.timestamp() if sms is not None and sms.scts is not None else None
+    seq = total = gen = None
+    released: tuple[int, ...] = ()
+    if ckey is not None and sms is not None and sms.concat is not None:
+        seq, total = sms.concat.seq, sms.concat.total
+        waiting = [
+            WaitingPart(*r)
+            for r in conn.execute(
+                "SELECT cgen, seq, scts, received_at FROM parts"
+                " WHERE ckey = ? AND state = 'waiting'",
+                (ckey,),
+            )
+        ]
+        placed = place_part(waiting, seq, stamp, part.received_at)
+        gen = placed.gen
+        released = tuple(_release_set(conn, ckey, g, mono) for g in placed.release)
+    message_id: int | None = None
+    if sms is not None and ckey is None:
+        # A single-part SMS: its message first, so the part row is written once.
+        date = sms_date(sms.scts, part.received_at)
+        message_id = _insert_message(conn, part, sms, sms.text, date, mono)
+    cur = conn.execute(
+        "INSERT INTO parts(id, fingerprint, sim, port, number, storage, idx, pdu, tpdu_length,"
+        " received_at, ckey, cgen, seq, total, state, error, message_id, scts, seen_mono)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            part_id,
+            fp,
+            part.sim,
+            part.port,
+            part.number,
+            part.storage,
+            part.index,
+            part.pdu.upper(),
+            part.tpdu_length,
+            part.received_at,
+            ckey,
+            gen,
+            seq,
+            total,
+            state,
+            error,
+            message_id,
+            stamp,
+            mono,
+        ),
+    )
+    new_id = cur.lastrowid
+    assert new_id is not None
+    if message_id is None and ckey is not None and gen is not None:
+        message_id = _maybe_assemble(conn, ckey, gen, mono)
+        if message_id is not None:
+            state = "assembled"
+    return PutResult(
+        part_id=new_id, new=True, state=state, message_id=message_id, released=released
+    )
 
 
-def put_part_op(part: PartIn) -> Callable[[sqlite3.Connection], PutResult]:
+def put_part_op(part: PartIn, mono: float) -> Callable[[sqlite3.Connection], PutResult]:
+    """Store one part read at ``part.received_at`` (wall), first seen at ``mono``."""
     fp = fingerprint(part.sim, part.pdu)
 
     def op(conn: sqlite3.Connection) -> PutResult:
@@ -129,56 +220,35 @@ def put_part_op(part: PartIn) -> Callable[[sqlite3.Connection], PutResult]:
         ).fetchone()
         if row is not None:
             return PutResult(part_id=row[0], new=False, state=row[1], message_id=row[2])
-        state, sms, error = _classify(part)
-        ckey = concat_key(part.sim, sms) if sms is not None else None
-        seq = total = gen = None
-        if ckey is not None and sms is not None and sms.concat is not None:
-            seq, total = sms.concat.seq, sms.concat.total
-            gen = _generation(conn, ckey, seq)
-        message_id: int | None = None
-        if sms is not None and ckey is None:
-            # A single-part SMS: its message first, so the part row is written once.
-            message_id = _insert_message(
-                conn, part.sim, part.port, part.number, sms, sms.text, part.received_at
-            )
-        cur = conn.execute(
-            "INSERT INTO parts(fingerprint, sim, port, number, storage, idx, pdu, tpdu_length,"
-            " received_at, ckey, cgen, seq, total, state, error, message_id)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                fp,
-                part.sim,
-                part.port,
-                part.number,
-                part.storage,
-                part.index,
-                part.pdu.upper(),
-                part.tpdu_length,
-                part.received_at,
-                ckey,
-                gen,
-                seq,
-                total,
-                state,
-                error,
-                message_id,
-            ),
-        )
-        part_id = cur.lastrowid
-        assert part_id is not None
-        if message_id is None and ckey is not None and gen is not None:
-            message_id = _maybe_assemble(conn, ckey, gen)
-            if message_id is not None:
-                state = "assembled"
-        return PutResult(part_id=part_id, new=True, state=state, message_id=message_id)
+        return _store(conn, part, fp, mono)
 
     return op
 
 
-def _set_rows(
-    conn: sqlite3.Connection, ckey: str, gen: int
-) -> list[tuple[int, SmsDeliver, str, str | None, str, float]]:
-    """(part id, decoded part, sim, number, port, received_at) of one waiting set, by seq."""
+def replay_part_op(part_id: int, mono: float) -> Callable[[sqlite3.Connection], PutResult | None]:
+    """Run a parked part through intake again (same id), with the current decoder.
+
+    None when no parked part has that id. A part that still fails stays parked with the new
+    error; one that decodes now is reassembled and forwarded like any other.
+    """
+
+    def op(conn: sqlite3.Connection) -> PutResult | None:
+        row = conn.execute(
+            "SELECT fingerprint, sim, port, number, storage, idx, pdu, tpdu_length, received_at"
+            " FROM parts WHERE id = ? AND state = 'parked'",
+            (part_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        fp, *fields = row
+        conn.execute("DELETE FROM parts WHERE id = ?", (part_id,))
+        return _store(conn, PartIn(*fields), fp, mono, part_id)
+
+    return op
+
+
+def _set_rows(conn: sqlite3.Connection, ckey: str, gen: int) -> list[_Row]:
+    """The parts of one waiting set, decoded, by seq."""
     out = []
     for pid, pdu, length, sim, number, port, received_at in conn.execute(
         "SELECT id, pdu, tpdu_length, sim, number, port, received_at FROM parts"
@@ -187,57 +257,59 @@ def _set_rows(
     ):
         decoded = decode_pdu(pdu, tpdu_length=length)
         assert isinstance(decoded, SmsDeliver)
-        out.append((pid, decoded, sim, number, port, received_at))
+        out.append(_Row(pid, decoded, sim, number, port, received_at))
     return out
 
 
-def _maybe_assemble(conn: sqlite3.Connection, ckey: str, gen: int) -> int | None:
+def _close_set(
+    conn: sqlite3.Connection, rows: list[_Row], text: str, mono: float, *, incomplete: bool
+) -> int:
+    # The message belongs to the number the SIM had when its last part arrived.
+    last = max(rows, key=lambda r: r.received_at)
+    message_id = _insert_message(
+        conn, last, rows[0].sms, text, _set_date(rows), mono, incomplete=incomplete
+    )
+    conn.executemany(
+        "UPDATE parts SET state = 'assembled', message_id = ? WHERE id = ?",
+        [(message_id, r.id) for r in rows],
+    )
+    return message_id
+
+
+def _maybe_assemble(conn: sqlite3.Connection, ckey: str, gen: int, mono: float) -> int | None:
     rows = _set_rows(conn, ckey, gen)
-    first = rows[0][1]
+    first = rows[0].sms
     assert first.concat is not None
     if len(rows) < first.concat.total:
         return None
-    parts = [r[1] for r in rows]
+    parts = [r.sms for r in rows]
     try:
         text = reassemble(parts)
     except PduError:
         # A broken UCS-2 surrogate across parts: deliver what decodes rather than lose a code.
         text = reassemble(parts, strict=False)
-    # The message belongs to the number the SIM had when its last part arrived.
-    last = max(rows, key=lambda r: r[5])
-    message_id = _insert_message(conn, last[2], last[4], last[3], first, text, last[5])
-    conn.executemany(
-        "UPDATE parts SET state = 'assembled', message_id = ? WHERE id = ?",
-        [(message_id, r[0]) for r in rows],
-    )
-    return message_id
+    return _close_set(conn, rows, text, mono, incomplete=False)
 
 
-def release_op(older_than: float) -> Callable[[sqlite3.Connection], list[int]]:
-    """Release every waiting set whose first part arrived before ``older_than``, incomplete."""
+def _release_set(conn: sqlite3.Connection, ckey: str, gen: int, mono: float) -> int:
+    """Deliver one waiting set as it is, ``[…]`` for each missing part; its message id."""
+    rows = _set_rows(conn, ckey, gen)
+    first = rows[0].sms
+    assert first.concat is not None
+    by_seq = {r.sms.concat.seq: r.sms.text for r in rows if r.sms.concat is not None}
+    text = "".join(by_seq.get(i, MISSING_PART) for i in range(1, first.concat.total + 1))
+    return _close_set(conn, rows, text, mono, incomplete=True)
+
+
+def release_op(seen_before: float, mono: float) -> Callable[[sqlite3.Connection], list[int]]:
+    """Release, incomplete, every waiting set first seen by ``seen_before`` (monotonic)."""
 
     def op(conn: sqlite3.Connection) -> list[int]:
         stale = conn.execute(
             "SELECT ckey, cgen FROM parts WHERE state = 'waiting'"
-            " GROUP BY ckey, cgen HAVING min(received_at) < ?",
-            (older_than,),
+            " GROUP BY ckey, cgen HAVING min(seen_mono) <= ?",
+            (seen_before,),
         ).fetchall()
-        released: list[int] = []
-        for ckey, gen in stale:
-            rows = _set_rows(conn, ckey, gen)
-            first = rows[0][1]
-            assert first.concat is not None
-            by_seq = {r[1].concat.seq: r[1].text for r in rows if r[1].concat is not None}
-            text = "".join(by_seq.get(i, MISSING_PART) for i in range(1, first.concat.total + 1))
-            last = max(rows, key=lambda r: r[5])
-            message_id = _insert_message(
-                conn, last[2], last[4], last[3], first, text, last[5], incomplete=True
-            )
-            conn.executemany(
-                "UPDATE parts SET state = 'assembled', message_id = ? WHERE id = ?",
-                [(message_id, r[0]) for r in rows],
-            )
-            released.append(message_id)
-        return released
+        return [_release_set(conn, ckey, gen, mono) for ckey, gen in stale]
 
     return op

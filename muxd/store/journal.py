@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from muxd.errors import JournalError
+from muxd.store.clock import StoreClock
 from muxd.store.intake import PartIn, PendingMessage, PutResult, put_part_op, release_op
-from muxd.store.schema import migrate
+from muxd.store.schema import adopt_clock, migrate
 from muxd.store.writer import WriterThread
 
 LOGGER = logging.getLogger(__name__)
@@ -79,9 +80,11 @@ class Journal:
         path: Path,
         *,
         on_commit: Callable[[float, int], None] | None = None,
+        clock: StoreClock | None = None,
     ) -> None:
         self.path = path
         self._on_commit = on_commit
+        self.clock = clock or StoreClock()
         self._writer = WriterThread("journal")
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
@@ -115,6 +118,7 @@ class Journal:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
         migrate(conn)
+        adopt_clock(conn, self.clock.epoch, self.clock.monotonic())
         (self.backlog,) = conn.execute(
             "SELECT count(*) FROM messages WHERE state IN ('pending', 'held')"
         ).fetchone()
@@ -244,9 +248,10 @@ class Journal:
 
     async def put_part(self, part: PartIn) -> PutResult:
         """Durably store one part. When this returns, the part may be deleted from the modem."""
-        result: PutResult = await self._submit(put_part_op(part))
-        if result.message_id is not None and result.new:
-            self.backlog += 1
+        result: PutResult = await self._submit(put_part_op(part, self.clock.monotonic()))
+        added = len(result.released) + (result.message_id is not None and result.new)
+        if added:
+            self.backlog += added
             self.new_messages.set()
         return result
 
@@ -327,14 +332,16 @@ class Journal:
             self.new_messages.set()
         return released
 
-    async def park_held(self, received_before: float, reason: str) -> int:
-        """Park messages still held (number never listed again) that arrived before a time."""
+    async def park_held(self, max_age: float, reason: str) -> int:
+        """Park messages still held (number never listed again) first seen ``max_age`` seconds
+        ago or more, by the monotonic clock."""
+        seen_before = self.clock.monotonic() - max_age
 
         def op(conn: sqlite3.Connection) -> int:
             cur = conn.execute(
                 "UPDATE messages SET state = 'parked', last_error = ?"
-                " WHERE state = 'held' AND received_at < ?",
-                (reason, received_before),
+                " WHERE state = 'held' AND seen_mono <= ?",
+                (reason, seen_before),
             )
             return cur.rowcount
 
@@ -342,16 +349,19 @@ class Journal:
         self.backlog -= parked
         return parked
 
-    async def release_incomplete(self, older_than: float) -> int:
-        """Deliver sets still missing parts after the reassembly timeout, flagged incomplete."""
-        released: list[int] = await self._submit(release_op(older_than))
+    async def release_incomplete(self, max_age: float) -> int:
+        """Deliver sets still missing parts ``max_age`` seconds (the reassembly timeout, by the
+        monotonic clock) after their first part was seen, flagged incomplete."""
+        now = self.clock.monotonic()
+        released: list[int] = await self._submit(release_op(now - max_age, now))
         if released:
             self.backlog += len(released)
             self.new_messages.set()
         return len(released)
 
     async def prune(self, older_than: float) -> int:
-        """Delete delivered messages (and their parts) delivered before ``older_than``."""
+        """Delete delivered messages (and their parts) delivered before ``older_than`` (wall
+        time: the retention of stored records), and parts parked before it."""
 
         def op(conn: sqlite3.Connection) -> int:
             done = (
@@ -363,9 +373,10 @@ class Journal:
                 (older_than,),
             )
             cur = conn.execute(f"DELETE FROM messages WHERE {done}", (older_than,))
-            # Status reports and stored SUBMITs are kept for the same retention.
+            # Status reports, stored SUBMITs and parked parts are kept for the same retention.
             conn.execute(
-                "DELETE FROM parts WHERE state IN ('status_report', 'submit') AND received_at < ?",
+                "DELETE FROM parts WHERE state IN ('status_report', 'submit', 'parked')"
+                " AND received_at < ?",
                 (older_than,),
             )
             return cur.rowcount

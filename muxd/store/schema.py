@@ -114,6 +114,24 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX pushes_pending ON pushes(state) WHERE state = 'pending'",
     ),
+    (
+        # The SMSC time stamp of a part (Unix seconds, NULL when its octets are not a time):
+        # parts of one message are stamped seconds apart, so reassembly goes by it.
+        "ALTER TABLE parts ADD COLUMN scts REAL",
+        # Monotonic time (muxd/store/clock.py) a waiting part or an undelivered message was
+        # first seen: the reassembly timeout and the hold timeout count from it, so a wall-clock
+        # step moves neither. Meaningful under the clock epoch kept in meta.
+        "ALTER TABLE parts ADD COLUMN seen_mono REAL",
+        "ALTER TABLE messages ADD COLUMN seen_mono REAL",
+        # Where sms_time (the date sent upstream) came from: the SMS's own stamp, or the time
+        # muxd read it when the stamp was unknown or implausible.
+        "ALTER TABLE messages ADD COLUMN sms_time_source TEXT NOT NULL DEFAULT 'stamp'"
+        " CHECK (sms_time_source IN ('stamp', 'read'))",
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
+        # Parts by state (parked ones listed, counts) and by message (pruning with it).
+        "CREATE INDEX IF NOT EXISTS parts_state ON parts(state)",
+        "CREATE INDEX IF NOT EXISTS parts_message ON parts(message_id)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -137,3 +155,30 @@ def migrate(conn: sqlite3.Connection) -> int:
             raise
         conn.execute("COMMIT")
     return int(found)
+
+
+CLOCK_EPOCH = "clock_epoch"
+
+
+def adopt_clock(conn: sqlite3.Connection, epoch: str | None, now: float) -> None:
+    """Make the stored monotonic readings (``seen_mono``) comparable with the opener's clock.
+
+    Under the same clock epoch (same boot) they are kept; otherwise (a reboot, an unknown
+    epoch, rows from before the column existed) every running age restarts at ``now``: a
+    deadline may come late after a reboot, never early.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (CLOCK_EPOCH,)).fetchone()
+        same = epoch is not None and row is not None and row[0] == epoch
+        stale = "seen_mono IS NULL" if same else "1"
+        conn.execute(f"UPDATE parts SET seen_mono = ? WHERE state = 'waiting' AND {stale}", (now,))
+        conn.execute(
+            f"UPDATE messages SET seen_mono = ? WHERE state IN ('pending', 'held') AND {stale}",
+            (now,),
+        )
+        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (CLOCK_EPOCH, epoch))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

@@ -191,9 +191,12 @@ def test_scts(scts: str, expected: datetime.datetime) -> None:
         "1A101021436500",  # non-BCD year digit
     ],
 )
-def test_invalid_scts(scts: str) -> None:
-    with pytest.raises(PduError, match="timestamp"):
-        decode_pdu(deliver_hex(scts=scts))
+def test_invalid_scts_is_unknown_and_the_text_kept(scts: str) -> None:
+    sms = d(deliver_hex(scts=scts, septets=b"hi"))
+    assert sms.scts is None
+    assert sms.scts_raw == bytes.fromhex(scts)
+    assert sms.text == "hi"
+    assert sms.originator == "+18005551212"
 
 
 # --- addresses ------------------------------------------------------------------------

@@ -285,7 +285,7 @@ def test_28_29_reference_zero_multipart_with_trailing_octets() -> None:
     assert p1.text == "1" * 153
     assert p2.text == "1111111222222222222222222222"
     assert p1.concat == Concat(ref=0, total=2, seq=1, ref_bits=8)
-    assert concat_key("s", p1) == ("s", 0x81, "16502244137", 0, 2)
+    assert concat_key("s", p1) == "s|129|16502244137|8:0|2"
     assert reassemble([p1, p2]) == "1" * 160 + "2" * 21
 
 

@@ -11,9 +11,11 @@ import pytest
 
 from muxd.pdu import encode_deliver
 from muxd.store import Journal, PartIn
+from muxd.store.clock import StoreClock
 from muxd.store.journal import JOURNAL_FILE
 
 SCTS = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+READ_AT = SCTS.timestamp() + 3.0  # muxd read it 3 s after the SMSC stamped it
 
 
 def part(pdu: str, tpdu_length: int | None, *, sim: str = "8970101", index: int = 1) -> PartIn:
@@ -25,7 +27,7 @@ def part(pdu: str, tpdu_length: int | None, *, sim: str = "8970101", index: int 
         index=index,
         pdu=pdu,
         tpdu_length=tpdu_length,
-        received_at=1.0,
+        received_at=READ_AT,
     )
 
 
@@ -141,27 +143,34 @@ async def test_reused_reference_starts_a_new_generation(journal: Journal) -> Non
     assert texts == ["A" * 200, "B" * 200]
 
 
-async def test_incomplete_set_is_released_after_timeout_never_dropped(
-    journal: Journal, tmp_path: Path
-) -> None:
-    parts = encode_deliver("Bank", "x" * 150 + "y" * 150, scts=SCTS, ref=9)
-    assert len(parts) == 2
-    await journal.put_part(part(parts[1].hex, parts[1].tpdu_length))  # part 1 never comes
-    assert await journal.release_incomplete(older_than=0.5) == 0  # not stale yet
-    assert await journal.release_incomplete(older_than=2.0) == 1
-    (msg,) = await journal.pending(10)
-    assert msg.text.startswith("[…]")
-    assert msg.text.endswith("y" * 10)
-    conn = sqlite3.connect(tmp_path / JOURNAL_FILE)
+async def test_incomplete_set_is_released_after_timeout_never_dropped(tmp_path: Path) -> None:
+    mono = [1000.0]
+    clock = StoreClock(wall=lambda: READ_AT, monotonic=lambda: mono[0], epoch="boot")
+    journal = await Journal.open(tmp_path, clock=clock)
     try:
-        (flag,) = conn.execute("SELECT incomplete FROM messages WHERE id = ?", (msg.id,)).fetchone()
+        parts = encode_deliver("Bank", "x" * 150 + "y" * 150, scts=SCTS, ref=9)
+        assert len(parts) == 2
+        await journal.put_part(part(parts[1].hex, parts[1].tpdu_length))  # part 1 never comes
+        mono[0] += 1.0
+        assert await journal.release_incomplete(max_age=1.5) == 0  # not stale yet
+        assert await journal.release_incomplete(max_age=1.0) == 1
+        (msg,) = await journal.pending(10)
+        assert msg.text.startswith("[…]")
+        assert msg.text.endswith("y" * 10)
+        conn = sqlite3.connect(tmp_path / JOURNAL_FILE)
+        try:
+            (flag,) = conn.execute(
+                "SELECT incomplete FROM messages WHERE id = ?", (msg.id,)
+            ).fetchone()
+        finally:
+            conn.close()
+        assert flag == 1
+        # The late part arrives after the release: it is journaled, not merged, not lost.
+        late = await journal.put_part(part(parts[0].hex, parts[0].tpdu_length, index=2))
+        assert late.new
+        assert late.state == "waiting"
     finally:
-        conn.close()
-    assert flag == 1
-    # The late part arrives after the release: it is journaled, not merged, not lost.
-    late = await journal.put_part(part(parts[0].hex, parts[0].tpdu_length, index=2))
-    assert late.new
-    assert late.state == "waiting"
+        await journal.close()
 
 
 async def test_forward_migration_keeps_data(tmp_path: Path) -> None:
@@ -196,3 +205,32 @@ async def test_corrupt_database_is_refused_loudly(tmp_path: Path) -> None:
     (tmp_path / JOURNAL_FILE).write_bytes(b"this is not a database" * 100)
     with pytest.raises(JournalError, match="cannot open journal"):
         await Journal.open(tmp_path)
+
+
+async def test_prune_takes_delivered_messages_with_their_parts(
+    journal: Journal, tmp_path: Path
+) -> None:
+    parts = encode_deliver("Bank", "p" * 300, scts=SCTS, ref=5)
+    for i, enc in enumerate(parts):
+        await journal.put_part(part(enc.hex, enc.tpdu_length, index=i))
+    (single,) = encode_deliver("Bank", "kept", scts=SCTS)
+    await journal.put_part(part(single.hex, single.tpdu_length, index=9))
+    first, kept = await journal.pending(10)
+    await journal.mark_delivered([first.id], when=100.0)
+    assert await journal.prune(older_than=100.0) == 0  # retention counts from delivery
+    assert await journal.prune(older_than=101.0) == 1
+    conn = sqlite3.connect(tmp_path / JOURNAL_FILE)
+    try:
+        rows = conn.execute("SELECT message_id FROM parts").fetchall()
+        by_message = conn.execute(
+            "EXPLAIN QUERY PLAN DELETE FROM parts WHERE message_id IN (1, 2)"
+        ).fetchall()
+        by_state = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM parts WHERE state = 'parked'"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert rows == [(kept.id,)]
+    # By index, not a scan of every part.
+    assert "parts_message" in str(by_message)
+    assert "parts_state" in str(by_state)

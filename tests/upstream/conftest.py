@@ -42,7 +42,8 @@ class Upstream:
                 index=self.counter,
                 pdu=enc.hex,
                 tpdu_length=enc.tpdu_length,
-                received_at=float(self.counter),
+                # Read just after the SMSC stamped it (a plausible stamp is the date sent).
+                received_at=scts.replace(second=0).timestamp() + self.counter,
             )
         )
         assert result.message_id is not None
