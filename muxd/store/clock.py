@@ -33,9 +33,10 @@ __all__ = [
 #: How far an SMSC stamp may lie in the future of the time muxd read the SMS. The SMSC stamps
 #: before it delivers, so any lead is a clock difference; 5 minutes forgives a slow NTP sync.
 MAX_STAMP_LEAD = 300.0
-#: How old a stamp may be. SMSCs keep an undelivered SMS a few days (7 at most on most
-#: networks); an older stamp is a wrong SMSC clock (a reset to 2000, a year read as 2099).
-MAX_STAMP_AGE = 7 * 86400.0
+#: How old a stamp may be. An SMS may wait on a SIM for months (its port out of service, the
+#: SIM on a shelf), and reporting such an SMS as new would let it pass for a fresh code; a stamp
+#: older than a year is a wrong SMSC clock (a reset to 2000, a year read as 2099).
+MAX_STAMP_AGE = 366 * 86400.0
 #: Offsets in use on Earth: UTC-12:00 to UTC+14:00. A TP-SCTS can say -19:45..+19:45.
 MIN_UTC_OFFSET = datetime.timedelta(hours=-12)
 MAX_UTC_OFFSET = datetime.timedelta(hours=14)

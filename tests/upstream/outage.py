@@ -42,7 +42,8 @@ SETTLE_TIMEOUT = 10.0
 class VirtualClock:
     """A clock and a sleep that only move when :meth:`advance` is called."""
 
-    def __init__(self, start: float = 1_000_000.0) -> None:
+    # 2026-11-25 12:01 UTC: just after the SMSC stamps of the SMS the tests journal.
+    def __init__(self, start: float = 1_795_608_060.0) -> None:
         self.now = start
         self._heap: list[tuple[float, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
