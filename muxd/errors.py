@@ -49,3 +49,11 @@ class UpstreamError(MuxdError):
         self.endpoint = endpoint
         self.status = status
         self.body = body
+
+
+class ModemHungError(ModemError):
+    """After a timeout the session could not prove which answer is whose: reopen the port."""
+
+
+class SyncLostError(ModemError):
+    """A command tied to an epoch (a delete after a read) was not sent: sync was lost since."""
