@@ -8,7 +8,8 @@ import contextlib
 import pytest
 
 from muxd.errors import AtTimeoutError
-from muxd.modem.port import CMS_RETRY_FLOOR, CNMA_WITHIN, JOURNAL_RETRY_MAX, ModemPort
+from muxd.modem.port import JOURNAL_RETRY_MAX, ModemPort
+from muxd.modem.reading import CMS_RETRY_FLOOR, CNMA_WITHIN
 from muxd.modem.session import AT_TIMEOUT, ModemSession
 from muxd.modem.state import PortInfo
 
