@@ -54,9 +54,10 @@ MARKERS: tuple[tuple[str, str], ...] = (
     ("AT+CSQ", "+CSQ"),
 )
 
-# A marker queues behind the late command, which may itself take its whole deadline
-# (20 s for a listing of a full SIM): allow a marker that long before trying the next one.
-MARKER_TIMEOUT = 20.0
+# A marker answers as fast as any query, but it queues behind the late command. Markers that
+# time out stay queued too and later ones wait behind them, so the attempts together cover an
+# answer up to RESYNC_ATTEMPTS * MARKER_TIMEOUT late; later than that the port is hung.
+MARKER_TIMEOUT = 5.0
 # Between the starts of two resync attempts, even when each fails at once (a modem that
 # answers every marker with a second final result).
 RESYNC_FLOOR = 1.0

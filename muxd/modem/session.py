@@ -239,6 +239,9 @@ class ModemSession(asyncio.Protocol):
     def flag_in_flight(self, urc_name: str) -> None:
         """Mark the command in flight, if any, as interrupted by ``urc_name`` (a SIM event):
         which SIM its answer comes from is unknown."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # the answer was complete before the event
         if self._current is not None and self._current.interrupted_by is None:
             self._current.interrupted_by = urc_name
 
