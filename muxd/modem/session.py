@@ -34,6 +34,7 @@ from muxd.at import (
     Urc,
 )
 from muxd.at.results import parse_final
+from muxd.at.urc import URC_NAMES
 from muxd.errors import (
     AtCommandError,
     AtTimeoutError,
@@ -185,6 +186,10 @@ class ModemSession(asyncio.Protocol):
                 self.strays += 1
                 self._lose(None)
                 return
+            if not sync.synchronised and event.name not in URC_NAMES:
+                # Most likely a late answer's line (an IMEI, a +CCID): counted, and passed on
+                # only as an unknown URC, which nothing acts upon.
+                self.strays += 1
             for name, fut in self._urc_waiters:
                 if name == event.name and not fut.done():
                     fut.set_result(event)

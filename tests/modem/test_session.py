@@ -181,3 +181,20 @@ def test_command_tied_to_an_epoch_is_not_sent_after_a_loss() -> None:
         assert modem.written[-1] == "AT+CMGD=1"
 
     run_virtual(main)
+
+
+def test_late_answer_while_idle_is_counted_and_never_attached() -> None:
+    async def main() -> None:
+        session, modem, urcs = _make()
+        await session.command("AT+CSQ")
+        modem.slow["AT+CGSN"] = AT_TIMEOUT + 1.0
+        with pytest.raises(AtTimeoutError):
+            await session.command("AT+CGSN")
+        await asyncio.sleep(2.0)  # the late answer arrives with nothing in flight
+        assert session.strays == 2  # the IMEI line and its OK
+        assert [u.name for u in urcs] == [IMEI]  # passed on only as an unknown URC
+        resp = await session.command("AT+CIMI")
+        assert [i.line for i in resp.lines] == [modem.model.imsi]
+        assert modem.written[-2:] == [MARKERS[0][0], "AT+CIMI"]
+
+    run_virtual(main)
