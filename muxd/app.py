@@ -81,7 +81,7 @@ class Daemon:
 
     async def _sink(
         self, info: PortInfo, storage: str, index: int, pdu: str, tpdu_length: int | None
-    ) -> None:
+    ) -> bool:
         assert self.journal is not None
         assert info.sim is not None
         now = time.time()
@@ -98,13 +98,14 @@ class Daemon:
             )
         )
         if not result.new:
-            return
+            return True
         self.metrics.count_part(result.state)
         if result.message_id is not None:
             self.metrics.sms_received.inc()
             self.received += 1
             info.sms_received += 1
             info.last_sms_at = now
+        return result.state != "parked"
 
     def _on_delivered(self, batch: list[PendingMessage], when: float) -> None:
         self.metrics.sms_forwarded.inc(len(batch))

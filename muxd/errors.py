@@ -70,3 +70,11 @@ def first_muxd_error(group: BaseExceptionGroup[BaseException]) -> MuxdError | No
             if found is not None:
                 return found
     return None
+
+
+class ModemHungError(ModemError):
+    """After a timeout the session could not prove which answer is whose: reopen the port."""
+
+
+class SyncLostError(ModemError):
+    """A command tied to an epoch (a delete after a read) was not sent: sync was lost since."""

@@ -38,20 +38,36 @@ from muxd.at.events import (
     Urc,
 )
 from muxd.at.parser import AtParser
+from muxd.at.sync import (
+    MARKERS,
+    AtSync,
+    Hung,
+    SendMarker,
+    Synchronised,
+    SyncState,
+    Wait,
+)
 
 __all__ = [
+    "MARKERS",
     "AtParseError",
     "AtParser",
+    "AtSync",
     "Echo",
     "Event",
     "Final",
     "FinalKind",
     "Garbage",
     "GarbageReason",
+    "Hung",
     "Info",
     "MemoryUsage",
     "Prompt",
+    "SendMarker",
+    "SyncState",
+    "Synchronised",
     "Urc",
+    "Wait",
     "cmgd",
     "cmgl",
     "cmgr",

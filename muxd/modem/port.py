@@ -1,9 +1,9 @@
 """One modem port: init, identity, health and the receive path.
 
-Receive path (DESIGN.md §3): +CMTI is a hint, storage is the truth. Every memory the modem
-offers (SM, ME) is swept at start, periodically (jittered) and after storage-full or restart
-indications. Each PDU read is handed to the sink, which returns only once the part is durably
-journaled; only then is it deleted (AT+CMGD). A sink failure leaves the PDU on the SIM.
+Receive path: +CMTI is a hint, storage is the truth. Every memory the modem offers (SM, ME)
+is swept at start, periodically (jittered) and after storage-full or restart indications; how
+a PDU is read, stored and deleted, and how routed SMS are taken, is in
+:mod:`muxd.modem.reading`.
 """
 
 from __future__ import annotations
@@ -18,13 +18,17 @@ from muxd.at import (
     AtParseError,
     Urc,
     csq_to_dbm,
-    parse_cmgl_header,
     parse_cmti,
     parse_cops,
     parse_creg,
     parse_csq,
 )
-from muxd.errors import AtCommandError, AtTimeoutError, JournalError, PortClosedError
+from muxd.errors import (
+    AtCommandError,
+    AtTimeoutError,
+    JournalError,
+    PortClosedError,
+)
 from muxd.log import PortLog
 from muxd.modem.identity import (
     IccidCommand,
@@ -33,8 +37,9 @@ from muxd.modem.identity import (
     read_mnc_length,
     read_plain,
 )
-from muxd.modem.profiles import BASE_INIT, CNMI_FALLBACKS, SMS_INIT, Profile, select_profile
-from muxd.modem.session import CMGL_TIMEOUT, ModemSession
+from muxd.modem.profiles import BASE_INIT, SMS_INIT, Profile, select_profile
+from muxd.modem.reading import StorageReader
+from muxd.modem.session import ModemSession
 from muxd.modem.state import PartSink, PortInfo, PortStatus
 from muxd.numbering import UssdQuery, calling_code, operator_code
 
@@ -58,16 +63,16 @@ IDENTITY_FRESH = 5.0
 CFUN_TIMEOUT = 30.0
 # After a SIM URC, give the SIM this long to become ready before re-identifying.
 SIM_SETTLE = 2.0
-# +CMS ERROR codes: 321 invalid memory index (an empty slot); 314 SIM busy; 302/303 operation
-# not allowed/supported (a memory the modem won't use).
-CMS_EMPTY_SLOT = 321
-CMS_SIM_BUSY = 314
 # URCs saying storage is full: sweep now.
 STORAGE_FULL_URCS = ("^SMSFULL", "+CIEV", "^SMMEMFULL", "+CMTI-FULL")
 RESTART_URCS = ("RDY", "SMS Ready", "SMS DONE", "^BOOT")
+# A part the journal refuses is retried after this delay, doubled per failure up to the cap
+# (a part that always fails must not loop hot; intake pauses separately if the disk is gone).
+JOURNAL_RETRY_MIN = 0.5
+JOURNAL_RETRY_MAX = 30.0
 
 
-class ModemPort:
+class ModemPort(StorageReader):
     """Drives one opened session through init, identify and receive."""
 
     def __init__(
@@ -99,7 +104,12 @@ class ModemPort:
         self._mem1: str | None = None
         self._wake = asyncio.Event()
         self._hints: set[tuple[str, int]] = set()
-        self._routed: list[tuple[str, int | None]] = []
+        # Routed SMS not yet stored: (pdu, TPDU length, loop time of arrival).
+        self._routed: list[tuple[str, int | None, float]] = []
+        self._csms = False  # AT+CSMS=1 accepted: routed SMS wait for our AT+CNMA
+        self._journal_backoff = 0.0
+        self._retry_at: float | None = None  # a refused memory/index: sweep again then
+        self._refusals: set[tuple[str, int | None]] = set()  # logged once each
         self._sweep_due = True
         self._identity_due = False
         self._identity_checked = 0.0  # loop time of the last ICCID check
@@ -123,7 +133,8 @@ class ModemPort:
         elif name in ("+CMT", "+CDS") and urc.pdu:
             fields = urc.args.split(",")
             length = fields[-1].strip()
-            self._routed.append((urc.pdu, int(length) if length.isdigit() else None))
+            arrived = asyncio.get_running_loop().time()
+            self._routed.append((urc.pdu, int(length) if length.isdigit() else None, arrived))
         elif name in ("+CREG", "+CEREG", "+CGREG"):
             try:
                 _, stat = parse_creg(urc.line)
@@ -133,6 +144,8 @@ class ModemPort:
             return
         elif name in self.profile.sim_urcs and name not in RESTART_URCS:
             self._identity_due = True
+            # An answer in flight straddles the event: whose SIM it came from is unknown.
+            self.session.flag_in_flight(name)
             self._sweep_due = True
         elif name in STORAGE_FULL_URCS or name in RESTART_URCS:
             self._sweep_due = True
@@ -188,15 +201,9 @@ class ModemPort:
         self.info.model = f"{manufacturer} {model}".strip()[:60]
         await self._script(self.profile.init)
         await self._sms_init()
+        self._csms = await self._sms_service()
         await self._setup_memories()
-        for command in CNMI_FALLBACKS:
-            try:
-                await self.session.command(command)
-                break
-            except AtCommandError:
-                continue
-        else:
-            self.log.warning("no +CNMI form accepted; relying on sweeps")
+        await self._set_cnmi()
 
     async def _sms_init(self) -> None:
         """PDU mode, retried while the module is still booting (SIMCom answers +CMS ERROR 500
@@ -311,6 +318,9 @@ class ModemPort:
                 await self._intake.wait()
                 self._sweep_due = True
             try:
+                if self._routed and not self._identity_due:
+                    # Top priority: a routed SMS exists only in memory until stored.
+                    await self._take_routed()
                 # A periodic sweep reads too: a swap whose URCs were lost (a modem hung while
                 # it happened) must be noticed before the new SIM's SMS are taken for the old.
                 reading = bool(self._hints or self._routed or self._sweep_due)
@@ -330,6 +340,9 @@ class ModemPort:
                     self._sweep_due = False
                     await self.sweep()
                     next_sweep = loop.time() + self._sweep_interval * random.uniform(0.8, 1.2)
+                if self._retry_at is not None:
+                    next_sweep = min(next_sweep, self._retry_at)
+                    self._retry_at = None
                 while self._hints and not self._identity_due:
                     # A SIM event stops the reading: hints that came after it may be the new
                     # SIM's, so the SIM is identified again first.
@@ -341,10 +354,19 @@ class ModemPort:
                     await self._maybe_toggle_radio()
                     next_health = loop.time() + HEALTH_INTERVAL * random.uniform(0.8, 1.2)
                 self._timeouts_in_row = 0
+                if self._journal_backoff:
+                    self.log.info("journal stores again")
+                    self._journal_backoff = 0.0
             except JournalError as exc:
-                # Not stored, so not deleted: the PDU stays on the SIM for the next sweep.
-                self.log.error("%s", exc)
+                # Not stored, so not deleted: the PDU stays on the SIM for the next sweep,
+                # which waits a growing floor (a part that always fails must not loop hot).
+                if not self._journal_backoff:
+                    self.log.error("%s", exc)
+                self._journal_backoff = min(
+                    JOURNAL_RETRY_MAX, max(JOURNAL_RETRY_MIN, 2 * self._journal_backoff)
+                )
                 self._sweep_due = True
+                await asyncio.sleep(self._journal_backoff)
                 continue
             except AtTimeoutError:
                 self._timeouts_in_row += 1
@@ -378,68 +400,3 @@ class ModemPort:
         await self.identify()
         if (self.info.iccid, self.info.imsi) != before:
             self._sweep_due = True
-
-    async def _select(self, mem: str) -> None:
-        if self._mem1 != mem:
-            receive = self.profile.receive_memory
-            await self.session.command(f'AT+CPMS="{mem}","{mem}","{receive}"')
-            self._mem1 = mem
-
-    async def read_index(self, mem: str, index: int) -> None:
-        if mem not in self.memories:
-            # A memory we don't sweep (e.g. SR for status reports): trust storage, sweep all.
-            self._sweep_due = True
-            return
-        await self._select(mem)
-        try:
-            resp = await self.session.command(f"AT+CMGR={index}")
-        except AtCommandError as exc:
-            if exc.code == CMS_SIM_BUSY:
-                self._sweep_due = True
-            elif exc.code != CMS_EMPTY_SLOT:
-                raise
-            return
-        for line in resp.lines:
-            if line.line.startswith("+CMGR") and line.pdu:
-                fields = line.line.rsplit(",", 1)
-                length = fields[-1].strip() if len(fields) == 2 else ""
-                await self._store_and_delete(
-                    mem, index, line.pdu, int(length) if length.isdigit() else None
-                )
-
-    async def sweep(self) -> None:
-        for mem in self.memories:
-            await self._select(mem)
-            resp = await self.session.command("AT+CMGL=4", timeout=CMGL_TIMEOUT)
-            for line in resp.lines:
-                if not line.line.startswith("+CMGL") or not line.pdu:
-                    continue
-                try:
-                    index, _stat, length = parse_cmgl_header(line.line)
-                except AtParseError:
-                    self.log.warning("bad listing line %r", line.line)
-                    continue
-                await self._store_and_delete(mem, index, line.pdu, length)
-
-    async def _take_routed(self) -> None:
-        """SMS routed to us with +CMT (a modem left in that mode): store, then acknowledge."""
-        while self._routed:
-            pdu, length = self._routed[0]
-            await self._sink(self.info, "CMT", -1, pdu, length)
-            self._routed.pop(0)
-            try:
-                await self.session.command("AT+CNMA")
-            except AtCommandError:
-                pass  # +CNMA is only needed with +CSMS=1; others refuse it harmlessly
-
-    async def _store_and_delete(
-        self, mem: str, index: int, pdu: str, tpdu_length: int | None
-    ) -> None:
-        # Durable first: the sink returns only after the journal committed the part.
-        await self._sink(self.info, mem, index, pdu, tpdu_length)
-        if self._identity_due:
-            # A SIM event came after this PDU was read: it is the old SIM's (the modem keeps
-            # its output in order) and stored as such, but the index may now be the new SIM's.
-            self.log.info("SIM event while reading: %s index %d stored, not deleted", mem, index)
-            return
-        await self.session.command(f"AT+CMGD={index}")

@@ -1,10 +1,15 @@
 """One port's AT session: bytes from the transport -> parser events -> command results / URCs.
 
-Discipline (DESIGN.md §3, style habit 3):
+Discipline:
 - one command in flight per port (a lock);
 - the waiter is registered before the command is written;
-- the deadline is absolute (``asyncio.timeout``), so a URC flood cannot extend it;
+- the deadline is absolute (a timer), so a URC flood cannot extend it;
 - a URC never completes a command: the parser routes it apart;
+- an answer never completes a later command: after a timeout, a cancel or an answer with no
+  command in flight the session is unsynchronised, and before its next command it proves
+  sync with a marker (:mod:`muxd.at.sync`); each loss of sync starts a new *epoch*, and a
+  command can be tied to the epoch of an earlier answer (a delete to its read);
+- answers that arrive with no command in flight are counted and dropped;
 - nothing raises out of ``data_received``.
 """
 
@@ -15,8 +20,28 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
-from muxd.at import AtParser, Echo, Final, Garbage, Info, Prompt, Urc
-from muxd.errors import AtCommandError, AtTimeoutError, PortClosedError
+from muxd.at import (
+    AtParser,
+    AtSync,
+    Echo,
+    Final,
+    Garbage,
+    Hung,
+    Info,
+    Prompt,
+    SendMarker,
+    Synchronised,
+    Urc,
+)
+from muxd.at.results import parse_final
+from muxd.at.urc import URC_NAMES
+from muxd.errors import (
+    AtCommandError,
+    AtTimeoutError,
+    ModemHungError,
+    PortClosedError,
+    SyncLostError,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -29,6 +54,8 @@ CMGL_TIMEOUT = 20.0
 OPEN_TIMEOUT = 5.0
 # How many raw lines per port are kept for /debug views.
 TRACE_LINES = 50
+# Answers (not URCs) that can arrive with no command in flight: a late one is dropped.
+_ANSWER_NAMES = frozenset({"+CMGR", "+CMGL"})
 
 
 class _Expired(Exception):
@@ -40,15 +67,24 @@ def _expire(waiter: asyncio.Future[Response]) -> None:
         waiter.set_exception(_Expired())
 
 
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class Response:
     """The information lines and final result of one command."""
 
-    __slots__ = ("command", "final", "lines")
+    __slots__ = ("command", "epoch", "final", "interrupted_by", "lines")
 
-    def __init__(self, command: str) -> None:
+    def __init__(self, command: str, epoch: int = 0) -> None:
         self.command = command
         self.lines: list[Info] = []
         self.final: Final | None = None
+        #: The sync epoch the command was sent in (see :mod:`muxd.at.sync`).
+        self.epoch = epoch
+        #: A URC the caller flagged while this command was in flight (a SIM event).
+        self.interrupted_by: str | None = None
 
     def first(self, prefix: str) -> str | None:
         """The arguments of the first info line starting with ``prefix`` (e.g. "+CSQ")."""
@@ -67,6 +103,7 @@ class ModemSession(asyncio.Protocol):
         *,
         on_urc: Callable[[Urc], None],
         on_garbage: Callable[[Garbage], None] | None = None,
+        synchronised: bool = False,
     ) -> None:
         self.name = name
         self._on_urc = on_urc
@@ -83,6 +120,12 @@ class ModemSession(asyncio.Protocol):
         self.trace: deque[str] = deque(maxlen=TRACE_LINES)
         self.timeouts = 0
         self.resyncs = 0
+        # A fresh session is unsynchronised: the port may still carry the answers to the
+        # commands of a session that timed out before the port was reopened.
+        self._sync = AtSync(synchronised=synchronised)
+        self._sync_wake: asyncio.Future[None] | None = None
+        self._loop = loop
+        self.strays = 0  # answers that came with no command in flight
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
 
@@ -97,6 +140,8 @@ class ModemSession(asyncio.Protocol):
         err = PortClosedError(f"{self.name}: port closed" + (f": {exc}" if exc else ""))
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(err)
+        if self._sync_wake is not None and not self._sync_wake.done():
+            self._sync_wake.set_exception(err)
         if not self.connected.done():
             self.connected.set_exception(err)
         if not self.closed.done():
@@ -116,6 +161,13 @@ class ModemSession(asyncio.Protocol):
                 LOGGER.exception("%s: handling %r failed", self.name, event)
 
     def _dispatch(self, event: Echo | Info | Final | Urc | Prompt | Garbage) -> None:
+        sync = self._sync
+        if sync.resyncing and sync.feed(event, self._loop.time()):
+            if isinstance(event, Echo | Info | Final | Urc):
+                self.trace.append(f"< {event.line}")
+            if self._sync_wake is not None and not self._sync_wake.done():
+                self._sync_wake.set_result(None)
+            return
         if isinstance(event, Info):
             self.trace.append(f"< {event.line}")
             if self._current is not None:
@@ -128,6 +180,16 @@ class ModemSession(asyncio.Protocol):
                     self._waiter.set_result(self._current)
         elif isinstance(event, Urc):
             self.trace.append(f"< {event.line}")
+            if event.name in _ANSWER_NAMES or parse_final(event.line) is not None:
+                # An answer with nothing in flight: some command got a final result that was
+                # not its own, or an answer came twice. Prove sync before the next command.
+                self.strays += 1
+                self._lose(None)
+                return
+            if not sync.synchronised and event.name not in URC_NAMES:
+                # Most likely a late answer's line (an IMEI, a +CCID): counted, and passed on
+                # only as an unknown URC, which nothing acts upon.
+                self.strays += 1
             for name, fut in self._urc_waiters:
                 if name == event.name and not fut.done():
                     fut.set_result(event)
@@ -165,18 +227,102 @@ class ModemSession(asyncio.Protocol):
         async with asyncio.timeout(OPEN_TIMEOUT):
             await self.connected
 
-    async def command(self, command: str, *, timeout: float = AT_TIMEOUT) -> Response:
+    @property
+    def epoch(self) -> int:
+        """Incremented on each loss of sync (see :mod:`muxd.at.sync`)."""
+        return self._sync.epoch
+
+    @property
+    def synchronised(self) -> bool:
+        return self._sync.synchronised
+
+    @property
+    def discarded(self) -> int:
+        """Lines and final results dropped as not belonging to any command in flight."""
+        return self._sync.discarded + self.strays
+
+    def flag_in_flight(self, urc_name: str) -> None:
+        """Mark the command in flight, if any, as interrupted by ``urc_name`` (a SIM event):
+        which SIM its answer comes from is unknown."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # the answer was complete before the event
+        if self._current is not None and self._current.interrupted_by is None:
+            self._current.interrupted_by = urc_name
+
+    def _lose(self, command: str | None) -> None:
+        was = self._sync.synchronised
+        self._sync.lost(command, self._loop.time())
+        if was:
+            LOGGER.info(
+                "%s: out of sync after %s (epoch %d)",
+                self.name,
+                command or "an answer with no command in flight",
+                self._sync.epoch,
+            )
+
+    async def _resync(self) -> None:
+        """Send markers until the sync state machine is satisfied (or gives up)."""
+        loop = self._loop
+        sync = self._sync
+        epoch = sync.epoch
+        try:
+            while True:
+                step = sync.poll(loop.time())
+                if isinstance(step, Synchronised):
+                    if epoch:
+                        LOGGER.info("%s: in sync again (epoch %d)", self.name, epoch)
+                    return
+                if isinstance(step, Hung):
+                    raise ModemHungError(
+                        f"{self.name}: no answer to {step.attempts} sync markers: hung"
+                    )
+                if isinstance(step, SendMarker):
+                    transport = self._transport
+                    if transport is None:
+                        raise PortClosedError(f"{self.name}: port closed")
+                    self.trace.append(f"> {step.command}")
+                    transport.write(step.command.encode("ascii") + b"\r")
+                    continue
+                fut: asyncio.Future[None] = loop.create_future()
+                self._sync_wake = fut
+                handle = loop.call_at(step.until, _wake, fut)
+                try:
+                    await fut
+                finally:
+                    handle.cancel()
+                    self._sync_wake = None
+        except BaseException:
+            # Cancelled or closed with a marker out: its answer may still come.
+            if sync.resyncing:
+                sync.lost(sync.marker, loop.time())
+            raise
+
+    async def command(
+        self, command: str, *, timeout: float = AT_TIMEOUT, epoch: int | None = None
+    ) -> Response:
         """Send one command and wait for its final result.
+
+        With ``epoch``, the command is sent only if sync was not lost since that epoch (a
+        delete tied to its read); otherwise SyncLostError. Before any other command an
+        unsynchronised session first proves sync (ModemHungError if it cannot).
 
         Raises AtCommandError on ERROR/+CME/+CMS, AtTimeoutError past the deadline,
         PortClosedError if the port goes away.
         """
         async with self._lock:
+            sync = self._sync
+            if epoch is not None and (epoch != sync.epoch or not sync.synchronised):
+                raise SyncLostError(f"{self.name}: {command} not sent: sync lost since it")
+            if self._transport is None:
+                raise PortClosedError(f"{self.name}: port closed")
+            if not sync.synchronised:
+                await self._resync()
             transport = self._transport
             if transport is None:
                 raise PortClosedError(f"{self.name}: port closed")
-            loop = asyncio.get_running_loop()
-            response = Response(command)
+            loop = self._loop
+            response = Response(command, sync.epoch)
             self._current = response
             self._waiter = loop.create_future()
             self._parser.command_sent(command)
@@ -190,7 +336,13 @@ class ModemSession(asyncio.Protocol):
                 await waiter
             except _Expired:
                 self.timeouts += 1
+                self._lose(command)
                 raise AtTimeoutError(f"{self.name}: {command}: no answer in {timeout} s") from None
+            except asyncio.CancelledError:
+                # Cancelled from outside before the answer was complete: it will still come.
+                if waiter.cancelled() or not waiter.done():
+                    self._lose(command)
+                raise
             finally:
                 expiry.cancel()
                 self._current = None

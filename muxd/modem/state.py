@@ -55,5 +55,7 @@ class PortInfo:
         )
 
 
-# sink(port, storage, index, pdu_hex, tpdu_length): returns once the part is durable.
-PartSink = Callable[[PortInfo, str, int, str, int | None], Awaitable[None]]
+# sink(port, storage, index, pdu_hex, tpdu_length): returns once the part is durable. True: the
+# part decodes (or was already known); False: stored, but parked as undecodable (the port then
+# reads it again before deleting it).
+PartSink = Callable[[PortInfo, str, int, str, int | None], Awaitable[bool]]

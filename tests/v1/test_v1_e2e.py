@@ -60,7 +60,7 @@ async def daemon(tmp_path: Path, clock: FakeClock) -> AsyncIterator[tuple[Fleet,
 
     async def sink(
         info: PortInfo, storage: str, index: int, pdu: str, tpdu_length: int | None
-    ) -> None:
+    ) -> bool:
         assert info.sim is not None
         now = clock()
         result = await journal.put_part(
@@ -78,6 +78,7 @@ async def daemon(tmp_path: Path, clock: FakeClock) -> AsyncIterator[tuple[Fleet,
         if result.new and result.message_id is not None:
             info.sms_received += 1
             info.last_sms_at = now
+        return not result.new or result.state != "parked"
 
     fleet = Fleet(
         [str(tmp_path / "dev" / "port*")],

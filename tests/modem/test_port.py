@@ -1,0 +1,210 @@
+"""ModemPort's receive path over a fake modem transport, on virtual time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from muxd.errors import AtTimeoutError
+from muxd.modem.port import JOURNAL_RETRY_MAX, ModemPort
+from muxd.modem.reading import CMS_RETRY_FLOOR, CNMA_WITHIN
+from muxd.modem.session import AT_TIMEOUT, ModemSession
+from muxd.modem.state import PortInfo
+
+from .fakes import Chunker, FakeModem, ModemModel, RecordingSink, answer, bytewise, run_virtual
+from .fakes import whole as whole_answers
+
+PDU_A = "07919761989901F0040B919701119905F80000211062320232210AC8329BFD065DDF72363904"
+PDU_B = "07919761989901F0040B919701119905F80000211062320262210AC8329BFD065DDF72363905"
+CHUNKERS = pytest.mark.parametrize("chunker", [whole_answers, bytewise], ids=["whole", "bytewise"])
+
+
+def _port(
+    model: ModemModel,
+    sink: RecordingSink,
+    *,
+    chunker: Chunker = whole_answers,
+    latency: float = 0.0,
+    memories: tuple[str, ...] = ("SM",),
+) -> tuple[ModemPort, FakeModem]:
+    info = PortInfo(name="ttyFAKE", path="/dev/ttyFAKE", iccid=model.iccid, imsi=model.imsi)
+    ports: list[ModemPort] = []
+    session = ModemSession("ttyFAKE", on_urc=lambda urc: ports[0].on_urc(urc))
+    modem = FakeModem(session, model, chunker=chunker, latency=latency)
+    port = ModemPort(
+        info, session, sink, numbers={}, sweep_interval=60.0, on_change=lambda _info: None
+    )
+    ports.append(port)
+    port.memories = list(memories)
+    return port, modem
+
+
+def _deleted_only_what_was_stored(model: ModemModel, sink: RecordingSink) -> None:
+    stored = {pdu for _, _, pdu in sink.stored}
+    for mem, index, pdu in model.deleted:
+        assert pdu in stored, f"{mem} index {index} deleted unread"
+
+
+@CHUNKERS
+def test_late_read_answer_never_leads_to_deleting_an_unread_index(chunker: Chunker) -> None:
+    """AT+CMGR=1 answered after its deadline: the next read must not take that answer for
+    index 2's, store it and delete index 2 unread."""
+
+    async def main() -> None:
+        model = ModemModel(storage={"SM": {1: PDU_A, 2: PDU_B}})
+        sink = RecordingSink()
+        port, modem = _port(model, sink, chunker=chunker)
+        modem.slow["AT+CMGR=1"] = AT_TIMEOUT + 0.2
+        with pytest.raises(AtTimeoutError):
+            await port.read_index("SM", 1)
+        await port.read_index("SM", 2)
+        _deleted_only_what_was_stored(model, sink)
+        assert sink.stored == [("SM", 2, PDU_B)]
+        assert model.deleted == [("SM", 2, PDU_B)]
+        assert model.storage["SM"] == {1: PDU_A}  # never read, so still there
+
+    run_virtual(main)
+
+
+def test_undecodable_part_read_twice_identical_is_deleted() -> None:
+    async def main() -> None:
+        model = ModemModel(storage={"SM": {5: PDU_A}})
+        sink = RecordingSink(undecodable={PDU_A})
+        port, modem = _port(model, sink)
+        await port.read_index("SM", 5)
+        assert modem.written[-3:] == ["AT+CMGR=5", "AT+CMGR=5", "AT+CMGD=5"]
+        assert sink.stored == [("SM", 5, PDU_A)]
+        assert model.deleted == [("SM", 5, PDU_A)]
+
+    run_virtual(main)
+
+
+def test_undecodable_part_read_differently_is_stored_twice_and_kept() -> None:
+    async def main() -> None:
+        model = ModemModel(storage={"SM": {5: PDU_A}})
+        sink = RecordingSink(undecodable={PDU_A})
+        # The first read was corrupt: the modem holds PDU_B (what a second read returns).
+        sink.on_store = lambda: model.storage["SM"].__setitem__(5, PDU_B)
+        port, modem = _port(model, sink)
+        await port.read_index("SM", 5)
+        assert sink.stored == [("SM", 5, PDU_A), ("SM", 5, PDU_B)]
+        assert "AT+CMGD=5" not in modem.written
+        assert model.deleted == []
+
+    run_virtual(main)
+
+
+def test_read_straddling_a_sim_event_is_neither_stored_nor_deleted() -> None:
+    async def main() -> None:
+        model = ModemModel(storage={"SM": {1: PDU_A}})
+        sink = RecordingSink()
+        port, modem = _port(model, sink)
+        modem.inject["AT+CMGR=1"] = answer("+CPIN: NOT READY")
+        await port.read_index("SM", 1)
+        assert sink.stored == []
+        assert model.deleted == []
+        assert port._identity_due
+        assert port._sweep_due
+
+    run_virtual(main)
+
+
+def test_sim_event_after_the_read_stores_under_the_old_sim_but_keeps_the_index() -> None:
+    async def main() -> None:
+        model = ModemModel(storage={"SM": {1: PDU_A}})
+        sink = RecordingSink()
+        port, modem = _port(model, sink)
+        sink.on_store = lambda: modem.send(answer("+CPIN: NOT READY"))
+        await port.read_index("SM", 1)
+        assert sink.stored == [("SM", 1, PDU_A)]
+        assert model.deleted == []
+
+    run_virtual(main)
+
+
+def test_cms_error_from_one_memory_skips_it_and_sweeps_again_after_a_floor() -> None:
+    async def main() -> None:
+        model = ModemModel(storage={"ME": {}, "SM": {1: PDU_A}}, broken={"ME": "+CMS ERROR: 302"})
+        sink = RecordingSink()
+        port, _modem = _port(model, sink, memories=("ME", "SM"))
+        await port.sweep()  # must not raise
+        assert sink.stored == [("SM", 1, PDU_A)]
+        assert model.deleted == [("SM", 1, PDU_A)]
+        now = asyncio.get_running_loop().time()
+        assert port._retry_at is not None
+        assert port._retry_at == pytest.approx(now + CMS_RETRY_FLOOR)
+
+    run_virtual(main)
+
+
+def test_cms_error_from_one_index_does_not_tear_the_port_down() -> None:
+    async def main() -> None:
+        model = ModemModel(storage={"SM": {1: PDU_A}}, refuse={"AT+CMGR=1": "+CMS ERROR: 500"})
+        sink = RecordingSink()
+        port, _modem = _port(model, sink)
+        await port.read_index("SM", 1)  # must not raise
+        assert sink.stored == []
+        assert port._retry_at is not None
+
+    run_virtual(main)
+
+
+def test_a_part_the_journal_refuses_backs_off_instead_of_looping() -> None:
+    window = 60.0
+
+    async def main() -> None:
+        model = ModemModel(storage={"SM": {1: PDU_A}})
+        sink = RecordingSink(fail=True)
+        port, _modem = _port(model, sink, latency=0.001)
+        port._mem1 = "SM"
+        task = asyncio.create_task(port.receive_loop())
+        await asyncio.sleep(window)
+        # 0.5 + 1 + 2 + 4 + 8 + 16 + 30 s of floors: 7 or 8 attempts in a minute.
+        assert 2 <= sink.calls <= 9
+        sink.fail = False
+        await asyncio.sleep(JOURNAL_RETRY_MAX + 1.0)
+        assert model.deleted == [("SM", 1, PDU_A)]
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    run_virtual(main)
+
+
+async def _until_command(modem: FakeModem, command: str) -> None:
+    while command not in modem.written:
+        await modem.next_command()
+
+
+@pytest.mark.parametrize("csms", [True, False], ids=["csms-accepted", "csms-refused"])
+def test_routed_sms_is_stored_before_it_is_acknowledged(csms: bool) -> None:
+    async def main() -> None:
+        model = ModemModel(csms=csms)
+        sink = RecordingSink()
+        port, modem = _port(model, sink)
+        stored_at: list[int] = []
+        sink.on_store = lambda: stored_at.append(len(modem.written))
+        task = asyncio.create_task(port.run())
+        await _until_command(modem, "AT+CMGL=4")
+        assert "AT+CSMS=1" in modem.written
+        # Every +CNMI form asks for "store and notify" (mt=1): never routing.
+        assert all(c.split("=")[1].split(",")[1] == "1" for c in modem.written if "CNMI" in c)
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
+        modem.send(answer("+CMT: ,38", PDU_A))
+        if csms:
+            await _until_command(modem, "AT+CNMA")
+            assert loop.time() - arrived < CNMA_WITHIN
+            assert stored_at
+            assert "AT+CNMA" not in modem.written[: stored_at[0]]
+        else:
+            await asyncio.sleep(CNMA_WITHIN)
+            assert "AT+CNMA" not in modem.written
+        assert sink.stored == [("CMT", -1, PDU_A)]
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    run_virtual(main)
