@@ -289,7 +289,7 @@ async def test_rent_operations(env: Env) -> None:
 
 async def test_reservations_expire_after_15_minutes_plus_grace(env: Env) -> None:
     env.ports = ports_for(RUSSIA[:1])
-    async with env.serving(reservation_grace=60.0) as svc:
+    async with env.serving(reservation_grace=60.0, reservation_expiry=True) as svc:
         op = await env.driver.get_number("russia", service="vk")
         await env.clock.advance(RESERVATION + 59.0)
         assert await svc.expire_due() == []
