@@ -16,7 +16,8 @@ Clock steps: every stored time is wall time, so a step (NTP on a box without a r
 clock) puts times taken before and after it on different scales. :class:`ClockWatch` sees a
 step as a change of wall minus monotonic time; for :data:`STEP_MEMORY` after it the tolerance
 grows by the step's size, and every SMS that found no operation is looked at again. An SMS
-without an operation is kept ``unmatched`` and re-examined whenever operations change, for
+without an operation is kept ``unmatched`` and re-examined whenever operations on its number
+change (every one after a clock step or a restart), for
 :data:`UNMATCHED_WAIT` of monotonic time; only then is it ``no_operation`` for good.
 """
 
@@ -110,20 +111,36 @@ class Matching:
         self.skew = skew
         self.wait = wait
         self.waiting: dict[int, float] = {}
-        # Look at the unmatched SMS again on the next pass (set at start: after a restart
-        # those left unmatched get a fresh wait).
-        self.recheck = True
+        # What to look at again on the next pass: every unmatched SMS (at start, so those left
+        # unmatched by a restart get a fresh wait, and after a clock step), or those on the
+        # numbers whose operations changed.
+        self.recheck_all = True
+        self.recheck: set[str] = set()
 
-    def changed(self) -> None:
-        """Operations changed: SMS without one are examined again."""
-        self.recheck = True
+    def changed(self, number: str | None = None) -> None:
+        """Operations changed on ``number`` (None: anywhere): its SMS without one are
+        examined again."""
+        if number is None:
+            self.recheck_all = True
+        else:
+            self.recheck.add(number)
+
+    def take_recheck(self) -> bool | list[str]:
+        """True: every unmatched SMS; else the numbers to look at (and forget them)."""
+        if self.recheck_all:
+            self.recheck_all = False
+            self.recheck.clear()
+            return True
+        numbers = sorted(self.recheck)
+        self.recheck.clear()
+        return numbers
 
     def tolerance(self) -> float:
         return self.skew + self.clocks.widening()
 
     def begin_pass(self) -> None:
         if self.clocks.check() is not None:
-            self.recheck = True
+            self.recheck_all = True
 
     def unmatched(self, message_id: int) -> None:
         self.waiting.setdefault(message_id, self.clocks.monotonic() + self.wait)

@@ -138,7 +138,7 @@ async def assign_pending(
     wait runs out; then they are ``no_operation`` for good. ``when`` (wall) is stored."""
     matching = matching or matching_for(journal)
     matching.begin_pass()
-    recheck, matching.recheck = matching.recheck, False
+    recheck = matching.take_recheck()
     tolerance = matching.tolerance()
     given_up = matching.given_up()
 
@@ -153,8 +153,14 @@ async def assign_pending(
             (limit,),
         ).fetchall()
         scanned = len(rows)
-        if recheck:
+        if recheck is True:
             rows += conn.execute(f"{_MESSAGES} WHERE m.state = 'unmatched' ORDER BY m.id")
+        elif recheck:
+            marks = ",".join("?" * len(recheck))
+            rows += conn.execute(
+                f"{_MESSAGES} WHERE m.state = 'unmatched' AND m.number IN ({marks}) ORDER BY m.id",
+                recheck,
+            )
         pushes: list[PushRow] = []
         unmatched: list[int] = []
         settled: list[int] = []

@@ -23,6 +23,7 @@ from muxd.store.operations import (
     reserve,
     settle_push,
 )
+from muxd.store.opmatch import Matching
 from muxd.store.schema import SCHEMA_VERSION
 
 from .conftest import receive
@@ -213,3 +214,21 @@ async def test_state_survives_reopening(tmp_path: Path) -> None:
         assert [p.sms_id for p in await pending_pushes(journal)] == [push.sms_id]
     finally:
         await journal.close()
+
+
+async def test_unmatched_sms_are_looked_at_again_only_where_operations_changed(
+    journal: Journal,
+) -> None:
+    matching = Matching()
+    lonely = await receive(journal, N2, "VK", "nobody's", at(90))
+    early = await receive(journal, N1, "VK", "before the operation", at(90))
+    first = await assign_pending(journal, 100, always, at(95), matching=matching)
+    assert sorted(first.unmatched) == sorted([lonely, early])
+    assert first.no_operation == 2
+    op = await reserve(journal, res(when=at(100)))
+    assert op is not None
+    matching.changed(N1)
+    again = await assign_pending(journal, 100, always, at(101), matching=matching)
+    assert again.unmatched == [early]  # N2 was not looked at
+    assert again.no_operation == 0  # counted once
+    assert set(matching.waiting) == {lonely, early}

@@ -234,7 +234,7 @@ class V1Handlers:
         id_bits: int = 63,
         status1_blocks: bool = False,
         monotonic: Callable[[], float] = time.monotonic,
-        on_change: Callable[[], None] = lambda: None,
+        on_change: Callable[[str], None] = lambda _number: None,
     ) -> None:
         self.cfg = cfg
         self._key = api_key.encode()
@@ -243,7 +243,7 @@ class V1Handlers:
         self.live = LiveNumbers(ports, names, book)
         self._clock = clock
         self._monotonic = monotonic
-        self._on_change = on_change  # operations changed: SMS waiting for one look again
+        self._on_change = on_change  # a number's operations changed: its SMS look again
         self._observer = observer
         self._id_bits = id_bits
         self._status1_blocks = status1_blocks
@@ -415,7 +415,7 @@ class V1Handlers:
                 continue  # the journal knows better than the index: try the next one
             self.book.opened(op, self._monotonic() + hold if expiry else None)
             self._observer.operations_open(len(self.book.open_by_id))
-            self._on_change()
+            self._on_change(op.number)
             return op
 
     def _abandoned(self, number: str, task: asyncio.Future[Operation | None]) -> None:
@@ -451,7 +451,7 @@ class V1Handlers:
             self.book.closed(activation_id)
             self._observer.operations_open(len(self.book.open_by_id))
         if outcome in ("finished", "late"):
-            self._on_change()
+            self._on_change(op.number)
         if outcome != "repeat" and sells and not op.rent:
             self.book.mark_sold(op.number, op.service)
         if outcome != "repeat":

@@ -153,9 +153,10 @@ class V1Service:
         finally:
             await runner.cleanup()
 
-    def operations_changed(self) -> None:
-        """An operation opened, finished or expired: SMS without one are examined again."""
-        self.matching.changed()
+    def operations_changed(self, number: str | None = None) -> None:
+        """An operation opened, finished or expired on ``number`` (None: anywhere): SMS
+        without one there are examined again."""
+        self.matching.changed(number)
         self._journal.new_messages.set()  # wakes the pusher
 
     async def expire_due(self) -> list[int]:
@@ -169,7 +170,9 @@ class V1Service:
         done = await expire(self._journal, expired, now)
         done += await expire(self._journal, abandoned, now, closed=True)
         for aid in due:
-            self.book.closed(aid)
+            op = self.book.closed(aid)
+            if op is not None:
+                self.matching.changed(op.number)
         for aid in done:
             if aid not in abandoned:
                 LOGGER.warning(
@@ -178,7 +181,7 @@ class V1Service:
                     aid,
                 )
         self._observer.operations_open(len(self.book.open_by_id))
-        self.operations_changed()
+        self._journal.new_messages.set()  # wakes the pusher
         return done
 
     async def _expire_loop(self) -> None:
