@@ -14,8 +14,10 @@ those that need it, the nearest wins.
 
 Clock steps: every stored time is wall time, so a step (NTP on a box without a real-time
 clock) puts times taken before and after it on different scales. :class:`ClockWatch` sees a
-step as a change of wall minus monotonic time; for :data:`STEP_MEMORY` after it the tolerance
-grows by the step's size, and every SMS that found no operation is looked at again. An SMS
+step as a change of wall minus monotonic time; for :data:`STEP_MEMORY` after it an SMS that
+fits no window is tried again with its time moved by the step, both ways (a time taken before
+the step compared with one taken after it), and every SMS that found no operation is looked at
+again. An SMS
 without an operation is kept ``unmatched`` and re-examined whenever operations on its number
 change (every one after a clock step or a restart), for
 :data:`UNMATCHED_WAIT` of monotonic time; only then is it ``no_operation`` for good.
@@ -24,7 +26,7 @@ change (every one after a clock step or a restart), for
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -47,21 +49,27 @@ class Window:
     end: float | None  # finished_at (FINISH_ACTIVATION), None while open upstream
 
 
-def pick(windows: Iterable[Window], t: float, tolerance: float) -> int | None:
-    """The operation an SMS of time ``t`` belongs to: the latest window holding ``t``
-    exactly, else the nearest within ``tolerance``, else None."""
-    exact: list[Window] = []
-    near: list[tuple[float, float, int]] = []
-    for w in windows:
-        if w.start <= t and (w.end is None or t <= w.end):
-            exact.append(w)
-            continue
-        gap = w.start - t if t < w.start else t - (w.end if w.end is not None else t)
-        if gap <= tolerance:
-            near.append((gap, -w.start, w.activation_id))
-    if exact:
-        return max(exact, key=lambda w: w.start).activation_id
-    return min(near)[2] if near else None
+def pick(windows: Iterable[Window], times: Sequence[float], tolerance: float) -> int | None:
+    """The operation an SMS belongs to. ``times``: its time, then the same time moved across
+    each recent clock step. The latest window holding its own time exactly; else the latest
+    holding one of the moved times exactly; else the nearest within ``tolerance`` of its own
+    time, then of the moved ones; else None."""
+    found = list(windows)
+    own, moved = times[:1], times[1:]
+    for group in (own, moved):
+        exact = [w for w in found for t in group if w.start <= t and (w.end is None or t <= w.end)]
+        if exact:
+            return max(exact, key=lambda w: w.start).activation_id
+    for group in (own, moved):
+        near: list[tuple[float, float, int]] = []
+        for w in found:
+            for t in group:
+                gap = w.start - t if t < w.start else t - (w.end if w.end is not None else t)
+                if gap <= tolerance:
+                    near.append((gap, -w.start, w.activation_id))
+        if near:
+            return min(near)[2]
+    return None
 
 
 class ClockWatch:
@@ -89,10 +97,10 @@ class ClockWatch:
         self.steps.append((now, delta))
         return delta
 
-    def widening(self) -> float:
-        """How much the tolerance grows: the size of the steps seen lately."""
+    def recent(self) -> list[float]:
+        """The steps seen in the last :data:`STEP_MEMORY` (signed sizes)."""
         now = self.monotonic()
-        return sum(abs(d) for at, d in self.steps if now - at < STEP_MEMORY)
+        return [d for at, d in self.steps if now - at < STEP_MEMORY]
 
 
 class Matching:
@@ -135,8 +143,13 @@ class Matching:
         self.recheck.clear()
         return numbers
 
-    def tolerance(self) -> float:
-        return self.skew + self.clocks.widening()
+    def times(self, t: float) -> list[float]:
+        """``t``, then ``t`` moved back and forth by each recent step: a time taken on one
+        side of a step compared with one taken on the other."""
+        out = [t]
+        for d in self.clocks.recent():
+            out += [t - d, t + d]
+        return out
 
     def begin_pass(self) -> None:
         if self.clocks.check() is not None:

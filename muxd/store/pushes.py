@@ -85,19 +85,20 @@ def _classify(
     row: tuple[Any, ...],
     matches: Matcher,
     when: float,
-    tolerance: float,
+    matching: Matching,
 ) -> PushRow | Literal["unmatched", "filtered"]:
     mid, number, sender, text, sms_time, _state = row
     if number is None:
         return "unmatched"
-    t = float(sms_time)
+    times = matching.times(float(sms_time))
+    skew = matching.skew
     ops = {
         int(aid): (float(created), None if end is None else float(end), str(svc), bool(rent), n)
         for aid, created, end, svc, rent, n in conn.execute(
-            _CANDIDATES, (number, t + tolerance, t - tolerance)
+            _CANDIDATES, (number, max(times) + skew, min(times) - skew)
         )
     }
-    chosen = pick((Window(aid, o[0], o[1]) for aid, o in ops.items()), t, tolerance)
+    chosen = pick([Window(aid, o[0], o[1]) for aid, o in ops.items()], times, skew)
     if chosen is None:
         return "unmatched"
     _created, _end, service, rent, op_number = ops[chosen]
@@ -139,7 +140,6 @@ async def assign_pending(
     matching = matching or matching_for(journal)
     matching.begin_pass()
     recheck = matching.take_recheck()
-    tolerance = matching.tolerance()
     given_up = matching.given_up()
 
     def op(conn: sqlite3.Connection) -> Assigned:
@@ -167,7 +167,7 @@ async def assign_pending(
         no_operation = filtered = revived = 0
         for row in rows:
             was_pending = row[5] == "pending"
-            result = _classify(conn, row, matches, when, tolerance)
+            result = _classify(conn, row, matches, when, matching)
             if result == "unmatched":
                 unmatched.append(row[0])
                 if was_pending:

@@ -185,11 +185,17 @@ class V1Service:
         return done
 
     async def _expire_loop(self) -> None:
+        failing = False
         while True:
             try:
                 await self.expire_due()
+                if failing:
+                    LOGGER.warning("v1 expiry: journal writable again")
+                failing = False
             except JournalError as exc:
-                LOGGER.error("v1 expiry: %s", exc)
+                if not failing:  # one line per state change, not one per check
+                    LOGGER.error("v1 expiry paused: %s", exc)
+                failing = True
             await self._sleep(EXPIRY_CHECK)
 
     async def prune_once(self, retention: float) -> None:
@@ -206,13 +212,15 @@ class V1Service:
             )
 
     async def _prune_loop(self, retention: float) -> None:
+        failing = False
         while True:
             try:
                 await self.prune_once(retention)
-                delay = PRUNE_INTERVAL
+                delay, failing = PRUNE_INTERVAL, False
             except JournalError as exc:
-                LOGGER.error("v1 prune: %s", exc)
-                delay = PRUNE_RETRY
+                if not failing:  # one line per state change, not one per attempt
+                    LOGGER.error("v1 prune paused: %s", exc)
+                delay, failing = PRUNE_RETRY, True
             await self._sleep(delay)
 
     def last_request_age(self) -> float | None:
