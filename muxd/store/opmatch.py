@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 # How far the SMSC's clock may be from ours (both ends of an operation's window).
 SMSC_SKEW: Final = 60.0
@@ -133,7 +133,7 @@ class Matching:
         else:
             self.recheck.add(number)
 
-    def take_recheck(self) -> bool | list[str]:
+    def take_recheck(self) -> Literal[True] | list[str]:
         """True: every unmatched SMS; else the numbers to look at (and forget them)."""
         if self.recheck_all:
             self.recheck_all = False

@@ -183,7 +183,18 @@ async def assign_pending(
             pushes.append(result)
         return Assigned(pushes, no_operation, filtered, scanned, revived, unmatched, settled)
 
-    result: Assigned = await journal.execute(op)
+    try:
+        result: Assigned = await journal.execute(op)
+    except BaseException:
+        # Nothing was written: what this pass was to do is done by the next one.
+        for mid in given_up:
+            matching.waiting.setdefault(mid, 0.0)
+        if isinstance(recheck, list):
+            for number in recheck:
+                matching.changed(number)
+        else:
+            matching.changed()
+        raise
     for mid in result.unmatched:
         matching.unmatched(mid)
     for mid in result.settled:

@@ -392,6 +392,13 @@ async def test_a_reservation_answered_too_late_is_released(
         assert (await env.driver.get_number("russia"))["status"] == "SUCCESS"
     counts = await operation_counts(env.journal)
     assert counts["operations_expired"] == 1
+    # never handed out, so closed for SMS too (whatever v1.reservation_expiry says)
+    (ended,) = await env.journal.execute(
+        lambda c: c.execute(
+            "SELECT finished_at IS NOT NULL FROM operations WHERE state = 'expired'"
+        ).fetchone()
+    )
+    assert ended
 
 
 async def test_totals_and_last_request(env: Env) -> None:
