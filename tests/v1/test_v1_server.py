@@ -412,7 +412,13 @@ async def test_totals_and_last_request(env: Env) -> None:
         assert svc.totals() == {
             "last_request_at": env.clock.now,
             "operations_open": 1,
+            "sms_waiting_for_operation": 0,
             "pushes_queued": 0,
             "pushed": 0,
             "last_push_error": None,
         }
+        # readiness uses the age on the monotonic clock: a wall-clock step does not age it
+        env.clock.step(-3600.0)
+        assert svc.last_request_age() == 0.0
+        await env.clock.advance(5.0)
+        assert svc.last_request_age() == 5.0

@@ -239,6 +239,7 @@ class V1Service:
         return {
             "last_request_at": self.last_request_at,
             "operations_open": len(self.book.open_by_id),
+            "sms_waiting_for_operation": len(self.matching.waiting),
             "pushes_queued": self.pusher.queued,
             "pushed": self.pusher.delivered,
             "last_push_error": self.pusher.last_error,
