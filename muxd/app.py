@@ -250,8 +250,11 @@ class Daemon:
             return "no port ready"
         last = self.last_upstream_ok
         if self.v1 is not None:
-            # v1: Onlinesim polls us (GET_SERVICES every 2 minutes).
-            last = self.v1.last_request_at
+            # v1: Onlinesim polls us (GET_SERVICES every 2 minutes); the age is monotonic.
+            age = self.v1.last_request_age()
+            if age is None or age > UPSTREAM_STALE:
+                return "upstream not reached recently"
+            return None
         if last is None or time.time() - last > UPSTREAM_STALE:
             return "upstream not reached recently"
         return None
@@ -296,6 +299,7 @@ class Daemon:
                 retry_verdicts=cfg.v1.retry_verdicts,
                 status1_blocks=cfg.v1.status1_blocks,
                 id_bits=cfg.v1.id_bits,
+                retention=cfg.journal.retention_days * DAY,
             )
             return {"v1": self.v1.run()}
         client = V2Client(

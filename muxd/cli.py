@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from muxd import __version__
-from muxd.cli_ops import add_outbox_parser, add_upstream_parser
+from muxd.cli_ops import add_outbox_parser, add_upstream_parser, cmd_upstream
 from muxd.errors import ConfigError, MuxdError
 from muxd.probe import add_probe_parser
 
@@ -250,6 +250,55 @@ def cmd_pdu_decode(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_upstream_preflight(args: argparse.Namespace) -> int:
+    """``muxd upstream preflight -c FILE``: the calls the config will make, tried in test mode."""
+    from muxd.config import load
+    from muxd.upstream import preflight
+
+    if args.config is None:
+        print("muxd upstream preflight: -c/--config is required", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        cfg = load(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    code, text = preflight.run(cfg, number=args.number)
+    print(text)
+    return code
+
+
+def _cmd_upstream_with_config(args: argparse.Namespace) -> int:
+    if args.config is None:
+        print("muxd upstream: -c/--config is required", file=sys.stderr)
+        return EXIT_USAGE
+    return cmd_upstream(args)
+
+
+def _add_preflight_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``preflight`` under ``muxd upstream``; its ``-c`` may follow the subcommand, so the
+    parent's ``-c`` is optional and checked by the other subcommands instead."""
+    upstream = sub.choices["upstream"]
+    upstream.set_defaults(func=_cmd_upstream_with_config)
+    children = None
+    for action in upstream._actions:
+        if action.dest == "config":
+            action.required = False
+        if isinstance(action, argparse._SubParsersAction):
+            children = action
+    assert children is not None
+    p = children.add_parser(
+        "preflight",
+        help="before going live: try every call the config will make (test mode)",
+        description="Try every Onlinesim call the config will use, in test mode (v2), or the "
+        "partner server through its public address (v1); print a table of call, what was "
+        "sent, what came back, verdict and the config key to set. Exit 1 on any FAIL.",
+    )
+    p.add_argument("-c", "--config", dest="config", default=argparse.SUPPRESS)
+    p.add_argument("--number", default="+79000000000", help="number used in test-mode calls")
+    p.set_defaults(func=cmd_upstream_preflight)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="muxd",
@@ -313,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_outbox_parser(sub)
     add_upstream_parser(sub)
     add_probe_parser(sub)
+    _add_preflight_parser(sub)
 
     p = sub.add_parser("pdu", help="PDU tools")
     pdu_sub = p.add_subparsers(dest="pdu_command", required=True)

@@ -77,6 +77,13 @@ class V1Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     no_numbers_status: Literal["NO_NUMBERS", "ERROR"] = "NO_NUMBERS"
     # A reservation without FINISH_ACTIVATION is released after 15 min + this grace.
     reservation_grace: Annotated[float, Meta(ge=0)] = 300.0
+    # Only FINISH_ACTIVATION ends an operation (off). On: a reservation not finished after
+    # 15 min + reservation_grace frees its number for sale; SMS are still pushed to it until
+    # Onlinesim finishes it.
+    reservation_expiry: bool = False
+    # Where Onlinesim reaches the partner server from outside (behind NAT or a proxy); the
+    # preflight checks it and prints the URLs to give partner support.
+    public_url: str = ""
     # Open question: is the Bearer header sent by Onlinesim? Off: body key is enough.
     require_bearer: bool = False
     # Open question: gzip request bodies of PUSH_SMS (Content-Encoding: gzip)?
@@ -205,6 +212,8 @@ def _check_values(cfg: Config) -> tuple[str, str] | None:
             return "v1.push_sms_url", f"expected an http(s) URL, got {cfg.v1.push_sms_url!r}"
         if cfg.v1.rent and not re.match(url_re, cfg.v1.push_sms_rent_url):
             return "v1.push_sms_rent_url", "required with v1.rent = true"
+        if cfg.v1.public_url and not re.match(url_re, cfg.v1.public_url):
+            return "v1.public_url", f"expected an http(s) URL, got {cfg.v1.public_url!r}"
         if not cfg.v1.services and not cfg.v1.rent:
             return "v1.services", "list at least one service (or enable v1.rent)"
         for service, rule in cfg.v1.filter.items():

@@ -11,11 +11,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 from muxd.cli import main
+from muxd.config import load
 from muxd.sim.onlinesim import Onlinesim, serve
 from muxd.sim.onlinesim_model import NumberSpec
+from muxd.store import Journal
+from muxd.upstream.v1 import V1Service
+from tests.v1.conftest import running
 
 KEY = "cli-key"
 A = "+79001110001"
@@ -143,3 +149,184 @@ async def test_bad_config_is_exit_2(env: Env) -> None:
     assert code == 2
     assert "upstream." in err
     assert env.stub.requests == []
+
+
+# -- muxd upstream preflight ---------------------------------------------------------------
+
+
+async def preflight(env: Env, config: Path, *extra: str) -> tuple[int, str, str]:
+    code = await asyncio.to_thread(main, ["upstream", "preflight", "-c", str(config), *extra])
+    captured = env.capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def rows(out: str) -> dict[str, str]:
+    """Table line per call (first column)."""
+    found: dict[str, str] = {}
+    for line in out.splitlines()[1:]:
+        call = line.split("  ")[0].strip()
+        if call:
+            found[call] = line
+    return found
+
+
+def with_lines(env: Env, *extra: str, **kw: str) -> Path:
+    path = env.config(**kw)
+    path.write_text(path.read_text() + "\n".join(extra) + "\n", encoding="utf-8")
+    return path
+
+
+async def test_preflight_v2_list_mode_against_the_stand_in(env: Env) -> None:
+    before = dict(env.stub.numbers)
+    code, out, err = await preflight(env, env.config(), "--number", A)
+    assert (code, err) == (0, "")
+    table = rows(out)
+    assert out.splitlines()[0].split() == ["CALL", "SENT", "GOT", "VERDICT", "SET"]
+    for call in ("checkWork (authentication)", "sendNumbersOnline", "addMessages"):
+        assert " OK" in table[call], out
+    assert '"test":"test2"' not in table["sendNumbersOnline"]  # sent: the real body
+    assert '"request"' in table["sendNumbersOnline"]  # got: the test2 echo
+    assert "gzip" in table
+    # test mode: nothing listed, nothing stored, every request authenticated
+    assert env.stub.numbers == before
+    assert env.stub.messages == []
+    assert {r.endpoint for r in env.stub.requests} == {
+        "checkWork",
+        "sendNumbersOnline",
+        "addMessages",
+    }
+
+
+async def test_preflight_v2_incremental_with_addmessages_refused(env: Env) -> None:
+    env.stub.disable_add_messages(True)
+    config = with_lines(env, 'numbers_mode = "incremental"')
+    code, out, _ = await preflight(env, config, "--number", A)
+    assert code == 0, out
+    table = rows(out)
+    for call in ("addNumber", "removeNumber", "addMessage (muxd's fallback)"):
+        assert " OK" in table[call], out
+    assert " WARN" in table["addMessages"]
+    assert "sendNumbersOnline" not in table
+    assert env.stub.messages == []
+    assert set(env.stub.numbers) == {A, B}
+
+
+async def test_preflight_unlisted_number_is_a_warning(env: Env) -> None:
+    code, out, _ = await preflight(env, env.config(), "--number", "+79005550000")
+    assert code == 0
+    assert "a listed number" in rows(out)["addMessages"]
+
+
+async def test_preflight_wrong_key_names_the_key_and_stops(env: Env) -> None:
+    code, out, _ = await preflight(env, env.config(key="wrong"))
+    assert code == 1
+    table = rows(out)
+    assert " FAIL" in table["checkWork (authentication)"]
+    assert "upstream.api_key" in table["checkWork (authentication)"]
+    assert "skipped" in table["(the other calls)"]
+    assert {r.endpoint for r in env.stub.requests} == {"checkWork"}
+
+
+async def test_preflight_test_mode_left_on_is_a_warning(env: Env) -> None:
+    code, out, _ = await preflight(env, env.config(test="test1"), "--number", A)
+    assert code == 0
+    assert "upstream.test" in rows(out)["test mode"]
+
+
+async def refusing_server(status: int, headers: dict[str, str] | None = None) -> web.AppRunner:
+    async def refuse(_request: web.Request) -> web.Response:
+        return web.Response(status=status, text="refused", headers=headers)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", refuse)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "key"),
+    [
+        (503, None, ""),
+        (307, {"Location": "https://elsewhere.example/api/resellers"}, "upstream.url"),
+        (403, None, "upstream.api_key"),
+    ],
+    ids=["503", "redirect", "403"],
+)
+async def test_preflight_against_a_refusing_server(
+    env: Env, status: int, headers: dict[str, str] | None, key: str
+) -> None:
+    runner = await refusing_server(status, headers)
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        code, out, _ = await preflight(env, env.config(url=url))
+    finally:
+        await runner.cleanup()
+    assert code == 1
+    line = rows(out)["checkWork (authentication)"]
+    assert " FAIL" in line
+    assert key in line
+    assert str(status) in line
+
+
+async def test_preflight_nobody_listening(env: Env) -> None:
+    code, out, _ = await preflight(env, env.config(url="http://127.0.0.1:1"))
+    assert code == 1
+    line = rows(out)["checkWork (authentication)"]
+    assert "no answer" in line
+    assert "upstream.url" in line
+
+
+def v1_config(env: Env, public_url: str, *, rent: bool = True) -> Path:
+    lines = [
+        f'state_dir = "{env.tmp / "state"}"',
+        "[modems]",
+        'ports = ["/dev/null*"]',
+        "[upstream]",
+        'api = "v1"',
+        f'api_key = "{KEY}"',
+        "[v1]",
+        'listen = "127.0.0.1:0"',
+        f'public_url = "{public_url}"',
+        'push_sms_url = "https://push.example/v1/PUSH_SMS"',
+        'push_sms_rent_url = "https://push.example/pushSmsRent"',
+        'services = ["vk"]',
+        f"rent = {'true' if rent else 'false'}",
+    ]
+    path = env.tmp / "v1.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+async def test_preflight_v1_reaches_the_partner_server_and_says_what_to_tell(env: Env) -> None:
+    config = v1_config(env, "http://placeholder")
+    cfg = load(config)
+    journal = await Journal.open(env.tmp / "state")
+    try:
+        async with aiohttp.ClientSession() as http:
+            svc = V1Service(cfg.v1, KEY, journal, list, http)
+            async with running(svc):
+                public = f"http://127.0.0.1:{svc.port}"
+                code, out, _ = await preflight(env, v1_config(env, public + "/"))
+    finally:
+        await journal.close()
+    assert code == 0, out
+    table = rows(out)
+    for call in ("GET_SERVICES via /", "GET_SERVICES via /getServices", "wrong key refused"):
+        assert " OK" in table[call], out
+    assert KEY not in out  # the key is never printed
+    assert f"{public}/getNumber" in out
+    assert f"{public}/finishActivationRent" in out
+    assert 'JSON body field "key"' in out
+    assert "https://push.example/v1/PUSH_SMS" in out
+    assert "https://push.example/pushSmsRent" in out
+
+
+async def test_preflight_v1_without_a_running_server(env: Env) -> None:
+    code, out, _ = await preflight(env, v1_config(env, "http://127.0.0.1:1", rent=False))
+    assert code == 1
+    line = rows(out)["GET_SERVICES via /"]
+    assert " FAIL" in line
+    assert "muxd run -c FILE" in line
+    assert "getNumberRent" not in out

@@ -1,46 +1,78 @@
 """API v1 state in the journal: operations, numbers sold per service, PUSH_SMS deliveries.
 
-Onlinesim opens an operation with GET_NUMBER and closes it with FINISH_ACTIVATION
-(reseller-api.md §6.2, §6.4); muxd pushes every SMS received during an open operation
-(§6.3). The tables live in the journal (migration 4 of :mod:`muxd.store.schema`) and every
-function here runs its SQL through :meth:`Journal.execute`, i.e. in the writer thread, inside
-the group-commit transaction: when one returns, its change is durable.
+Onlinesim opens an operation with GET_NUMBER and only FINISH_ACTIVATION closes it; muxd pushes
+every SMS that reached the number while the operation was open. The tables live in the journal
+(:mod:`muxd.store.schema`) and every function here runs its SQL through
+:meth:`Journal.execute`, i.e. in the writer thread, inside the group-commit transaction: when
+one returns, its change is durable. Pushes and the SMS-to-operation rule are in
+:mod:`muxd.store.pushes` (re-exported here).
 
 - ``operations``: one row per GET_NUMBER answered. ``activation_id`` is random (63 bits by
-  default) and rows are never deleted, so an id is never handed out twice. ``state`` is
-  ``open`` | ``finished`` | ``expired``; a unique partial index keeps one open operation per
-  number, so two reservations can never share a number even if the caller's own bookkeeping
-  were wrong.
+  default), so an id is practically never handed out twice, even after old rows are pruned.
+  ``state`` is ``open`` | ``finished`` | ``expired``. ``expired`` is a local expiry (off by
+  default): the number is free for sale again, but the operation stays open upstream until
+  its FINISH (``finished_at``), and SMS that arrive meanwhile are still pushed to it. A unique
+  partial index keeps one ``open`` operation per number.
 - ``sold``: (number, service) pairs closed with status 3; the number is not offered for that
-  service again.
-- ``pushes``: one row per (message, operation), created before the first attempt.
-  ``sms_id`` (AUTOINCREMENT: never reused) is the ``smsId`` sent, the same on every retry.
-  ``state`` is ``pending`` | ``delivered`` | ``rejected`` | ``filtered`` | ``no_operation``.
-
-Message states added by v1 (``messages.state`` is free text): ``no_operation`` (no operation
-was open on the number when the SMS arrived: kept, counted, not pushed), ``filtered`` (local
-service filter said no), ``rejected`` (Onlinesim refused it for good), and ``delivered``.
+  service again (until the row is pruned after the journal's retention).
+- Closed operations, settled pushes and sales older than the retention are pruned
+  (:func:`prune`), like delivered messages.
 """
 
 from __future__ import annotations
 
 import secrets
 import sqlite3
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from muxd.store.journal import Journal
+from muxd.store.pushes import (
+    Assigned,
+    Matcher,
+    PushRow,
+    PushState,
+    assign_pending,
+    attach_matching,
+    mark_push_attempt,
+    matching_for,
+    note_push_failure,
+    pending_pushes,
+    settle_push,
+)
+
+__all__ = [
+    "Assigned",
+    "Matcher",
+    "Operation",
+    "Pruned",
+    "PushRow",
+    "PushState",
+    "Reservation",
+    "V1State",
+    "assign_pending",
+    "attach_matching",
+    "expire",
+    "finish",
+    "load_state",
+    "mark_push_attempt",
+    "matching_for",
+    "note_push_failure",
+    "operation_counts",
+    "pending_pushes",
+    "prune",
+    "reserve",
+    "settle_push",
+]
 
 # A random id that is taken is drawn again; with 63 bits this never loops in practice.
 ID_ATTEMPTS = 16
 
 OP_COLUMNS = (
     "activation_id, number, service, country, operator, sum, rent, state, status, created_at,"
-    " expires_at, finished_at"
+    " expires_at, finished_at, expired_at"
 )
 
-PushState = Literal["pending", "delivered", "rejected", "filtered", "no_operation"]
 FinishOutcome = Literal["finished", "late", "repeat", "unknown"]
 
 
@@ -56,13 +88,14 @@ class Operation:
     state: str
     status: int | None
     created_at: float
-    expires_at: float | None  # None: no local expiry (rent)
-    finished_at: float | None
+    expires_at: float | None  # None: no local expiry (rent, or expiry off)
+    finished_at: float | None  # FINISH_ACTIVATION (or NO_OPERATION after a local expiry)
+    expired_at: float | None = None  # local expiry: the number was freed for sale
 
 
 def _operation(row: tuple[Any, ...]) -> Operation:
     (aid, number, service, country, operator, amount, rent, state, status, created, expires,
-     finished) = row  # fmt: skip
+     finished, expired) = row  # fmt: skip
     return Operation(
         activation_id=int(aid),
         number=str(number),
@@ -76,6 +109,7 @@ def _operation(row: tuple[Any, ...]) -> Operation:
         created_at=float(created),
         expires_at=None if expires is None else float(expires),
         finished_at=None if finished is None else float(finished),
+        expired_at=None if expired is None else float(expired),
     )
 
 
@@ -222,8 +256,9 @@ async def finish(
             outcome = "finished"
         elif found.state == "expired" and found.status is None:
             conn.execute(
-                "UPDATE operations SET status = ?, finish_sum = ? WHERE activation_id = ?",
-                (status, amount, activation_id),
+                "UPDATE operations SET status = ?, finish_sum = ?,"
+                " finished_at = coalesce(finished_at, ?) WHERE activation_id = ?",
+                (status, amount, when, activation_id),
             )
             outcome = "late"
         else:
@@ -240,16 +275,20 @@ async def finish(
     return result
 
 
-async def expire(journal: Journal, activation_ids: list[int], when: float) -> list[int]:
-    """Close open operations nobody finished (the number is free again, nothing is sold)."""
+async def expire(
+    journal: Journal, activation_ids: list[int], when: float, *, closed: bool = False
+) -> list[int]:
+    """Free the numbers of open operations nobody finished in time (nothing is sold). The
+    operation stays open upstream until its FINISH; ``closed``: it never was (the GET_NUMBER
+    answer did not reach Onlinesim), so it is finished here too."""
 
     def op(conn: sqlite3.Connection) -> list[int]:
         done = []
         for aid in activation_ids:
             cur = conn.execute(
-                "UPDATE operations SET state = 'expired', finished_at = ?"
-                " WHERE activation_id = ? AND state = 'open'",
-                (when, aid),
+                "UPDATE operations SET state = 'expired', expired_at = ?,"
+                " finished_at = CASE WHEN ? THEN ? END WHERE activation_id = ? AND state = 'open'",
+                (when, closed, when, aid),
             )
             if cur.rowcount:
                 done.append(aid)
@@ -259,178 +298,38 @@ async def expire(journal: Journal, activation_ids: list[int], when: float) -> li
     return result
 
 
-# -- PUSH_SMS -------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True, slots=True)
-class PushRow:
-    """One SMS to push: everything the PUSH_SMS body needs, read back identically on retry."""
-
-    sms_id: int
-    message_id: int
-    activation_id: int
-    rent: bool
-    number: str  # +E.164
-    sender: str
-    text: str
-    attempts: int
+class Pruned:
+    operations: int
+    pushes: int
+    sold: list[tuple[str, str]]  # (number, service) offered again
 
 
-@dataclass(frozen=True, slots=True)
-class Assigned:
-    """What one pass over the pending messages did."""
+async def prune(journal: Journal, older_than: float) -> Pruned:
+    """Delete settled pushes, closed operations (without a push left) and sales older than
+    ``older_than``; open operations and pending pushes are kept whatever their age."""
 
-    pushes: list[PushRow]
-    no_operation: int  # messages kept unpushed: no operation was open
-    filtered: int  # messages kept unpushed: the local filter said no
-    scanned: int  # messages looked at (== limit: there may be more)
-
-
-# matches(service, sender, text) -> push it?
-Matcher = Callable[[str, str, str], bool]
-
-_OPEN_AT = (
-    f"SELECT {OP_COLUMNS} FROM operations WHERE number = ? AND created_at <= ?"
-    " AND (finished_at IS NULL OR finished_at >= ?) ORDER BY created_at DESC LIMIT 1"
-)
-
-
-async def assign_pending(journal: Journal, limit: int, matches: Matcher, when: float) -> Assigned:
-    """Give each pending message without a pending push the operation that was open on its
-    number when it arrived: a push row (``pending``, or ``filtered``), or no operation."""
-
-    def op(conn: sqlite3.Connection) -> Assigned:
-        rows = conn.execute(
-            "SELECT m.id, m.number, m.sender, m.text, m.received_at FROM messages m"
-            " WHERE m.state = 'pending' AND NOT EXISTS (SELECT 1 FROM pushes p"
-            " WHERE p.message_id = m.id AND p.state = 'pending') ORDER BY m.id LIMIT ?",
-            (limit,),
-        ).fetchall()
-        pushes: list[PushRow] = []
-        no_operation = filtered = 0
-        for mid, number, sender, text, received_at in rows:
-            found = None
-            if number is not None:
-                row = conn.execute(_OPEN_AT, (number, received_at, received_at)).fetchone()
-                found = None if row is None else _operation(row)
-            if found is None:
-                conn.execute("UPDATE messages SET state = 'no_operation' WHERE id = ?", (mid,))
-                no_operation += 1
-                continue
-            keep = found.rent or matches(found.service, sender, text)
-            state = "pending" if keep else "filtered"
-            # A push that exists already (an operator replayed a delivered message) is re-sent.
-            conn.execute(
-                "INSERT INTO pushes(message_id, activation_id, kind, state, created_at, done_at)"
-                " VALUES (?,?,?,?,?,?) ON CONFLICT(message_id, activation_id) DO UPDATE"
-                " SET state = excluded.state, done_at = excluded.done_at",
-                (
-                    mid,
-                    found.activation_id,
-                    "rent" if found.rent else "sms",
-                    state,
-                    when,
-                    None if keep else when,
-                ),
-            )
-            if not keep:
-                conn.execute(
-                    "UPDATE messages SET state = 'filtered', last_error = ? WHERE id = ?",
-                    (f"filtered for {found.service}", mid),
-                )
-                filtered += 1
-                continue
-            sms_id, attempts = conn.execute(
-                "SELECT sms_id, attempts FROM pushes WHERE message_id = ? AND activation_id = ?",
-                (mid, found.activation_id),
-            ).fetchone()
-            pushes.append(
-                PushRow(
-                    sms_id,
-                    mid,
-                    found.activation_id,
-                    found.rent,
-                    found.number,
-                    sender,
-                    text,
-                    attempts,
-                )
-            )
-        return Assigned(pushes, no_operation, filtered, len(rows))
-
-    result: Assigned = await journal.execute(op)
-    return result
-
-
-async def pending_pushes(journal: Journal) -> list[PushRow]:
-    """Every push not settled yet (read at start), oldest first."""
-
-    def op(conn: sqlite3.Connection) -> list[PushRow]:
-        return [
-            PushRow(int(a), int(b), int(c), bool(d), str(e), str(f), str(g), int(h))
-            for a, b, c, d, e, f, g, h in conn.execute(
-                "SELECT p.sms_id, p.message_id, p.activation_id, o.rent, o.number, m.sender,"
-                " m.text, p.attempts FROM pushes p JOIN messages m ON m.id = p.message_id"
-                " JOIN operations o ON o.activation_id = p.activation_id"
-                " WHERE p.state = 'pending' ORDER BY p.sms_id"
+    def op(conn: sqlite3.Connection) -> Pruned:
+        pushes = conn.execute(
+            "DELETE FROM pushes WHERE state != 'pending' AND done_at < ?", (older_than,)
+        ).rowcount
+        operations = conn.execute(
+            "DELETE FROM operations WHERE state != 'open'"
+            " AND coalesce(finished_at, expired_at, created_at) < ? AND NOT EXISTS"
+            " (SELECT 1 FROM pushes p WHERE p.activation_id = operations.activation_id)",
+            (older_than,),
+        ).rowcount
+        sold = [
+            (str(n), str(s))
+            for n, s in conn.execute(
+                "SELECT number, service FROM sold WHERE sold_at < ?", (older_than,)
             )
         ]
+        conn.execute("DELETE FROM sold WHERE sold_at < ?", (older_than,))
+        return Pruned(operations, pushes, sold)
 
-    result: list[PushRow] = await journal.execute(op)
+    result: Pruned = await journal.execute(op)
     return result
-
-
-async def mark_push_attempt(journal: Journal, sms_ids: list[int]) -> None:
-    """Record, before sending, that these pushes are going out (a crash shows them retried)."""
-
-    def op(conn: sqlite3.Connection) -> None:
-        conn.executemany(
-            "UPDATE pushes SET attempts = attempts + 1 WHERE sms_id = ?", [(i,) for i in sms_ids]
-        )
-
-    await journal.execute(op)
-
-
-async def note_push_failure(journal: Journal, sms_id: int, result: str) -> None:
-    """Keep the last failure of a push that will be retried."""
-
-    def op(conn: sqlite3.Connection) -> None:
-        conn.execute(
-            "UPDATE pushes SET result = ? WHERE sms_id = ? AND state = 'pending'",
-            (result[:500], sms_id),
-        )
-
-    await journal.execute(op)
-
-
-async def settle_push(
-    journal: Journal, push: PushRow, state: PushState, result: str, when: float
-) -> bool:
-    """Close a push for good and give its message the same fate. True when the message left
-    the pending state (the caller keeps the journal's backlog count exact)."""
-    message_state = "delivered" if state == "delivered" else state
-
-    def op(conn: sqlite3.Connection) -> bool:
-        conn.execute(
-            "UPDATE pushes SET state = ?, result = ?, done_at = ?"
-            " WHERE sms_id = ? AND state = 'pending'",
-            (state, result[:500], when, push.sms_id),
-        )
-        if message_state == "delivered":
-            cur = conn.execute(
-                "UPDATE messages SET state = 'delivered', delivered_at = ?, last_error = NULL"
-                " WHERE id = ? AND state = 'pending'",
-                (when, push.message_id),
-            )
-        else:
-            cur = conn.execute(
-                "UPDATE messages SET state = ?, last_error = ? WHERE id = ? AND state = 'pending'",
-                (message_state, result[:500], push.message_id),
-            )
-        return cur.rowcount > 0
-
-    changed: bool = await journal.execute(op)
-    return changed
 
 
 async def operation_counts(journal: Journal) -> dict[str, int]:

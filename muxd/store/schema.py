@@ -132,6 +132,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS parts_state ON parts(state)",
         "CREATE INDEX IF NOT EXISTS parts_message ON parts(message_id)",
     ),
+    (
+        # API v1 operation lifecycle: only FINISH_ACTIVATION ends an operation upstream, so a
+        # local expiry (optional) is recorded apart from the FINISH: expired_at is when muxd
+        # freed the number, finished_at when Onlinesim closed the operation (or answered
+        # NO_OPERATION for it). Expired rows without a FINISH move their time over.
+        "ALTER TABLE operations ADD COLUMN expired_at REAL",
+        "UPDATE operations SET expired_at = finished_at, finished_at = NULL"
+        " WHERE state = 'expired' AND status IS NULL",
+        # Pruning closed operations and settled pushes after the journal's retention.
+        "CREATE INDEX pushes_done ON pushes(done_at) WHERE state != 'pending'",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -71,10 +71,10 @@ async def test_shipper_waits_as_long_as_retry_after_says_capped(
     busy_upstream: tuple[str, list[str]], tmp_path: Path
 ) -> None:
     url, values = busy_upstream
-    clock = VirtualClock(0.0)
+    clock = VirtualClock()
     journal = await Journal.open(tmp_path)
     try:
-        await receive(journal, "+79001112233", "Bank", "code", 1.0)
+        await receive(journal, "+79001112233", "Bank", "code", clock.now)
         async with aiohttp.ClientSession() as http:
             ship = Shipper(
                 journal, V2Client(http, url, KEY), batch_max=10, batch_delay=0.0,

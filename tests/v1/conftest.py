@@ -32,30 +32,40 @@ _parts = itertools.count(1)
 
 
 class FakeClock:
-    """Wall clock and sleep that only move when the test says so."""
+    """Wall clock, monotonic clock and sleep that only move when the test says so. Sleeps run
+    on the monotonic clock (as asyncio's do); :meth:`step` moves the wall clock alone."""
 
     def __init__(self, start: float | None = None) -> None:
         self.now = time.time() if start is None else start
+        self.mono = 1000.0
         self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
 
     def __call__(self) -> float:
         return self.now
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def step(self, seconds: float) -> None:
+        """A wall-clock step (NTP on a box without a real-time clock)."""
+        self.now += seconds
 
     async def sleep(self, delay: float) -> None:
         if delay <= 0:
             await asyncio.sleep(0)
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._sleepers.append((self.now + delay, fut))
+        self._sleepers.append((self.mono + delay, fut))
         await fut
 
     async def advance(self, seconds: float) -> None:
         self.now += seconds
+        self.mono += seconds
         waiting = []
         for due, fut in self._sleepers:
             if fut.done():
                 continue
-            if due <= self.now:
+            if due <= self.mono:
                 fut.set_result(None)
             else:
                 waiting.append((due, fut))
@@ -118,11 +128,21 @@ def ports_for(numbers: list[str], operator: int | None = 25001) -> list[PortInfo
     return [port(n, operator, index=i) for i, n in enumerate(numbers)]
 
 
-async def receive(journal: Journal, number: str, sender: str, text: str, received_at: float) -> int:
-    """Journal one SMS as the fleet's sink would; return its message id."""
+async def receive(
+    journal: Journal,
+    number: str,
+    sender: str,
+    text: str,
+    received_at: float,
+    *,
+    stamp: float | None = None,
+) -> int:
+    """Journal one SMS as the fleet's sink would; return its message id. ``stamp``: the SMSC
+    time stamp (default: the read time, to the second)."""
     k = next(_parts)
-    scts = datetime(2026, 11, 25, 12, 0, k % 60, tzinfo=UTC)
-    (enc,) = encode_deliver(sender, text, scts=scts)
+    scts = datetime.fromtimestamp(int(received_at if stamp is None else stamp), UTC)
+    # A distinct SMSC address per part keeps equal texts at equal times distinct PDUs.
+    (enc,) = encode_deliver(sender, text, scts=scts, smsc=f"+1000{k:07d}")
     result = await journal.put_part(
         PartIn(
             sim=f"sim-{number}",
@@ -180,7 +200,7 @@ class Env:
     def service(self, **overrides: Any) -> V1Service:
         options = {
             k: overrides.pop(k)
-            for k in ("sms_id", "retry_verdicts", "status1_blocks", "id_bits")
+            for k in ("sms_id", "retry_verdicts", "status1_blocks", "id_bits", "retention")
             if k in overrides
         }
         return V1Service(
@@ -191,6 +211,7 @@ class Env:
             self.http,
             clock=self.clock,
             sleep=self.clock.sleep,
+            monotonic=self.clock.monotonic,
             observer=self.observer,
             **options,
         )
@@ -202,8 +223,8 @@ class Env:
             self.driver.base_url = f"http://127.0.0.1:{svc.port}"
             yield svc
 
-    async def sms(self, number: str, sender: str, text: str) -> int:
-        return await receive(self.journal, number, sender, text, self.clock())
+    async def sms(self, number: str, sender: str, text: str, *, stamp: float | None = None) -> int:
+        return await receive(self.journal, number, sender, text, self.clock(), stamp=stamp)
 
 
 @pytest.fixture
@@ -221,3 +242,15 @@ RUSSIA = [f"+7900111000{i}" for i in range(5)]
 
 def filters(**rules: FilterRule) -> dict[str, FilterRule]:
     return dict(rules)
+
+
+async def wait_stats(
+    env: Env, key: str, value: int, *, tick: float = 0.0, timeout: float = WAIT
+) -> None:
+    """Until the journal counts ``value`` for ``key`` (a pass of the pusher made it so);
+    ``tick``: move the injected clock this much between looks (wakes a sleeping pusher)."""
+    async with asyncio.timeout(timeout):
+        while (await env.journal.stats()).get(key, 0) != value:
+            if tick:
+                await env.clock.advance(tick)
+            await asyncio.sleep(0.01)

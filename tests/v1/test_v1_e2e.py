@@ -115,7 +115,7 @@ async def test_v1_end_to_end(tmp_path: Path) -> None:
             return [m for m in numbers if m != n]
 
         async with daemon(tmp_path, clock) as (fleet, journal):
-            cfg = make_config(driver, reservation_grace=GRACE)
+            cfg = make_config(driver, reservation_grace=GRACE, reservation_expiry=True)
             svc = V1Service(
                 cfg,
                 KEY,
@@ -124,6 +124,7 @@ async def test_v1_end_to_end(tmp_path: Path) -> None:
                 http,
                 clock=clock,
                 sleep=clock.sleep,
+                monotonic=clock.monotonic,
                 observer=observer,
             )
             await all_sellable(fleet, PORTS)

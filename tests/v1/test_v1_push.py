@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from muxd.config import FilterRule
 from muxd.store.operations import operation_counts
-from muxd.upstream.v1.pusher import PUSH_RETRY
+from muxd.store.opmatch import SMSC_SKEW, UNMATCHED_WAIT
+from muxd.upstream.v1.pusher import IDLE_POLL, PUSH_RETRY
 
-from .conftest import KEY, RUSSIA, Env, ports_for
+from .conftest import KEY, RUSSIA, Env, ports_for, wait_stats
 
 
 async def open_one(env: Env, service: str = "vk", **kw: object) -> dict[str, object]:
@@ -125,9 +126,14 @@ async def test_sms_without_an_operation_stays_in_the_journal(env: Env) -> None:
     async with env.serving():
         await env.sms(RUSSIA[0], "VK", "nobody asked")
         await env.observer.wait_for(lambda: env.observer.pushes == ["unassigned"])
+        await env.clock.advance(SMSC_SKEW + 1)  # reached the SIM before the operation
         op = await open_one(env)
         await env.sms(plus(op), "VK", "code")
         pushes = await env.driver.wait_pushes(1)
+        stats = await env.journal.stats()
+        assert stats["messages_unmatched"] == 1  # looked at again while operations change
+        await env.clock.advance(UNMATCHED_WAIT)
+        await wait_stats(env, "messages_no_operation", 1, tick=IDLE_POLL)
     assert [p.text for p in pushes] == ["code"]
     stats = await env.journal.stats()
     assert stats == {"messages_no_operation": 1, "messages_delivered": 1, "parts_assembled": 2}

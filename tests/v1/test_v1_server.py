@@ -289,7 +289,7 @@ async def test_rent_operations(env: Env) -> None:
 
 async def test_reservations_expire_after_15_minutes_plus_grace(env: Env) -> None:
     env.ports = ports_for(RUSSIA[:1])
-    async with env.serving(reservation_grace=60.0) as svc:
+    async with env.serving(reservation_grace=60.0, reservation_expiry=True) as svc:
         op = await env.driver.get_number("russia", service="vk")
         await env.clock.advance(RESERVATION + 59.0)
         assert await svc.expire_due() == []
@@ -392,6 +392,13 @@ async def test_a_reservation_answered_too_late_is_released(
         assert (await env.driver.get_number("russia"))["status"] == "SUCCESS"
     counts = await operation_counts(env.journal)
     assert counts["operations_expired"] == 1
+    # never handed out, so closed for SMS too (whatever v1.reservation_expiry says)
+    (ended,) = await env.journal.execute(
+        lambda c: c.execute(
+            "SELECT finished_at IS NOT NULL FROM operations WHERE state = 'expired'"
+        ).fetchone()
+    )
+    assert ended
 
 
 async def test_totals_and_last_request(env: Env) -> None:
@@ -405,7 +412,13 @@ async def test_totals_and_last_request(env: Env) -> None:
         assert svc.totals() == {
             "last_request_at": env.clock.now,
             "operations_open": 1,
+            "sms_waiting_for_operation": 0,
             "pushes_queued": 0,
             "pushed": 0,
             "last_push_error": None,
         }
+        # readiness uses the age on the monotonic clock: a wall-clock step does not age it
+        env.clock.step(-3600.0)
+        assert svc.last_request_age() == 0.0
+        await env.clock.advance(5.0)
+        assert svc.last_request_age() == 5.0

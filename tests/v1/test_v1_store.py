@@ -23,17 +23,24 @@ from muxd.store.operations import (
     reserve,
     settle_push,
 )
+from muxd.store.opmatch import Matching
 from muxd.store.schema import SCHEMA_VERSION
 
 from .conftest import receive
 
 N1, N2 = "+79001110001", "+79001110002"
+T0 = 1_764_000_000.0  # SMSC stamps need a year within 2000..2099
+
+
+def at(x: float) -> float:
+    """A time in the test's scale: minutes apart where the old scale had seconds apart."""
+    return T0 + 10 * x
 
 
 def res(
-    number: str = N1, service: str = "vk", at: float = 100.0, *, rent: bool = False
+    number: str = N1, service: str = "vk", when: float = at(100), *, rent: bool = False
 ) -> Reservation:
-    return Reservation(number, service, "russia", "mts", 12.5, rent, at, None if rent else at + 900)
+    return Reservation(number, service, "russia", "mts", 12.5, rent, when, None)
 
 
 def always(_service: str, _sender: str, _text: str) -> bool:
@@ -81,27 +88,27 @@ async def test_activation_ids_are_random_64_bit_and_distinct(journal: Journal) -
 async def test_finish_is_idempotent_and_status_3_sells(journal: Journal) -> None:
     op = await reserve(journal, res())
     assert op is not None
-    outcome, found = await finish(journal, op.activation_id, 3, 4.5, 200.0, sells=True)
+    outcome, found = await finish(journal, op.activation_id, 3, 4.5, at(200), sells=True)
     assert outcome == "finished"
     assert found is not None
     assert found.number == N1
-    again, _ = await finish(journal, op.activation_id, 4, None, 300.0, sells=False)
+    again, _ = await finish(journal, op.activation_id, 4, None, at(300), sells=False)
     assert again == "repeat"
-    assert (await finish(journal, 12345, 3, None, 300.0, sells=True))[0] == "unknown"
+    assert (await finish(journal, 12345, 3, None, at(300), sells=True))[0] == "unknown"
     state = await load_state(journal)
     assert state.open == []
     assert state.sold == [(N1, "vk")]
     # sold for vk: refused for vk, fine for wa
-    assert await reserve(journal, res(service="vk", at=400.0)) is None
-    assert await reserve(journal, res(service="wa", at=400.0)) is not None
+    assert await reserve(journal, res(service="vk", when=at(400))) is None
+    assert await reserve(journal, res(service="wa", when=at(400))) is not None
 
 
 async def test_cancel_releases_for_the_same_service(journal: Journal) -> None:
     op = await reserve(journal, res())
     assert op is not None
     assert await reserve(journal, res(service="wa")) is None  # one operation at a time
-    assert (await finish(journal, op.activation_id, 4, None, 200.0, sells=False))[0] == "finished"
-    again = await reserve(journal, res(at=300.0))
+    assert (await finish(journal, op.activation_id, 4, None, at(200), sells=False))[0] == "finished"
+    again = await reserve(journal, res(when=at(300)))
     assert again is not None
     assert again.activation_id != op.activation_id
 
@@ -109,17 +116,17 @@ async def test_cancel_releases_for_the_same_service(journal: Journal) -> None:
 async def test_expiry_then_a_late_finish_is_recorded(journal: Journal) -> None:
     op = await reserve(journal, res())
     assert op is not None
-    assert await expire(journal, [op.activation_id], 2000.0) == [op.activation_id]
-    assert await expire(journal, [op.activation_id], 2001.0) == []
-    newer = await reserve(journal, res(service="wa", at=2002.0))
+    assert await expire(journal, [op.activation_id], at(2000)) == [op.activation_id]
+    assert await expire(journal, [op.activation_id], at(2001)) == []
+    newer = await reserve(journal, res(service="wa", when=at(2002)))
     assert newer is not None
-    outcome, _ = await finish(journal, op.activation_id, 3, None, 2003.0, sells=True)
+    outcome, _ = await finish(journal, op.activation_id, 3, None, at(2003), sells=True)
     assert outcome == "late"
-    assert (await finish(journal, op.activation_id, 3, None, 2004.0, sells=True))[0] == "repeat"
+    assert (await finish(journal, op.activation_id, 3, None, at(2004), sells=True))[0] == "repeat"
     state = await load_state(journal)
     assert [o.activation_id for o in state.open] == [newer.activation_id]  # untouched
     assert state.sold == [(N1, "vk")]
-    assert state.last_used[N1] == 2002.0
+    assert state.last_used[N1] == at(2002)
 
 
 async def test_rent_is_never_sold_per_service(journal: Journal) -> None:
@@ -127,19 +134,19 @@ async def test_rent_is_never_sold_per_service(journal: Journal) -> None:
     assert op is not None
     assert op.rent
     assert op.expires_at is None
-    await finish(journal, op.activation_id, 3, 870.0, 200.0, sells=True)
+    await finish(journal, op.activation_id, 3, 870.0, at(200), sells=True)
     assert (await load_state(journal)).sold == []
 
 
 async def test_sms_are_given_the_operation_open_when_they_arrived(journal: Journal) -> None:
-    before = await receive(journal, N1, "VK", "too early", 50.0)
-    op = await reserve(journal, res(at=100.0))
+    before = await receive(journal, N1, "VK", "too early", at(50))
+    op = await reserve(journal, res(when=at(100)))
     assert op is not None
-    during = await receive(journal, N1, "VK", "code 1", 150.0)
-    elsewhere = await receive(journal, N2, "VK", "no operation here", 150.0)
-    await finish(journal, op.activation_id, 4, None, 200.0, sells=False)
-    after = await receive(journal, N1, "VK", "too late", 250.0)
-    done = await assign_pending(journal, 100, always, 300.0)
+    during = await receive(journal, N1, "VK", "code 1", at(150))
+    elsewhere = await receive(journal, N2, "VK", "no operation here", at(150))
+    await finish(journal, op.activation_id, 4, None, at(200), sells=False)
+    after = await receive(journal, N1, "VK", "too late", at(250))
+    done = await assign_pending(journal, 100, always, at(300))
     assert done.scanned == 4
     assert done.no_operation == 3
     (push,) = done.pushes
@@ -148,11 +155,11 @@ async def test_sms_are_given_the_operation_open_when_they_arrived(journal: Journ
     assert not push.rent
     assert push.sms_id >= 1
     # a second pass finds nothing new: the pending push is not doubled
-    again = await assign_pending(journal, 100, always, 301.0)
+    again = await assign_pending(journal, 100, always, at(301))
     assert again.scanned == 0
     assert [p.sms_id for p in await pending_pushes(journal)] == [push.sms_id]
     states = await journal.stats()
-    assert states["messages_no_operation"] == 3
+    assert states["messages_unmatched"] == 3  # looked at again when operations change
     assert states["messages_pending"] == 1
     del before, elsewhere, after
 
@@ -160,8 +167,8 @@ async def test_sms_are_given_the_operation_open_when_they_arrived(journal: Journ
 async def test_filtered_sms_are_recorded_not_pushed(journal: Journal) -> None:
     op = await reserve(journal, res())
     assert op is not None
-    await receive(journal, N1, "Telegram", "code 1", 150.0)
-    done = await assign_pending(journal, 100, lambda s, snd, t: snd == "VK", 300.0)
+    await receive(journal, N1, "Telegram", "code 1", at(150))
+    done = await assign_pending(journal, 100, lambda s, snd, t: snd == "VK", at(300))
     assert done.filtered == 1
     assert done.pushes == []
     counts = await operation_counts(journal)
@@ -172,14 +179,14 @@ async def test_filtered_sms_are_recorded_not_pushed(journal: Journal) -> None:
 async def test_settled_push_marks_the_message(journal: Journal) -> None:
     op = await reserve(journal, res())
     assert op is not None
-    await receive(journal, N1, "VK", "code 1", 150.0)
-    await receive(journal, N1, "VK", "code 2", 151.0)
-    p1, p2 = (await assign_pending(journal, 100, always, 300.0)).pushes
+    await receive(journal, N1, "VK", "code 1", at(150))
+    await receive(journal, N1, "VK", "code 2", at(151))
+    p1, p2 = (await assign_pending(journal, 100, always, at(300))).pushes
     assert p2.sms_id > p1.sms_id
     await mark_push_attempt(journal, [p1.sms_id])
-    assert await settle_push(journal, p1, "delivered", "SUCCESS", 301.0)
-    assert not await settle_push(journal, p1, "delivered", "SUCCESS", 302.0)  # once
-    assert await settle_push(journal, p2, "rejected", "BAD_SERVICE", 303.0)
+    assert await settle_push(journal, p1, "delivered", "SUCCESS", at(301))
+    assert not await settle_push(journal, p1, "delivered", "SUCCESS", at(302))  # once
+    assert await settle_push(journal, p2, "rejected", "BAD_SERVICE", at(303))
     stats = await journal.stats()
     assert stats["messages_delivered"] == 1
     assert stats["messages_rejected"] == 1
@@ -195,9 +202,9 @@ async def test_state_survives_reopening(tmp_path: Path) -> None:
     sold = await reserve(journal, res(N2))
     assert op is not None
     assert sold is not None
-    await finish(journal, sold.activation_id, 3, None, 200.0, sells=True)
-    await receive(journal, N1, "VK", "code 1", 150.0)
-    (push,) = (await assign_pending(journal, 100, always, 300.0)).pushes
+    await finish(journal, sold.activation_id, 3, None, at(200), sells=True)
+    await receive(journal, N1, "VK", "code 1", at(150))
+    (push,) = (await assign_pending(journal, 100, always, at(300))).pushes
     await journal.close()
     journal = await Journal.open(tmp_path)
     try:
@@ -207,3 +214,21 @@ async def test_state_survives_reopening(tmp_path: Path) -> None:
         assert [p.sms_id for p in await pending_pushes(journal)] == [push.sms_id]
     finally:
         await journal.close()
+
+
+async def test_unmatched_sms_are_looked_at_again_only_where_operations_changed(
+    journal: Journal,
+) -> None:
+    matching = Matching()
+    lonely = await receive(journal, N2, "VK", "nobody's", at(90))
+    early = await receive(journal, N1, "VK", "before the operation", at(90))
+    first = await assign_pending(journal, 100, always, at(95), matching=matching)
+    assert sorted(first.unmatched) == sorted([lonely, early])
+    assert first.no_operation == 2
+    op = await reserve(journal, res(when=at(100)))
+    assert op is not None
+    matching.changed(N1)
+    again = await assign_pending(journal, 100, always, at(101), matching=matching)
+    assert again.unmatched == [early]  # N2 was not looked at
+    assert again.no_operation == 0  # counted once
+    assert set(matching.waiting) == {lonely, early}

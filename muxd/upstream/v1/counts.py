@@ -35,7 +35,9 @@ class Book:
     """Open operations, sales and last use per number; the journal is the truth, this is its
     index (loaded at start, updated after each commit). ``holding`` covers the moment between
     choosing a number and the journal's answer, so two concurrent GET_NUMBERs never pick the
-    same number."""
+    same number. ``deadlines`` (monotonic) are the local expiries: only for reservations when
+    ``v1.reservation_expiry`` is on, and for operations whose GET_NUMBER answer never left
+    (``abandoned``: closed at once, whatever the setting)."""
 
     def __init__(self, state: V1State | None = None) -> None:
         self.open_by_number: dict[str, Operation] = {}
@@ -43,6 +45,8 @@ class Book:
         self.sold: dict[str, set[str]] = {}
         self.last_used: dict[str, float] = {}
         self.holding: set[str] = set()
+        self.deadlines: dict[int, float] = {}
+        self.abandoned: set[int] = set()
         if state is not None:
             self.load(state)
 
@@ -51,6 +55,8 @@ class Book:
         self.open_by_number.clear()
         self.open_by_id.clear()
         self.sold.clear()
+        self.deadlines.clear()
+        self.abandoned.clear()
         self.last_used = dict(state.last_used)
         for op in state.open:
             self.opened(op)
@@ -60,12 +66,16 @@ class Book:
     def busy(self, number: str) -> bool:
         return number in self.open_by_number or number in self.holding
 
-    def opened(self, op: Operation) -> None:
+    def opened(self, op: Operation, deadline: float | None = None) -> None:
         self.open_by_number[op.number] = op
         self.open_by_id[op.activation_id] = op
         self.last_used[op.number] = max(op.created_at, self.last_used.get(op.number, 0.0))
+        if deadline is not None:
+            self.deadlines[op.activation_id] = deadline
 
     def closed(self, activation_id: int) -> Operation | None:
+        self.deadlines.pop(activation_id, None)
+        self.abandoned.discard(activation_id)
         op = self.open_by_id.pop(activation_id, None)
         if op is not None and self.open_by_number.get(op.number) is op:
             del self.open_by_number[op.number]
@@ -74,21 +84,23 @@ class Book:
     def mark_sold(self, number: str, service: str) -> None:
         self.sold.setdefault(number, set()).add(service)
 
+    def unsold(self, number: str, service: str) -> None:
+        services = self.sold.get(number)
+        if services is not None:
+            services.discard(service)
+            if not services:
+                del self.sold[number]
+
     def is_sold(self, number: str, service: str) -> bool:
         services = self.sold.get(number)
         return services is not None and service in services
 
     def due(self, now: float) -> list[int]:
-        """Open operations whose reservation ran out."""
-        return [
-            op.activation_id
-            for op in self.open_by_id.values()
-            if op.expires_at is not None and op.expires_at <= now
-        ]
+        """Open operations whose local deadline (monotonic ``now``) passed."""
+        return [aid for aid, deadline in self.deadlines.items() if deadline <= now]
 
     def next_expiry(self) -> float | None:
-        times = [op.expires_at for op in self.open_by_id.values() if op.expires_at is not None]
-        return min(times, default=None)
+        return min(self.deadlines.values(), default=None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,6 @@ is published as OpenAPI 3.0 at ``GET /openapi.json`` (``openapi.json`` beside th
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import hmac
 import importlib.resources
@@ -234,6 +233,8 @@ class V1Handlers:
         observer: V1Observer,
         id_bits: int = 63,
         status1_blocks: bool = False,
+        monotonic: Callable[[], float] = time.monotonic,
+        on_change: Callable[[str], None] = lambda _number: None,
     ) -> None:
         self.cfg = cfg
         self._key = api_key.encode()
@@ -241,11 +242,14 @@ class V1Handlers:
         self.book = book
         self.live = LiveNumbers(ports, names, book)
         self._clock = clock
+        self._monotonic = monotonic
+        self._on_change = on_change  # a number's operations changed: its SMS look again
         self._observer = observer
         self._id_bits = id_bits
         self._status1_blocks = status1_blocks
         self._services = {s.lower(): s for s in cfg.services}
-        self.last_request_at: float | None = None  # last authenticated call (readiness)
+        self.last_request_at: float | None = None  # last authenticated call (wall, shown)
+        self.last_request_mono: float | None = None  # the same on the monotonic clock (ages)
 
     # -- transport ----------------------------------------------------------------------------
 
@@ -263,6 +267,7 @@ class V1Handlers:
                 label = action.upper()
             self._authenticate(request, body)
             self.last_request_at = self._clock()
+            self.last_request_mono = self._monotonic()
             if label == "unknown" or (path_action is not None and label != path_action):
                 raise _error(
                     400, f"unknown action {_echo(action)} for {request.path}", "bad_request"
@@ -383,7 +388,9 @@ class V1Handlers:
                 return None
             tried.add(cand.number)
             now = self._clock()
-            expires = None if rent else now + RESERVATION + self.cfg.reservation_grace
+            hold = RESERVATION + self.cfg.reservation_grace
+            expiry = self.cfg.reservation_expiry and not rent
+            expires = now + hold if expiry else None
             res = Reservation(
                 cand.number, service, cand.country, cand.operator, amount, rent, now, expires
             )
@@ -406,8 +413,9 @@ class V1Handlers:
             self.book.holding.discard(cand.number)
             if op is None:
                 continue  # the journal knows better than the index: try the next one
-            self.book.opened(op)
+            self.book.opened(op, self._monotonic() + hold if expiry else None)
             self._observer.operations_open(len(self.book.open_by_id))
+            self._on_change(op.number)
             return op
 
     def _abandoned(self, number: str, task: asyncio.Future[Operation | None]) -> None:
@@ -417,7 +425,8 @@ class V1Handlers:
         op = task.result()
         if op is not None:
             LOGGER.warning("operation %d was never answered; releasing it", op.activation_id)
-            self.book.opened(dataclasses.replace(op, expires_at=self._clock()))
+            self.book.opened(op, self._monotonic())  # closed by the next expiry check
+            self.book.abandoned.add(op.activation_id)
             self._observer.operations_open(len(self.book.open_by_id))
 
     async def finish(self, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -441,6 +450,8 @@ class V1Handlers:
         if outcome == "finished":
             self.book.closed(activation_id)
             self._observer.operations_open(len(self.book.open_by_id))
+        if outcome in ("finished", "late"):
+            self._on_change(op.number)
         if outcome != "repeat" and sells and not op.rent:
             self.book.mark_sold(op.number, op.service)
         if outcome != "repeat":

@@ -1,10 +1,17 @@
-"""API v1 (Onlinesim calls muxd): the partner server, the PUSH_SMS pusher and reservation
-expiry, as one service for the daemon's TaskGroup (reseller-api.md §6).
+"""API v1 (Onlinesim calls muxd): the partner server, the PUSH_SMS pusher, optional local
+expiry and pruning, as one service for the daemon's TaskGroup.
 
 ``run()`` loads the open operations and sales from the journal, serves ``[v1] listen``,
-pushes SMS and expires reservations nobody finished (15 minutes, §6.2, plus
-``reservation_grace``) until cancelled; then it stops serving and returns the sockets. Every
-decision is journaled before it is answered, so a restart loses nothing.
+pushes SMS, and until cancelled: frees reservations nobody finished (15 minutes plus
+``reservation_grace``) when ``reservation_expiry`` is on, and prunes closed operations,
+settled pushes and sales older than the journal's retention; then it stops serving and returns
+the sockets. Every decision is journaled before it is answered, so a restart loses nothing.
+
+Clocks: wall time (``clock``) only for what is stored and sent; every deadline and age in the
+process (expiry, the last request's age, how long an SMS without operation waits) runs on
+``monotonic``, so a wall-clock step neither expires a reservation early nor keeps it late. At
+start a stored reservation gets what is left of its hold by the wall clock, never more than a
+whole hold.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ from muxd.config import V1Config, parse_listen
 from muxd.errors import JournalError
 from muxd.modem.state import PortInfo
 from muxd.store import Journal
-from muxd.store.operations import expire, load_state
+from muxd.store.operations import attach_matching, expire, load_state, prune
+from muxd.store.opmatch import Matching
 from muxd.upstream.v1.counts import Book
 from muxd.upstream.v1.names import Names
 from muxd.upstream.v1.observer import V1Observer
@@ -40,6 +48,10 @@ MIN_ID_BITS: Final = 32
 MAX_ID_BITS: Final = 63
 # How long runner.cleanup() lets in-flight requests finish (each is answered in milliseconds).
 SHUTDOWN_TIMEOUT: Final = 2.0
+# How often closed operations, settled pushes and sales past the retention are deleted.
+PRUNE_INTERVAL: Final = 3600.0
+# After a failed prune, try again this much later.
+PRUNE_RETRY: Final = 60.0
 
 __all__ = ["EXPIRY_CHECK", "RESERVATION", "V1Observer", "V1Service"]
 
@@ -55,6 +67,8 @@ class V1Service:
         *,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        retention: float | None = None,
         observer: V1Observer | None = None,
         sms_id: Literal["sms", "activation"] = "sms",
         retry_verdicts: bool = False,
@@ -67,7 +81,11 @@ class V1Service:
         self._journal = journal
         self._clock = clock
         self._sleep = sleep
+        self._monotonic = monotonic
+        self._retention = retention  # seconds; None: never prune
         self._observer = observer or V1Observer()
+        self.matching = Matching(clock, monotonic)
+        attach_matching(journal, self.matching)
         self.book = Book()
         self.names = Names(cfg.countries, cfg.operators)
         self.handlers = V1Handlers(
@@ -81,6 +99,8 @@ class V1Service:
             observer=self._observer,
             id_bits=id_bits,
             status1_blocks=status1_blocks,
+            monotonic=monotonic,
+            on_change=self.operations_changed,
         )
         self.pusher = Pusher(
             journal,
@@ -102,6 +122,13 @@ class V1Service:
     async def run(self) -> None:
         state = await load_state(self._journal)
         self.book.load(state)
+        if self.cfg.reservation_expiry:
+            hold = RESERVATION + self.cfg.reservation_grace
+            wall, mono = self._clock(), self._monotonic()
+            for op in state.open:
+                if not op.rent:
+                    left = min(max(op.created_at + hold - wall, 0.0), hold)
+                    self.book.deadlines[op.activation_id] = mono + left
         self._observer.operations_open(len(self.book.open_by_id))
         LOGGER.info(
             "v1: %d open operations, %d sold (number, service) pairs",
@@ -120,30 +147,86 @@ class V1Service:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.pusher.run(), name="v1-pusher")
                 tg.create_task(self._expire_loop(), name="v1-expiry")
+                if self._retention is not None:
+                    tg.create_task(self._prune_loop(self._retention), name="v1-prune")
                 self.started.set()
         finally:
             await runner.cleanup()
 
+    def operations_changed(self, number: str | None = None) -> None:
+        """An operation opened, finished or expired on ``number`` (None: anywhere): SMS
+        without one there are examined again."""
+        self.matching.changed(number)
+        self._journal.new_messages.set()  # wakes the pusher
+
     async def expire_due(self) -> list[int]:
-        """Release every reservation past its end; return their ids."""
-        due = self.book.due(self._clock())
+        """Free every reservation past its local deadline (monotonic); return their ids."""
+        due = self.book.due(self._monotonic())
         if not due:
             return []
-        done = await expire(self._journal, due, self._clock())
+        abandoned = [aid for aid in due if aid in self.book.abandoned]
+        expired = [aid for aid in due if aid not in self.book.abandoned]
+        now = self._clock()
+        done = await expire(self._journal, expired, now)
+        done += await expire(self._journal, abandoned, now, closed=True)
         for aid in due:
-            self.book.closed(aid)
+            op = self.book.closed(aid)
+            if op is not None:
+                self.matching.changed(op.number)
         for aid in done:
-            LOGGER.warning("operation %d expired without FINISH_ACTIVATION", aid)
+            if aid not in abandoned:
+                LOGGER.warning(
+                    "operation %d: no FINISH_ACTIVATION in time; its number is for sale again"
+                    " (SMS still pushed until it is finished)",
+                    aid,
+                )
         self._observer.operations_open(len(self.book.open_by_id))
+        self._journal.new_messages.set()  # wakes the pusher
         return done
 
     async def _expire_loop(self) -> None:
+        failing = False
         while True:
             try:
                 await self.expire_due()
+                if failing:
+                    LOGGER.warning("v1 expiry: journal writable again")
+                failing = False
             except JournalError as exc:
-                LOGGER.error("v1 expiry: %s", exc)
+                if not failing:  # one line per state change, not one per check
+                    LOGGER.error("v1 expiry paused: %s", exc)
+                failing = True
             await self._sleep(EXPIRY_CHECK)
+
+    async def prune_once(self, retention: float) -> None:
+        """Delete what is older than ``retention`` seconds (by the wall clock: stored times)."""
+        pruned = await prune(self._journal, self._clock() - retention)
+        for number, service in pruned.sold:
+            self.book.unsold(number, service)
+        if pruned.operations or pruned.pushes or pruned.sold:
+            LOGGER.info(
+                "v1: pruned %d operations, %d pushes, %d sales",
+                pruned.operations,
+                pruned.pushes,
+                len(pruned.sold),
+            )
+
+    async def _prune_loop(self, retention: float) -> None:
+        failing = False
+        while True:
+            try:
+                await self.prune_once(retention)
+                delay, failing = PRUNE_INTERVAL, False
+            except JournalError as exc:
+                if not failing:  # one line per state change, not one per attempt
+                    LOGGER.error("v1 prune paused: %s", exc)
+                delay, failing = PRUNE_RETRY, True
+            await self._sleep(delay)
+
+    def last_request_age(self) -> float | None:
+        """Seconds since Onlinesim's last authenticated call, on the monotonic clock."""
+        last = self.handlers.last_request_mono
+        return None if last is None else max(0.0, self._monotonic() - last)
 
     @property
     def last_request_at(self) -> float | None:
@@ -156,6 +239,7 @@ class V1Service:
         return {
             "last_request_at": self.last_request_at,
             "operations_open": len(self.book.open_by_id),
+            "sms_waiting_for_operation": len(self.matching.waiting),
             "pushes_queued": self.pusher.queued,
             "pushed": self.pusher.delivered,
             "last_push_error": self.pusher.last_error,
