@@ -171,7 +171,7 @@ def read_ids(value: object, reading: Reading = _ignore) -> dict[str, int | None]
     for number, raw in value.items():
         if isinstance(raw, int) and not isinstance(raw, bool):
             out[str(number)] = raw
-        elif isinstance(raw, str) and raw.strip().isdigit():
+        elif isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit():
             out[str(number)] = int(raw)
             as_string = True
         else:

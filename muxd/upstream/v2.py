@@ -121,7 +121,8 @@ _R = TypeVar("_R")
 
 def _as_int(value: int | str) -> int | str:
     """A digit string as the integer it spells; anything else unchanged."""
-    return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+    digits = isinstance(value, str) and value.strip().isascii() and value.strip().isdigit()
+    return int(value) if digits else value
 
 
 def _services(value: dict[str, str] | list[str]) -> dict[str, str]:

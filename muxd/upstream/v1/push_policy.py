@@ -121,7 +121,7 @@ class PushPolicy:
         """The PUSH_SMS body in the configured dialect (``phone`` type, rent ``service``)."""
         if self.phone_type == "integer" and isinstance(body.get("phone"), str):
             digits = body["phone"].lstrip("+")
-            if digits.isdigit():
+            if digits.isascii() and digits.isdigit():
                 body["phone"] = int(digits)
         if body.get("service") == "rent":
             body["service"] = self.rent_case
