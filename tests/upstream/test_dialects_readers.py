@@ -33,14 +33,14 @@ PROXY_PAGE = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body
             "ERROR_WRONG_KEY",
             401,
             ("error", "json_response"),
-        ),  # noqa: E501
+        ),
         (
             '{"error": "REQUEST_NOT_FOUND"}',
             False,
             "REQUEST_NOT_FOUND",
             405,
             ("error", "json_error"),
-        ),  # noqa: E501
+        ),
         ('{"response": "SOMETHING"}', False, "SOMETHING", 200, ("error", "json_response")),
         ("NO_NUMBER", False, "NO_NUMBER", 400, ("error", "text")),
         ("", False, "bad reply: ''", 200, ("error", "empty")),
