@@ -182,7 +182,7 @@ class V2Client:
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as resp:
-                text = self._error_text(resp, await resp.text())
+                text = self._error_text(resp, await resp.text(errors="replace"))
                 result = str(resp.status)
                 if resp.status != 200:
                     raise UpstreamError(endpoint or "checkWork", resp.status, text)
@@ -283,7 +283,7 @@ class V2Client:
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as resp:
-                text = self._error_text(resp, await resp.text())
+                text = self._error_text(resp, await resp.text(errors="replace"))
                 result = str(resp.status)
                 if resp.status != 200:
                     raise UpstreamError(endpoint, resp.status, text)

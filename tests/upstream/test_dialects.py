@@ -344,3 +344,27 @@ async def test_a_redirect_is_never_followed(tmp_path: Path) -> None:
     assert stolen == []
     assert caught.value.status == 307
     assert caught.value.body == f"redirect to {target} not followed"
+
+
+async def test_a_proxy_page_in_a_stray_charset_is_an_upstream_error() -> None:
+    # A proxy's page in Latin-1 without a charset: read as text anyway, never a crash of the
+    # delivery loop (which only expects UpstreamError).
+    async def proxy(_request: web.Request) -> web.Response:
+        body = b"<html><title>Passerelle d\xe9faillante</title>\xff</html>"
+        return web.Response(status=502, body=body, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", proxy)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            client = V2Client(http, f"http://127.0.0.1:{runner.addresses[0][1]}", KEY)
+            item = MessageItem(date="1", number=NUMBERS[0], sender="VK", message="x")
+            with pytest.raises(UpstreamError) as caught:
+                await client.add_message(item)
+    finally:
+        await runner.cleanup()
+    assert caught.value.status == 502
+    assert caught.value.body.startswith("HTML page (not an API answer): Passerelle d")
