@@ -6,7 +6,9 @@ be counted (``muxd_upstream_reading_total{field, reading}``):
 
 =============  =================================================================================
 ``response``   ``integer``: ``1`` (the rendered pages); ``string``: ``"1"`` (the 2023 schema
-               types it string-or-integer, and its own examples return ``'1'``)
+               types it string-or-integer, and its own examples return ``'1'``); ``echo``: in
+               test mode, a JSON object without ``response`` (test2 echoes the request; its
+               shape is not published)
 ``ids``        ``integer`` ids, ``string`` ids (``"1042"``), ``empty_list`` (a PHP empty
                object serialised as ``[]``)
 ``error``      ``json_response``: ``{"response": "NO_NUMBER"}``; ``json_error``:
@@ -37,7 +39,7 @@ Reading = Callable[[str, str], None]
 
 # Every (field, reading) pair, for metrics created at 0.
 KNOWN_READINGS: Final[dict[str, tuple[str, ...]]] = {
-    "response": ("integer", "string"),
+    "response": ("integer", "string", "echo"),
     "ids": ("integer", "string", "empty_list"),
     "error": ("json_response", "json_error", "text", "html", "empty", "redirect", "other"),
     "check_work": ("GET", "POST"),
@@ -128,6 +130,7 @@ class Answer:
     data: dict[str, Any] = field(default_factory=dict)
     code: str = ""
     status: int = 200
+    echo: bool = False  # a JSON object with neither response nor error (test2 echoes requests)
 
 
 def read_answer(text: str, reading: Reading = _ignore) -> Answer:
@@ -155,7 +158,7 @@ def read_answer(text: str, reading: Reading = _ignore) -> Answer:
             code = str(value).strip()
             return Answer(False, code=code, status=CODE_STATUS.get(code, 200))
     reading("error", "other")
-    return Answer(False, code=f"bad reply: {stripped[:EXCERPT]}")
+    return Answer(False, code=f"bad reply: {stripped[:EXCERPT]}", echo=response is msgspec.UNSET)
 
 
 def read_ids(value: object, reading: Reading = _ignore) -> dict[str, int | None]:

@@ -368,3 +368,15 @@ async def test_a_proxy_page_in_a_stray_charset_is_an_upstream_error() -> None:
         await runner.cleanup()
     assert caught.value.status == 502
     assert caught.value.body.startswith("HTML page (not an API answer): Passerelle d")
+
+
+async def test_test2_echo_without_response_still_publishes(tmp_path: Path) -> None:
+    # test2's answer shape is unpublished: an echo of the request without "response" counts
+    # as accepted in test mode (and only there); SMS stay pending all the same.
+    async with rig_for(tmp_path, "strict") as rig:
+        echo = '{"numbers": [{"number": "+79001110001", "country_id": 7}], "test": "test2"}'
+        rig.stub.fail_next("sendNumbersOnline", 200, 2, echo, content_type="application/json")
+        await rig.new_client(test="test2").send_numbers_online([NumberEntry(NUMBERS[0], 7)])
+        with pytest.raises(UpstreamError, match="bad reply"):
+            await rig.new_client().send_numbers_online([NumberEntry(NUMBERS[0], 7)])
+    assert ("response", "echo") in rig.readings
