@@ -141,6 +141,7 @@ def test_every_reading_is_on_metrics_at_zero() -> None:
         ("http200", 200, '{"status": "ERROR"}', "delivered"),
         ("http200", 200, "", "delivered"),
         ("http200", 200, '{"result": "ok"}', "delivered"),
+        ("http200", 200, PROXY_PAGE, "retry"),
         ("http200", 200, '{"status": "TOO_MANY_ATTEMPTS"}', "retry"),
         ("http200", 200, '{"status": "NO_OPERATION"}', "no_operation"),
         ("http200", 200, '{"status": "IGNORED"}', "rejected"),

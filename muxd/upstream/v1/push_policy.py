@@ -24,6 +24,7 @@ Verdicts, in order:
 gzipped body refused (see above)               retry, in plain JSON from now on
 200 + ``SUCCESS``                              delivered
 200 + ``TOO_MANY_ATTEMPTS``                    retry
+200 + a web page (a proxy, a captive portal)    retry: not Onlinesim's answer
 200, anything else (no status, ``ERROR``,      ``http200``: delivered; ``status``: retry
 an empty body)
 404 with an empty or JSON body                 ``no_operation`` (the 2023 spec's mapping)
@@ -158,6 +159,8 @@ class PushPolicy:
         if status == 200:
             if code == "SUCCESS":
                 return "delivered", "SUCCESS"
+            if is_html(body):  # a proxy's or a portal's page: not Onlinesim's answer
+                return "retry", f"HTTP 200 {_excerpt(body)}"
             if code != "TOO_MANY_ATTEMPTS" and self.success == "http200":
                 return "delivered", f"HTTP 200 {code or how}"
             return "retry", f"HTTP 200 {code or _excerpt(body) or how}".strip()
