@@ -56,6 +56,13 @@ class Learned:
                     "configured": entry["configured"],
                     "learned": entry["learned"],
                 }
+                LOGGER.info(
+                    "%s: %s learned earlier replaces the configured %s (%s)",
+                    key,
+                    json.dumps(entry["learned"]),
+                    json.dumps(entry["configured"]),
+                    path,
+                )
 
     def get(self, key: str, configured: Value) -> Value:
         """The value to use for ``key``: the learned one while the configuration still says
