@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from muxd.metrics import Metrics
 from muxd.upstream.learned import Learned
 from muxd.upstream.readers import KNOWN_READINGS, error_text, read_answer, read_ids
-from muxd.upstream.v1.push_policy import PushPolicy
+from muxd.upstream.v1.push_policy import Attempt, PushPolicy
 
 PROXY_PAGE = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
 
@@ -157,7 +157,7 @@ def test_every_reading_is_on_metrics_at_zero() -> None:
 )
 def test_push_verdicts(rule: str, status: int, body: str, verdict: str) -> None:
     policy = PushPolicy(success=rule, gzip_body=False)  # type: ignore[arg-type]
-    assert policy.verdict(status, body, gzipped=False)[0] == verdict
+    assert policy.verdict(status, body, attempt=Attempt(b""))[0] == verdict
 
 
 @pytest.mark.parametrize(
@@ -177,12 +177,13 @@ def test_gzip_refusal_switches_to_plain(
     tmp_path: Path, status: int, body: str, refused: bool
 ) -> None:
     policy = PushPolicy(learned=Learned(tmp_path / "learned.json"))
-    assert policy.encode({"a": 1})[2] is True
-    verdict, _result = policy.verdict(status, body, gzipped=True)
+    attempt = policy.encode({"a": 1})
+    assert attempt.gzipped
+    verdict, _result = policy.verdict(status, body, attempt=attempt)
     assert policy.gzip is not refused
     if refused:
         assert verdict == "retry"
-        assert policy.encode({"a": 1}) == (b'{"a":1}', {}, False)
+        assert policy.encode({"a": 1}) == Attempt(b'{"a":1}')
         assert PushPolicy(learned=Learned(tmp_path / "learned.json")).gzip is False
         # A configuration saying plain JSON needs nothing learned; one saying gzip again
         # after an operator's change would start afresh.
@@ -209,3 +210,21 @@ def test_learned_file_survives_garbage_and_config_changes(tmp_path: Path) -> Non
     assert again.get("k", "PUT") == "PUT"  # another configured value: start afresh
     again.learn("k", "GET", "GET", "back")  # learned value equals configured: forgotten
     assert json.loads(path.read_text()) == {}
+
+
+def test_refusals_in_flight_together_move_the_reading_once(tmp_path: Path) -> None:
+    policy = PushPolicy(gzip_body=False, learned=Learned(tmp_path / "learned.json"))
+    body = {"phone": "79001110001", "service": "rent"}
+    first = policy.encode(policy.shape(dict(body)))
+    second = policy.encode(policy.shape(dict(body)))
+    assert (first.phone_type, first.rent_case) == ("string", "rent")
+    assert policy.verdict(400, '{"status": "ERROR"}', attempt=first)[0] == "retry"
+    assert policy.verdict(400, '{"status": "ERROR"}', attempt=second)[0] == "retry"
+    assert (policy.phone_type, policy.rent_case) == ("integer", "rent")  # one step, not two
+    third = policy.encode(policy.shape(dict(body)))
+    assert third.data == b'{"phone":79001110001,"service":"rent"}'
+    assert policy.verdict(200, "", attempt=third)[0] == "delivered"
+    assert PushPolicy(learned=Learned(tmp_path / "learned.json")).phone_type == "integer"
+    # A 429-like refusal in a 400 is no reason to change the body.
+    assert policy.verdict(400, "TOO_MANY_ATTEMPTS", attempt=policy.encode(body))[0] == "retry"
+    assert policy.phone_type == "integer"

@@ -165,3 +165,35 @@ async def test_a_redirect_is_not_followed(env: Env) -> None:
         await runner.cleanup()
     assert env.driver.pushes == []
     assert error == f"HTTP 307: redirect to {env.driver.push_url} not followed"
+
+
+@pytest.mark.parametrize(
+    ("dialect", "key", "learned"),
+    [
+        ("phone-integer", "upstream.phone_type", "integer"),
+        ("rent-upper", "upstream.rent_case", "RENT"),
+    ],
+)
+async def test_a_refused_body_tries_the_other_readings_and_remembers(
+    env: Env, dialect: str, key: str, learned: str
+) -> None:
+    # Default switches against a receiver that only takes the older reading: the 400s make
+    # muxd try the other readings; the one delivered is kept, for this and later pushes.
+    env.driver.dialects = frozenset({dialect})
+    env.ports = ports_for(RUSSIA)
+    rent = dialect == "rent-upper"
+    async with serving(env, policy(env)):
+        op = await env.driver.get_number("russia", "any", "rent" if rent else "vk", rent=rent)
+        await env.sms(f"+{op['number']}", "VK", "code 1")
+        await deliver(env, 1)
+        refused = len(env.driver.pushes) - 1
+        await env.sms(f"+{op['number']}", "VK", "code 2")
+        await deliver(env, 2)
+    assert [p.text for p in env.driver.stored()] == ["code 1", "code 2"]
+    assert len(env.driver.pushes) == refused + 2  # the second went out right first time
+    assert refused == (3 if rent else 2)  # gzip, then the body's readings in turn
+    saved = json.loads(learned_path(env).read_text())
+    assert saved[key]["learned"] == learned
+    assert {c.name.split(":")[0] for c in env.driver.failed()} <= {"push"}
+    # A restart starts with what was learned.
+    assert getattr(policy(env), key.split(".")[1]) == learned

@@ -13,6 +13,11 @@ Config switches (each defaulting to the newest pages):
 - ``upstream.rent_case``: ``service`` of a rent push, ``"rent"`` (current) or ``"RENT"``
   (older page).
 
+These two are where muxd starts: a plain body refused with 400/422 (no refusal code) makes the
+next attempts try the other readings in turn (``phone`` type, then the rent case, then both);
+the reading that gets a push delivered is remembered across restarts. Every reading is one the
+docs give, so a server that takes both is not harmed by the change.
+
 Verdicts, in order:
 
 =============================================  ==============================================
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import gzip
 import re
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 import msgspec
@@ -49,6 +55,12 @@ RentCase = Literal["rent", "RENT"]
 Verdict = Literal["delivered", "no_operation", "rejected", "retry"]
 
 GZIP_KEY: Final = "v1.gzip_push"
+PHONE_KEY: Final = "upstream.phone_type"
+RENT_KEY: Final = "upstream.rent_case"
+# A plain body refused with these (and no known code): try the other readings of the body.
+SHAPE_REFUSED_STATUSES: Final = frozenset({400, 422})
+# Bit 0 of the shift flips the phone type, bit 1 the rent case: four readings in turn.
+SHAPES: Final = 4
 NO_OPERATION_CODES: Final = frozenset({"NO_OPERATION", "NO_OP"})
 FINAL_CODES: Final = frozenset({"BAD_SERVICE"})
 VERDICT_CODES: Final = frozenset({"IGNORED", "SERVICE_BAN"})
@@ -68,6 +80,18 @@ _ENCODER = msgspec.json.Encoder()
 
 def _no_reading(_field: str, _reading: str) -> None:
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One PUSH_SMS request as sent: its body, extra headers, and the readings it used."""
+
+    data: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    gzipped: bool = False
+    shift: int = 0
+    phone_type: PhoneType = "string"
+    rent_case: RentCase | None = None  # None: not a rent push
 
 
 def answer_code(body: str) -> tuple[str | None, str]:
@@ -107,11 +131,26 @@ class PushPolicy:
     ) -> None:
         self.success = success
         self._gzip_configured = gzip_body
-        self.phone_type = phone_type
-        self.rent_case = rent_case
+        self._phone_configured: PhoneType = phone_type
+        self._rent_configured: RentCase = rent_case
         self.retry_verdicts = retry_verdicts
         self._learned = learned or Learned()
         self._reading = reading or _no_reading
+        self._shift = 0  # which other reading of the body is tried now (0: the learned one)
+
+    @property
+    def phone_type(self) -> PhoneType:
+        base = self._learned.get(PHONE_KEY, self._phone_configured)
+        if self._shift & 1:
+            return "integer" if base == "string" else "string"
+        return "integer" if base == "integer" else "string"
+
+    @property
+    def rent_case(self) -> RentCase:
+        base = self._learned.get(RENT_KEY, self._rent_configured)
+        if self._shift & 2:
+            return "rent" if base == "RENT" else "RENT"
+        return "RENT" if base == "RENT" else "rent"
 
     @property
     def gzip(self) -> bool:
@@ -128,19 +167,45 @@ class PushPolicy:
             body["service"] = self.rent_case
         return body
 
-    def encode(self, payload: dict[str, Any]) -> tuple[bytes, dict[str, str], bool]:
-        """(request body, extra headers, gzipped?) for one attempt."""
+    def encode(self, payload: dict[str, Any]) -> Attempt:
+        """One attempt of ``payload`` (as :meth:`shape` made it, just before)."""
         data = _ENCODER.encode(payload)
+        rent = self.rent_case if "service" in payload else None
         if not self.gzip:
             self._reading("push_body", "plain")
-            return data, {}, False
+            return Attempt(data, {}, False, self._shift, self.phone_type, rent)
         self._reading("push_body", "gzip")
-        return gzip.compress(data), {"Content-Encoding": "gzip"}, True
+        headers = {"Content-Encoding": "gzip"}
+        return Attempt(gzip.compress(data), headers, True, self._shift, self.phone_type, rent)
 
     def verdict(
-        self, status: int, body: str, *, gzipped: bool, location: str | None = None
+        self, status: int, body: str, *, attempt: Attempt, location: str | None = None
     ) -> tuple[Verdict, str]:
         """(what to do with the push, the result recorded) for one HTTP answer."""
+        verdict, result = self._verdict(status, body, attempt.gzipped, location)
+        if verdict == "delivered" and attempt.shift:
+            self._learn_shape(attempt)
+        if (
+            verdict == "retry"
+            and not attempt.gzipped
+            and status in SHAPE_REFUSED_STATUSES
+            and answer_code(body)[0] != "TOO_MANY_ATTEMPTS"
+            and attempt.shift == self._shift  # one step per refusal, however many in flight
+        ):
+            self._shift = (self._shift + 1) % SHAPES
+            result += f"; next: phone {self.phone_type}, rent service {self.rent_case!r}"
+        return verdict, result
+
+    def _learn_shape(self, attempt: Attempt) -> None:
+        why = "a push in this reading was delivered after the other was refused"
+        self._learned.learn(PHONE_KEY, self._phone_configured, attempt.phone_type, why)
+        if attempt.rent_case is not None:
+            self._learned.learn(RENT_KEY, self._rent_configured, attempt.rent_case, why)
+        self._shift = 0
+
+    def _verdict(
+        self, status: int, body: str, gzipped: bool, location: str | None
+    ) -> tuple[Verdict, str]:
         if 300 <= status < 400:
             return "retry", f"HTTP {status}: redirect to {location or '(no Location)'} not followed"
         code, how = answer_code(body)

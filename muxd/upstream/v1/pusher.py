@@ -326,19 +326,19 @@ class Pusher:
     async def _push(self, row: PushRow) -> bool:
         """One attempt; True when the push is settled (delivered or refused for good)."""
         await mark_push_attempt(self._journal, [row.sms_id])
-        data, encoding, gzipped = self._policy.encode(self.payload(row))
+        attempt = self._policy.encode(self.payload(row))
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "User-Agent": USER_AGENT,
             "Authorization": f"Bearer {self._key}",
             "Accept-Encoding": "gzip",
         }
-        headers.update(encoding)
+        headers.update(attempt.headers)
         url = self._rent_url if row.rent else self._url
         try:
             async with self._http.post(
                 url,
-                data=data,
+                data=attempt.data,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=PUSH_TIMEOUT),
                 allow_redirects=False,
@@ -347,7 +347,7 @@ class Pusher:
                 verdict, result = self._policy.verdict(
                     resp.status,
                     raw.decode("utf-8", "replace"),
-                    gzipped=gzipped,
+                    attempt=attempt,
                     location=resp.headers.get("Location"),
                 )
         except (aiohttp.ClientError, TimeoutError) as exc:
