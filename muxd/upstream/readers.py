@@ -17,6 +17,9 @@ be counted (``muxd_upstream_reading_total{field, reading}``):
                ``empty``; ``redirect``: a 3xx (never followed: the key and the SMS text must
                not be posted to another host); ``other``: JSON of another shape
 ``check_work`` the method that answered checkWork: ``GET`` (the schema) or ``POST``
+``push_*``     v1 PUSH_SMS (:mod:`muxd.upstream.v1.push_policy`): how an answer read
+               (``push_answer``), and the body sent: ``push_body`` gzip or plain,
+               ``push_phone`` string or integer, ``push_rent`` rent or RENT
 =============  =================================================================================
 
 An error code inside an HTTP 200 answer (``{"response": "NO_NUMBER"}``) is given the HTTP
@@ -46,6 +49,8 @@ KNOWN_READINGS: Final[dict[str, tuple[str, ...]]] = {
     # v1 PUSH_SMS (muxd.upstream.v1.push_policy)
     "push_answer": ("status_success", "no_status", "status_error", "empty", "text", "code"),
     "push_body": ("gzip", "plain"),
+    "push_phone": ("string", "integer"),
+    "push_rent": ("rent", "RENT"),
 }
 
 # The HTTP status the docs give each error code (the common v2 codes and the 400 validation

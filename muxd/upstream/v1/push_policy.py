@@ -171,6 +171,9 @@ class PushPolicy:
         """One attempt of ``payload`` (as :meth:`shape` made it, just before)."""
         data = _ENCODER.encode(payload)
         rent = self.rent_case if "service" in payload else None
+        self._reading("push_phone", self.phone_type)
+        if rent is not None:
+            self._reading("push_rent", rent)
         if not self.gzip:
             self._reading("push_body", "plain")
             return Attempt(data, {}, False, self._shift, self.phone_type, rent)
