@@ -186,7 +186,10 @@ class V2Client:
                 result = str(resp.status)
                 if resp.status != 200:
                     raise UpstreamError(endpoint or "checkWork", resp.status, text)
-                answer = read_answer(text, self._reading)
+                try:
+                    answer = read_answer(text, self._reading)  # takes any text
+                except (ValueError, TypeError) as exc:  # a reader's bug: a bad reply, no crash
+                    raise UpstreamError(endpoint, resp.status, f"bad reply: {text}") from exc
                 if not answer.ok and not (answer.echo and self._test is not None):
                     result = "refused"
                     raise UpstreamError(endpoint or "checkWork", answer.status, answer.code)
