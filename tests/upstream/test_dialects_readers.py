@@ -168,6 +168,8 @@ def test_push_verdicts(rule: str, status: int, body: str, verdict: str) -> None:
         (200, '{"status": "ERROR", "error": "Syntax error"}', True),
         (500, "cannot decode request body", True),
         (200, '{"status": "ERROR"}', False),  # http200: delivered, as the current pages say
+        (200, '{"result": "ok", "format": "json"}', False),  # "json" outside the error fields
+        (200, '{"status": "ERROR", "message": "Malformed JSON"}', True),
         (200, '{"status": "SUCCESS"}', False),
         (200, '{"status": "NO_OPERATION"}', False),
         (503, PROXY_PAGE, False),

@@ -241,7 +241,22 @@ class PushPolicy:
     def _gzip_refused(status: int, body: str) -> bool:
         if status in GZIP_REFUSED_STATUSES:
             return True
-        return bool(DECODE_ERROR_RE.search(body[:1000])) and not is_html(body)
+        return bool(DECODE_ERROR_RE.search(_error_words(body))) and not is_html(body)
+
+
+def _error_words(body: str) -> str:
+    """What an answer says about an error: the text of its ``error``/``message``/``status``/
+    ``detail``/``response`` fields, or a bare-text body; never other fields' keys or values
+    (a success answer mentioning "json" elsewhere is no refusal)."""
+    text = body.strip()[:1000]
+    try:
+        data = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return text
+    if not isinstance(data, dict):
+        return ""
+    keys = ("error", "message", "status", "detail", "response")
+    return " ".join(str(data[k]) for k in keys if k in data)
 
 
 def _excerpt(body: str) -> str:
