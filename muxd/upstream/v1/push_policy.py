@@ -27,9 +27,10 @@ Verdicts, in order:
 ``BAD_SERVICE``                                ``rejected``, not retried
 ``IGNORED`` / ``SERVICE_BAN``                  ``rejected`` (``retry_verdicts``: retried)
 gzipped body refused (see above)               retry, in plain JSON from now on
+plain body, 400/422 (no refusal code)          retry, with the next reading of the body
 200 + ``SUCCESS``                              delivered
 200 + ``TOO_MANY_ATTEMPTS``                    retry
-200 + a web page (a proxy, a captive portal)    retry: not Onlinesim's answer
+200 + a web page (a proxy, a captive portal)   retry: not Onlinesim's answer
 200, anything else (no status, ``ERROR``,      ``http200``: delivered; ``status``: retry
 an empty body)
 404 with an empty or JSON body                 ``no_operation`` (the 2023 spec's mapping)
