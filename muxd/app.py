@@ -29,9 +29,11 @@ from muxd.metrics import FleetCollector, Metrics, MetricsV1Observer, UpstreamLoo
 from muxd.modem.state import PortInfo, PortStatus
 from muxd.store import Journal, PartIn, PendingMessage
 from muxd.upstream.backoff import RetryLoop
+from muxd.upstream.learned import Learned
 from muxd.upstream.publisher import NumbersPublisher
 from muxd.upstream.shipper import Shipper
 from muxd.upstream.v1 import V1Service
+from muxd.upstream.v1.push_policy import PushPolicy
 from muxd.upstream.v2 import V2Client
 from muxd.web import make_app, make_metrics_app
 
@@ -281,6 +283,19 @@ class Daemon:
     def ports(self) -> list[PortInfo]:
         return list(self.fleet.ports.values()) if self.fleet else []
 
+    def _push_policy(self) -> PushPolicy:
+        """PUSH_SMS where the docs disagree: the configured readings, and what was learned."""
+        cfg = self.cfg
+        return PushPolicy(
+            success=cfg.v1.push_success,
+            gzip_body=cfg.v1.gzip_push,
+            phone_type=cfg.upstream.phone_type,
+            rent_case=cfg.upstream.rent_case,
+            retry_verdicts=cfg.v1.retry_verdicts,
+            learned=Learned.in_state_dir(cfg.state_dir),
+            reading=self.metrics.count_reading,
+        )
+
     def _upstream_tasks(
         self, http: aiohttp.ClientSession, journal: Journal, fleet: Fleet
     ) -> dict[str, Coroutine[Any, Any, None]]:
@@ -300,6 +315,7 @@ class Daemon:
                 status1_blocks=cfg.v1.status1_blocks,
                 id_bits=cfg.v1.id_bits,
                 retention=cfg.journal.retention_days * DAY,
+                push_policy=self._push_policy(),
             )
             return {"v1": self.v1.run()}
         client = V2Client(
@@ -308,6 +324,9 @@ class Daemon:
             cfg.upstream.api_key,
             test=cfg.upstream.test,
             observer=self._observe_upstream,
+            reading=self.metrics.count_reading,
+            check_work_method=cfg.upstream.check_work_method,
+            learned=Learned.in_state_dir(cfg.state_dir),
         )
         self.publisher = publisher = NumbersPublisher(
             client,

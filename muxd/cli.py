@@ -120,10 +120,17 @@ def cmd_stand_in(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"muxd stand-in: --record: {exc}", file=sys.stderr)
             return EXIT_USAGE
+    from muxd.sim.onlinesim_dialects import V2_DIALECTS, parse_dialects
+
+    try:
+        dialects = parse_dialects(args.dialect or "", V2_DIALECTS)
+    except ValueError as exc:
+        print(f"muxd stand-in: --dialect: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     _setup_logging(args.log_level)
     host, port = parse_listen(args.listen)
     try:
-        _run_loop(run_stub(host, port, args.api_key, record_path=args.record))
+        _run_loop(run_stub(host, port, args.api_key, record_path=args.record, dialects=dialects))
     except KeyboardInterrupt:
         pass
     return EXIT_OK
@@ -346,6 +353,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="FILE",
         help='append one JSON line per accepted SMS: {"t", "number", "from", "message"}',
+    )
+    p.add_argument(
+        "--dialect",
+        default=None,
+        metavar="NAME[,NAME]",
+        help="answer in other readings of the docs: string-response, string-ids, json-errors, "
+        "errors-in-200, post-checkwork, gzip-refused (default: strict)",
     )
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=cmd_stand_in)

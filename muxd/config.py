@@ -53,6 +53,14 @@ class UpstreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     numbers_interval: Annotated[float, Meta(gt=0)] = NUMBERS_INTERVAL
     rent: bool = False
     test: Literal["test1", "test2"] | None = None
+    # Where Onlinesim's pages disagree (each defaults to the newest pages):
+    # v1 PUSH_SMS `phone` as a digit string (current) or an integer (older pages, SMSHub).
+    phone_type: Literal["string", "integer"] = "string"
+    # v1 rent PUSH_SMS `service`: "rent" (current) or "RENT" (older page).
+    rent_case: Literal["rent", "RENT"] = "rent"
+    # checkWork: GET /api/resellers (the schema) or POST /api/resellers/checkWork; a 404/405
+    # tries the other one, remembered in the state directory.
+    check_work_method: Literal["GET", "POST"] = "GET"
 
 
 class FilterRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -102,6 +110,8 @@ class V1Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     status1_blocks: bool = False
     # activationId size: 63 bits, or 53 for clients that read JSON numbers as doubles.
     id_bits: Annotated[int, Meta(ge=32, le=63)] = 63
+    # PUSH_SMS delivered on any HTTP 200 (current pages) or only with status SUCCESS (older).
+    push_success: Literal["http200", "status"] = "http200"
 
 
 class JournalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -203,6 +213,8 @@ def _check_values(cfg: Config) -> tuple[str, str] | None:
     url_re = r"^https?://[^/\s]+"
     if cfg.upstream.api == "v2" and not re.match(url_re, cfg.upstream.url):
         return "upstream.url", f"expected an http:// or https:// URL, got {cfg.upstream.url!r}"
+    if cfg.upstream.api == "v1" and cfg.upstream.test is not None:
+        return "upstream.test", "Onlinesim's test mode exists only in API v2 (PUSH_SMS has none)"
     if cfg.upstream.api == "v1":
         try:
             parse_listen(cfg.v1.listen)

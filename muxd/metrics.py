@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 from muxd import __version__
 from muxd.modem.state import PortInfo, PortStatus
 from muxd.upstream.backoff import RetryLoop
+from muxd.upstream.readers import KNOWN_READINGS
 from muxd.upstream.v1.observer import V1Observer
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -104,6 +105,17 @@ class Metrics:
             "v1 requests without a User-Agent header (tolerated)",
             registry=r,
         )
+        self.upstream_readings = Counter(
+            "muxd_upstream_reading_total",
+            "Upstream answers by the reading of a loosely documented field",
+            ["field", "reading"],
+            registry=r,
+        )
+        self._reading_children = {
+            (name, value): self.upstream_readings.labels(name, value)
+            for name, values in KNOWN_READINGS.items()
+            for value in values
+        }
         self.build_info = Gauge("muxd_build_info", "muxd version", ["version"], registry=r)
         self.build_info.labels(__version__).set(1)
         self._upstream_children: dict[tuple[str, str], Counter] = {}
@@ -119,6 +131,14 @@ class Metrics:
             timing = self._upstream_timing[endpoint] = self.upstream_seconds.labels(endpoint)
         requests.inc()
         timing.observe(seconds)
+
+    def count_reading(self, field: str, reading: str) -> None:
+        """One answer read as ``reading`` (label values are the readers' known ones)."""
+        if (child := self._reading_children.get((field, reading))) is None:
+            child = self._reading_children[(field, reading)] = self.upstream_readings.labels(
+                field, reading
+            )
+        child.inc()
 
     def count_part(self, state: str) -> None:
         if (child := self._part_children.get(state)) is None:

@@ -179,7 +179,7 @@ def with_lines(env: Env, *extra: str, **kw: str) -> Path:
 async def test_preflight_v2_list_mode_against_the_stand_in(env: Env) -> None:
     before = dict(env.stub.numbers)
     code, out, err = await preflight(env, env.config(), "--number", A)
-    assert (code, err) == (0, "")
+    assert (code, err) == (0, ""), out
     table = rows(out)
     assert out.splitlines()[0].split() == ["CALL", "SENT", "GOT", "VERDICT", "SET"]
     for call in ("checkWork (authentication)", "sendNumbersOnline", "addMessages"):

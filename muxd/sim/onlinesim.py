@@ -23,7 +23,8 @@ Endpoints: ``GET /api/resellers`` (checkWork), ``POST .../sendNumbersOnline``, `
 .../addNumber``, ``DELETE .../removeNumber?number=%2B...``, ``POST .../addMessage``, ``POST
 .../addMessages``, ``GET .../takeOffNumbers?sum=50``, ``GET .../checkNumber?number=%2B...``
 and ``POST /api/auth/me`` (saveConfig). Field rules: :mod:`muxd.sim.onlinesim_model`; state and
-fault injection: :mod:`muxd.sim.onlinesim_state`, :mod:`muxd.sim.onlinesim_faults`.
+fault injection: :mod:`muxd.sim.onlinesim_state`, :mod:`muxd.sim.onlinesim_faults`; other
+readings of the docs (``Onlinesim.set_dialects``): :mod:`muxd.sim.onlinesim_dialects`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from typing import IO, Final, NamedTuple
 import msgspec
 from aiohttp import hdrs, web
 
+from muxd.sim.onlinesim_dialects import v2_error, v2_payload, v2_refusal, v2_route_key
 from muxd.sim.onlinesim_model import (
     Code,
     Rejected,
@@ -335,10 +337,13 @@ async def _process(
         name, handler = route
         if name == "addMessages" and stub.add_messages_disabled:
             return _text(HTTPStatus.NOT_FOUND, "Not Found"), "disabled", "addMessages disabled"
+        if (refused := v2_refusal(stub.dialects, request)) is not None:
+            return refused, "dialect", f"refused by the dialect: HTTP {refused.status}"
         payload, summary = await handler(stub, request)
     except Rejected as exc:
-        return _rejection(exc), exc.code.value, exc.detail
-    return _json(payload), "OK", summary
+        shaped = v2_error(stub.dialects, exc.status, exc.code.value)
+        return shaped or _rejection(exc), exc.code.value, exc.detail
+    return _json(v2_payload(stub.dialects, payload)), "OK", summary
 
 
 async def _respond(
@@ -373,7 +378,7 @@ def _abort(request: web.Request) -> web.Response:
 async def _answer(stub: Onlinesim, request: web.Request) -> web.Response:
     if stub.latency:
         await asyncio.sleep(stub.latency)  # the simulated slowness itself
-    route = _ROUTES.get((request.method, request.path))
+    route = _ROUTES.get(v2_route_key(stub.dialects, request.method, request.path))
     endpoint = None if route is None else route[0]
     reset = stub.take_reset(endpoint)
     if reset is not None and not reset.processed:
@@ -485,6 +490,7 @@ async def run_stub(
     rate_limit: float | None = None,
     seed: int = 0,
     record_path: Path | str | None = None,
+    dialects: frozenset[str] = frozenset(),
 ) -> None:
     """Serve a fresh stand-in until cancelled; every request is logged (accepted ones at INFO).
 
@@ -493,12 +499,16 @@ async def run_stub(
     per second, else 429) are the fault knobs of :class:`Onlinesim`; a bad value raises
     ValueError before anything listens.
 
+    ``dialects``: names from :data:`muxd.sim.onlinesim_dialects.V2_DIALECTS` (other readings
+    of the docs; none: strict).
+
     ``record_path``: append one JSON line per accepted message (addMessage and addMessages),
     ``{"t": receipt UNIX time, "number": ..., "from": ..., "message": ...}``, flushed as soon as
     the loop is free after each accepting request, and once more on the way out (benchmarks read
     it while the stand-in runs). The file is opened before anything listens.
     """
     stub = Onlinesim(api_key, seed=seed)
+    stub.set_dialects(dialects)
     stub.set_error_rate(error_rate)
     stub.set_latency(latency)
     stub.rate_limit(rate_limit)

@@ -21,6 +21,7 @@ from typing import Final, Literal
 
 import msgspec
 
+from muxd.sim.onlinesim_dialects import V2_DIALECTS, parse_dialects
 from muxd.sim.onlinesim_faults import RandomErrors, Reset, TokenBucket, check_rate
 from muxd.sim.onlinesim_model import (
     CheckNumberReply,
@@ -151,6 +152,7 @@ class Onlinesim:
         self.resets: list[Reset] = []
         self.limiter: TokenBucket | None = None
         self.random_errors = RandomErrors(seed)
+        self.dialects: frozenset[str] = frozenset()  # other readings of the docs; none: strict
         # optional endpoints (§7.8..§7.10)
         self.income: dict[str, float] = {}  # number -> RUB earned
         self.failed_operations: dict[str, int] = {}  # number -> failed operations
@@ -197,6 +199,10 @@ class Onlinesim:
                     self.faults.remove(fault)
                 return fault
         return None
+
+    def set_dialects(self, names: str | Iterable[str]) -> None:
+        """Speak these dialects (:mod:`muxd.sim.onlinesim_dialects`): "a,b" or names."""
+        self.dialects = parse_dialects(names, V2_DIALECTS)
 
     def set_down(self, down: bool) -> None:
         """While down, every request is answered 503."""

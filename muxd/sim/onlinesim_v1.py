@@ -17,6 +17,11 @@ server and receives PUSH_SMS, checking muxd the way partner support's tests woul
   the answers: in time (10 s), JSON ``status``, the GET_SERVICES shape (``any`` = sum over
   operators), numbers as integers outside the masks, activation ids integers ≥ 1.
 
+:attr:`dialects` (:data:`muxd.sim.onlinesim_dialects.V1_DIALECTS`) switch the receiver to the
+other readings of the docs: other 200 bodies for a stored push, gzipped bodies refused,
+``phone`` an integer, rent ``service`` upper case. A push counts as stored when its answer is
+labelled ``SUCCESS`` (whatever the dialect's body for it).
+
 Every check lands in :attr:`checks` as a :class:`Check` (``report()`` prints them); nothing
 raises, so a test asserts ``driver.failed() == []`` and reads the report when it is not.
 """
@@ -33,6 +38,14 @@ from typing import Any, Final
 import aiohttp
 import msgspec
 from aiohttp import hdrs, web
+
+from muxd.sim.onlinesim_dialects import (
+    V1_DIALECTS,
+    parse_dialects,
+    v1_body_refusal,
+    v1_field_problem,
+    v1_stored_answer,
+)
 
 PUSH_PATH: Final = "/v1/PUSH_SMS"
 RENT_PATH: Final = "/pushSmsRent"
@@ -91,6 +104,7 @@ class V1Driver:
     use_paths: bool = False  # per-method paths (/getNumber ...) instead of the one URL
     gzip_requests: bool = True
     bearer: bool = True
+    dialects: frozenset[str] = frozenset()
     checks: list[Check] = field(default_factory=list)
     pushes: list[Push] = field(default_factory=list)
     services: dict[str, Any] | None = None  # last GET_SERVICES answer
@@ -106,6 +120,7 @@ class V1Driver:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.dialects = parse_dialects(self.dialects, V1_DIALECTS)
         self._changed = asyncio.Condition()
         # gzip is undone here, to see (and check) that the body really was gzip
         app = web.Application(handler_args={"auto_decompress": False})
@@ -176,6 +191,11 @@ class V1Driver:
                 body = decoded
         except (OSError, msgspec.DecodeError) as exc:
             self.check("push: body decodes", False, str(exc))
+        refusal = v1_body_refusal(self.dialects, zipped)
+        if refusal is not None:  # this dialect cannot read a gzipped body: nothing stored
+            status, text = refusal
+            push = Push(body, rent_url, zipped, ua, "GZIP REFUSED")
+            return await self._record(push, status, text)
         valid = self._check_push(request, body, rent_url)
         answer = self._script.pop(0) if self._script else "SUCCESS"
         if not valid and answer == "SUCCESS":
@@ -185,6 +205,9 @@ class V1Driver:
             self.check("push: number was handed out by GET_NUMBER", False, phone)
         if answer == "SUCCESS" and phone not in self.open_numbers:
             answer = "NO_OPERATION"  # what Onlinesim answers once the operation is over
+        problem = v1_field_problem(self.dialects, body)
+        if problem is not None and answer == "SUCCESS":
+            answer = (400, msgspec.json.encode({"status": "ERROR", "error": problem}).decode())
         status, text, label = self._answer(answer)
         if label == "SUCCESS":
             self.check(
@@ -193,11 +216,19 @@ class V1Driver:
                 f"smsId {body.get('smsId')}",
             )
             self._succeeded.add(body.get("smsId"))
+            text = v1_stored_answer(self.dialects)
+        return await self._record(Push(body, rent_url, zipped, ua, label), status, text)
+
+    async def _record(self, push: Push, status: int, text: str) -> web.Response:
         assert self._changed is not None
         async with self._changed:
-            self.pushes.append(Push(body, rent_url, zipped, ua, label))
+            self.pushes.append(push)
             self._changed.notify_all()
         return web.Response(status=status, text=text, content_type="application/json")
+
+    def stored(self) -> list[Push]:
+        """The pushes this stand-in stored (answered as delivered), in order."""
+        return [p for p in self.pushes if p.answer == "SUCCESS"]
 
     @staticmethod
     def _answer(answer: Answer) -> tuple[int, str, str]:
@@ -220,9 +251,12 @@ class V1Driver:
             repr(sms_id),
         )
         phone = body.get("phone")
-        ok &= self.check(
-            "push: phone digit string", isinstance(phone, str) and phone.isdigit(), repr(phone)
-        )
+        if "phone-integer" in self.dialects:
+            typed = isinstance(phone, int) and not isinstance(phone, bool) and phone > 0
+            ok &= self.check("push: phone integer", typed, repr(phone))
+        else:
+            typed = isinstance(phone, str) and phone.isdigit()
+            ok &= self.check("push: phone digit string", typed, repr(phone))
         for name in ("phoneFrom", "text"):
             ok &= self.check(f"push: {name} string", isinstance(body.get(name), str))
         ok &= self.check("push: action", body.get("action") == "PUSH_SMS", repr(body.get("action")))
@@ -235,7 +269,8 @@ class V1Driver:
         if bearer is not None:
             ok &= self.check("push: Bearer key", bearer == f"Bearer {self.api_key}")
         if rent_url:
-            ok &= self.check("push: service rent", body.get("service") == "rent")
+            rent = "RENT" if "rent-upper" in self.dialects else "rent"
+            ok &= self.check(f"push: service {rent}", body.get("service") == rent)
         extra = set(body) - PUSH_FIELDS - ({"service"} if rent_url else set())
         ok &= self.check("push: no unknown fields", not extra, ", ".join(sorted(extra)))
         return ok

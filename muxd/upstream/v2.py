@@ -1,6 +1,18 @@
 """Onlinesim Reseller API v2 client (muxd calls Onlinesim). Field names and types follow
 reseller-api.md §7 exactly: ``number`` with ``+``, ``country_id`` integer, ``operator`` integer
 MCC+MNC, ``date_start`` integer UNIX seconds, ``date`` a string of UNIX seconds.
+
+Answers are read tolerantly (:mod:`muxd.upstream.readers`): ``response`` 1 or "1", ids as
+integers or strings, errors as a bare code, a JSON envelope or a proxy's page, each reading
+counted. Redirects are never followed: a 3xx is a failure ("redirect to ... not followed"), so
+the key and the SMS text never go to another host.
+
+checkWork is ``GET /api/resellers`` (the schema) or ``POST /api/resellers/checkWork`` (a page
+the docs link); ``check_work_method`` picks one, and a 404/405 tries the other, remembered.
+
+Test mode (``test="test1"``/``"test2"``): Onlinesim stores nothing, so an accepted
+addMessage(s) is reported as a failure (status 0, :data:`TEST_MODE_REASON`): the SMS stay
+pending and go out for real once test mode is switched off. Publishing works as usual.
 """
 
 from __future__ import annotations
@@ -15,12 +27,18 @@ import msgspec
 
 from muxd.errors import UpstreamError
 from muxd.upstream.backoff import parse_retry_after
+from muxd.upstream.learned import Learned
+from muxd.upstream.readers import Reading, error_text, read_answer, read_ids
 
 LOGGER = logging.getLogger(__name__)
 
 # Onlinesim publishes no timeout for partner calls; 30 s bounds a hung connection while leaving
 # room for a slow answer to a large sendNumbersOnline list.
 REQUEST_TIMEOUT = 30.0
+# Answers that mean "no such endpoint/method here": try the other checkWork method.
+NO_ENDPOINT = (404, 405)
+CHECK_WORK_KEY = "upstream.check_work_method"
+TEST_MODE_REASON = "test mode: Onlinesim stores nothing, the SMS stays pending"
 
 
 class NumberEntry(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -44,8 +62,11 @@ class _Reply(msgspec.Struct):
     ids: dict[str, int | None] | None = None
 
 
+def _no_reading(_field: str, _reading: str) -> None:
+    pass
+
+
 _ENCODER = msgspec.json.Encoder()
-_REPLY = msgspec.json.Decoder(_Reply)
 
 
 # --- optional endpoints (§7.8..§7.10): replies decoded leniently -----------------------------
@@ -64,9 +85,9 @@ class CheckNumberInfo(msgspec.Struct, kw_only=True):
     """checkNumber's answer (§7.9); ``status`` 1 working, 2 queued, 4 not on the account,
     6 rent finished (replace the SIM)."""
 
-    id: int
-    number: str
-    status: int
+    id: int | str  # documented integer; a digit string is read too
+    number: str | int  # documented string; an integer is read too
+    status: int | str
     status_text: str | None = None
     balance: float | str | None = None
     country_id: int | None = None
@@ -77,7 +98,7 @@ class CheckNumberInfo(msgspec.Struct, kw_only=True):
     banned_service: dict[str, str] | list[str] = msgspec.field(default_factory=dict)
     banned: bool | None = None
     reseller_id: int | None = None
-    rent: bool | None = None
+    rent: bool | int | None = None
     clearable: bool | None = None
     created_at: dict[str, Any] | None = None
 
@@ -99,6 +120,12 @@ _TAKE_OFF = msgspec.json.Decoder(_TakeOffReply)
 _R = TypeVar("_R")
 
 
+def _as_int(value: int | str) -> int | str:
+    """A digit string as the integer it spells; anything else unchanged."""
+    digits = isinstance(value, str) and value.strip().isascii() and value.strip().isdigit()
+    return int(value) if digits else value
+
+
 def _services(value: dict[str, str] | list[str]) -> dict[str, str]:
     """name -> slug; a list (PHP's empty object is []) maps each name to itself."""
     return value if isinstance(value, dict) else {name: name for name in value}
@@ -118,6 +145,9 @@ class V2Client:
         test: str | None = None,
         observer: Observer | None = None,
         timeout: float = REQUEST_TIMEOUT,
+        reading: Reading | None = None,
+        check_work_method: str = "GET",
+        learned: Learned | None = None,
     ) -> None:
         self._http = http
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -128,6 +158,9 @@ class V2Client:
         }
         self._test = test
         self._observer = observer
+        self._reading = reading or _no_reading
+        self._check_work_method = check_work_method
+        self._learned = learned or Learned()
 
     async def _call(
         self, method: str, endpoint: str, body: dict[str, Any] | None = None, **params: str
@@ -148,8 +181,9 @@ class V2Client:
                 headers=self._headers,
                 params=params or None,
                 timeout=self._timeout,
+                allow_redirects=False,
             ) as resp:
-                text = await resp.text()
+                text = self._error_text(resp, await resp.text(errors="replace"))
                 result = str(resp.status)
                 if resp.status != 200:
                     raise UpstreamError(
@@ -159,19 +193,28 @@ class V2Client:
                         retry_after=parse_retry_after(resp.headers.get("Retry-After")),
                     )
                 try:
-                    reply = _REPLY.decode(text)
-                except msgspec.DecodeError as exc:
+                    answer = read_answer(text, self._reading)  # takes any text
+                except (ValueError, TypeError) as exc:  # a reader's bug: a bad reply, no crash
                     raise UpstreamError(endpoint, resp.status, f"bad reply: {text}") from exc
-                if reply.response != 1:
+                if not answer.ok and not (answer.echo and self._test is not None):
                     result = "refused"
-                    raise UpstreamError(endpoint, resp.status, str(reply.response))
+                    raise UpstreamError(endpoint or "checkWork", answer.status, answer.code)
+                if not answer.ok:
+                    self._reading("response", "echo")  # test2: the request echoed back
                 result = "ok"
-                return reply
+                ids = answer.data.get("ids")
+                return _Reply(1, None if ids is None else read_ids(ids, self._reading))
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamError(endpoint or "checkWork", 0, f"{type(exc).__name__}: {exc}") from exc
         finally:
             if self._observer is not None:
                 self._observer(endpoint or "checkWork", result, time.perf_counter() - started)
+
+    def _error_text(self, resp: aiohttp.ClientResponse, text: str) -> str:
+        """A non-200 answer's body as the code it carries (any shape); a 200's as it is."""
+        if resp.status == 200:
+            return text
+        return error_text(resp.status, text, resp.headers.get("Location"), self._reading)
 
     async def send_numbers_online(self, numbers: list[NumberEntry]) -> dict[str, int | None]:
         body = {"numbers": [msgspec.to_builtins(n) for n in numbers]}
@@ -179,7 +222,27 @@ class V2Client:
         return reply.ids or {}
 
     async def check_work(self) -> None:
-        await self._call("GET", "")
+        """The heartbeat, by the configured (or learned) method; a 404/405 tries the other
+        one, and the one that answered is remembered."""
+        configured = self._check_work_method
+        method = str(self._learned.get(CHECK_WORK_KEY, configured))
+        try:
+            await self._check_work_by(method)
+        except UpstreamError as exc:
+            if exc.status not in NO_ENDPOINT:
+                raise
+            other = "POST" if method == "GET" else "GET"
+            await self._check_work_by(other)
+            why = f"checkWork by {method} answered HTTP {exc.status}"
+            self._learned.learn(CHECK_WORK_KEY, configured, other, why)
+            method = other
+        self._reading("check_work", method)
+
+    async def _check_work_by(self, method: str) -> None:
+        if method == "POST":
+            await self._call("POST", "checkWork", {})
+        else:
+            await self._call("GET", "")
 
     async def add_number(self, entry: NumberEntry) -> dict[str, int | None]:
         body = msgspec.to_builtins(entry)
@@ -192,9 +255,16 @@ class V2Client:
 
     async def add_messages(self, items: list[MessageItem]) -> None:
         await self._call("POST", "addMessages", {"messages": msgspec.to_builtins(items)})
+        self._not_stored_in_test_mode("addMessages")
 
     async def add_message(self, item: MessageItem) -> None:
         await self._call("POST", "addMessage", msgspec.to_builtins(item))
+        self._not_stored_in_test_mode("addMessage")
+
+    def _not_stored_in_test_mode(self, endpoint: str) -> None:
+        """In test mode Onlinesim accepted the request but stored nothing: not delivered."""
+        if self._test is not None:
+            raise UpstreamError(endpoint, 0, TEST_MODE_REASON)
 
     # --- optional endpoints (§7.8..§7.10) -------------------------------------------------
 
@@ -222,8 +292,9 @@ class V2Client:
                 headers=self._headers,
                 params=params,
                 timeout=self._timeout,
+                allow_redirects=False,
             ) as resp:
-                text = await resp.text()
+                text = self._error_text(resp, await resp.text(errors="replace"))
                 result = str(resp.status)
                 if resp.status != 200:
                     raise UpstreamError(
@@ -233,10 +304,10 @@ class V2Client:
                         retry_after=parse_retry_after(resp.headers.get("Retry-After")),
                     )
                 try:
-                    envelope = _ENVELOPE.decode(text)
-                    if envelope.response != 1:
+                    answer = read_answer(text, self._reading)
+                    if not answer.ok:
                         result = "refused"
-                        raise UpstreamError(endpoint, resp.status, str(envelope.response))
+                        raise UpstreamError(endpoint, answer.status, answer.code)
                     reply = decoder.decode(text)
                 except msgspec.DecodeError as exc:
                     raise UpstreamError(endpoint, resp.status, f"bad reply: {text}") from exc
@@ -262,6 +333,12 @@ class V2Client:
         )
         info.used_service = _services(info.used_service)
         info.banned_service = _services(info.banned_service)
+        info.number = str(info.number)
+        info.id, info.status = _as_int(info.id), _as_int(info.status)
+        if not isinstance(info.id, int) or not isinstance(info.status, int):
+            raise UpstreamError("checkNumber", 200, f"bad reply: id {info.id!r}, {info.status!r}")
+        if isinstance(info.rent, int) and not isinstance(info.rent, bool):
+            info.rent = bool(info.rent)
         result: dict[str, Any] = msgspec.to_builtins(info)
         return result
 

@@ -23,6 +23,9 @@ anything else (5xx, 429, 200 +     the identical request again after :data:`PUSH
 ``ERROR``, timeouts, resets)
 =================================  ===============================================
 
+The table is ``v1.push_success = "status"``; the verdicts, the default ``"http200"`` rule (any
+other 200 answer is delivered), gzip and its fallback live in :mod:`muxd.upstream.v1.push_policy`.
+
 Pushes on the same number go out in order: a number's later SMS waits while an earlier one is
 being retried. Different numbers are pushed concurrently. Failures go through one
 :class:`~muxd.upstream.backoff.RetryLoop`: the spec's 10 s for the first minute of failures,
@@ -35,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gzip
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -59,6 +61,7 @@ from muxd.store.operations import (
 )
 from muxd.upstream.backoff import Policy, RetryLoop, parse_retry_after
 from muxd.upstream.v1.observer import V1Observer
+from muxd.upstream.v1.push_policy import PushPolicy
 
 LOGGER = logging.getLogger(__name__)
 
@@ -168,7 +171,10 @@ class Pusher:
         observer: V1Observer,
         sms_id: Literal["sms", "activation"] = "sms",
         retry_verdicts: bool = False,
+        policy: PushPolicy | None = None,
     ) -> None:
+        # The body's dialect, gzip and the verdict on each answer (muxd.upstream.v1.push_policy).
+        self._policy = policy or PushPolicy(gzip_body=gzip_body, retry_verdicts=retry_verdicts)
         self._journal = journal
         self._http = http
         self._key = api_key
@@ -349,33 +355,36 @@ class Pusher:
         }
         if row.rent:
             body["service"] = "rent"
-        return body
+        return self._policy.shape(body)
 
     async def _push(self, row: PushRow) -> bool:
         """One attempt; True when the push is settled (delivered or refused for good)."""
         await mark_push_attempt(self._journal, [row.sms_id])
-        data = _ENCODER.encode(self.payload(row))
+        attempt = self._policy.encode(self.payload(row))
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "User-Agent": USER_AGENT,
             "Authorization": f"Bearer {self._key}",
             "Accept-Encoding": "gzip",
         }
-        if self._gzip:
-            data = gzip.compress(data)
-            headers["Content-Encoding"] = "gzip"
+        headers.update(attempt.headers)
         url = self._rent_url if row.rent else self._url
         started = self._clock()
         retry_after: float | None = None
         try:
             async with self._http.post(
-                url, data=data, headers=headers, timeout=aiohttp.ClientTimeout(total=PUSH_TIMEOUT)
+                url,
+                data=attempt.data,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=PUSH_TIMEOUT),
+                allow_redirects=False,
             ) as resp:
                 raw = await resp.read()
-                verdict, result = classify(
+                verdict, result = self._policy.verdict(
                     resp.status,
                     raw.decode("utf-8", "replace"),
-                    retry_verdicts=self._retry_verdicts,
+                    attempt=attempt,
+                    location=resp.headers.get("Location"),
                 )
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -34,6 +34,7 @@ from muxd.store.opmatch import Matching
 from muxd.upstream.v1.counts import Book
 from muxd.upstream.v1.names import Names
 from muxd.upstream.v1.observer import V1Observer
+from muxd.upstream.v1.push_policy import PushPolicy
 from muxd.upstream.v1.pusher import Pusher
 from muxd.upstream.v1.server import RESERVATION, V1Handlers, make_app
 
@@ -74,6 +75,7 @@ class V1Service:
         retry_verdicts: bool = False,
         status1_blocks: bool = False,
         id_bits: int = 63,
+        push_policy: PushPolicy | None = None,
     ) -> None:
         if not MIN_ID_BITS <= id_bits <= MAX_ID_BITS:
             raise ValueError(f"id_bits must be within [{MIN_ID_BITS}, {MAX_ID_BITS}]")
@@ -115,6 +117,7 @@ class V1Service:
             observer=self._observer,
             sms_id=sms_id,
             retry_verdicts=retry_verdicts,
+            policy=push_policy,
         )
         self.port: int = 0  # bound port, once started
         self.started = asyncio.Event()
