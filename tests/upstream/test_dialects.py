@@ -77,7 +77,7 @@ class Rig:
                 index=self.counter,
                 pdu=enc.hex,
                 tpdu_length=enc.tpdu_length,
-                received_at=float(self.counter),
+                received_at=scts.timestamp() + 1.0,  # read a second after its stamp
             )
         )
         assert result.message_id is not None

@@ -27,7 +27,7 @@ from muxd.upstream.backoff import Policy, RetryLoop, parse_retry_after
 from muxd.upstream.publisher import NumbersPublisher
 from muxd.upstream.shipper import Shipper
 from muxd.upstream.v1 import V1Observer
-from muxd.upstream.v1.pusher import Pusher
+from muxd.upstream.v1.pusher import PUSH_RETRY, Pusher
 from muxd.upstream.v2 import NumberEntry, V2Client
 from tests.upstream.conftest import KEY
 from tests.upstream.outage import (
@@ -364,3 +364,45 @@ async def test_no_attempt_sooner_than_the_floor_nor_than_retry_after() -> None:
     slow = RetryLoop("s", Policy(first=50.0, cap=50.0, jitter=0.0, floor=1.0), clock=clock)
     clock.now = 1100.0
     assert slow.failed(1000.0, "slow") == 1.0
+
+
+async def test_a_wall_clock_step_back_does_not_delay_a_push_retry(tmp_path: Path) -> None:
+    """The pusher's retries run on the monotonic timer: a wall clock set back an hour (NTP on a
+    box without a real-time clock) after a failed push does not hold the retry for an hour."""
+    timer = VirtualClock()
+    wall = [timer.now]
+    push = PushEndpoint()
+    await push.start()
+    resolver = PhaseResolver(push.port)
+    journal = await Journal.open(tmp_path)
+    number = "+79002220009"
+    try:
+        op = await reserve(
+            journal, Reservation(number, "rent", "russia", "mts", None, True, wall[0] - 60, None)
+        )
+        assert op is not None
+        async with session(resolver) as http:
+            url = f"http://{HOST}:{push.port}/v1/PUSH_SMS"
+            pusher = Pusher(
+                journal, http, api_key=KEY, url=url, rent_url=url, filters={},
+                gzip_body=False, clock=lambda: wall[0], timer=timer, sleep=timer.sleep,
+                observer=V1Observer(),
+            )  # fmt: skip
+
+            def idle() -> bool:
+                return pusher.sending == 0
+
+            push.phase = "503"
+            async with running(pusher.run()):
+                sms_id = await receive(journal, number, "Bank", "code 1234", wall[0])
+                await timer.run_until(lambda: push.requests["503"] == 1, idle)
+                wall[0] -= 3600.0  # the wall clock steps back an hour
+                push.phase = "up"
+                started = timer.now
+                await timer.run_until(lambda: len(push.accepted) == 1, idle)
+                assert timer.now - started <= 2 * PUSH_RETRY
+            assert push.accepted == [sms_id]
+    finally:
+        await journal.close()
+        await resolver.close()
+        await push.close()

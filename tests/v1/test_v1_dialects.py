@@ -56,6 +56,7 @@ async def serving(env: Env, push_policy: PushPolicy, **overrides: Any) -> AsyncI
         env.http,
         clock=env.clock,
         sleep=env.clock.sleep,
+        monotonic=env.clock.monotonic,
         observer=env.observer,
         push_policy=push_policy,
     )

@@ -172,7 +172,11 @@ class Pusher:
         sms_id: Literal["sms", "activation"] = "sms",
         retry_verdicts: bool = False,
         policy: PushPolicy | None = None,
+        timer: Callable[[], float] | None = None,
     ) -> None:
+        """``clock``: wall time, for what is stored (when a push was settled) and for matching
+        SMS to operations; ``timer``: the monotonic clock every retry and wait runs on (a
+        wall-clock step moves no retry), ``clock`` itself when not given (tests' one clock)."""
         # The body's dialect, gzip and the verdict on each answer (muxd.upstream.v1.push_policy).
         self._policy = policy or PushPolicy(gzip_body=gzip_body, retry_verdicts=retry_verdicts)
         self._journal = journal
@@ -183,6 +187,7 @@ class Pusher:
         self._matches = compile_filters(filters)
         self._gzip = gzip_body
         self._clock = clock
+        self._timer = timer or clock
         self._sleep = sleep
         self._observer = observer
         self._sms_id = sms_id
@@ -190,7 +195,9 @@ class Pusher:
         self._queue: dict[int, PushRow] = {}  # sms_id -> push not settled
         self._due: dict[int, float] = {}  # sms_id -> earliest next attempt
         # Pushing as a whole: ok, or failing (then one push at a time probes the upstream).
-        self.loop = RetryLoop("pusher", PUSH_POLICY, clock=clock, logger=LOGGER, what="v1 PUSH_SMS")
+        self.loop = RetryLoop(
+            "pusher", PUSH_POLICY, clock=self._timer, logger=LOGGER, what="v1 PUSH_SMS"
+        )
         self._senders: dict[str, asyncio.Task[None]] = {}  # number -> its sender
         self._wake = asyncio.Event()  # a sender finished
         self._limit = asyncio.Semaphore(PUSH_CONCURRENCY)
@@ -264,7 +271,7 @@ class Pusher:
         return groups
 
     def _start_due(self) -> None:
-        now = self._clock()
+        now = self._timer()
         groups = self._groups()
         if self._probing():
             # Failing for a while: a single probe, when the backoff allows and none is on the
@@ -297,8 +304,8 @@ class Pusher:
             if self._senders:
                 return IDLE_POLL  # the probe's end wakes us
             head = max(min(heads), self.loop.next_at)
-            return max(0.0, min(head - self._clock(), IDLE_POLL))
-        return max(0.0, min(min(heads) - self._clock(), IDLE_POLL))
+            return max(0.0, min(head - self._timer(), IDLE_POLL))
+        return max(0.0, min(min(heads) - self._timer(), IDLE_POLL))
 
     async def _wait(self, delay: float) -> None:
         """Until a message is journaled, a sender finishes, or ``delay`` passed (on the
@@ -309,7 +316,7 @@ class Pusher:
         waits = [
             asyncio.ensure_future(self._journal.new_messages.wait()),
             asyncio.ensure_future(self._wake.wait()),
-            asyncio.ensure_future(self._sleep_until(self._clock() + delay)),
+            asyncio.ensure_future(self._sleep_until(self._timer() + delay)),
         ]
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -321,12 +328,12 @@ class Pusher:
     async def _sleep_until(self, when: float) -> None:
         # The delay is taken when the task starts, not when it was created: a clock that moved
         # in between (an injected one, in tests) does not stretch the wait.
-        await self._sleep(max(0.0, when - self._clock()))
+        await self._sleep(max(0.0, when - self._timer()))
 
     async def _send_group(self, rows: list[PushRow]) -> None:
         async with self._limit:
             for k, row in enumerate(rows):
-                started = self._clock()
+                started = self._timer()
                 try:
                     settled = await self._push(row)
                     due = self.loop.next_at  # the policy's, from the failed attempt's start
@@ -369,7 +376,7 @@ class Pusher:
         }
         headers.update(attempt.headers)
         url = self._rent_url if row.rent else self._url
-        started = self._clock()
+        started = self._timer()
         retry_after: float | None = None
         try:
             async with self._http.post(

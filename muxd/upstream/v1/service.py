@@ -118,6 +118,7 @@ class V1Service:
             sms_id=sms_id,
             retry_verdicts=retry_verdicts,
             policy=push_policy,
+            timer=monotonic,
         )
         self.port: int = 0  # bound port, once started
         self.started = asyncio.Event()
