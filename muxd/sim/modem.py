@@ -109,7 +109,9 @@ class ModemSimulator(ModemChaos):
     ``AT+CMGD`` handling, before the ``OK`` is written; ``on_command(port, line)``
     for every command line before it is answered; ``on_event(port, event)`` for
     simulator events: ``power-up``, ``sms-ready``, ``urc-tick``, ``mute``, ``unmute``,
-    ``vanish``, ``reappear``, ``sim-removed``, ``sim-inserted``. An exception raised
+    ``vanish``, ``reappear``, ``sim-removed``, ``sim-inserted``, ``cnma-timeout`` (a routed
+    SMS was not acknowledged in time), ``network-retry`` (the network delivers an SMS the
+    modem did not take again; after :attr:`redelivery_s` seconds). An exception raised
     by a hook (or the interpreter) is logged, kept in ``errors`` and re-raised by
     ``__aexit__`` when the ``async with`` body itself ended normally.
 

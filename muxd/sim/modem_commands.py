@@ -290,14 +290,14 @@ def _csms(state: SimModemState, form: str, args: list[str]) -> list[str]:
             service = int_arg(args, 0, 0, 1)
         except CmeError:
             raise CmsError(302) from None
-        if service == 1 and state.faults.routed_nocsms:
+        if service == 1 and state.faults.routed_nocsms > 0:
             raise CmsError(303)
         state.csms = service
         return ["+CSMS: 1,1,1"]
     if form == READ:
         return [f"+CSMS: {state.csms},1,1,1"]
     if form == TEST:
-        return ["+CSMS: (0)" if state.faults.routed_nocsms else "+CSMS: (0,1)"]
+        return ["+CSMS: (0)" if state.faults.routed_nocsms > 0 else "+CSMS: (0,1)"]
     raise CmeError(50)
 
 

@@ -67,8 +67,8 @@ FAULT_KEYS = (
     "reused_refs[=P]",
     "bad_scts[=P]",
     "absurd_scts[=P]",
-    "routed",
-    "routed_nocsms",
+    "routed[=P]",
+    "routed_nocsms[=P]",
     "cnma=S",
     "hang=EVERY:SECONDS",
     "vanish=EVERY:SECONDS",
@@ -119,9 +119,10 @@ class Faults:
     * ``bad_scts`` / ``absurd_scts``: probability per injected SMS of an invalid SMSC time
       stamp (month 13, hour 25, a non-BCD zone nibble) / a valid but absurd one (year 99
       read as 2099, zone -17:30); the text is intact;
-    * ``routed``: new SMS are routed to the host as ``+CMT: ,LEN`` + PDU whatever
-      ``AT+CNMI``'s mt says (without it only mt=2 routes); ``routed_nocsms``: the same,
-      and ``AT+CSMS=1`` is refused, so the modem acknowledges every routed SMS itself;
+    * ``routed``: probability per injected SMS that it is routed to the host as
+      ``+CMT: ,LEN`` + PDU whatever ``AT+CNMI``'s mt says (class 0 style; without it
+      only mt=2 routes); ``routed_nocsms``: the same, and any value > 0 makes the modem
+      refuse ``AT+CSMS=1``, so it acknowledges every routed SMS itself;
     * ``cnma_timeout_s``: how long a routed SMS waits for ``AT+CNMA`` (with
       ``AT+CSMS=1``) before the modem gives up, turns routing off and the network
       delivers it again later.
@@ -145,8 +146,8 @@ class Faults:
     reused_refs: float = 0.0
     bad_scts: float = 0.0
     absurd_scts: float = 0.0
-    routed: bool = False
-    routed_nocsms: bool = False
+    routed: float = 0.0
+    routed_nocsms: float = 0.0
     cnma_timeout_s: float = CNMA_TIMEOUT_S
 
     @property
@@ -160,7 +161,15 @@ class Faults:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be >= 0, got {value}")
-        for name in ("noise", "late_p", "reused_refs", "bad_scts", "absurd_scts"):
+        for name in (
+            "noise",
+            "late_p",
+            "reused_refs",
+            "bad_scts",
+            "absurd_scts",
+            "routed",
+            "routed_nocsms",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be a probability within [0, 1], got {value}")
@@ -220,10 +229,9 @@ _FLAGS = (
     "drop_urcs",
     "storage_full",
     "cnum_empty",
-    "routed",
-    "routed_nocsms",
 )
-_SMS_FAULTS = ("reused_refs", "bad_scts", "absurd_scts")  # key[=P]
+_SMS_FAULTS = ("reused_refs", "bad_scts", "absurd_scts")  # key[=P], bare: DEFAULT_SMS_FAULT_P
+_ROUTING_FAULTS = ("routed", "routed_nocsms")  # key[=P], bare: every SMS
 
 
 def _number(key: str, raw: str) -> float:
@@ -259,9 +267,9 @@ def parse_fault_spec(text: str) -> FaultPlan:
     ``noise[=P]`` (bare: 0.05), ``mute``, ``drop_urcs``, ``storage_full``,
     ``cnum_empty``, ``parts=in|reverse|shuffle``, ``ref16`` (or ``ref_bits=8|16``),
     ``late=P:MIN-MAX``, ``reused_refs[=P]``, ``bad_scts[=P]``, ``absurd_scts[=P]``
-    (bare: 0.05), ``routed``, ``routed_nocsms``, ``cnma=S``, ``hang=EVERY:SECONDS``,
-    ``vanish=EVERY:SECONDS``, ``swap=EVERY`` (:data:`FAULT_KEYS`). Raises ValueError
-    naming the offending item (and, for an unknown key, listing the known ones).
+    (bare: 0.05), ``routed[=P]``, ``routed_nocsms[=P]`` (bare: 1, every SMS), ``cnma=S``,
+    ``hang=EVERY:SECONDS``, ``vanish=EVERY:SECONDS``, ``swap=EVERY`` (:data:`FAULT_KEYS`).
+    Raises ValueError naming the offending item (an unknown key: listing the known ones).
     """
     plan = FaultPlan()
     for item in text.split(","):
@@ -297,6 +305,8 @@ def parse_fault_spec(text: str) -> FaultPlan:
             plan.late_p, plan.late_min_s, plan.late_max_s = _late(raw)
         elif key in _SMS_FAULTS:
             setattr(plan, key, _number(key, raw) if sep else DEFAULT_SMS_FAULT_P)
+        elif key in _ROUTING_FAULTS:
+            setattr(plan, key, _number(key, raw) if sep else 1.0)
         elif key in ("cnma", "cnma_timeout_s") and sep:
             plan.cnma_timeout_s = _number(key, raw)
         else:

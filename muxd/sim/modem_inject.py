@@ -10,7 +10,8 @@ The port's SMS faults apply here: ``reused_refs`` turns an SMS into two messages
 a reference (two lines, each with its true text, ``"reused_ref": <ref>``), ``bad_scts`` /
 ``absurd_scts`` spoil its stamp (``"scts_fault": <kind>``, ``"scts_raw": <hex>``), and a
 modem that routes new SMS (``AT+CNMI`` mt=2, ``routed``, ``routed_nocsms``) gets them through
-:mod:`muxd.sim.modem_routed` (``"routed": true``, no ``indices``). Every such SMS counts as
+:mod:`muxd.sim.modem_routed` (``"routed": true``, no ``indices``; so does an SMS that queues
+behind one, ``"routed": false``, stored when the network delivers it). Every such SMS counts as
 injected (``"stored": true`` means the modem took it; false only for a full memory).
 """
 
@@ -138,13 +139,15 @@ class SmsInjector(RoutedDelivery):
             port.rng.shuffle(arrival)
         sms_id = uuid.uuid4().hex
         self.injected += 1
-        if state.routes_new_sms or port._network or port._awaiting is not None:
+        forced = self._routing_fault(port)
+        if forced or state.routes_new_sms or port._network or port._awaiting is not None:
+            generation = port.sim_generation
             network = [
-                NetworkSms(sms_id, parts[k].hex, parts[k].tpdu_length, port.sim_generation)
+                NetworkSms(sms_id, parts[k].hex, parts[k].tpdu_length, generation, forced)
                 for k in arrival
             ]
             self._send_to_network(port, network)
-            extra["routed"] = True
+            extra["routed"] = forced or state.routes_new_sms
             self._log_sms(port, sms_id, sender, text, len(parts), [], True, when, extra)
             return sms_id
         stored_at = self._store([(sms_id, parts[k]) for k in arrival], port)
@@ -172,6 +175,12 @@ class SmsInjector(RoutedDelivery):
         announce += state.storage_full_urc()
         self._emit(port, bytes(announce))
         return slots
+
+    def _routing_fault(self, port: SimPort) -> bool:
+        """True when the port's routing faults route the next SMS whatever +CNMI says."""
+        faults = port.state.faults
+        share = max(faults.routed, faults.routed_nocsms)
+        return share > 0 and (share >= 1 or port.rng.random() < share)
 
     def _stamp_fault(self, port: SimPort) -> str | None:
         """A bad or absurd stamp kind for the next SMS on ``port`` (its faults' odds), or None."""
@@ -202,13 +211,15 @@ class SmsInjector(RoutedDelivery):
         self.injected += 2
         state = port.state
         extra: dict[str, Any] = {"ref_bits": bits, "order": "interleaved", "reused_ref": ref}
-        if state.routes_new_sms or port._network or port._awaiting is not None:
+        forced = self._routing_fault(port)
+        if forced or state.routes_new_sms or port._network or port._awaiting is not None:
+            generation = port.sim_generation
             network = [
-                NetworkSms(ids[m], parts[m][k].hex, parts[m][k].tpdu_length, port.sim_generation)
+                NetworkSms(ids[m], parts[m][k].hex, parts[m][k].tpdu_length, generation, forced)
                 for m, k in order
             ]
             self._send_to_network(port, network)
-            extra["routed"] = True
+            extra["routed"] = forced or state.routes_new_sms
             for m in (0, 1):
                 part_scts = [stamp.isoformat() for stamp in stamps[m]]
                 self._log_sms(

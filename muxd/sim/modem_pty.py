@@ -63,6 +63,7 @@ class NetworkSms(NamedTuple):
     hex: str
     tpdu_length: int
     sim_generation: int  # the SIM it was sent to (a swapped-out SIM never gets it)
+    forced: bool  # routed whatever +CNMI says (the routed / routed_nocsms faults)
 
 
 @dataclass(eq=False)

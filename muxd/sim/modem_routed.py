@@ -2,7 +2,8 @@
 
 :class:`RoutedDelivery` is the part of :class:`~muxd.sim.modem.ModemSimulator` that plays
 the network side of a modem that routes new SMS to the host instead of storing them
-(``AT+CNMI=…,2,…``, or the ``routed`` / ``routed_nocsms`` faults whatever mt says).
+(``AT+CNMI=…,2,…``), or routes some of them whatever mt says (the ``routed`` /
+``routed_nocsms`` faults: that share of the injected SMS is routed, class 0 style).
 
 Each injected part joins the port's network queue (``SimPort._network``) and is delivered
 one at a time while the modem can receive (not hung, not gone, SIM in, SMS ready):
@@ -15,8 +16,9 @@ one at a time while the modem can receive (not hung, not gone, SIM in, SMS ready
   answer in time, a reboot or a vanishing port with the answer due: the modem reports a
   failure to the network and, as 27.005 prescribes, turns routing off (``+CNMI`` mt and ds
   set to 0); the network delivers the SMS again :attr:`~RoutedDelivery.redelivery_s`
-  seconds later (:data:`REDELIVERY_S` by default), routed again if routing is on then,
-  else stored like any new SMS (announced per ``+CNMI``: with mt=0, silently);
+  seconds later (:data:`REDELIVERY_S` by default), routed again if routing is on then
+  (or the fault routes it), else stored like any new SMS (announced per ``+CNMI``: with
+  mt=0, silently);
 * routing off: the part is stored (``+CMTI`` per ``+CNMI``); a full memory makes the
   network try again :attr:`~RoutedDelivery.redelivery_s` seconds later.
 
@@ -72,7 +74,7 @@ class RoutedDelivery(ModemBoot):
             if sms.sim_generation != port.sim_generation:
                 self._log_discarded(port, sms.sms_id, "sim-swap")
                 continue
-            if not state.routes_new_sms:
+            if not (sms.forced or state.routes_new_sms):
                 if not self._store_from_network(port, sms):
                     return
                 continue
@@ -121,6 +123,7 @@ class RoutedDelivery(ModemBoot):
         port._awaiting = None
         port.state.awaiting_cnma = False
         port.cnma_timeouts += 1
+        self._event(port, "cnma-timeout")
         wait = port.state.faults.cnma_timeout_s
         LOGGER.info("%s: no AT+CNMA in %.1f s, routing off", port.name, wait)
         self._failed_delivery(port, sms, disable_routing=True)
@@ -133,6 +136,7 @@ class RoutedDelivery(ModemBoot):
 
         def again() -> None:
             port._network.appendleft(sms)
+            self._event(port, "network-retry")
             self._deliver_routed(port)
 
         if not self._closed:

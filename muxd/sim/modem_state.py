@@ -359,8 +359,8 @@ class SimModemState:
 
     @property
     def routes_new_sms(self) -> bool:
-        """True when a new SMS goes to the host as ``+CMT`` (mt=2 or a routing fault)."""
-        return self.cnmi[1] == 2 or self.faults.routed or self.faults.routed_nocsms
+        """True when ``AT+CNMI`` routes new SMS to the host as ``+CMT`` (mt=2)."""
+        return self.cnmi[1] == 2
 
     def urc_cmt(self, pdu: PduLike) -> bytes:
         """A routed SMS in PDU mode: ``\r\n+CMT: ,<length>\r\n<pdu>\r\n``."""
