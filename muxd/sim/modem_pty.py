@@ -155,6 +155,10 @@ class PtyIO:
         """Boot ``port``'s modem (implemented by :class:`~muxd.sim.modem_boot.ModemBoot`)."""
         raise NotImplementedError
 
+    def _event(self, port: SimPort, event: str) -> None:
+        """Report a simulator event (implemented by :class:`~muxd.sim.modem_boot.ModemBoot`)."""
+        raise NotImplementedError
+
     def _attach_pty(self, port: SimPort, *, avoid: str | None = None) -> None:
         """Open a pty for ``port`` (not named ``avoid``), point the symlink at it, serve it."""
         assert self._loop is not None
@@ -288,6 +292,7 @@ class PtyIO:
             return
         try:
             self._emit(port, answer, response=True)
+            self._event(port, "late-answer")
             held = bytes(port._held)
             port._held.clear()
             if port.state.reboot_pending:
