@@ -149,3 +149,45 @@ def test_scts_offset_with_alphanumeric_and_numeric_senders() -> None:
             pdu = encode_deliver(sender, "hi", scts=SENT_AT, smsc=smsc)[0]
             data = bytes.fromhex(pdu.hex)
             assert data[scts_offset(data) : scts_offset(data) + 7] == encode_scts(SENT_AT)
+
+
+async def test_benchmark_ledger_checks_each_reused_ref_message_whole(tmp_path: Path) -> None:
+    """The campaign's ledger on this ground truth: a mixed text is corrupted, named as such."""
+    from benchmarks import e2e_smsfaults
+    from benchmarks.e2e_core import Delivery, Ledger
+
+    log = tmp_path / "truth.jsonl"
+    async with ModemSimulator(1, tmp_path / "ports", log_path=log, seed=1) as sim:
+        port = sim.ports[0]
+        port.faults.reused_refs = 1.0
+        sim.inject(0, "Bank", "Your code is 3333", scts=SENT_AT)
+        port.faults.reused_refs = 0.0
+        port.faults.bad_scts = 1.0
+        sim.inject(0, "Bank", "Your code is 4444", scts=SENT_AT)
+        slots = port.state.slots
+        stored = [decode_pdu(slots[i].pdu_hex, tpdu_length=slots[i].tpdu_length) for i in (1, 4)]
+    a, b, bad = truth(log)
+    assert isinstance(stored[0], SmsDeliver)
+    assert isinstance(stored[1], SmsDeliver)
+    number = a["number"]
+    ledger = Ledger()
+    for record in (a, b, bad):
+        ledger.add_sent(record, 1)
+    ledger.add_delivery(Delivery(1.0, number, "Bank", a["text"]), 1)  # A whole
+    mixed = a["text"][: len(stored[0].text)] + b["text"][len(stored[0].text) :]
+    ledger.add_delivery(Delivery(1.0, number, "Bank", mixed), 1)  # A1 + B2
+    ledger.add_delivery(Delivery(1.0, number, "Bank", bad["text"]), 1)  # bad stamp, right text
+    ledger.pair_corrupted()
+    kinds = e2e_smsfaults.report(ledger)
+    assert kinds["reused_ref"] == {
+        "injected": 2,
+        "delivered": 1,
+        "lost": 0,
+        "corrupted": 1,
+        "duplicated": 0,
+        "excused": 0,
+        "mixed_deliveries": 1,
+    }
+    assert kinds["bad_scts"]["delivered"] == kinds["bad_scts"]["injected"] == 1
+    assert e2e_smsfaults.misdelivered(ledger)["by_what"] == {"mixed_reused_ref": 1}
+    assert "reused_ref 1/2 (1 corrupted)" in e2e_smsfaults.summary_line(kinds)
