@@ -101,6 +101,8 @@ class SmsInjector(RoutedDelivery):
         port's ``faults.ref_bits`` / ``faults.parts_order``. The log's ``indices`` are in
         part order. ``encoded``: the single PDU of a one-part SMS (``text`` from ``sender``
         at ``scts``), encoded ahead of time by a load generator that keeps its own CPU low.
+        The port's SMS faults apply (see the module docstring): with ``reused_refs`` the
+        SMS may become two messages (two log lines; the first one's id is returned).
         """
         if self._loop is None:
             raise RuntimeError("simulator not started")

@@ -111,6 +111,7 @@ class SimPort:
     _network: deque[NetworkSms] = field(default_factory=deque, repr=False)  # not yet delivered
     _awaiting: NetworkSms | None = field(default=None, repr=False)  # +CMT waiting for AT+CNMA
     _cnma_timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    _network_retry: bool = False  # the network will retry a part the full memory refused
 
     @property
     def faults(self) -> Faults:

@@ -91,15 +91,21 @@ class RoutedDelivery(ModemBoot):
     def _store_from_network(self, port: SimPort, sms: NetworkSms) -> bool:
         state = port.state
         slot = state.store_deliver(sms)
-        if slot is None:  # memory full: the network tries again later
+        if slot is None:  # memory full: the network tries again later (one retry at a time)
             port._network.appendleft(sms)
-            self._sim_timer(port, self.redelivery_s, lambda: self._deliver_routed(port))
+            if not port._network_retry:
+                port._network_retry = True
+                self._sim_timer(port, self.redelivery_s, lambda: self._retry_store(port))
             self._emit(port, state.storage_full_urc())
             return False
         mem = state.receive_mem
         self._slot_ids[(port.index, mem, slot)] = sms.sms_id
         self._emit(port, state.cmti_if_enabled(slot, mem) + state.storage_full_urc())
         return True
+
+    def _retry_store(self, port: SimPort) -> None:
+        port._network_retry = False
+        self._deliver_routed(port)
 
     def _on_cnma(self, port: SimPort, accepted: bool) -> None:
         """``AT+CNMA`` (accepted) or ``AT+CNMA=2`` for the routed part awaiting it."""

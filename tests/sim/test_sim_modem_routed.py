@@ -187,3 +187,28 @@ async def test_a_part_sent_to_a_swapped_out_sim_is_discarded(tmp_path: Path) -> 
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert lines[-1]["event"] == "discarded"
     assert lines[-1]["id"] == sms_id
+
+
+async def test_full_memory_makes_the_network_retry_later(tmp_path: Path) -> None:
+    events = Events()
+    async with ModemSimulator(1, tmp_path, on_event=events, capacity=1) as sim:
+        sim.redelivery_s = SHORT_S
+        port = sim.ports[0]
+        port.faults.cnma_timeout_s = SHORT_S
+        client = PtyClient(port.path)
+        try:
+            await client.command("ATE0")
+            await client.command("AT+CSMS=1")
+            await client.command("AT+CNMI=2,2,0,0,0")
+            sim.inject(0, "Telegram", "routed first")  # no ack: routing goes off
+            assert await routed_text(client) == "routed first"
+            await events.wait(0, "cnma-timeout")
+            await client.command("AT+CNMI=2,1,0,0,0")
+            port.state.faults.storage_full = True  # the memory refuses it meanwhile
+            await events.wait(0, "network-retry")
+            assert port.state.used == 0
+            port.state.faults.storage_full = False
+            assert (await client.read_until(CMTI_RE)).group(1) == b"1"  # the next retry
+            assert port.state.used == 1
+        finally:
+            client.close()
