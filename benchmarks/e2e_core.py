@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from muxd.sim.modem_smsfaults import BAD_SCTS
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -206,6 +208,23 @@ class Sent:
     # why it cannot arrive, if so: "sim-swap" (left in the memory of a swapped-out SIM),
     # "refused" (the memory was full)
     excused: str = ""
+    tags: tuple[str, ...] = ()  # its SMS faults (sms_fault_tags)
+
+
+def sms_fault_tags(record: dict[str, Any]) -> tuple[str, ...]:
+    """The simulator's SMS faults on one ground-truth line: ``bad_scts`` (an invalid stamp),
+    ``absurd_scts`` (year 2099, zone -17:30), ``reused_ref`` (shares its concatenation
+    reference with another message from the same sender, parts interleaved), ``routed``
+    (given to the host as ``+CMT``, never stored by the modem)."""
+    tags = []
+    stamp = record.get("scts_fault")
+    if stamp:
+        tags.append("bad_scts" if stamp in BAD_SCTS else "absurd_scts")
+    if "reused_ref" in record:
+        tags.append("reused_ref")
+    if record.get("routed"):
+        tags.append("routed")
+    return tuple(tags)
 
 
 @dataclass
@@ -273,6 +292,7 @@ class Ledger:
             return
         sent = Sent(record["t"], record["number"], record["sender"], record["text"], step)
         sent.sms_id, sent.port = record.get("id", ""), record.get("port", "")
+        sent.tags = sms_fault_tags(record)
         key = (sent.number, sent.sender, sent.text)
         if key in self.by_key:
             raise RuntimeError(f"ground truth repeats an SMS: {key}")

@@ -49,24 +49,39 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks import e2e_smsfaults
 from benchmarks.e2e_core import Fleet, JsonlTail, Ledger, Sent, get_json, percentile
+from benchmarks.e2e_smsfaults import misdelivered
 from muxd.fleet import BACKOFF_MAX
 from muxd.sim.modem_faults import FaultPlan, parse_fault_spec
 from muxd.sim.modem_ident import make_identity
+from muxd.sim.modem_routed import REDELIVERY_S
 
 PRESETS = {
     # not mute / storage_full (a port that never works), cnum_empty (numbers come from the
     # file), drop_urcs (every SMS of the port by sweep: hides what a hang does to +CMTI),
-    # parts / ref16 (the load's SMS are single-part)
+    # parts / ref16 (the load's SMS are single-part; reused_refs makes 2-part pairs),
+    # routed_nocsms (a modem that acknowledges a routed SMS itself loses it for any host
+    # when it routes it between two opens of the port, as after a hang or a vanishing);
+    # routed: a share only, so that the faulty ports still store most SMS
     "all": "noise=0.05,split_reads,delay=0.2,urc_mid_response,mid_pdu,"
-    "hang=120:20,vanish=300:10,swap=600",
+    "hang=120:20,vanish=300:10,swap=600,"
+    "late=0.02:5.2-7,reused_refs=0.05,bad_scts=0.02,absurd_scts=0.02,routed=0.2",
 }
 SWEEP_S = 60.0  # muxd's default modems.sweep_interval: a missed +CMTI waits this long at most
 RESCAN_S = 30.0  # muxd's default modems.rescan_interval: a port back from vanishing
 RECOVERY_MARGIN_S = 60.0  # timeouts, publication, the rest
 WATCH_EVERY = 2.0  # seconds between looks at /api/ports, the events and the stand-in
 CHECKS_PER_LOOK = 64  # checkNumber requests per look at most
-KEY_FAULT_EVENTS = {"mute": "hang", "vanish": "vanish", "sim-inserted": "swap"}
+KEY_FAULT_EVENTS = {
+    "mute": "hang",
+    "vanish": "vanish",
+    "sim-inserted": "swap",
+    "late-answer": "late",
+    "cnma-timeout": "cnma_timeout",
+    "network-retry": "network_retry",
+}
+FIRED = ("hang", "vanish", "swap", "late", "cnma_timeout", "network_retry")
 EXAMPLES = 20  # evidence items kept per kind
 # A port back from a hang or vanishing this long is expected ready in muxd again, and a SIM
 # kept this long (swapped in this long before the next swap or the end) expected published:
@@ -99,6 +114,9 @@ def configure(args: argparse.Namespace, p: argparse.ArgumentParser) -> None:
     # a port that failed to reopen again and again (a hang outlasting several attempts) waits
     # up to muxd's longest reconnection back-off before the next try
     quiet = SWEEP_S + plan.hang_s + plan.vanish_s + RESCAN_S + BACKOFF_MAX + RECOVERY_MARGIN_S
+    quiet += plan.late_max_s  # an answer after the deadline, and the resynchronisation
+    if plan.routed > 0 or plan.routed_nocsms > 0:  # a routed SMS not acknowledged in time
+        quiet += plan.cnma_timeout_s + REDELIVERY_S
     args.drain_idle = max(args.drain_idle, quiet)
     args.drain_max = max(args.drain_max, 3 * quiet)
 
@@ -287,7 +305,7 @@ class FaultWatch:
             "spec": self.args.faults,
             "share": self.args.fault_share,
             "faulty_ports": len(self.faulty),
-            "fired": {kind: self.fired[kind] for kind in ("hang", "vanish", "swap")},
+            "fired": {kind: self.fired[kind] for kind in FIRED},
             "fired_note": "simulator events from its start to the end of the drain",
             "watch_note": f"muxd's /api/ports read every {WATCH_EVERY:g} s (in its CPU figure)",
             "drain_idle_s": self.args.drain_idle,
@@ -311,6 +329,7 @@ class FaultWatch:
             }
         out["swaps"] = self._swap_report(plan, end)
         out["misdelivered"] = misdelivered(ledger)
+        out["sms_faults"] = e2e_smsfaults.report(ledger)
         out["lost_examples"] = self._examples(ledger, lambda s: not s.corrupted and not s.excused)
         out["excused_examples"] = self._examples(ledger, lambda s: bool(s.excused))
         return out
@@ -429,33 +448,6 @@ def code_version() -> dict[str, Any]:
     return {"commit": git("rev-parse", "HEAD") or None, "muxd_changed_files": dirty}
 
 
-def misdelivered(ledger: Ledger) -> dict[str, Any]:
-    """Deliveries that match no SMS, by what differs from the SMS with the same (unique) text."""
-    by_text = {s.text: s for s in ledger.sent}
-    kinds: Counter[str] = Counter()
-    examples: list[dict[str, Any]] = []
-    for delivery, _ in ledger.unmatched:
-        sent = by_text.get(delivery.text)
-        if sent is None:
-            kind = "text"
-        elif delivery.number != sent.number:
-            kind = "number"
-        else:
-            kind = "sender"
-        kinds[kind] += 1
-        if len(examples) < EXAMPLES:
-            item: dict[str, Any] = {
-                "wrong": kind,
-                "delivered": {"t": delivery.t, "number": delivery.number},
-            }
-            item["delivered"].update(sender=delivery.sender, text=delivery.text)
-            if sent is not None:
-                item["sent"] = {"t": sent.t, "port": sent.port, "number": sent.number}
-                item["sent"]["sender"] = sent.sender
-            examples.append(item)
-    return {"count": sum(kinds.values()), "by_what": dict(kinds), "examples": examples}
-
-
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
@@ -489,6 +481,12 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         f"(delay p50 {delay['p50']} s, max {delay['max']} s); last SIM listed on "
         f"{s['last_sim_listed_for_its_port']} of {s['ports_swapped']} swapped ports"
     )
+    lines.append(e2e_smsfaults.summary_line(f["sms_faults"]))
+    if fired["late"] or fired["cnma_timeout"]:
+        lines.append(
+            f"late answers {fired['late']}, routed SMS not acknowledged in time "
+            f"{fired['cnma_timeout']}, network retries {fired['network_retry']}"
+        )
     mis = f["misdelivered"]
     if mis["count"]:
         lines.append(f"misdelivered: {mis['count']} ({mis['by_what']})")

@@ -32,7 +32,9 @@ F`` are given to the :class:`ModemSimulator` as ``muxd simulate`` gives them: a 
 the ports gets the I/O faults from the start and the plan's hangs, vanishings and SIM swaps,
 which keep firing until ``quit``. ``--events FILE`` appends one JSON line per time-based fault
 event: ``{"t", "port" (the alias name), "event" (mute, unmute, vanish, reappear, sim-removed,
-sim-inserted), "number", "iccid"}``, the SIM's after the event.
+sim-inserted, late-answer, cnma-timeout, network-retry), "number", "iccid"}``, the SIM's after
+the event. The SMS faults (``reused_refs``, ``bad_scts``, ``absurd_scts``, ``routed``) act in
+``ModemSimulator.inject`` and are marked on the ground-truth lines.
 """
 
 from __future__ import annotations
@@ -65,7 +67,12 @@ from muxd.sim.modem_state import DEFAULT_CAPACITY
 
 YIELD_EVERY = 64  # yield to the loop at least this often while catching up (as run_load)
 _VERB = re.compile(r"AT[+^$%#]?[A-Z]*|[A-Z0-9+^]*")  # AT+CMGR=3 -> AT+CMGR
-FAULT_EVENTS = frozenset({"mute", "unmute", "vanish", "reappear", "sim-removed", "sim-inserted"})
+FAULT_EVENTS = frozenset(
+    {
+        *("mute", "unmute", "vanish", "reappear", "sim-removed", "sim-inserted"),
+        *("late-answer", "cnma-timeout", "network-retry"),
+    }
+)
 
 
 class Planned(NamedTuple):

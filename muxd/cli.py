@@ -20,6 +20,7 @@ from muxd import __version__
 from muxd.cli_ops import add_outbox_parser, add_upstream_parser, cmd_upstream
 from muxd.errors import ConfigError, MuxdError
 from muxd.probe import add_probe_parser
+from muxd.sim.modem_faults import FAULT_KEYS
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -339,7 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--faults",
         default=None,
-        help='e.g. "noise=0.05,split_reads,delay=0.2,urc_mid_response,hang=60:5,vanish=300:2"',
+        help='e.g. "noise=0.05,split_reads,delay=0.2,urc_mid_response,hang=60:5,vanish=300:2"'
+        f"; every key: {', '.join(FAULT_KEYS)}",
     )
     p.add_argument("--fault-share", type=float, default=1.0, help="share of ports with faults")
     p.add_argument("--log-level", default="info")

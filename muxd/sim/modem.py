@@ -37,7 +37,9 @@ mount, so a container gets 3072). 512 ports need ~1030 descriptors in one proces
 Layout: this module is the façade (everything above stays importable from here);
 :mod:`~muxd.sim.modem_pty` holds :class:`SimPort`, the ptys, symlinks and output pacing,
 :mod:`~muxd.sim.modem_boot` the boot sequence, timers and events,
-:mod:`~muxd.sim.modem_inject` injection, load generation and the ground-truth log, and
+:mod:`~muxd.sim.modem_inject` injection, load generation and the ground-truth log,
+:mod:`~muxd.sim.modem_routed` routed delivery (``+CMT``, ``AT+CSMS``, ``AT+CNMA``),
+:mod:`~muxd.sim.modem_smsfaults` reused references and bad stamps, and
 :mod:`~muxd.sim.modem_chaos` the time-based faults and their scheduling.
 """
 
@@ -107,7 +109,9 @@ class ModemSimulator(ModemChaos):
     ``AT+CMGD`` handling, before the ``OK`` is written; ``on_command(port, line)``
     for every command line before it is answered; ``on_event(port, event)`` for
     simulator events: ``power-up``, ``sms-ready``, ``urc-tick``, ``mute``, ``unmute``,
-    ``vanish``, ``reappear``, ``sim-removed``, ``sim-inserted``. An exception raised
+    ``vanish``, ``reappear``, ``sim-removed``, ``sim-inserted``, ``cnma-timeout`` (a routed
+    SMS was not acknowledged in time), ``network-retry`` (the network delivers an SMS the
+    modem did not take again; after :attr:`redelivery_s` seconds). An exception raised
     by a hook (or the interpreter) is logged, kept in ``errors`` and re-raised by
     ``__aexit__`` when the ``async with`` body itself ended normally.
 
@@ -247,6 +251,7 @@ class ModemSimulator(ModemChaos):
         )
         state.on_delete = lambda slot, pdu_hex: self._call_delete_hook(port, slot, pdu_hex)
         state.on_command = lambda line: self._call_command_hook(port, line)
+        state.on_cnma = lambda accepted: self._on_cnma(port, accepted)
         self._attach_pty(port)
         LOGGER.debug("%s -> %s number %s (%s)", name, port.tty_name, port.number, flavour.name)
         self._power_up(port)

@@ -43,6 +43,7 @@ CMS_TEXT = {
     310: "SIM not inserted",
     314: "SIM busy",
     321: "invalid memory index",
+    340: "no +CNMA acknowledgement expected",
     500: "unknown error",
 }
 

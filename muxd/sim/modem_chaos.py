@@ -95,6 +95,7 @@ class ModemChaos(SmsInjector, ModemBoot):
             port._unmute = None
             port.faults.mute = False
             self._event(port, "unmute")
+            self._deliver_routed(port)  # what the network kept for the hung modem
 
         port._unmute = self._sim_timer(port, seconds, unmute)
         self._event(port, "mute")

@@ -284,14 +284,40 @@ def _csca(state: SimModemState, form: str, args: list[str]) -> list[str]:
 
 
 def _csms(state: SimModemState, form: str, args: list[str]) -> list[str]:
+    """``+CSMS``: service 1 makes routed SMS wait for ``AT+CNMA`` (refused: routed_nocsms)."""
     if form == SET:
-        int_arg(args, 0, 0, 1)
+        try:
+            service = int_arg(args, 0, 0, 1)
+        except CmeError:
+            raise CmsError(302) from None
+        if service == 1 and state.faults.routed_nocsms > 0:
+            raise CmsError(303)
+        state.csms = service
         return ["+CSMS: 1,1,1"]
     if form == READ:
-        return ["+CSMS: 0,1,1,1"]
+        return [f"+CSMS: {state.csms},1,1,1"]
     if form == TEST:
-        return ["+CSMS: (0,1)"]
+        return ["+CSMS: (0)" if state.faults.routed_nocsms > 0 else "+CSMS: (0,1)"]
     raise CmeError(50)
+
+
+def _cnma(state: SimModemState, form: str, args: list[str]) -> list[str]:
+    """``+CNMA``: acknowledge (``AT+CNMA``, ``=0``, ``=1``) or refuse (``=2``) a routed SMS."""
+    if form == TEST:
+        return ["+CNMA: (0-2)"]
+    if form == READ:
+        raise CmsError(302)
+    _require_pdu_mode(state)
+    try:
+        reply = int_arg(args, 0, 0, 2, default=0)
+    except CmeError:
+        raise CmsError(304) from None
+    if state.csms != 1 or not state.awaiting_cnma:
+        raise CmsError(340)  # no +CNMA acknowledgement expected
+    state.awaiting_cnma = False
+    if state.on_cnma is not None:
+        state.on_cnma(reply != 2)
+    return []
 
 
 def _cmgr(state: SimModemState, form: str, args: list[str]) -> list[str]:
@@ -379,6 +405,7 @@ HANDLERS: dict[str, Handler] = {
     "+CSCS": _cscs,
     "+CSCA": _csca,
     "+CSMS": _csms,
+    "+CNMA": _cnma,
     "+CMGR": _cmgr,
     "+CMGL": _cmgl,
     "+CMGD": _cmgd,

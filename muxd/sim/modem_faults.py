@@ -10,12 +10,17 @@ Interpreter-level knobs (``mute``, ``drop_urcs``, ``storage_full``, ``cnum_empty
 applied by :class:`~muxd.sim.modem_state.SimModemState`; I/O-level ones
 (``urc_mid_response``, ``mid_pdu``, ``split_reads``, ``delay_s``, ``noise``) by the pty
 writer in :mod:`muxd.sim.modem_pty`; ``parts_order`` and ``ref_bits`` are the defaults of
-``ModemSimulator.inject`` on that port. Time-based events (a hang, a vanishing port, a SIM
-swap) are methods of the simulator (``mute_for``, ``vanish``, ``swap_sim``); a
-:class:`FaultPlan` can also schedule them at random (seeded) intervals.
+``ModemSimulator.inject`` on that port. ``late_p`` (answers after the host's deadline,
+later commands queued behind) is applied by the pty reader; ``reused_refs``,
+``bad_scts``, ``absurd_scts`` change what ``inject`` stores; ``routed`` and
+``routed_nocsms`` make ``inject`` hand the SMS to the routed delivery of
+:mod:`muxd.sim.modem_routed` (``+CMT`` instead of storage). Time-based events (a hang, a
+vanishing port, a SIM swap) are methods of the simulator (``mute_for``, ``vanish``,
+``swap_sim``); a :class:`FaultPlan` can also schedule them at random (seeded) intervals.
 
 :func:`parse_fault_spec` reads the CLI form, e.g.
-``"noise=0.05,split_reads,delay=0.2,urc_mid_response,hang=30:5,vanish=120:2"``.
+``"noise=0.05,split_reads,delay=0.2,urc_mid_response,hang=30:5,vanish=120:2"``;
+:data:`FAULT_KEYS` lists every key (the CLI help and the parser's errors show it).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import re
 from dataclasses import dataclass, fields
 
 __all__ = [
+    "FAULT_KEYS",
     "PARTS_ORDERS",
     "FaultPlan",
     "Faults",
@@ -37,6 +43,37 @@ __all__ = [
 PARTS_ORDERS = ("in", "reverse", "shuffle")
 REF_BITS = (8, 16)
 DEFAULT_NOISE = 0.05  # probability used by a bare ``noise`` in a fault spec
+# probability per injected SMS used by a bare ``reused_refs`` / ``bad_scts`` / ``absurd_scts``
+DEFAULT_SMS_FAULT_P = 0.05
+# seconds the modem waits for AT+CNMA after a routed +CMT (with AT+CSMS=1) before it
+# reports a failure to the network (24.011's TR2M is 12-20 s; the network then retries)
+CNMA_TIMEOUT_S = 15.0
+
+#: every key :func:`parse_fault_spec` accepts, in the form it takes
+FAULT_KEYS = (
+    "noise[=P]",
+    "split_reads[=GAP_S]",
+    "delay=S",
+    "late=P:MIN-MAX",
+    "urc_mid_response",
+    "mid_pdu",
+    "mute",
+    "drop_urcs",
+    "storage_full",
+    "cnum_empty",
+    "parts=in|reverse|shuffle",
+    "ref16",
+    "ref_bits=8|16",
+    "reused_refs[=P]",
+    "bad_scts[=P]",
+    "absurd_scts[=P]",
+    "routed[=P]",
+    "routed_nocsms[=P]",
+    "cnma=S",
+    "hang=EVERY:SECONDS",
+    "vanish=EVERY:SECONDS",
+    "swap=EVERY",
+)
 
 _LINE_RE = re.compile(rb"[^\r\n]+")
 _CRLF_RE = re.compile(rb"\r\n")
@@ -71,7 +108,24 @@ class Faults:
       the capacity is reached) and the flavour's memory-full URC is sent once;
     * ``cnum_empty``: ``AT+CNUM`` answers a bare ``OK`` even if the SIM has a number;
     * ``parts_order`` (``in``/``reverse``/``shuffle``) and ``ref_bits`` (8/16): how
-      ``inject`` stores multipart SMS on this port unless told otherwise.
+      ``inject`` stores multipart SMS on this port unless told otherwise;
+    * ``late_p``, ``late_min_s``, ``late_max_s``: with probability ``late_p`` per command
+      line, its answer is written ``late_min_s``..``late_max_s`` seconds after it (the
+      echo at once); every line the host writes meanwhile waits, unechoed and unrun, and
+      is run and answered in order afterwards, as on a busy module. URCs keep flowing;
+    * ``reused_refs``: probability per injected SMS that it becomes two 2-part messages
+      from the same sender with the same concatenation reference, stored A1, B1, B2, A2
+      (see :mod:`muxd.sim.modem_smsfaults` for their time stamps);
+    * ``bad_scts`` / ``absurd_scts``: probability per injected SMS of an invalid SMSC time
+      stamp (month 13, hour 25, a non-BCD zone nibble) / a valid but absurd one (year 99
+      read as 2099, zone -17:30); the text is intact;
+    * ``routed``: probability per injected SMS that it is routed to the host as
+      ``+CMT: ,LEN`` + PDU whatever ``AT+CNMI``'s mt says (class 0 style; without it
+      only mt=2 routes); ``routed_nocsms``: the same, and any value > 0 makes the modem
+      refuse ``AT+CSMS=1``, so it acknowledges every routed SMS itself;
+    * ``cnma_timeout_s``: how long a routed SMS waits for ``AT+CNMA`` (with
+      ``AT+CSMS=1``) before the modem gives up, turns routing off and the network
+      delivers it again later.
     """
 
     urc_mid_response: bool = False
@@ -86,6 +140,15 @@ class Faults:
     cnum_empty: bool = False
     parts_order: str = "in"
     ref_bits: int = 8
+    late_p: float = 0.0
+    late_min_s: float = 0.0
+    late_max_s: float = 0.0
+    reused_refs: float = 0.0
+    bad_scts: float = 0.0
+    absurd_scts: float = 0.0
+    routed: float = 0.0
+    routed_nocsms: float = 0.0
+    cnma_timeout_s: float = CNMA_TIMEOUT_S
 
     @property
     def shapes_output(self) -> bool:
@@ -94,12 +157,24 @@ class Faults:
 
     def validate(self) -> None:
         """Raise ValueError for out-of-range values."""
-        for name in ("delay_s", "split_gap_s"):
+        for name in ("delay_s", "split_gap_s", "late_min_s", "late_max_s", "cnma_timeout_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be >= 0, got {value}")
-        if not 0.0 <= self.noise <= 1.0:
-            raise ValueError(f"noise must be a probability within [0, 1], got {self.noise}")
+        for name in (
+            "noise",
+            "late_p",
+            "reused_refs",
+            "bad_scts",
+            "absurd_scts",
+            "routed",
+            "routed_nocsms",
+        ):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be a probability within [0, 1], got {value}")
+        if self.late_min_s > self.late_max_s:
+            raise ValueError(f"late: {self.late_min_s} > {self.late_max_s} (late=P:MIN-MAX)")
         if self.parts_order not in PARTS_ORDERS:
             raise ValueError(f"parts_order must be one of {PARTS_ORDERS}, got {self.parts_order!r}")
         if self.ref_bits not in REF_BITS:
@@ -155,6 +230,8 @@ _FLAGS = (
     "storage_full",
     "cnum_empty",
 )
+_SMS_FAULTS = ("reused_refs", "bad_scts", "absurd_scts")  # key[=P], bare: DEFAULT_SMS_FAULT_P
+_ROUTING_FAULTS = ("routed", "routed_nocsms")  # key[=P], bare: every SMS
 
 
 def _number(key: str, raw: str) -> float:
@@ -175,14 +252,24 @@ def _period(key: str, raw: str, *, duration: bool) -> tuple[float, float]:
     return _number(key, every), _number(key, length) if sep else 0.0
 
 
+def _late(raw: str) -> tuple[float, float, float]:
+    share, sep, span = raw.partition(":")
+    low, dash, high = span.partition("-")
+    if not sep or not dash:
+        raise ValueError(f"fault late: expected late=P:MIN-MAX, got {raw!r}")
+    return _number("late", share), _number("late", low), _number("late", high)
+
+
 def parse_fault_spec(text: str) -> FaultPlan:
     """Parse ``"noise=0.05,split_reads,delay=0.2,urc_mid_response"`` into a :class:`FaultPlan`.
 
     Keys: ``urc_mid_response``, ``mid_pdu``, ``split_reads[=GAP_S]``, ``delay=S``,
     ``noise[=P]`` (bare: 0.05), ``mute``, ``drop_urcs``, ``storage_full``,
     ``cnum_empty``, ``parts=in|reverse|shuffle``, ``ref16`` (or ``ref_bits=8|16``),
-    ``hang=EVERY:SECONDS``, ``vanish=EVERY:SECONDS``, ``swap=EVERY``. Raises ValueError
-    naming the offending item.
+    ``late=P:MIN-MAX``, ``reused_refs[=P]``, ``bad_scts[=P]``, ``absurd_scts[=P]``
+    (bare: 0.05), ``routed[=P]``, ``routed_nocsms[=P]`` (bare: 1, every SMS), ``cnma=S``,
+    ``hang=EVERY:SECONDS``, ``vanish=EVERY:SECONDS``, ``swap=EVERY`` (:data:`FAULT_KEYS`).
+    Raises ValueError naming the offending item (an unknown key: listing the known ones).
     """
     plan = FaultPlan()
     for item in text.split(","):
@@ -214,8 +301,18 @@ def parse_fault_spec(text: str) -> FaultPlan:
             plan.vanish_every, plan.vanish_s = _period(key, raw, duration=True)
         elif key == "swap" and sep:
             plan.swap_every, _ = _period(key, raw, duration=False)
+        elif key == "late" and sep:
+            plan.late_p, plan.late_min_s, plan.late_max_s = _late(raw)
+        elif key in _SMS_FAULTS:
+            setattr(plan, key, _number(key, raw) if sep else DEFAULT_SMS_FAULT_P)
+        elif key in _ROUTING_FAULTS:
+            setattr(plan, key, _number(key, raw) if sep else 1.0)
+        elif key in ("cnma", "cnma_timeout_s") and sep:
+            plan.cnma_timeout_s = _number(key, raw)
         else:
-            raise ValueError(f"unknown fault or missing value: {item!r}")
+            raise ValueError(
+                f"unknown fault or missing value: {item!r} (known: {', '.join(FAULT_KEYS)})"
+            )
     plan.validate()
     return plan
 

@@ -7,6 +7,13 @@ feeds what the host writes to the AT interpreter, and writes the modem's output 
 in FIFO order, shaped by the port's I/O faults (response delay, noise, URCs in the middle
 of a response, split reads), and buffered up to :data:`MAX_PENDING_OUTPUT` bytes per port
 while the host does not read.
+
+Late answers (``faults.late_p``): the input is run one command line at a time; a line
+chosen late is run at once (its echo written) but its answer is held by one timer, and
+every byte the host writes meanwhile waits in ``SimPort._held`` (unechoed, unrun, up to
+:data:`MAX_HELD_INPUT` bytes, like a UART FIFO). When the timer fires the answer is
+written and the held input is run, in order, as if it had just arrived (a held line may
+be late in turn). Nothing polls: one timer per late answer. URCs are not held.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import tty
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from muxd.sim.modem_faults import Faults, add_noise, urc_spots
 from muxd.sim.modem_flavours import FLAVOURS, Flavour
@@ -32,6 +40,7 @@ __all__ = [
     "MAX_PENDING_OUTPUT",
     "READ_CHUNK",
     "SPLIT_MAX",
+    "NetworkSms",
     "PtyIO",
     "SimPort",
     "raise_fd_limit",
@@ -44,6 +53,17 @@ MAX_PENDING_OUTPUT = 1 << 20  # per port; beyond this the modem "loses" output l
 EIO_RETRY_DELAY = 0.05  # seconds before polling a master again after EIO (no slave open)
 SPLIT_MAX = 7  # split_reads writes 1..SPLIT_MAX bytes per loop iteration
 FDS_PER_PORT = 2  # master + the slave end the simulator keeps open
+MAX_HELD_INPUT = 1 << 16  # host bytes kept while a late answer is pending; more are lost
+
+
+class NetworkSms(NamedTuple):
+    """One SMS part the network still has to deliver to a routing modem."""
+
+    sms_id: str
+    hex: str
+    tpdu_length: int
+    sim_generation: int  # the SIM it was sent to (a swapped-out SIM never gets it)
+    forced: bool  # routed whatever +CNMI says (the routed / routed_nocsms faults)
 
 
 @dataclass(eq=False)
@@ -81,6 +101,17 @@ class SimPort:
     _drain: asyncio.Handle | None = field(default=None, repr=False)
     _timers: set[asyncio.TimerHandle] = field(default_factory=set, repr=False)
     _unmute: asyncio.TimerHandle | None = field(default=None, repr=False)
+    _late: asyncio.TimerHandle | None = field(default=None, repr=False)  # a late answer due
+    _held: bytearray = field(default_factory=bytearray, repr=False)  # input queued behind it
+    late_answers: int = 0  # answers written late so far
+    dropped_input: int = 0  # host bytes lost because too much was queued behind a late answer
+    routed_sent: int = 0  # +CMT written (redeliveries included)
+    cnma_acks: int = 0  # routed SMS acknowledged with AT+CNMA
+    cnma_timeouts: int = 0  # routed SMS not acknowledged in time (the network retries)
+    _network: deque[NetworkSms] = field(default_factory=deque, repr=False)  # not yet delivered
+    _awaiting: NetworkSms | None = field(default=None, repr=False)  # +CMT waiting for AT+CNMA
+    _cnma_timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    _network_retry: bool = False  # the network will retry a part the full memory refused
 
     @property
     def faults(self) -> Faults:
@@ -125,6 +156,10 @@ class PtyIO:
         """Boot ``port``'s modem (implemented by :class:`~muxd.sim.modem_boot.ModemBoot`)."""
         raise NotImplementedError
 
+    def _event(self, port: SimPort, event: str) -> None:
+        """Report a simulator event (implemented by :class:`~muxd.sim.modem_boot.ModemBoot`)."""
+        raise NotImplementedError
+
     def _attach_pty(self, port: SimPort, *, avoid: str | None = None) -> None:
         """Open a pty for ``port`` (not named ``avoid``), point the symlink at it, serve it."""
         assert self._loop is not None
@@ -154,6 +189,10 @@ class PtyIO:
             port._drain = None
         port._outq.clear()
         port._pending.clear()
+        if port._late is not None:
+            port._late.cancel()
+            port._late = None
+        port._held.clear()
         if port.master_fd >= 0:
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(port.master_fd)
@@ -189,21 +228,81 @@ class PtyIO:
         if not data:  # EIO/EOF: no host has the slave open; poll again a little later
             self._pause_reader(port)
             return
+        self._serve_input(port, data)
+
+    def _serve_input(self, port: SimPort, data: bytes) -> None:
+        """Run what the host wrote and write the answers (late ones by timer)."""
+        if port._late is not None:  # busy: queue behind the late answer
+            room = MAX_HELD_INPUT - len(port._held)
+            port.dropped_input += max(len(data) - room, 0)
+            port._held += data[: max(room, 0)]
+            return
         state = port.state
+        late_p = state.faults.late_p
         try:
-            chunks = state.feed_chunks(data)
+            if late_p > 0:
+                data = self._run_until_late(port, data, late_p)
+            else:
+                self._answer(port, state.feed_chunks(data))
+                data = b""
         except Exception as exc:
             LOGGER.exception("AT interpreter failed on %s", port.name)
             self.errors.append(exc)
             return
-        if chunks:
-            if state.faults.shapes_output or port._outq:
-                for is_echo, chunk in chunks:
-                    self._emit(port, chunk, response=not is_echo)
-            else:
-                self._write_raw(port, b"".join(chunk for _, chunk in chunks))
-        if state.reboot_pending:
+        if data:
+            port._held[:0] = data
+        if state.reboot_pending and port._late is None:  # a reset answered late reboots after
             self._power_up(port)
+
+    def _answer(self, port: SimPort, chunks: list[tuple[bool, bytes]]) -> None:
+        if not chunks:
+            return
+        if port.state.faults.shapes_output or port._outq:
+            for is_echo, chunk in chunks:
+                self._emit(port, chunk, response=not is_echo)
+        else:
+            self._write_raw(port, b"".join(chunk for _, chunk in chunks))
+
+    def _run_until_late(self, port: SimPort, data: bytes, late_p: float) -> bytes:
+        """Run ``data`` line by line until a line is chosen late; return what is left."""
+        assert self._loop is not None
+        state = port.state
+        start = 0
+        while start < len(data):
+            end = data.find(b"\r", start)
+            end = len(data) if end < 0 else end + 1
+            chunks = state.feed_chunks(data[start:end])
+            start = end
+            answers = [chunk for is_echo, chunk in chunks if not is_echo]
+            if not answers or port.rng.random() >= late_p:
+                self._answer(port, chunks)
+                continue
+            self._answer(port, [(True, chunk) for is_echo, chunk in chunks if is_echo])
+            faults = state.faults
+            wait = port.rng.uniform(faults.late_min_s, faults.late_max_s)
+            answer = b"".join(answers)
+            port._late = self._loop.call_later(wait, self._late_answer, port, answer)
+            return data[start:]
+        return b""
+
+    def _late_answer(self, port: SimPort, answer: bytes) -> None:
+        """The late answer is due: write it, then run the input queued behind it."""
+        port._late = None
+        port.late_answers += 1
+        if port.master_fd < 0:
+            return
+        try:
+            self._emit(port, answer, response=True)
+            self._event(port, "late-answer")
+            held = bytes(port._held)
+            port._held.clear()
+            if port.state.reboot_pending:
+                self._power_up(port)
+            if held:
+                self._serve_input(port, held)
+        except Exception as exc:
+            LOGGER.exception("late answer failed on %s", port.name)
+            self.errors.append(exc)
 
     def _pause_reader(self, port: SimPort) -> None:
         assert self._loop is not None

@@ -152,6 +152,9 @@ class SimModemState:
 
         self.on_command: Callable[[str], None] | None = None
         self.on_delete: Callable[[int, str], None] | None = None
+        # AT+CNMA (True) / AT+CNMA=2 (False) for the routed SMS awaiting it
+        self.on_cnma: Callable[[bool], None] | None = None
+        self.awaiting_cnma = False  # a routed +CMT waits for AT+CNMA (set by the simulator)
 
         self.storages: dict[str, dict[int, SmsSlot]] = {
             key: {} for key in dict.fromkeys(storage_key(mem) for mem in flavour.storages)
@@ -176,6 +179,7 @@ class SimModemState:
         self.curc = True  # Huawei ^CURC: periodic/"^" URCs on
         self.portsel = 0  # Huawei ^PORTSEL: 0 = URCs go to the other port
         self.qss = 0  # Telit #QSS mode
+        self.csms = 0  # AT+CSMS service: 1 = routed SMS need AT+CNMA
         self.reset()
 
     # ------------------------------------------------------------------ profile
@@ -202,6 +206,7 @@ class SimModemState:
         self.curc = True
         self.portsel = 0
         self.qss = 0
+        self.csms = 0
         self.reboot_pending = False
         self.booting = booting
         self._line.clear()
@@ -351,6 +356,15 @@ class SimModemState:
         if self.faults.mute or self.faults.drop_urcs or self.cnmi[0] == 0 or self.cnmi[1] == 0:
             return False
         return not (self.flavour.cmti_needs_portsel and self.portsel != 1)
+
+    @property
+    def routes_new_sms(self) -> bool:
+        """True when ``AT+CNMI`` routes new SMS to the host as ``+CMT`` (mt=2)."""
+        return self.cnmi[1] == 2
+
+    def urc_cmt(self, pdu: PduLike) -> bytes:
+        """A routed SMS in PDU mode: ``\r\n+CMT: ,<length>\r\n<pdu>\r\n``."""
+        return f"\r\n+CMT: ,{pdu.tpdu_length}\r\n{pdu.hex}\r\n".encode("ascii")
 
     def cmti_if_enabled(self, index: int, mem: str | None = None) -> bytes:
         """``urc_cmti(index)`` when URCs are enabled, else ``b""``."""
