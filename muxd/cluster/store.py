@@ -77,6 +77,7 @@ UNAVAILABLE: Final = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up, terminated
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+    asyncpg.exceptions.InternalClientError,  # a connection cut mid-exchange
 )
 
 if TYPE_CHECKING:
@@ -239,19 +240,17 @@ class ClusterStore:
                 conn = await pool.acquire()
                 yield conn
         except TimeoutError as exc:
-            if conn is not None:
-                conn.terminate()  # a query may still be running: never reuse it
+            _discard(conn)  # a query may still be running: never reuse the connection
             raise ClusterUnavailable(f"{what}: PostgreSQL did not answer within {limit} s") from exc
         except UNAVAILABLE as exc:
-            if conn is not None:
-                conn.terminate()
+            _discard(conn)
             raise ClusterUnavailable(f"{what}: {_describe(exc)}") from exc
         finally:
             if conn is not None:
                 try:
                     await pool.release(conn, timeout=RELEASE_TIMEOUT)
                 except (TimeoutError, *UNAVAILABLE):
-                    conn.terminate()
+                    _discard(conn)
 
     # -- schema and leases ------------------------------------------------------------------
 
@@ -507,6 +506,16 @@ class ClusterStore:
             )
             for r in rows
         ]
+
+
+def _discard(conn: Conn | None) -> None:
+    """Close a connection at once, without a word to the server (which may not answer)."""
+    if conn is None:
+        return
+    try:
+        conn.terminate()
+    except asyncpg.InterfaceError:
+        pass  # the pool took it back already (its connection was lost)
 
 
 def _describe(exc: BaseException) -> str:
