@@ -23,9 +23,16 @@ Tables:
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 import asyncpg
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    AnyConnection: TypeAlias = (
+        asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+    )
 
 # An arbitrary 64-bit key for the advisory lock serialising migrations ("muxdmigr").
 MIGRATION_LOCK: Final = 0x6D7578646D696772
@@ -107,7 +114,7 @@ class SchemaTooNew(Exception):
         self.found = found
 
 
-async def current_version(conn: asyncpg.Connection) -> int:
+async def current_version(conn: AnyConnection) -> int:
     """The schema version of the database (0: never migrated)."""
     exists = await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
     if not exists:
@@ -116,7 +123,7 @@ async def current_version(conn: asyncpg.Connection) -> int:
     return int(value or 0)
 
 
-async def migrate(conn: asyncpg.Connection) -> tuple[int, int]:
+async def migrate(conn: AnyConnection) -> tuple[int, int]:
     """Bring the schema to :data:`SCHEMA_VERSION`; return (version before, version after).
 
     Safe with any number of boxes calling it at once (one transaction under an advisory lock).

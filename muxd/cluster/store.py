@@ -38,7 +38,7 @@ from muxd.cluster.records import (
     Operation,
     check_box_name,
 )
-from muxd.cluster.schema import SchemaTooNew, migrate
+from muxd.cluster.schema import SchemaTooNew, current_version, migrate
 
 LOGGER = logging.getLogger(__name__)
 
@@ -258,12 +258,17 @@ class ClusterStore:
         """Bring the schema up to date (safe with several boxes at once)."""
         async with self._conn("migrate", MIGRATE_TIMEOUT) as conn:
             try:
-                before, after = await migrate(conn)  # type: ignore[arg-type]
+                before, after = await migrate(conn)
             except SchemaTooNew as exc:
                 raise ClusterError(str(exc)) from exc
         if before != after:
             LOGGER.info("cluster schema migrated from version %d to %d", before, after)
         return before, after
+
+    async def schema_version(self) -> int:
+        """The database's schema version (0: no box has set it up yet); changes nothing."""
+        async with self._conn("schema version") as conn:
+            return await current_version(conn)
 
     async def heartbeat(self) -> float:
         """Renew this box's lease (registering the box on first call); returns the seconds
