@@ -42,7 +42,7 @@ async def test_server_runs_unprivileged_and_survives_a_restart(
     await conn.close()
     private_postgres.stop()
     assert private_postgres.pids() == []
-    with pytest.raises(OSError):
+    with pytest.raises(ConnectionRefusedError):
         await asyncpg.connect(private_postgres.dsn, timeout=2)
     private_postgres.start()
     conn = await asyncpg.connect(private_postgres.dsn)
