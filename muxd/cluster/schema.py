@@ -13,6 +13,9 @@ Tables:
   against the database's own clock (``now()``), never a box's wall clock.
 - ``numbers``: the numbers each box offers, replaced by that box as a whole; ``last_used``
   orders GET_NUMBER's choice (least recently used first) and survives the replacement.
+  ``busy`` mirrors "in an open operation" on the row GET_NUMBER locks, so that a reservation
+  racing another one re-checks it on the row's newest version (PostgreSQL re-evaluates the
+  conditions on the locked row itself) instead of colliding on the unique index.
 - ``operations``: v1 operations; ``activation_id`` is an identity column (a sequence: never
   handed out twice, never reused, even after a rollback). A unique partial index keeps one
   open operation per number across all boxes. ``request`` is the answering box's token for the
@@ -57,10 +60,12 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         sellable boolean NOT NULL,
         updated timestamptz NOT NULL DEFAULT now(),
         last_used timestamptz,
+        busy boolean NOT NULL DEFAULT false,
         PRIMARY KEY (box, number)
     );
-    CREATE INDEX numbers_country ON numbers (country, operator);
     CREATE INDEX numbers_number ON numbers (number);
+    CREATE INDEX numbers_pick ON numbers (country, last_used NULLS FIRST, number)
+        WHERE sellable AND NOT busy;
     """,
     # 2: v1 operations with global activation ids, sales, push assignments.
     """

@@ -132,7 +132,7 @@ _RESERVE = f"""
 WITH cand AS (
     SELECT n.box, n.number, n.country, n.operator
     FROM numbers n JOIN boxes b ON b.name = n.box
-    WHERE b.lease_until > now() AND n.sellable AND n.country = $1
+    WHERE n.country = $1 AND n.sellable AND NOT n.busy AND b.lease_until > now()
       AND ($2 = '{ANY}' OR n.operator = $2)
       AND NOT (ltrim(n.number, '+') LIKE ANY ($3::text[]))
       AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.number = n.number AND o.state = 'open')
@@ -151,10 +151,22 @@ WITH cand AS (
 ), push AS (
     INSERT INTO pushes (activation_id, box) SELECT activation_id, box FROM op
 ), touch AS (
-    UPDATE numbers SET last_used = now() WHERE number IN (SELECT number FROM op)
+    UPDATE numbers SET last_used = now(), busy = true WHERE number IN (SELECT number FROM op)
 )
 SELECT op.*, pg_notify('muxd_ops_' || op.box, op.activation_id::text) AS notified FROM op
 """
+
+
+# After an operation closed: its number is free again (unless another operation is open on it).
+_RELEASE = (
+    "UPDATE numbers n SET busy = false WHERE n.number = ANY($1::text[]) AND n.busy"
+    " AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.number = n.number AND o.state = 'open')"
+)
+
+
+async def _no_reset(conn: object) -> None:
+    """Pooled connections keep no session state (no LISTEN, locks or SET: those use dedicated
+    connections), so the round trip asyncpg spends resetting one on release is skipped."""
 
 
 class ClusterStore:
@@ -196,6 +208,7 @@ class ClusterStore:
                 timeout=self.connect_timeout,
                 command_timeout=self.call_timeout,
                 server_settings=dict(SERVER_SETTINGS),
+                reset=_no_reset,
             )
 
     async def close(self) -> None:
@@ -330,6 +343,13 @@ class ClusterStore:
                 [e.operator.strip().lower() for e in values],
                 [e.sellable for e in values],
             )
+            await conn.execute(
+                "UPDATE numbers n SET busy = b.open FROM (SELECT m.number, EXISTS (SELECT 1"
+                " FROM operations o WHERE o.number = m.number AND o.state = 'open') AS open"
+                " FROM numbers m WHERE m.box = $1) b"
+                " WHERE n.box = $1 AND n.number = b.number AND n.busy <> b.open",
+                self.box,
+            )
         return len(values)
 
     async def live_numbers(self) -> list[LiveNumber]:
@@ -412,13 +432,16 @@ class ClusterStore:
     async def abandon(self, request: uuid.UUID) -> int | None:
         """Release the operation a GET_NUMBER opened when its answer never reached Onlinesim
         (it will never be finished); returns its id, or None when there was none."""
-        async with self._conn("abandon") as conn:
-            value = await conn.fetchval(
+        async with self._conn("abandon") as conn, conn.transaction():
+            row = await conn.fetchrow(
                 "UPDATE operations SET state = 'expired', finished = now()"
-                " WHERE request = $1 AND state = 'open' RETURNING activation_id",
+                " WHERE request = $1 AND state = 'open' RETURNING activation_id, number",
                 request,
             )
-        return None if value is None else int(value)
+            if row is None:
+                return None
+            await conn.execute(_RELEASE, [row["number"]])
+        return int(row["activation_id"])
 
     async def finish(
         self, activation_id: int, status: int, amount: float | None = None, *, sells: bool
@@ -444,6 +467,7 @@ class ClusterStore:
                     status,
                     amount,
                 )
+                await conn.execute(_RELEASE, [found.number])
                 outcome = "finished"
             elif found.state == "expired" and found.status is None:
                 await conn.execute(
@@ -467,11 +491,13 @@ class ClusterStore:
 
     async def expire_due(self) -> list[int]:
         """Close reservations past their end that nobody finished (any box may run this)."""
-        async with self._conn("expire") as conn:
+        async with self._conn("expire") as conn, conn.transaction():
             rows = await conn.fetch(
                 "UPDATE operations SET state = 'expired', finished = now()"
-                " WHERE state = 'open' AND expires <= now() RETURNING activation_id"
+                " WHERE state = 'open' AND expires <= now() RETURNING activation_id, number"
             )
+            if rows:
+                await conn.execute(_RELEASE, [r["number"] for r in rows])
         return sorted(int(r["activation_id"]) for r in rows)
 
     async def open_operations(self, box: str | None = None) -> list[Operation]:
