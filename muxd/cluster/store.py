@@ -164,6 +164,35 @@ _RELEASE = (
 )
 
 
+# FINISH_ACTIVATION in one statement: lock the operation (a concurrent FINISH of the same id
+# waits, then sees it closed), close it if open (or record the status of an expired one that
+# had none), count the sale, free the number. Returns the operation as it was before, plus
+# whether this call changed it. $1 id, $2 status, $3 sum, $4 the status sells.
+_FINISH = f"""
+WITH cur AS (
+    SELECT {OP_COLUMNS} FROM operations WHERE activation_id = $1 FOR UPDATE
+), upd AS (
+    UPDATE operations o
+    SET state = CASE WHEN cur.state = 'open' THEN 'finished' ELSE o.state END,
+        finished = CASE WHEN cur.state = 'open' THEN now() ELSE o.finished END,
+        status = $2, finish_sum = $3
+    FROM cur
+    WHERE o.activation_id = cur.activation_id
+      AND (cur.state = 'open' OR (cur.state = 'expired' AND cur.status IS NULL))
+    RETURNING o.activation_id
+), sale AS (
+    INSERT INTO sales (number, service, activation_id)
+    SELECT cur.number, cur.service, cur.activation_id FROM cur
+    WHERE $4 AND NOT cur.rent AND EXISTS (SELECT 1 FROM upd)
+    ON CONFLICT DO NOTHING
+), free AS (
+    UPDATE numbers n SET busy = false FROM cur
+    WHERE n.number = cur.number AND n.busy AND cur.state = 'open' AND EXISTS (SELECT 1 FROM upd)
+)
+SELECT cur.*, EXISTS (SELECT 1 FROM upd) AS changed FROM cur
+"""
+
+
 async def _no_reset(conn: object) -> None:
     """Pooled connections keep no session state (no LISTEN, locks or SET: those use dedicated
     connections), so the round trip asyncpg spends resetting one on release is skipped."""
@@ -450,44 +479,14 @@ class ClusterStore:
         service) sold. ``finished``: it was open and is now closed; ``late``: it had expired
         and this is its first FINISH (status and sale recorded); ``repeat``: closed already,
         nothing changes; ``unknown``: no such id."""
-        async with self._conn("finish") as conn, conn.transaction():
-            row = await conn.fetchrow(
-                f"SELECT {OP_COLUMNS} FROM operations WHERE activation_id = $1 FOR UPDATE",
-                activation_id,
-            )
-            if row is None:
-                return "unknown", None
-            found = _operation(row)
-            outcome: FinishOutcome
-            if found.state == "open":
-                await conn.execute(
-                    "UPDATE operations SET state = 'finished', status = $2, finished = now(),"
-                    " finish_sum = $3 WHERE activation_id = $1",
-                    activation_id,
-                    status,
-                    amount,
-                )
-                await conn.execute(_RELEASE, [found.number])
-                outcome = "finished"
-            elif found.state == "expired" and found.status is None:
-                await conn.execute(
-                    "UPDATE operations SET status = $2, finish_sum = $3 WHERE activation_id = $1",
-                    activation_id,
-                    status,
-                    amount,
-                )
-                outcome = "late"
-            else:
-                return "repeat", found
-            if sells and not found.rent:
-                await conn.execute(
-                    "INSERT INTO sales (number, service, activation_id) VALUES ($1, $2, $3)"
-                    " ON CONFLICT DO NOTHING",
-                    found.number,
-                    found.service,
-                    activation_id,
-                )
-            return outcome, found
+        async with self._conn("finish") as conn:
+            row = await conn.fetchrow(_FINISH, activation_id, status, amount, sells)
+        if row is None:
+            return "unknown", None
+        found = _operation(row)
+        if not row["changed"]:
+            return "repeat", found
+        return ("finished" if found.state == "open" else "late"), found
 
     async def expire_due(self) -> list[int]:
         """Close reservations past their end that nobody finished (any box may run this)."""
