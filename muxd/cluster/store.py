@@ -20,12 +20,13 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import asyncpg
 
 from muxd import __version__
+from muxd.cluster import queries
 from muxd.cluster.records import (
     ANY,
     RENT,
@@ -83,12 +84,9 @@ UNAVAILABLE: Final = (
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
-    Conn = PoolConnectionProxy[asyncpg.Record]
+    from muxd.cluster.notify import Listener, PublisherLock
 
-OP_COLUMNS: Final = (
-    "activation_id, number, box, service, country, operator, sum, rent, state, status,"
-    " created, expires, finished"
-)
+    Conn = PoolConnectionProxy[asyncpg.Record]
 
 
 def _operation(row: asyncpg.Record) -> Operation:
@@ -118,79 +116,6 @@ def mask_patterns(masks: Iterable[str]) -> list[str]:
             raise ValueError(f"exception mask must be digits, got {mask!r}")
         out.append(mask + "%")
     return out
-
-
-_LIVE = (
-    "SELECT DISTINCT ON (n.number) n.number, n.box, n.port, n.country, n.operator"
-    " FROM numbers n JOIN boxes b ON b.name = n.box"
-    " WHERE b.lease_until > now() AND n.sellable ORDER BY n.number, n.updated DESC"
-)
-
-# $1 country, $2 operator, $3 mask patterns, $4 rent, $5 service, $6 sum, $7 hold seconds,
-# $8 answering box, $9 request token.
-_RESERVE = f"""
-WITH cand AS (
-    SELECT n.box, n.number, n.country, n.operator
-    FROM numbers n JOIN boxes b ON b.name = n.box
-    WHERE n.country = $1 AND n.sellable AND NOT n.busy AND b.lease_until > now()
-      AND ($2 = '{ANY}' OR n.operator = $2)
-      AND NOT (ltrim(n.number, '+') LIKE ANY ($3::text[]))
-      AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.number = n.number AND o.state = 'open')
-      AND ($4 OR NOT EXISTS (
-          SELECT 1 FROM sales s WHERE s.number = n.number AND s.service = $5))
-    ORDER BY n.last_used NULLS FIRST, n.number
-    LIMIT 1
-    FOR UPDATE OF n SKIP LOCKED
-), op AS (
-    INSERT INTO operations (number, box, service, country, operator, sum, rent, expires,
-                            answered_by, request)
-    SELECT number, box, $5, country, operator, $6, $4,
-           CASE WHEN $4 THEN NULL ELSE now() + make_interval(secs => $7) END, $8, $9
-    FROM cand
-    RETURNING {OP_COLUMNS}
-), push AS (
-    INSERT INTO pushes (activation_id, box) SELECT activation_id, box FROM op
-), touch AS (
-    UPDATE numbers SET last_used = now(), busy = true WHERE number IN (SELECT number FROM op)
-)
-SELECT op.*, pg_notify('muxd_ops_' || op.box, op.activation_id::text) AS notified FROM op
-"""
-
-
-# After an operation closed: its number is free again (unless another operation is open on it).
-_RELEASE = (
-    "UPDATE numbers n SET busy = false WHERE n.number = ANY($1::text[]) AND n.busy"
-    " AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.number = n.number AND o.state = 'open')"
-)
-
-
-# FINISH_ACTIVATION in one statement: lock the operation (a concurrent FINISH of the same id
-# waits, then sees it closed), close it if open (or record the status of an expired one that
-# had none), count the sale, free the number. Returns the operation as it was before, plus
-# whether this call changed it. $1 id, $2 status, $3 sum, $4 the status sells.
-_FINISH = f"""
-WITH cur AS (
-    SELECT {OP_COLUMNS} FROM operations WHERE activation_id = $1 FOR UPDATE
-), upd AS (
-    UPDATE operations o
-    SET state = CASE WHEN cur.state = 'open' THEN 'finished' ELSE o.state END,
-        finished = CASE WHEN cur.state = 'open' THEN now() ELSE o.finished END,
-        status = $2, finish_sum = $3
-    FROM cur
-    WHERE o.activation_id = cur.activation_id
-      AND (cur.state = 'open' OR (cur.state = 'expired' AND cur.status IS NULL))
-    RETURNING o.activation_id
-), sale AS (
-    INSERT INTO sales (number, service, activation_id)
-    SELECT cur.number, cur.service, cur.activation_id FROM cur
-    WHERE $4 AND NOT cur.rent AND EXISTS (SELECT 1 FROM upd)
-    ON CONFLICT DO NOTHING
-), free AS (
-    UPDATE numbers n SET busy = false FROM cur
-    WHERE n.number = cur.number AND n.busy AND cur.state = 'open' AND EXISTS (SELECT 1 FROM upd)
-)
-SELECT cur.*, EXISTS (SELECT 1 FROM upd) AS changed FROM cur
-"""
 
 
 async def _no_reset(conn: object) -> None:
@@ -268,6 +193,18 @@ class ClusterStore:
             ) from exc
         except UNAVAILABLE as exc:
             raise ClusterUnavailable(f"connect: {_describe(exc)}") from exc
+
+    async def listen(self, box: str, callback: Callable[[int], None]) -> Listener:
+        """LISTEN for new operations whose SMS ``box`` pushes (see :mod:`muxd.cluster.notify`)."""
+        from muxd.cluster.notify import listen
+
+        return await listen(self, box, callback)
+
+    def publisher_lock(self) -> PublisherLock:
+        """The lock that lets one box at a time publish the v2 list (not taken yet)."""
+        from muxd.cluster.notify import PublisherLock
+
+        return PublisherLock(self)
 
     @contextlib.asynccontextmanager
     async def _conn(self, what: str, timeout: float | None = None) -> AsyncIterator[Conn]:
@@ -384,7 +321,7 @@ class ClusterStore:
     async def live_numbers(self) -> list[LiveNumber]:
         """Sellable numbers of boxes whose lease is valid now (one entry per number)."""
         async with self._conn("live numbers") as conn:
-            rows = await conn.fetch(_LIVE)
+            rows = await conn.fetch(queries.LIVE)
         return [
             LiveNumber(r["number"], r["box"], r["port"], r["country"], r["operator"]) for r in rows
         ]
@@ -398,16 +335,7 @@ class ClusterStore:
         listed with zeros; the caller adds "any"."""
         keys = [*services, *([RENT] if rent else [])]
         async with self._conn("service counts") as conn:
-            rows = await conn.fetch(
-                f"WITH live AS ({_LIVE}), state AS (SELECT l.*, EXISTS (SELECT 1 FROM operations o"
-                " WHERE o.number = l.number AND o.state = 'open') AS busy FROM live l)"
-                " SELECT st.country, st.operator, k.service, count(*) FILTER (WHERE NOT st.busy"
-                f" AND (k.service = '{RENT}' OR NOT EXISTS (SELECT 1 FROM sales s"
-                " WHERE s.number = st.number AND s.service = k.service))) AS free"
-                " FROM state st CROSS JOIN unnest($1::text[]) AS k(service)"
-                " GROUP BY st.country, st.operator, k.service",
-                keys,
-            )
+            rows = await conn.fetch(queries.COUNTS, keys)
         out: dict[str, dict[str, dict[str, int]]] = {}
         for r in rows:
             out.setdefault(r["country"], {}).setdefault(r["operator"], {})[r["service"]] = int(
@@ -450,7 +378,7 @@ class ClusterStore:
         async with self._conn("reserve") as conn:
             for _ in range(RESERVE_ATTEMPTS):
                 try:
-                    row = await conn.fetchrow(_RESERVE, *params)
+                    row = await conn.fetchrow(queries.RESERVE, *params)
                 except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError) as exc:
                     if getattr(exc, "constraint_name", None) == "operations_request_key":
                         raise ValueError(f"request {request} was used before") from exc
@@ -469,7 +397,7 @@ class ClusterStore:
             )
             if row is None:
                 return None
-            await conn.execute(_RELEASE, [row["number"]])
+            await conn.execute(queries.RELEASE, [row["number"]])
         return int(row["activation_id"])
 
     async def finish(
@@ -480,7 +408,7 @@ class ClusterStore:
         and this is its first FINISH (status and sale recorded); ``repeat``: closed already,
         nothing changes; ``unknown``: no such id."""
         async with self._conn("finish") as conn:
-            row = await conn.fetchrow(_FINISH, activation_id, status, amount, sells)
+            row = await conn.fetchrow(queries.FINISH, activation_id, status, amount, sells)
         if row is None:
             return "unknown", None
         found = _operation(row)
@@ -496,14 +424,14 @@ class ClusterStore:
                 " WHERE state = 'open' AND expires <= now() RETURNING activation_id, number"
             )
             if rows:
-                await conn.execute(_RELEASE, [r["number"] for r in rows])
+                await conn.execute(queries.RELEASE, [r["number"] for r in rows])
         return sorted(int(r["activation_id"]) for r in rows)
 
     async def open_operations(self, box: str | None = None) -> list[Operation]:
         """Open operations whose SMS ``box`` pushes (every box's when None), oldest first."""
         async with self._conn("open operations") as conn:
             rows = await conn.fetch(
-                f"SELECT {', '.join('o.' + c.strip() for c in OP_COLUMNS.split(','))}"
+                f"SELECT {', '.join('o.' + c.strip() for c in queries.OP_COLUMNS.split(','))}"
                 " FROM operations o JOIN pushes p USING (activation_id)"
                 " WHERE o.state = 'open' AND ($1::text IS NULL OR p.box = $1)"
                 " ORDER BY o.activation_id",

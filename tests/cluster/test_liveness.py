@@ -68,7 +68,7 @@ async def test_new_operations_are_announced_to_the_box_holding_the_sim(
 ) -> None:
     await store.publish_numbers([entry("+4915100000001")])
     got: asyncio.Queue[tuple[float, int]] = asyncio.Queue()
-    listener = await listen(store, "a", lambda aid: got.put_nowait((time.monotonic(), aid)))
+    listener = await store.listen("a", lambda aid: got.put_nowait((time.monotonic(), aid)))
     others: list[int] = []
     other = await listen(store, "b", others.append)
     try:
@@ -103,7 +103,7 @@ async def test_publisher_lock_is_taken_over_when_its_connection_dies(
     dsn: str, store: ClusterStore
 ) -> None:
     async with ClusterStore(dsn, "b") as b:
-        mine, theirs = PublisherLock(store), PublisherLock(b)
+        mine, theirs = store.publisher_lock(), b.publisher_lock()
         assert await mine.try_acquire()
         assert await mine.try_acquire()  # holding already: still ours
         assert not await theirs.try_acquire()

@@ -169,3 +169,20 @@ async def test_identity_ids_are_never_reused_after_a_rollback(store: ClusterStor
     op = await store.reserve(country="germany", operator="any", service="vk")
     assert op is not None
     assert op.activation_id == 2
+
+
+async def test_a_sim_moved_to_another_box_keeps_its_open_operation(
+    dsn: str, store: ClusterStore
+) -> None:
+    await store.publish_numbers([entry("+4915100000001")])
+    op = await store.reserve(country="germany", operator="any", service="vk")
+    assert op is not None
+    async with ClusterStore(dsn, "b") as b:
+        await b.heartbeat()
+        await store.publish_numbers([])  # the SIM left box a ...
+        await b.publish_numbers([entry("+4915100000001")])  # ... and came up in box b
+        assert await b.reserve(country="germany", operator="any", service="wa") is None
+        assert (await b.finish(op.activation_id, 4, sells=False))[0] == "finished"
+        again = await b.reserve(country="germany", operator="any", service="wa")
+    assert again is not None
+    assert again.box == "b"
