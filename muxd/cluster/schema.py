@@ -128,20 +128,29 @@ async def current_version(conn: AnyConnection) -> int:
     return int(value or 0)
 
 
-async def migrate(conn: AnyConnection) -> tuple[int, int]:
+async def migrate(conn: AnyConnection, timeout: float) -> tuple[int, int]:
     """Bring the schema to :data:`SCHEMA_VERSION`; return (version before, version after).
 
     Safe with any number of boxes calling it at once (one transaction under an advisory lock).
+    ``timeout`` bounds each statement, waiting for another box's migration included.
     """
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
-        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
-        before = int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version"))
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK, timeout=timeout)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)", timeout=timeout
+        )
+        before = int(
+            await conn.fetchval(
+                "SELECT coalesce(max(version), 0) FROM schema_version", timeout=timeout
+            )
+        )
         if before > SCHEMA_VERSION:
             raise SchemaTooNew(before)
         for version in range(before + 1, SCHEMA_VERSION + 1):
-            await conn.execute(MIGRATIONS[version - 1])
+            await conn.execute(MIGRATIONS[version - 1], timeout=timeout)
         if before < SCHEMA_VERSION:
-            await conn.execute("DELETE FROM schema_version")
-            await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", SCHEMA_VERSION)
+            await conn.execute("DELETE FROM schema_version", timeout=timeout)
+            await conn.execute(
+                "INSERT INTO schema_version (version) VALUES ($1)", SCHEMA_VERSION, timeout=timeout
+            )
         return before, SCHEMA_VERSION

@@ -52,6 +52,8 @@ CALL_TIMEOUT: Final = 3.0
 MIGRATE_TIMEOUT: Final = 30.0
 # Giving a connection back to the pool runs a reset query; bounded like a call.
 RELEASE_TIMEOUT: Final = 1.0
+# Closing the pool lets calls in flight finish for this long (each takes milliseconds).
+CLOSE_TIMEOUT: Final = 2.0
 # Connections per box: GET_NUMBER bursts share them (each call holds one for about a ms).
 POOL_MAX: Final = 10
 # GET_NUMBER: how many times a reservation that lost a race is retried with the next number.
@@ -166,8 +168,15 @@ class ClusterStore:
             )
 
     async def close(self) -> None:
+        """Close the pool: calls in flight get :data:`CLOSE_TIMEOUT` to finish, then their
+        connections are cut."""
         pool, self._pool = self._pool, None
-        if pool is not None:
+        if pool is None:
+            return
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await pool.close()
+        except (TimeoutError, *UNAVAILABLE):
             pool.terminate()
 
     async def __aenter__(self) -> ClusterStore:
@@ -237,7 +246,7 @@ class ClusterStore:
         """Bring the schema up to date (safe with several boxes at once)."""
         async with self._conn("migrate", MIGRATE_TIMEOUT) as conn:
             try:
-                before, after = await migrate(conn)
+                before, after = await migrate(conn, MIGRATE_TIMEOUT)
             except SchemaTooNew as exc:
                 raise ClusterError(str(exc)) from exc
         if before != after:

@@ -34,6 +34,8 @@ SERVICE_USERS = ("postgres", "nobody")
 SUPERUSER = "muxd"
 # Enough connections for a benchmark's 100 concurrent requests plus several boxes' pools.
 MAX_CONNECTIONS = 300
+# Where the temporary directory goes when the server runs as another user.
+SHARED_TMP = "/tmp"
 # Where Debian installs the server binaries (not on PATH).
 DEBIAN_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 INSTALL_HINT = "install Debian's 'postgresql' package (make ops-tools or .ci/install-ops.sh)"
@@ -86,14 +88,17 @@ class ThrowawayPostgres:
     """One temporary PostgreSQL server; a context manager (started on enter, removed on exit)."""
 
     def __init__(self, *, port: int | None = None) -> None:
+        self._initdb = find_binary("initdb")
+        self._pg_ctl = find_binary("pg_ctl")
+        self._user = _service_user()
         self.port = port or _free_port()
-        self.root = Path(tempfile.mkdtemp(prefix="muxd-pg-"))
+        # The service user must reach the directory: under /tmp (world-traversable), not under
+        # a TMPDIR that may be private to root.
+        parent = None if self._user is None else SHARED_TMP
+        self.root = Path(tempfile.mkdtemp(prefix="muxd-pg-", dir=parent))
         self.data = self.root / "data"
         self.sockets = self.root / "sock"
         self.log = self.root / "server.log"
-        self._user = _service_user()
-        self._initdb = find_binary("initdb")
-        self._pg_ctl = find_binary("pg_ctl")
         self.running = False
 
     @property
