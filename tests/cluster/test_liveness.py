@@ -15,7 +15,9 @@ from muxd.cluster.store import ClusterStore
 from tests.cluster.helpers import entry, wait_until
 
 # A short lease so the test sees it run out; the default is 15 s.
-SHORT_LEASE = 1.0
+SHORT_LEASE = 2.0
+# Scheduling and polling on a loaded machine (a lease twice too long would still fail).
+SLACK = 1.0
 # LISTEN/NOTIFY: a new operation reaches its box within this.
 NOTIFY_LIMIT = 1.0
 
@@ -50,7 +52,7 @@ async def test_a_dead_box_leaves_live_numbers_within_its_lease(
             return {n.box for n in await store.live_numbers()} == {"a"}
 
         await wait_until(b_gone)
-        assert time.monotonic() - renewed_at <= SHORT_LEASE + 0.5
+        assert time.monotonic() - renewed_at <= SHORT_LEASE + SLACK
         assert await store.reserve(country="germany", operator="any", service="vk") is not None
         assert await store.reserve(country="germany", operator="any", service="vk") is None
         # b comes back: its numbers count again as soon as it renews.
