@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from muxd.cluster.lease import LeaseKeeper
 from muxd.cluster.records import NumberEntry, Operation
 from muxd.cluster.store import POOL_MAX, ClusterStore
 from muxd.cluster.throwaway import ThrowawayPostgres
@@ -131,18 +132,21 @@ async def sustained(
 
 
 async def bench(dsn: str, args: argparse.Namespace) -> None:
-    stores = [ClusterStore(dsn, name) for name in BOXES]
+    stores = [ClusterStore(dsn, name, pool_max=args.pool) for name in BOXES]
+    keepers: list[asyncio.Task[None]] = []
     for s in stores:
         await s.open()
     try:
         await stores[0].migrate()
+        # Each box renews its lease, as muxd does (the run outlasts a lease).
+        keepers.extend(asyncio.create_task(LeaseKeeper(s).run()) for s in stores)
         for index, s in enumerate(stores):
             await s.heartbeat()
             await s.publish_numbers(numbers_of(index, args.ports))
         # Open every pool's connections before timing anything.
-        await asyncio.gather(*(s.live_numbers() for s in stores for _ in range(POOL_MAX)))
+        await asyncio.gather(*(s.live_numbers() for s in stores for _ in range(args.pool)))
         print(
-            f"{len(BOXES)} boxes x {args.ports} ports, {POOL_MAX} connections per box,"
+            f"{len(BOXES)} boxes x {args.ports} ports, {args.pool} connections per box,"
             f" exceptionPhoneSet {list(MASKS)}"
         )
         rounds = (
@@ -166,6 +170,9 @@ async def bench(dsn: str, args: argparse.Namespace) -> None:
             print(f"  reserve  {percentiles(reserves)}")
             print(f"  finish   {percentiles(finishes)}")
     finally:
+        for task in keepers:
+            task.cancel()
+        await asyncio.gather(*keepers, return_exceptions=True)
         for s in stores:
             await s.close()
 
@@ -176,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bursts", type=int, default=30)
     parser.add_argument("--requests", type=int, default=5000, help="sustained round's total")
     parser.add_argument("--ports", type=int, default=256, help="ports (numbers) per box")
+    parser.add_argument("--pool", type=int, default=POOL_MAX, help="connections per box")
     parser.add_argument("--dsn", default=None, help="an existing PostgreSQL (default: throwaway)")
     args = parser.parse_args(argv)
     if args.dsn:
