@@ -9,9 +9,10 @@ wall clock never decides a lease or an expiry.
 
 GET_NUMBER's reservation is one statement: it picks the least recently used fitting number
 ``FOR UPDATE SKIP LOCKED`` (concurrent reservations skip each other's candidates instead of
-waiting), inserts the operation, assigns its pushes to the box holding the SIM and notifies that
-box, all or nothing. The unique index on open operations per number is the last word: a race it
-catches is retried with the next number.
+waiting), marks it busy, inserts the operation, assigns its pushes to the box holding the SIM
+and notifies that box, all or nothing. FINISH_ACTIVATION is one statement too. The unique index
+on open operations per number is the last word: a race it catches is retried with the next
+number.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ CONNECT_TIMEOUT: Final = 2.0
 CALL_TIMEOUT: Final = 3.0
 # Migrations wait for another box's migrations (a lock), so they get longer.
 MIGRATE_TIMEOUT: Final = 30.0
-# Giving a connection back to the pool runs a reset query; bounded like a call.
+# Giving a connection back to the pool (no reset query is sent, see _no_reset): bounded all
+# the same, a connection that does not come back in time is cut.
 RELEASE_TIMEOUT: Final = 1.0
 # Closing the pool lets calls in flight finish for this long (each takes milliseconds).
 CLOSE_TIMEOUT: Final = 2.0
