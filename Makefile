@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test ops-tools lint typecheck pytest bench bench-micro bench-pdu bench-fleet bench-e2e bench-peers screenshot reliability clean
+.PHONY: demo test test-cluster bench-cluster ops-tools lint typecheck pytest bench bench-micro bench-pdu bench-fleet bench-e2e bench-peers screenshot reliability clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,11 +25,19 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q
 
-# Debian's prometheus/promtool for tests/ops (skipped when already installed).
+# Debian's prometheus/promtool for tests/ops and postgresql for tests/cluster (skipped when
+# already installed).
 ops-tools:
 	bash .ci/install-ops.sh
 
 test: ops-tools lint typecheck pytest
+
+# The cluster tests alone (a throwaway PostgreSQL) and the reservation benchmark.
+test-cluster: ops-tools $(STAMP)
+	$(BIN)/pytest -q tests/cluster
+
+bench-cluster: ops-tools $(STAMP)
+	$(BIN)/python -m benchmarks.cluster_reserve
 
 # The end-to-end benchmark (the issue's targets); the micro benchmarks are `make bench-micro`.
 bench: bench-e2e

@@ -2,7 +2,12 @@
 # Installs the Debian packages the ops tests (tests/ops) need:
 #   - prometheus and promtool, both shipped by Debian's `prometheus` package;
 #   - /usr/bin/chromium (Debian's `chromium` package), which renders the status page headless;
-#   - systemd-analyze (Debian's `systemd` package), which rates the shipped unit's sandbox.
+#   - systemd-analyze (Debian's `systemd` package), which rates the shipped unit's sandbox;
+#   - initdb and pg_ctl (Debian's `postgresql` package), which the cluster tests use to start a
+#     throwaway PostgreSQL in a temporary directory. Debian keeps them off PATH, in
+#     /usr/lib/postgresql/VERSION/bin; the tests look there. PostgreSQL refuses to run as root,
+#     so when the tests run as root (CI) the server runs as the `postgres` user the package
+#     creates. The package's own cluster service is not started (see policy-rc.d below).
 # Idempotent, quiet and non-interactive: installs only what is missing and does nothing when
 # everything is present. The tests start their own Prometheus on a free loopback port, so the
 # packaged service is neither needed nor started here.
@@ -21,14 +26,34 @@ have_chromium() {
 have_systemd_analyze() {
     command -v systemd-analyze >/dev/null 2>&1
 }
+# The directory holding initdb and pg_ctl (PATH first, then Debian's newest version), or nothing.
+pg_bin() {
+    local bin
+    if command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; then
+        dirname "$(command -v initdb)"
+        return 0
+    fi
+    for bin in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+        if [ -x "$bin/initdb" ] && [ -x "$bin/pg_ctl" ]; then
+            echo "$bin"
+            return 0
+        fi
+    done
+    return 1
+}
+have_postgres() {
+    pg_bin >/dev/null
+}
 
 packages=()
 have_prometheus || packages+=(prometheus)
 have_chromium || packages+=(chromium)
 have_systemd_analyze || packages+=(systemd)
+have_postgres || packages+=(postgresql)
 
 if [ "${#packages[@]}" -eq 0 ]; then
-    echo "install-ops: already present: $(command -v prometheus) $(command -v promtool) $CHROMIUM"
+    echo "install-ops: already present: $(command -v prometheus) $(command -v promtool) $CHROMIUM" \
+        "$(pg_bin)/initdb"
     exit 0
 fi
 
@@ -92,5 +117,9 @@ fi
 if ! have_systemd_analyze; then
     fail "systemd-analyze still missing after installing the package"
 fi
+if ! have_postgres; then
+    fail "initdb/pg_ctl still missing after installing postgresql"
+fi
 echo "install-ops: $(prometheus --version 2>&1 | head -n1)"
 echo "install-ops: $("$CHROMIUM" --version 2>/dev/null | head -n1)"
+echo "install-ops: $("$(pg_bin)/pg_ctl" --version)"

@@ -1,5 +1,5 @@
 """Command line: ``muxd run | check-config | simulate | stand-in | demo | outbox | upstream |
-pdu decode``.
+cluster status | pdu decode``.
 
 Only this module chooses the event loop: uvloop in production, the default loop in tests (tests
 call the coroutines directly).
@@ -18,6 +18,7 @@ from typing import Any
 
 from muxd import __version__
 from muxd.cli_ops import add_outbox_parser, add_upstream_parser, cmd_upstream
+from muxd.cluster.status import add_cluster_parser
 from muxd.errors import ConfigError, MuxdError
 from muxd.probe import add_probe_parser
 from muxd.sim.modem_faults import FAULT_KEYS
@@ -379,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_upstream_parser(sub)
     add_probe_parser(sub)
     _add_preflight_parser(sub)
+    add_cluster_parser(sub)
 
     p = sub.add_parser("pdu", help="PDU tools")
     pdu_sub = p.add_subparsers(dest="pdu_command", required=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import socket
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -133,6 +134,21 @@ class HttpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     metrics_listen: str = ""
 
 
+class ClusterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Several boxes sharing one partner account through PostgreSQL (absent: one box alone)."""
+
+    # postgresql://user:password@host:port/database
+    database: str
+    # This box's name, unique in the cluster; empty: the host name.
+    box: str = ""
+    # Seconds a box's numbers count after its last heartbeat (a dead box leaves the counts).
+    lease: Annotated[float, Meta(ge=3, le=3600)] = 15.0
+
+    @property
+    def box_name(self) -> str:
+        return self.box or socket.gethostname()
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     state_dir: str
     modems: ModemsConfig
@@ -141,6 +157,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     journal: JournalConfig = JournalConfig()
     http: HttpConfig = HttpConfig()
     v1: V1Config = V1Config()
+    cluster: ClusterConfig | None = None
 
 
 _PATH_RE = re.compile(r"at `\$\.?([^`]*)`")
@@ -257,6 +274,21 @@ def _check_values(cfg: Config) -> tuple[str, str] | None:
         path = Path(cfg.numbers.file)
         if not path.is_file():
             return "numbers.file", f"no such file: {path}"
+    if cfg.cluster is not None:
+        return _check_cluster(cfg.cluster)
+    return None
+
+
+def _check_cluster(cluster: ClusterConfig) -> tuple[str, str] | None:
+    from muxd.cluster.records import check_box_name
+
+    if not re.match(r"^postgres(ql)?://[^\s]*$", cluster.database):
+        shown = re.sub(r"://[^@/]*@", "://***@", cluster.database)  # never echo a password
+        return "cluster.database", f"expected a postgresql:// URL, got {shown!r}"
+    problem = check_box_name(cluster.box_name)
+    if problem is not None:
+        where = "" if cluster.box else " (the host name; set cluster.box)"
+        return "cluster.box", problem + where
     return None
 
 

@@ -1,0 +1,101 @@
+"""The cluster's hot statements, each one round trip (see :class:`muxd.cluster.store.ClusterStore`
+for what they are for). Every statement runs in READ COMMITTED, PostgreSQL's default."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from muxd.cluster.records import ANY, CHANNEL_PREFIX, RENT
+
+OP_COLUMNS: Final = (
+    "activation_id, number, box, service, country, operator, sum, rent, state, status,"
+    " created, expires, finished"
+)
+
+
+LIVE: Final = (
+    "SELECT DISTINCT ON (n.number) n.number, n.box, n.port, n.country, n.operator"
+    " FROM numbers n JOIN boxes b ON b.name = n.box"
+    " WHERE b.lease_until > now() AND n.sellable ORDER BY n.number, n.updated DESC"
+)
+
+# GET_SERVICES: per live country, operator and service ($1: the services, "rent" among them),
+# the numbers in no open operation and (but for rent) not sold for that service.
+COUNTS: Final = f"""
+WITH live AS ({LIVE}), state AS (
+    SELECT l.*, EXISTS (
+        SELECT 1 FROM operations o WHERE o.number = l.number AND o.state = 'open') AS busy
+    FROM live l
+)
+SELECT st.country, st.operator, k.service,
+       count(*) FILTER (WHERE NOT st.busy AND (k.service = '{RENT}' OR NOT EXISTS (
+           SELECT 1 FROM sales s WHERE s.number = st.number AND s.service = k.service))) AS free
+FROM state st CROSS JOIN unnest($1::text[]) AS k(service)
+GROUP BY st.country, st.operator, k.service
+"""
+
+# $1 country, $2 operator, $3 mask patterns, $4 rent, $5 service, $6 sum, $7 hold seconds,
+# $8 answering box, $9 request token.
+RESERVE: Final = f"""
+WITH cand AS (
+    SELECT n.box, n.number, n.country, n.operator
+    FROM numbers n JOIN boxes b ON b.name = n.box
+    WHERE n.country = $1 AND n.sellable AND NOT n.busy AND b.lease_until > now()
+      AND ($2 = '{ANY}' OR n.operator = $2)
+      AND NOT (ltrim(n.number, '+') LIKE ANY ($3::text[]))
+      AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.number = n.number AND o.state = 'open')
+      AND ($4 OR NOT EXISTS (
+          SELECT 1 FROM sales s WHERE s.number = n.number AND s.service = $5))
+    ORDER BY n.last_used NULLS FIRST, n.number
+    LIMIT 1
+    FOR UPDATE OF n SKIP LOCKED
+), op AS (
+    INSERT INTO operations (number, box, service, country, operator, sum, rent, expires,
+                            answered_by, request)
+    SELECT number, box, $5, country, operator, $6, $4,
+           CASE WHEN $4 THEN NULL ELSE now() + make_interval(secs => $7) END, $8, $9
+    FROM cand
+    RETURNING {OP_COLUMNS}
+), push AS (
+    INSERT INTO pushes (activation_id, box) SELECT activation_id, box FROM op
+), touch AS (
+    UPDATE numbers SET last_used = now(), busy = true WHERE number IN (SELECT number FROM op)
+)
+SELECT op.*, pg_notify('{CHANNEL_PREFIX}' || op.box, op.activation_id::text) AS notified FROM op
+"""
+
+
+# After an operation closed: its number is free again (unless another operation is open on it).
+RELEASE: Final = (
+    "UPDATE numbers n SET busy = false WHERE n.number = ANY($1::text[]) AND n.busy"
+    " AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.number = n.number AND o.state = 'open')"
+)
+
+
+# FINISH_ACTIVATION in one statement: lock the operation (a concurrent FINISH of the same id
+# waits, then sees it closed), close it if open (or record the status of an expired one that
+# had none), count the sale, free the number. Returns the operation as it was before, plus
+# whether this call changed it. $1 id, $2 status, $3 sum, $4 the status sells.
+FINISH: Final = f"""
+WITH cur AS (
+    SELECT {OP_COLUMNS} FROM operations WHERE activation_id = $1 FOR UPDATE
+), upd AS (
+    UPDATE operations o
+    SET state = CASE WHEN cur.state = 'open' THEN 'finished' ELSE o.state END,
+        finished = CASE WHEN cur.state = 'open' THEN now() ELSE o.finished END,
+        status = $2, finish_sum = $3
+    FROM cur
+    WHERE o.activation_id = cur.activation_id
+      AND (cur.state = 'open' OR (cur.state = 'expired' AND cur.status IS NULL))
+    RETURNING o.activation_id
+), sale AS (
+    INSERT INTO sales (number, service, activation_id)
+    SELECT cur.number, cur.service, cur.activation_id FROM cur
+    WHERE $4 AND NOT cur.rent AND EXISTS (SELECT 1 FROM upd)
+    ON CONFLICT DO NOTHING
+), free AS (
+    UPDATE numbers n SET busy = false FROM cur
+    WHERE n.number = cur.number AND n.busy AND cur.state = 'open' AND EXISTS (SELECT 1 FROM upd)
+)
+SELECT cur.*, EXISTS (SELECT 1 FROM upd) AS changed FROM cur
+"""

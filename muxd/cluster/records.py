@@ -1,0 +1,105 @@
+"""What the cluster's shared state holds, as plain values, and its errors."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final, Literal
+
+from muxd.errors import MuxdError
+
+# A box name: letters, digits, "_", "-", "."; it becomes part of a LISTEN channel name, which
+# PostgreSQL caps at 63 bytes together with the channel prefix.
+BOX_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,47}")
+# The prefix of each box's channel announcing its new operations.
+CHANNEL_PREFIX: Final = "muxd_ops_"
+RENT: Final = "rent"
+ANY: Final = "any"
+
+FinishOutcome = Literal["finished", "late", "repeat", "unknown"]
+
+
+class ClusterError(MuxdError):
+    """The cluster's database is not what this muxd expects (schema too new, bad box name)."""
+
+
+class ClusterUnavailable(MuxdError):
+    """PostgreSQL did not answer in time or the connection failed: the shared state cannot be
+    read or changed right now. The caller answers "no numbers" and carries on locally."""
+
+
+def channel(box: str) -> str:
+    """The LISTEN/NOTIFY channel announcing new operations whose SIM is on ``box``."""
+    return CHANNEL_PREFIX + box
+
+
+def check_box_name(name: str) -> str | None:
+    """None when ``name`` is a usable box name, else what is wrong with it."""
+    if BOX_NAME.fullmatch(name):
+        return None
+    return (
+        f"expected 1 to 48 letters, digits, '_', '-' or '.' (starting with a letter or digit),"
+        f" got {name!r}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NumberEntry:
+    """One number a box offers: what :meth:`ClusterStore.publish_numbers` stores."""
+
+    number: str  # +E.164
+    port: str
+    iccid: str | None
+    country: str  # the country name GET_SERVICES and GET_NUMBER use
+    country_id: int | None  # E.164 calling code
+    operator: str  # the operator name GET_SERVICES and GET_NUMBER use
+    sellable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LiveNumber:
+    """A sellable number on a box whose lease is valid."""
+
+    number: str
+    box: str
+    port: str
+    country: str
+    operator: str
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One v1 operation (GET_NUMBER answered), as the shared state holds it."""
+
+    activation_id: int
+    number: str  # +E.164
+    box: str  # the box holding the SIM: it pushes the SMS
+    service: str  # "rent" for a rent operation
+    country: str
+    operator: str
+    sum: float | None
+    rent: bool
+    state: str  # open | finished | expired
+    status: int | None
+    created: datetime
+    expires: datetime | None  # None: no expiry (rent)
+    finished: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class BoxState:
+    """A box as ``muxd cluster status`` shows it."""
+
+    name: str
+    version: str
+    started: datetime
+    lease_until: datetime
+    lease_left: float  # seconds the lease still runs by the database's clock (< 0: lapsed)
+    numbers: int
+    sellable: int
+    open_operations: int
+
+    @property
+    def live(self) -> bool:
+        return self.lease_left > 0

@@ -1,0 +1,158 @@
+"""The cluster's tables in PostgreSQL and their versioned migrations.
+
+Every box runs :func:`migrate` when it connects. The whole run is one transaction holding a
+transaction-level advisory lock, so boxes starting at once apply each migration exactly once:
+the first one takes the lock and migrates, the others wait for it, then find the schema current.
+``schema_version`` holds one row, the number of migrations applied. A database migrated by a
+newer muxd (more migrations than this one knows) is refused with a clear error rather than
+used by code that does not know its tables.
+
+Tables:
+
+- ``boxes``: one row per box name; ``lease_until`` is renewed by the box's heartbeat and read
+  against the database's own clock (``now()``), never a box's wall clock.
+- ``numbers``: the numbers each box offers, replaced by that box as a whole; ``last_used``
+  orders GET_NUMBER's choice (least recently used first) and survives the replacement.
+  ``busy`` mirrors "in an open operation" on the row GET_NUMBER locks, so that a reservation
+  racing another one re-checks it on the row's newest version (PostgreSQL re-evaluates the
+  conditions on the locked row itself) instead of colliding on the unique index.
+- ``operations``: v1 operations; ``activation_id`` is an identity column (a sequence: never
+  handed out twice, never reused, even after a rollback). A unique partial index keeps one
+  open operation per number across all boxes. ``request`` is the answering box's token for the
+  GET_NUMBER, to release an operation whose answer never left (see ``ClusterStore.abandon``).
+- ``sales``: (number, service) pairs closed as sold; not offered for that service again.
+- ``pushes``: which box pushes the SMS of which operation (the box holding the SIM).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final, TypeAlias
+
+import asyncpg
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    AnyConnection: TypeAlias = (
+        asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+    )
+
+# An arbitrary 64-bit key for the advisory lock serialising migrations ("muxdmigr").
+MIGRATION_LOCK: Final = 0x6D7578646D696772
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: boxes and the numbers they offer.
+    """
+    CREATE TABLE boxes (
+        name text PRIMARY KEY,
+        lease_until timestamptz NOT NULL,
+        started timestamptz NOT NULL DEFAULT now(),
+        version text NOT NULL DEFAULT ''
+    );
+    CREATE TABLE numbers (
+        box text NOT NULL REFERENCES boxes(name) ON DELETE CASCADE,
+        number text NOT NULL,
+        port text NOT NULL,
+        iccid text,
+        country text NOT NULL,
+        country_id integer,
+        operator text NOT NULL,
+        sellable boolean NOT NULL,
+        updated timestamptz NOT NULL DEFAULT now(),
+        last_used timestamptz,
+        busy boolean NOT NULL DEFAULT false,
+        PRIMARY KEY (box, number)
+    );
+    CREATE INDEX numbers_number ON numbers (number);
+    CREATE INDEX numbers_pick ON numbers (country, last_used NULLS FIRST, number)
+        WHERE sellable AND NOT busy;
+    """,
+    # 2: v1 operations with global activation ids, sales, push assignments.
+    """
+    CREATE TABLE operations (
+        activation_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        number text NOT NULL,
+        box text NOT NULL,
+        service text NOT NULL,
+        country text NOT NULL,
+        operator text NOT NULL,
+        sum double precision,
+        rent boolean NOT NULL,
+        state text NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'finished', 'expired')),
+        status smallint,
+        finish_sum double precision,
+        created timestamptz NOT NULL DEFAULT now(),
+        expires timestamptz,
+        finished timestamptz,
+        answered_by text NOT NULL,
+        request uuid UNIQUE
+    );
+    CREATE UNIQUE INDEX operations_open_number ON operations (number) WHERE state = 'open';
+    CREATE INDEX operations_open_expires ON operations (expires) WHERE state = 'open';
+    CREATE TABLE sales (
+        number text NOT NULL,
+        service text NOT NULL,
+        activation_id bigint NOT NULL REFERENCES operations(activation_id),
+        sold timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (number, service)
+    );
+    CREATE TABLE pushes (
+        -- No foreign key: the reservation inserts both rows in one statement, and the key's
+        -- check would cost a quarter of it.
+        activation_id bigint PRIMARY KEY,
+        box text NOT NULL,
+        assigned timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX pushes_box ON pushes (box);
+    """,
+)
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+class SchemaTooNew(Exception):
+    """The database was migrated by a newer muxd."""
+
+    def __init__(self, found: int) -> None:
+        super().__init__(
+            f"the cluster database has schema version {found}; this muxd knows up to"
+            f" {SCHEMA_VERSION}: upgrade muxd on this box"
+        )
+        self.found = found
+
+
+async def current_version(conn: AnyConnection) -> int:
+    """The schema version of the database (0: never migrated)."""
+    exists = await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
+    if not exists:
+        return 0
+    value = await conn.fetchval("SELECT max(version) FROM schema_version")
+    return int(value or 0)
+
+
+async def migrate(conn: AnyConnection, timeout: float) -> tuple[int, int]:
+    """Bring the schema to :data:`SCHEMA_VERSION`; return (version before, version after).
+
+    Safe with any number of boxes calling it at once (one transaction under an advisory lock).
+    ``timeout`` bounds each statement, waiting for another box's migration included.
+    """
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK, timeout=timeout)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)", timeout=timeout
+        )
+        before = int(
+            await conn.fetchval(
+                "SELECT coalesce(max(version), 0) FROM schema_version", timeout=timeout
+            )
+        )
+        if before > SCHEMA_VERSION:
+            raise SchemaTooNew(before)
+        for version in range(before + 1, SCHEMA_VERSION + 1):
+            await conn.execute(MIGRATIONS[version - 1], timeout=timeout)
+        if before < SCHEMA_VERSION:
+            await conn.execute("DELETE FROM schema_version", timeout=timeout)
+            await conn.execute(
+                "INSERT INTO schema_version (version) VALUES ($1)", SCHEMA_VERSION, timeout=timeout
+            )
+        return before, SCHEMA_VERSION

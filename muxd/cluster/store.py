@@ -1,0 +1,492 @@
+"""The cluster's shared state in PostgreSQL: box leases, numbers, v1 operations, sales.
+
+One :class:`ClusterStore` per box, on an asyncpg pool that connects on demand: a box starts
+with PostgreSQL down and each call then fails fast. Every call runs under a named timeout;
+when PostgreSQL refuses, drops the connection or does not answer in time, the call raises
+:class:`ClusterUnavailable` (and the connection it used is discarded), never hangs. What the
+store decides it decides in one transaction, by the database's clock (``now()``): a box's
+wall clock never decides a lease or an expiry.
+
+GET_NUMBER's reservation is one statement: it picks the least recently used fitting number
+``FOR UPDATE SKIP LOCKED`` (concurrent reservations skip each other's candidates instead of
+waiting), marks it busy, inserts the operation, assigns its pushes to the box holding the SIM
+and notifies that box, all or nothing. FINISH_ACTIVATION is one statement too. The unique index
+on open operations per number is the last word: a race it catches is retried with the next
+number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import asyncpg
+
+from muxd import __version__
+from muxd.cluster import queries
+from muxd.cluster.records import (
+    ANY,
+    RENT,
+    BoxState,
+    ClusterError,
+    ClusterUnavailable,
+    FinishOutcome,
+    LiveNumber,
+    NumberEntry,
+    Operation,
+    check_box_name,
+)
+from muxd.cluster.schema import SchemaTooNew, current_version, migrate
+
+LOGGER = logging.getLogger(__name__)
+
+# Opening one connection (TCP, authentication, session settings): loopback or LAN takes ms.
+CONNECT_TIMEOUT: Final = 2.0
+# One call (waiting for a pooled connection, the queries, the commit). GET_NUMBER must be
+# answered within 10 s; this leaves the box time to answer "no numbers" when PostgreSQL hangs.
+CALL_TIMEOUT: Final = 3.0
+# Migrations wait for another box's migrations (a lock), so they get longer.
+MIGRATE_TIMEOUT: Final = 30.0
+# Giving a connection back to the pool (no reset query is sent, see _no_reset): bounded all
+# the same, a connection that does not come back in time is cut.
+RELEASE_TIMEOUT: Final = 1.0
+# Closing the pool lets calls in flight finish for this long (each takes milliseconds).
+CLOSE_TIMEOUT: Final = 2.0
+# Connections per box: GET_NUMBER bursts share them (each call holds one for about a ms).
+POOL_MAX: Final = 10
+# GET_NUMBER: how many times a reservation that lost a race is retried with the next number.
+RESERVE_ATTEMPTS: Final = 5
+# A single-service reservation lasts 15 minutes; rent operations have no expiry of their own.
+RESERVATION: Final = 15 * 60.0
+# Server-side TCP keepalive on every connection: a box that vanished from the network has its
+# connection (and any session lock it held) dropped after about idle + interval * count.
+KEEPALIVE_IDLE: Final = 5
+KEEPALIVE_INTERVAL: Final = 2
+KEEPALIVE_COUNT: Final = 3
+
+SERVER_SETTINGS: Final = {
+    "application_name": "muxd",
+    "tcp_keepalives_idle": str(KEEPALIVE_IDLE),
+    "tcp_keepalives_interval": str(KEEPALIVE_INTERVAL),
+    "tcp_keepalives_count": str(KEEPALIVE_COUNT),
+}
+
+# What "PostgreSQL is not there" looks like to asyncpg (besides a timeout).
+UNAVAILABLE: Final = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up, terminated
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+    asyncpg.exceptions.InternalClientError,  # a connection cut mid-exchange
+)
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    from muxd.cluster.notify import Listener, PublisherLock
+
+    Conn = PoolConnectionProxy[asyncpg.Record]
+
+
+def _operation(row: asyncpg.Record) -> Operation:
+    return Operation(
+        activation_id=int(row["activation_id"]),
+        number=str(row["number"]),
+        box=str(row["box"]),
+        service=str(row["service"]),
+        country=str(row["country"]),
+        operator=str(row["operator"]),
+        sum=None if row["sum"] is None else float(row["sum"]),
+        rent=bool(row["rent"]),
+        state=str(row["state"]),
+        status=None if row["status"] is None else int(row["status"]),
+        created=row["created"],
+        expires=row["expires"],
+        finished=row["finished"],
+    )
+
+
+def mask_patterns(masks: Iterable[str]) -> list[str]:
+    """``exceptionPhoneSet`` prefixes (digits) -> LIKE patterns; anything else is refused, a
+    mask that cannot be read must not be ignored (the number it excludes could go out)."""
+    out = []
+    for mask in masks:
+        if not mask.isascii() or not mask.isdigit():
+            raise ValueError(f"exception mask must be digits, got {mask!r}")
+        out.append(mask + "%")
+    return out
+
+
+async def _no_reset(conn: object) -> None:
+    """Pooled connections keep no session state (no LISTEN, locks or SET: those use dedicated
+    connections), so the round trip asyncpg spends resetting one on release is skipped."""
+
+
+class ClusterStore:
+    """One box's handle on the shared state. ``async with`` opens the pool (no connection
+    yet) and closes it; :meth:`migrate` brings the schema up to date."""
+
+    def __init__(
+        self,
+        dsn: str,
+        box: str,
+        *,
+        lease: float = 15.0,
+        version: str = __version__,
+        pool_max: int = POOL_MAX,
+        call_timeout: float = CALL_TIMEOUT,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
+        problem = check_box_name(box)
+        if problem is not None:
+            raise ClusterError(f"box name: {problem}")
+        self.dsn = dsn
+        self.box = box
+        self.lease = lease
+        self.version = version
+        self.call_timeout = call_timeout
+        self.connect_timeout = connect_timeout
+        self._pool_max = pool_max
+        self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+        self._registered = False
+
+    async def open(self) -> None:
+        if self._pool is None:
+            # min_size=0: no connection now; each call connects on demand (PostgreSQL may be
+            # down when the box starts) and keeps what it opened for the next.
+            self._pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=0,
+                max_size=self._pool_max,
+                timeout=self.connect_timeout,
+                command_timeout=self.call_timeout,
+                server_settings=dict(SERVER_SETTINGS),
+                reset=_no_reset,
+            )
+
+    async def close(self) -> None:
+        """Close the pool: calls in flight get :data:`CLOSE_TIMEOUT` to finish, then their
+        connections are cut."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await pool.close()
+        except (TimeoutError, *UNAVAILABLE):
+            pool.terminate()
+
+    async def __aenter__(self) -> ClusterStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self) -> asyncpg.Connection[asyncpg.Record]:
+        """A dedicated connection outside the pool (LISTEN, session locks)."""
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                return await asyncpg.connect(
+                    self.dsn,
+                    timeout=self.connect_timeout,
+                    command_timeout=self.call_timeout,
+                    server_settings=dict(SERVER_SETTINGS),
+                )
+        except TimeoutError as exc:
+            raise ClusterUnavailable(
+                f"connect: PostgreSQL did not answer within {self.connect_timeout} s"
+            ) from exc
+        except UNAVAILABLE as exc:
+            raise ClusterUnavailable(f"connect: {_describe(exc)}") from exc
+
+    async def listen(self, box: str, callback: Callable[[int], None]) -> Listener:
+        """LISTEN for new operations whose SMS ``box`` pushes (see :mod:`muxd.cluster.notify`)."""
+        from muxd.cluster.notify import listen
+
+        return await listen(self, box, callback)
+
+    def publisher_lock(self) -> PublisherLock:
+        """The lock that lets one box at a time publish the v2 list (not taken yet)."""
+        from muxd.cluster.notify import PublisherLock
+
+        return PublisherLock(self)
+
+    @contextlib.asynccontextmanager
+    async def _conn(self, what: str, timeout: float | None = None) -> AsyncIterator[Conn]:
+        """A pooled connection for one call, under its deadline; a failure discards it."""
+        if self._pool is None:
+            raise RuntimeError("ClusterStore used before open()")
+        pool = self._pool
+        limit = self.call_timeout if timeout is None else timeout
+        conn: Conn | None = None
+        try:
+            async with asyncio.timeout(limit):
+                conn = await pool.acquire()
+                yield conn
+        except TimeoutError as exc:
+            _discard(conn)  # a query may still be running: never reuse the connection
+            raise ClusterUnavailable(f"{what}: PostgreSQL did not answer within {limit} s") from exc
+        except UNAVAILABLE as exc:
+            _discard(conn)
+            raise ClusterUnavailable(f"{what}: {_describe(exc)}") from exc
+        finally:
+            if conn is not None:
+                try:
+                    await pool.release(conn, timeout=RELEASE_TIMEOUT)
+                except (TimeoutError, *UNAVAILABLE):
+                    _discard(conn)
+
+    # -- schema and leases ------------------------------------------------------------------
+
+    async def migrate(self) -> tuple[int, int]:
+        """Bring the schema up to date (safe with several boxes at once)."""
+        async with self._conn("migrate", MIGRATE_TIMEOUT) as conn:
+            try:
+                before, after = await migrate(conn, MIGRATE_TIMEOUT)
+            except SchemaTooNew as exc:
+                raise ClusterError(str(exc)) from exc
+        if before != after:
+            LOGGER.info("cluster schema migrated from version %d to %d", before, after)
+        return before, after
+
+    async def schema_version(self) -> int:
+        """The database's schema version (0: no box has set it up yet); changes nothing."""
+        async with self._conn("schema version") as conn:
+            return await current_version(conn)
+
+    async def heartbeat(self) -> float:
+        """Renew this box's lease (registering the box on first call); returns the seconds
+        the lease now runs, by the database's clock."""
+        started = "now()" if not self._registered else "boxes.started"
+        async with self._conn("heartbeat") as conn:
+            left = await conn.fetchval(
+                "INSERT INTO boxes (name, lease_until, version)"
+                " VALUES ($1, now() + make_interval(secs => $2), $3)"
+                " ON CONFLICT (name) DO UPDATE SET lease_until = excluded.lease_until,"
+                f" version = excluded.version, started = {started}"
+                " RETURNING extract(epoch FROM lease_until - now())::float8",
+                self.box,
+                self.lease,
+                self.version,
+            )
+        self._registered = True
+        return float(left)
+
+    async def leave(self) -> None:
+        """End this box's lease now (clean shutdown): its numbers leave the counts at once."""
+        async with self._conn("leave") as conn:
+            await conn.execute("UPDATE boxes SET lease_until = now() WHERE name = $1", self.box)
+
+    # -- numbers ----------------------------------------------------------------------------
+
+    async def publish_numbers(self, entries: Iterable[NumberEntry]) -> int:
+        """Replace this box's numbers with ``entries`` in one transaction; returns how many."""
+        rows: dict[str, NumberEntry] = {}
+        for e in entries:
+            rows.setdefault(e.number, e)
+        values = list(rows.values())
+        async with self._conn("publish numbers") as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO boxes (name, lease_until, version) VALUES ($1, now(), $2)"
+                " ON CONFLICT (name) DO NOTHING",
+                self.box,
+                self.version,
+            )
+            await conn.execute(
+                "DELETE FROM numbers WHERE box = $1 AND NOT number = ANY($2::text[])",
+                self.box,
+                [e.number for e in values],
+            )
+            await conn.execute(
+                "INSERT INTO numbers (box, number, port, iccid, country, country_id, operator,"
+                " sellable) SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[],"
+                " $5::text[], $6::int[], $7::text[], $8::bool[])"
+                " ON CONFLICT (box, number) DO UPDATE SET port = excluded.port,"
+                " iccid = excluded.iccid, country = excluded.country,"
+                " country_id = excluded.country_id, operator = excluded.operator,"
+                " sellable = excluded.sellable, updated = now()",
+                self.box,
+                [e.number for e in values],
+                [e.port for e in values],
+                [e.iccid for e in values],
+                [e.country.strip().lower() for e in values],
+                [e.country_id for e in values],
+                [e.operator.strip().lower() for e in values],
+                [e.sellable for e in values],
+            )
+            await conn.execute(
+                "UPDATE numbers n SET busy = b.open FROM (SELECT m.number, EXISTS (SELECT 1"
+                " FROM operations o WHERE o.number = m.number AND o.state = 'open') AS open"
+                " FROM numbers m WHERE m.box = $1) b"
+                " WHERE n.box = $1 AND n.number = b.number AND n.busy <> b.open",
+                self.box,
+            )
+        return len(values)
+
+    async def live_numbers(self) -> list[LiveNumber]:
+        """Sellable numbers of boxes whose lease is valid now (one entry per number)."""
+        async with self._conn("live numbers") as conn:
+            rows = await conn.fetch(queries.LIVE)
+        return [
+            LiveNumber(r["number"], r["box"], r["port"], r["country"], r["operator"]) for r in rows
+        ]
+
+    async def service_counts(
+        self, services: Sequence[str], *, rent: bool = False
+    ) -> dict[str, dict[str, dict[str, int]]]:
+        """GET_SERVICES across the fleet: country -> operator -> service -> numbers free for
+        it (live, in no open operation, not sold for that service; ``rent`` adds a "rent"
+        count of numbers in no open operation). Operators whose numbers are all busy are
+        listed with zeros; the caller adds "any"."""
+        keys = [*services, *([RENT] if rent else [])]
+        async with self._conn("service counts") as conn:
+            rows = await conn.fetch(queries.COUNTS, keys)
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for r in rows:
+            out.setdefault(r["country"], {}).setdefault(r["operator"], {})[r["service"]] = int(
+                r["free"]
+            )
+        return out
+
+    # -- v1 operations ----------------------------------------------------------------------
+
+    async def reserve(
+        self,
+        *,
+        country: str,
+        operator: str,
+        service: str,
+        masks: Sequence[str] = (),
+        rent: bool = False,
+        sum: float | None = None,
+        hold: float = RESERVATION,
+        request: uuid.UUID | None = None,
+    ) -> Operation | None:
+        """GET_NUMBER: atomically open an operation on a live number that fits, or None.
+
+        Never the same number twice (open operations are unique per number), never one
+        matching an exception mask, never one sold for ``service`` (unless rent). ``request``
+        identifies this GET_NUMBER for :meth:`abandon` when its answer never left the box.
+        """
+        patterns = mask_patterns(masks)
+        params: tuple[Any, ...] = (
+            country.strip().lower(),
+            operator.strip().lower() or ANY,
+            patterns,
+            rent,
+            RENT if rent else service,
+            sum,
+            hold,
+            self.box,
+            request,
+        )
+        async with self._conn("reserve") as conn:
+            for _ in range(RESERVE_ATTEMPTS):
+                try:
+                    row = await conn.fetchrow(queries.RESERVE, *params)
+                except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError) as exc:
+                    if getattr(exc, "constraint_name", None) == "operations_request_key":
+                        raise ValueError(f"request {request} was used before") from exc
+                    continue  # another box took that number a moment before us: next one
+                return None if row is None else _operation(row)
+        return None
+
+    async def abandon(self, request: uuid.UUID) -> int | None:
+        """Release the operation a GET_NUMBER opened when its answer never reached Onlinesim
+        (it will never be finished); returns its id, or None when there was none."""
+        async with self._conn("abandon") as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE operations SET state = 'expired', finished = now()"
+                " WHERE request = $1 AND state = 'open' RETURNING activation_id, number",
+                request,
+            )
+            if row is None:
+                return None
+            await conn.execute(queries.RELEASE, [row["number"]])
+        return int(row["activation_id"])
+
+    async def finish(
+        self, activation_id: int, status: int, amount: float | None = None, *, sells: bool
+    ) -> tuple[FinishOutcome, Operation | None]:
+        """FINISH_ACTIVATION from any box, idempotent. ``sells``: this status marks (number,
+        service) sold. ``finished``: it was open and is now closed; ``late``: it had expired
+        and this is its first FINISH (status and sale recorded); ``repeat``: closed already,
+        nothing changes; ``unknown``: no such id."""
+        async with self._conn("finish") as conn:
+            row = await conn.fetchrow(queries.FINISH, activation_id, status, amount, sells)
+        if row is None:
+            return "unknown", None
+        found = _operation(row)
+        if not row["changed"]:
+            return "repeat", found
+        return ("finished" if found.state == "open" else "late"), found
+
+    async def expire_due(self) -> list[int]:
+        """Close reservations past their end that nobody finished (any box may run this)."""
+        async with self._conn("expire") as conn, conn.transaction():
+            rows = await conn.fetch(
+                "UPDATE operations SET state = 'expired', finished = now()"
+                " WHERE state = 'open' AND expires <= now() RETURNING activation_id, number"
+            )
+            if rows:
+                await conn.execute(queries.RELEASE, [r["number"] for r in rows])
+        return sorted(int(r["activation_id"]) for r in rows)
+
+    async def open_operations(self, box: str | None = None) -> list[Operation]:
+        """Open operations whose SMS ``box`` pushes (every box's when None), oldest first."""
+        async with self._conn("open operations") as conn:
+            rows = await conn.fetch(
+                f"SELECT {', '.join('o.' + c.strip() for c in queries.OP_COLUMNS.split(','))}"
+                " FROM operations o JOIN pushes p USING (activation_id)"
+                " WHERE o.state = 'open' AND ($1::text IS NULL OR p.box = $1)"
+                " ORDER BY o.activation_id",
+                box,
+            )
+        return [_operation(r) for r in rows]
+
+    async def boxes(self) -> list[BoxState]:
+        """Every box known, with its lease (by the database's clock) and counts."""
+        async with self._conn("boxes") as conn:
+            rows = await conn.fetch(
+                "SELECT b.name, b.version, b.started, b.lease_until,"
+                " extract(epoch FROM b.lease_until - now())::float8 AS lease_left,"
+                " (SELECT count(*) FROM numbers n WHERE n.box = b.name) AS numbers,"
+                " (SELECT count(*) FROM numbers n WHERE n.box = b.name AND n.sellable) AS sellable,"
+                " (SELECT count(*) FROM pushes p JOIN operations o USING (activation_id)"
+                "  WHERE p.box = b.name AND o.state = 'open') AS open"
+                " FROM boxes b ORDER BY b.name"
+            )
+        return [
+            BoxState(
+                name=r["name"],
+                version=r["version"],
+                started=r["started"],
+                lease_until=r["lease_until"],
+                lease_left=float(r["lease_left"]),
+                numbers=int(r["numbers"]),
+                sellable=int(r["sellable"]),
+                open_operations=int(r["open"]),
+            )
+            for r in rows
+        ]
+
+
+def _discard(conn: Conn | None) -> None:
+    """Close a connection at once, without a word to the server (which may not answer)."""
+    if conn is None:
+        return
+    try:
+        conn.terminate()
+    except asyncpg.InterfaceError:
+        pass  # the pool took it back already (its connection was lost)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
