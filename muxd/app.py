@@ -66,6 +66,7 @@ class Daemon:
     def __init__(self, cfg: Config, *, registry: CollectorRegistry | None = None) -> None:
         self.cfg = cfg
         self.metrics = Metrics(registry)
+        self.metrics.start_at_zero(cfg.upstream.api)
         self.journal: Journal | None = None
         self.fleet: Fleet | None = None
         self.shipper: Shipper | None = None

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -19,6 +26,65 @@ from muxd.upstream.backoff import RetryLoop
 from muxd.upstream.readers import KNOWN_READINGS
 from muxd.upstream.v1.observer import V1Observer
 
+# No ``*_created`` series: they double the series count and no dashboard or rule reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+# Every label value a counter can take is created at 0 when muxd starts: a series born at its first
+# event starts at 1, and ``increase()``/``rate()`` never see that first event (one parked PDU would
+# not fire the alert on parked PDUs).
+PART_RESULTS = ("assembled", "waiting", "status_report", "submit", "parked")
+# Upstream request results, as bounded classes (never a raw status code).
+UPSTREAM_RESULTS = ("ok", "refused", "redirect", "http_4xx", "http_5xx", "network")
+V2_ENDPOINTS = (
+    "sendNumbersOnline",
+    "checkWork",
+    "addNumber",
+    "removeNumber",
+    "addMessages",
+    "addMessage",
+)
+V1_ACTIONS = ("GET_SERVICES", "GET_NUMBER", "FINISH_ACTIVATION", "unknown")
+V1_RESULTS = (
+    "success",
+    "no_numbers",
+    "unknown_operation",
+    "bad_request",
+    "unauthorized",
+    "error",
+)
+V1_PUSH_RESULTS = (
+    "success",
+    "retry",
+    "unassigned",
+    "filtered",
+    "no_operation",
+    "bad_service",
+    "ignored",
+    "service_ban",
+    "other",
+)
+
+
+def upstream_result(raw: str) -> str:
+    """The v2 client's result (``ok``, ``refused``, ``error`` or an HTTP status) as a class."""
+    if raw in UPSTREAM_RESULTS:
+        return raw
+    if raw.isdigit():
+        status = int(raw)
+        if 300 <= status < 400:
+            return "redirect"
+        if 400 <= status < 500:
+            return "http_4xx"
+        if status >= 500:
+            return "http_5xx"
+        return "refused"  # a 200 whose answer was not a success (the client says "ok" then)
+    return "network"
+
+
+def _bounded(value: str, known: tuple[str, ...], other: str) -> str:
+    return value if value in known else other
+
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -26,6 +92,8 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # CPU, memory and open descriptors of this process (process_* series).
+        ProcessCollector(registry=r)
         self.sms_parts = Counter(
             "muxd_sms_parts_total", "SMS parts read from modems and journaled", ["result"],
             registry=r,
@@ -121,10 +189,27 @@ class Metrics:
         self._upstream_children: dict[tuple[str, str], Counter] = {}
         self._upstream_timing: dict[str, Histogram] = {}
         self._part_children: dict[str, Counter] = {}
+        for state in PART_RESULTS:
+            self._part_children[state] = self.sms_parts.labels(state)
+
+    def start_at_zero(self, api: str) -> None:
+        """Create the label values of the API in use at 0 (see PART_RESULTS)."""
+        if api == "v2":
+            for endpoint in V2_ENDPOINTS:
+                self._upstream_timing[endpoint] = self.upstream_seconds.labels(endpoint)
+                for result in UPSTREAM_RESULTS:
+                    key = (endpoint, result)
+                    self._upstream_children[key] = self.upstream_requests.labels(*key)
+        else:
+            for action in V1_ACTIONS:
+                for result in V1_RESULTS:
+                    self.v1_requests.labels(action, result)
+            for result in V1_PUSH_RESULTS:
+                self.v1_pushes.labels(result)
 
     def observe_upstream(self, endpoint: str, result: str, seconds: float) -> None:
         # Labelled children are looked up once: ``labels()`` takes a lock and validates.
-        key = (endpoint, result)
+        key = (endpoint, upstream_result(result))
         if (requests := self._upstream_children.get(key)) is None:
             requests = self._upstream_children[key] = self.upstream_requests.labels(*key)
         if (timing := self._upstream_timing.get(endpoint)) is None:
@@ -218,12 +303,13 @@ class MetricsV1Observer(V1Observer):
         self._on_success = on_success
 
     def request(self, action: str, result: str, seconds: float) -> None:
-        self._m.v1_requests.labels(action, result).inc()
+        action = _bounded(action, V1_ACTIONS, "unknown")
+        self._m.v1_requests.labels(action, _bounded(result, V1_RESULTS, "error")).inc()
         if action == "GET_NUMBER":
             self._m.v1_get_number_seconds.observe(seconds)
 
     def push(self, result: str) -> None:
-        self._m.v1_pushes.labels(result).inc()
+        self._m.v1_pushes.labels(_bounded(result, V1_PUSH_RESULTS, "other")).inc()
         if result == "success":
             self._m.sms_forwarded.inc()
             if self._on_success is not None:
