@@ -338,6 +338,7 @@ class Daemon:
             rent=cfg.upstream.rent,
             incremental=cfg.upstream.numbers_mode == "incremental",
             on_published=self._on_published,
+            hold=cfg.modems.unregistered_hold,
         )
         self.shipper = shipper = Shipper(
             journal,

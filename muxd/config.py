@@ -36,6 +36,9 @@ class ModemsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sweep_interval: Annotated[float, Meta(gt=0)] = 60.0
     # Seconds between rescans of the port globs for hot-plugged modems.
     rescan_interval: Annotated[float, Meta(gt=0)] = 30.0
+    # v2: a number whose modem lost its registration stays listed this many seconds (0: it is
+    # withdrawn at once); a short loss of network must not withdraw a number rented for months.
+    unregistered_hold: Annotated[float, Meta(ge=0)] = 60.0
 
 
 class NumbersConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -159,6 +159,7 @@ class ModemPort(StorageReader):
         elif self._unregistered_since is None:
             self._unregistered_since = time.monotonic()
         if registered != self.info.registered:
+            self.info.unregistered_at = None if registered else time.monotonic()
             self.info.registered = registered
             self._on_change(self.info)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 class PortStatus(enum.Enum):
@@ -39,6 +40,10 @@ class PortInfo:
     at_timeouts: int = 0
     resyncs: int = 0
     last_error: str | None = None
+    # Monotonic time the modem lost its registration (None: registered, or never was).
+    unregistered_at: float | None = None
+    # What checkNumber last said about this port's number (v2, upstream.check_numbers).
+    health: dict[str, Any] | None = None
 
     @property
     def sim(self) -> str | None:
@@ -50,6 +55,21 @@ class PortInfo:
         return (
             self.status is PortStatus.READY
             and self.registered
+            and self.number is not None
+            and self.country_id is not None
+        )
+
+    def sellable_held(self, now: float, hold: float) -> bool:
+        """Sellable, counting a registration lost less than ``hold`` seconds ago (monotonic
+        ``now``) as still there: a short loss of network does not withdraw the number."""
+        if self.sellable:
+            return True
+        lost = self.unregistered_at
+        return (
+            hold > 0
+            and lost is not None
+            and now - lost < hold
+            and self.status is PortStatus.READY
             and self.number is not None
             and self.country_id is not None
         )

@@ -55,11 +55,16 @@ _ENTRY = msgspec.json.Encoder()
 Sleep = Callable[[float], Awaitable[None]]
 
 
-def sellable_entries(ports: Iterable[PortInfo], *, rent: bool) -> list[NumberEntry]:
+def sellable_entries(
+    ports: Iterable[PortInfo], *, rent: bool, hold: float = 0.0, now: float = 0.0
+) -> list[NumberEntry]:
+    """The numbers to list; ``hold``: a registration lost less than that long before ``now``
+    (monotonic) still counts (``modems.unregistered_hold``)."""
     seen: set[str] = set()
     entries: list[NumberEntry] = []
     for info in sorted(ports, key=lambda p: p.name):
-        if not info.sellable or info.number is None or info.country_id is None:
+        sellable = info.sellable_held(now, hold) if hold > 0 else info.sellable
+        if not sellable or info.number is None or info.country_id is None:
             continue
         if info.number in seen:  # the same SIM number in two ports: publish it once
             continue
@@ -98,7 +103,10 @@ class NumbersPublisher:
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         policy: Policy = RETRY_POLICY,
+        hold: float = 0.0,
     ) -> None:
+        self._hold = hold  # modems.unregistered_hold, seconds
+        self._hold_handled = -math.inf  # hold ends up to this clock time were acted on
         self._debounce = debounce
         self._startup_grace = startup_grace
         self._client = client
@@ -150,8 +158,13 @@ class NumbersPublisher:
             if await self._wait(self._wake_at(dirty)):
                 dirty = True
                 await self._sleep(self._debounce)
+            elif self._clock() >= (ends := self._hold_ends()):
+                self._hold_handled = ends  # a held number's hold is over: withdraw it
+                dirty = True
             self._changed.clear()
-            entries = sellable_entries(self._ports(), rent=self._rent)
+            entries = sellable_entries(
+                self._ports(), rent=self._rent, hold=self._hold, now=self._clock()
+            )
             try:
                 if self._incremental:
                     # Each heartbeat also reconciles the numbers (whatever checkWork answers).
@@ -181,7 +194,23 @@ class NumbersPublisher:
         wake = max(numbers, self.numbers_loop.next_at)
         if self._incremental:
             wake = min(wake, max(self._next_heartbeat, self.heartbeat_loop.next_at))
-        return wake
+        return min(wake, self._hold_ends())
+
+    def _hold_ends(self) -> float:
+        """When the next listed number whose registration is lost reaches the end of its hold
+        (clock time; inf: none). Each end is acted on once (a failed withdrawal is retried by
+        the numbers loop's backoff, not by this wake-up)."""
+        if self._hold <= 0:
+            return math.inf
+        ends = [
+            lost + self._hold
+            for p in self._ports()
+            if not p.registered
+            and (lost := p.unregistered_at) is not None
+            and p.number in self.published
+            and lost + self._hold > self._hold_handled
+        ]
+        return min(ends, default=math.inf)
 
     async def _wait(self, until: float) -> bool:
         """Until ``until`` (clock time) or a change; True on a change."""
