@@ -25,7 +25,13 @@ from muxd import __version__, systemd
 from muxd.config import Config, parse_listen
 from muxd.errors import JournalError, first_muxd_error, listen_error
 from muxd.fleet import Fleet, load_numbers
-from muxd.metrics import FleetCollector, Metrics, MetricsV1Observer, UpstreamLoopCollector
+from muxd.metrics import (
+    EarningsCollector,
+    FleetCollector,
+    Metrics,
+    MetricsV1Observer,
+    UpstreamLoopCollector,
+)
 from muxd.modem.state import PortInfo, PortStatus
 from muxd.store import Journal, PartIn, PendingMessage
 from muxd.upstream.backoff import RetryLoop
@@ -34,6 +40,7 @@ from muxd.upstream.publisher import NumbersPublisher
 from muxd.upstream.shipper import Shipper
 from muxd.upstream.v1 import V1Service
 from muxd.upstream.v1.push_policy import PushPolicy
+from muxd.upstream.v1.sales import Earnings
 from muxd.upstream.v2 import V2Client
 from muxd.web import make_app, make_metrics_app
 
@@ -188,7 +195,40 @@ class Daemon:
 
     # -- StatusSource (muxd.status) -------------------------------------------------------------
 
+    def port_of(self, number: str) -> str | None:
+        """The port whose SIM has ``number`` now (None: on no port)."""
+        for info in self.ports():
+            if info.number == number:
+                return info.name
+        return None
+
+    def v1_numbers(self, v1: V1Service) -> list[dict[str, Any]]:
+        """v1: every number on a port or in an open operation, and its operation: a SIM-bank
+        controller keeps numbers in an operation (above all a rent) in their ports."""
+        rows: dict[str, dict[str, Any]] = {}
+        for info in sorted(self.ports(), key=lambda p: p.name):
+            if info.number is not None and info.number not in rows:
+                rows[info.number] = {
+                    "number": info.number,
+                    "port": info.name,
+                    "sellable": info.sellable,
+                }
+        for op in v1.book.open_by_id.values():
+            row = rows.setdefault(op.number, {"number": op.number, "port": None, "sellable": False})
+            row |= {
+                "activation_id": op.activation_id,
+                "service": op.service,
+                "rent": op.rent,
+                "operation_since": op.created_at,
+            }
+        for row in rows.values():
+            row.setdefault("activation_id", None)
+            row["in_operation"] = row["activation_id"] is not None
+        return [rows[n] for n in sorted(rows)]
+
     def numbers(self) -> list[dict[str, Any]]:
+        if self.v1 is not None:
+            return self.v1_numbers(self.v1)
         if self.publisher is None:
             return []
         out = []
@@ -304,13 +344,15 @@ class Daemon:
         cfg = self.cfg
         if cfg.upstream.api == "v1":
             # Onlinesim calls us; the v1 pusher consumes the journal's messages.
+            earnings = Earnings(cfg.v1.services, self.port_of)
+            self.metrics.registry.register(EarningsCollector(earnings, self.ports))
             self.v1 = V1Service(
                 cfg.v1,
                 cfg.upstream.api_key,
                 journal,
                 self.ports,
                 http,
-                observer=MetricsV1Observer(self.metrics, self._on_v1_push),
+                observer=MetricsV1Observer(self.metrics, self._on_v1_push, earnings),
                 sms_id=cfg.v1.sms_id,
                 retry_verdicts=cfg.v1.retry_verdicts,
                 status1_blocks=cfg.v1.status1_blocks,

@@ -18,6 +18,7 @@ from typing import Any
 
 from muxd import __version__
 from muxd.cli_ops import add_outbox_parser, add_upstream_parser, cmd_upstream
+from muxd.cli_v1 import add_v1_parser
 from muxd.cluster.status import add_cluster_parser
 from muxd.errors import ConfigError, MuxdError
 from muxd.probe import add_probe_parser
@@ -381,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_probe_parser(sub)
     _add_preflight_parser(sub)
     add_cluster_parser(sub)
+    add_v1_parser(sub)
 
     p = sub.add_parser("pdu", help="PDU tools")
     pdu_sub = p.add_subparsers(dest="pdu_command", required=True)

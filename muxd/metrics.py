@@ -8,6 +8,7 @@ scrape time by :class:`FleetCollector`. Labels stay bounded: ``port``, ``operato
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -25,6 +26,10 @@ from muxd.modem.state import PortInfo, PortStatus
 from muxd.upstream.backoff import RetryLoop
 from muxd.upstream.readers import KNOWN_READINGS
 from muxd.upstream.v1.observer import V1Observer
+from muxd.upstream.v1.sales import NO_PORT, Earnings
+
+if TYPE_CHECKING:
+    from muxd.store.operations import Operation
 
 # No ``*_created`` series: they double the series count and no dashboard or rule reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -298,9 +303,15 @@ class FleetCollector(Collector):
 class MetricsV1Observer(V1Observer):
     """Forwards the v1 service's events to the registry."""
 
-    def __init__(self, metrics: Metrics, on_success: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        on_success: Callable[[], None] | None = None,
+        earnings: Earnings | None = None,
+    ) -> None:
         self._m = metrics
         self._on_success = on_success
+        self._earnings = earnings
 
     def request(self, action: str, result: str, seconds: float) -> None:
         action = _bounded(action, V1_ACTIONS, "unknown")
@@ -320,6 +331,41 @@ class MetricsV1Observer(V1Observer):
 
     def missing_user_agent(self) -> None:
         self._m.v1_no_user_agent.inc()
+
+    def finished(self, op: Operation, status: int, finish_sum: float | None) -> None:
+        if self._earnings is not None:
+            self._earnings.finished(op, status, finish_sum)
+
+
+class EarningsCollector(Collector):
+    """v1 sales and RUB earned since start, read at scrape time. Every configured service has
+    a series from the start (at 0, per port of the fleet), so ``increase()`` sees the first
+    sale; labels are bounded (configured services, the fleet's ports)."""
+
+    def __init__(self, earnings: Earnings, ports: Callable[[], Iterable[PortInfo]]) -> None:
+        self._earnings = earnings
+        self._ports = ports
+
+    def collect(self) -> Iterator[Metric]:
+        earnings = self._earnings
+        earned = CounterMetricFamily(
+            "muxd_v1_earned",
+            "RUB earned by operations finished with success (status 3), by service and port",
+            labels=["service", "port"],
+        )
+        ports = {p.name for p in self._ports()} | {NO_PORT}
+        values = dict(earnings.earned)
+        for service in earnings.services:
+            for port in ports:
+                values.setdefault((service, port), 0.0)
+        for (service, port), amount in sorted(values.items()):
+            earned.add_metric([service, port], amount)
+        sales = CounterMetricFamily(
+            "muxd_v1_sales", "Operations finished with success (status 3)", labels=["service"]
+        )
+        for service, count in earnings.sales.items():
+            sales.add_metric([service], count)
+        yield from (earned, sales)
 
 
 class UpstreamLoopCollector(Collector):

@@ -52,6 +52,7 @@ __all__ = [
     "V1State",
     "assign_pending",
     "attach_matching",
+    "closed_elsewhere",
     "expire",
     "finish",
     "load_state",
@@ -345,4 +346,35 @@ async def operation_counts(journal: Journal) -> dict[str, int]:
         return out
 
     result: dict[str, int] = await journal.execute(op)
+    return result
+
+
+async def closed_elsewhere(
+    journal: Journal, candidates: list[int], last_version: int | None
+) -> tuple[int, list[tuple[Operation, float | None]]]:
+    """The journal's change counter (``PRAGMA data_version``: it moves when another connection
+    commits) and, when it moved since ``last_version``, which of ``candidates`` are no longer
+    open there (with their FINISH sums)."""
+
+    def op(conn: sqlite3.Connection) -> tuple[int, list[tuple[Operation, float | None]]]:
+        (version,) = conn.execute("PRAGMA data_version").fetchone()
+        if version == last_version or not candidates:
+            return int(version), []
+        wanted = set(candidates)
+        still_open = {
+            int(aid)
+            for (aid,) in conn.execute("SELECT activation_id FROM operations WHERE state = 'open'")
+        }
+        gone = sorted(wanted - still_open)
+        out: list[tuple[Operation, float | None]] = []
+        for aid in gone:
+            row = conn.execute(
+                f"SELECT {OP_COLUMNS}, finish_sum FROM operations WHERE activation_id = ?",
+                (aid,),
+            ).fetchone()
+            if row is not None:
+                out.append((_operation(row[:-1]), None if row[-1] is None else float(row[-1])))
+        return int(version), out
+
+    result: tuple[int, list[tuple[Operation, float | None]]] = await journal.execute(op)
     return result

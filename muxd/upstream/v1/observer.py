@@ -3,6 +3,11 @@ forwards to :class:`muxd.metrics.Metrics` (the module that owns every metric).""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from muxd.store.operations import Operation
+
 
 class V1Observer:
     def request(self, action: str, result: str, seconds: float) -> None:
@@ -20,3 +25,6 @@ class V1Observer:
 
     def missing_user_agent(self) -> None:
         """A request without a User-Agent header (tolerated, counted)."""
+
+    def finished(self, op: Operation, status: int, finish_sum: float | None) -> None:
+        """The first FINISH_ACTIVATION of ``op`` (or a local close), with its ``sum``."""

@@ -456,6 +456,7 @@ class V1Handlers:
             self.book.mark_sold(op.number, op.service)
         if outcome != "repeat":
             LOGGER.info("operation %d finished: status %d (%s)", activation_id, status, outcome)
+            self._observer.finished(op, status, amount)
         return {"status": "SUCCESS"}, "success"
 
 

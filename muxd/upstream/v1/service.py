@@ -29,7 +29,7 @@ from muxd.config import V1Config, parse_listen
 from muxd.errors import JournalError
 from muxd.modem.state import PortInfo
 from muxd.store import Journal
-from muxd.store.operations import attach_matching, expire, load_state, prune
+from muxd.store.operations import attach_matching, closed_elsewhere, expire, load_state, prune
 from muxd.store.opmatch import Matching
 from muxd.upstream.v1.counts import Book
 from muxd.upstream.v1.names import Names
@@ -53,6 +53,9 @@ SHUTDOWN_TIMEOUT: Final = 2.0
 PRUNE_INTERVAL: Final = 3600.0
 # After a failed prune, try again this much later.
 PRUNE_RETRY: Final = 60.0
+# How often the journal's change counter is read for operations closed by another process
+# (``muxd v1 operations close``): a local close reaches the running service this late at most.
+RELOAD_CHECK: Final = 5.0
 
 __all__ = ["EXPIRY_CHECK", "RESERVATION", "V1Observer", "V1Service"]
 
@@ -122,6 +125,7 @@ class V1Service:
         )
         self.port: int = 0  # bound port, once started
         self.started = asyncio.Event()
+        self._data_version: int | None = None  # the journal's change counter, last read
 
     async def run(self) -> None:
         state = await load_state(self._journal)
@@ -151,6 +155,7 @@ class V1Service:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.pusher.run(), name="v1-pusher")
                 tg.create_task(self._expire_loop(), name="v1-expiry")
+                tg.create_task(self._reload_loop(), name="v1-reload")
                 if self._retention is not None:
                     tg.create_task(self._prune_loop(self._retention), name="v1-prune")
                 self.started.set()
@@ -187,6 +192,46 @@ class V1Service:
         self._observer.operations_open(len(self.book.open_by_id))
         self._journal.new_messages.set()  # wakes the pusher
         return done
+
+    async def reload_closed(self) -> list[int]:
+        """Take in operations another process closed in the journal (``muxd v1 operations
+        close``): when the journal's change counter moved (it counts other connections'
+        commits only), every operation the book holds open but the journal does not is closed
+        here too. Only ids in the book before the read are examined, so an operation opened
+        meanwhile is never mistaken for a closed one."""
+        candidates = list(self.book.open_by_id)
+        version, closed = await closed_elsewhere(self._journal, candidates, self._data_version)
+        self._data_version = version
+        # A local close repairs a lost FINISH: what Onlinesim credited for it is unknown, so it
+        # is not counted in the earnings metrics (``muxd v1 sales`` reads the journal).
+        for op, _finish_sum in closed:
+            if self.book.closed(op.activation_id) is None:
+                continue  # closed here meanwhile (a FINISH)
+            if op.status == 3 and not op.rent:
+                self.book.mark_sold(op.number, op.service)
+            self.operations_changed(op.number)
+            LOGGER.warning(
+                "operation %d closed outside the daemon (status %s); its number is free",
+                op.activation_id,
+                op.status,
+            )
+        if closed:
+            self._observer.operations_open(len(self.book.open_by_id))
+        return [op.activation_id for op, _s in closed]
+
+    async def _reload_loop(self) -> None:
+        failing = False
+        while True:
+            try:
+                await self.reload_closed()
+                if failing:
+                    LOGGER.warning("v1 reload: journal readable again")
+                failing = False
+            except JournalError as exc:
+                if not failing:  # one line per state change, not one per check
+                    LOGGER.error("v1 reload paused: %s", exc)
+                failing = True
+            await self._sleep(RELOAD_CHECK)
 
     async def _expire_loop(self) -> None:
         failing = False
