@@ -28,6 +28,7 @@ from muxd.fleet import Fleet, load_numbers
 from muxd.metrics import (
     EarningsCollector,
     FleetCollector,
+    HealthCollector,
     Metrics,
     MetricsV1Observer,
     UpstreamLoopCollector,
@@ -35,6 +36,7 @@ from muxd.metrics import (
 from muxd.modem.state import PortInfo, PortStatus
 from muxd.store import Journal, PartIn, PendingMessage
 from muxd.upstream.backoff import RetryLoop
+from muxd.upstream.health import NumberHealth
 from muxd.upstream.learned import Learned
 from muxd.upstream.publisher import NumbersPublisher
 from muxd.upstream.shipper import Shipper
@@ -86,6 +88,7 @@ class Daemon:
         self.parked = 0  # SMS taken out of delivery (refused upstream)
         self.started_at = time.time()
         self.publisher: NumbersPublisher | None = None
+        self.health: NumberHealth | None = None  # upstream.check_numbers
         self.last_upstream_ok: float | None = None
         self._progress = asyncio.Event()
 
@@ -392,7 +395,17 @@ class Daemon:
             republish=publisher.request,
             listed=publisher.listed_numbers,
         )
-        return {"publisher": publisher.run(), "shipper": shipper.run()}
+        tasks = {"publisher": publisher.run(), "shipper": shipper.run()}
+        if cfg.upstream.check_numbers:
+            self.health = NumberHealth(
+                client,
+                self.ports,
+                publisher.listed_numbers,
+                interval=cfg.upstream.check_interval,
+            )
+            self.metrics.registry.register(HealthCollector(self.ports))
+            tasks["number-health"] = self.health.run()
+        return tasks
 
     async def run(self) -> None:
         cfg = self.cfg

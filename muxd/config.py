@@ -65,6 +65,10 @@ class UpstreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # checkWork: GET /api/resellers (the schema) or POST /api/resellers/checkWork; a 404/405
     # tries the other one, remembered in the state directory.
     check_work_method: Literal["GET", "POST"] = "GET"
+    # v2: check listed numbers with checkNumber (banned, failed operations, rent finished),
+    # one every check_interval seconds, each at most once an hour.
+    check_numbers: bool = False
+    check_interval: Annotated[float, Meta(ge=1)] = 10.0
 
 
 class FilterRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

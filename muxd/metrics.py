@@ -397,3 +397,34 @@ class UpstreamLoopCollector(Collector):
             failing.add_metric([loop.name], loop.failing_for())
             next_attempt.add_metric([loop.name], loop.wait())
         yield from (state, failures, failing, next_attempt)
+
+
+class HealthCollector(Collector):
+    """v2 checkNumber results per port (``upstream.check_numbers``), read at scrape time."""
+
+    def __init__(self, ports: Callable[[], Iterable[PortInfo]]) -> None:
+        self._ports = ports
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["port"]
+        banned = GaugeMetricFamily(
+            "muxd_port_number_banned", "1 when Onlinesim says the number is banned", labels=labels
+        )
+        errors = GaugeMetricFamily(
+            "muxd_port_number_errors",
+            "Failed operations Onlinesim counts on the number",
+            labels=labels,
+        )
+        replace = GaugeMetricFamily(
+            "muxd_port_number_replace",
+            "1 when Onlinesim says the rent is finished: the SIM earns nothing more",
+            labels=labels,
+        )
+        for info in self._ports():
+            health = info.current_health
+            if health is None:
+                continue
+            banned.add_metric([info.name], 1 if health["banned"] else 0)
+            errors.add_metric([info.name], health["errors"])
+            replace.add_metric([info.name], 1 if health["replace"] else 0)
+        yield from (banned, errors, replace)

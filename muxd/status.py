@@ -30,6 +30,7 @@ def port_status(info: PortInfo) -> dict[str, Any]:
         "at_timeouts": info.at_timeouts,
         "resyncs": info.resyncs,
         "last_error": info.last_error,
+        "health": info.current_health,  # v2 checkNumber (upstream.check_numbers), or None
     }
 
 

@@ -59,6 +59,14 @@ class PortInfo:
             and self.country_id is not None
         )
 
+    @property
+    def current_health(self) -> dict[str, Any] | None:
+        """:attr:`health` if it is about the number in the port now (a swapped SIM's is not)."""
+        health = self.health
+        if health is None or self.number is None or health.get("number") != self.number:
+            return None
+        return health
+
     def sellable_held(self, now: float, hold: float) -> bool:
         """Sellable, counting a registration lost less than ``hold`` seconds ago (monotonic
         ``now``) as still there: a short loss of network does not withdraw the number."""
