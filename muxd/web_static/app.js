@@ -197,6 +197,22 @@
             : !p.number
               ? "number unknown"
               : "country unknown");
+    // v2 checkNumber (upstream.check_numbers): what Onlinesim says about the number.
+    const health = p.health;
+    if (health && (health.banned || health.replace || health.errors > 0)) {
+      const note = health.replace
+        ? "replace SIM"
+        : health.banned
+          ? "banned"
+          : health.errors + " failed";
+      number.append(el("span", "health has-error", " · " + note));
+      number.title +=
+        "\nOnlinesim: " +
+        (health.status_text || "status " + health.status) +
+        ", " + health.errors + " failed operations" +
+        (health.banned ? ", banned" : "") +
+        (health.replace ? ", rent finished: replace the SIM" : "");
+    }
 
     const sms = el("td", "num", fmtInt(p.sms_received));
     sms.dataset.col = "sms";
