@@ -78,6 +78,7 @@ class NumberHealth:
         self.checked: dict[str, float] = {}  # number -> clock time of its last check
         self.health: dict[str, dict[str, Any]] = {}  # number -> last health
         self.failing = False
+        self.progress = asyncio.Event()  # set after each answered check (status page, tests)
 
     def next_number(self) -> str | None:
         """The listed number due for a check: never checked first, then the oldest check."""
@@ -110,6 +111,7 @@ class NumberHealth:
         for info in self._ports():
             if info.number == number:
                 info.health = health
+        self.progress.set()
         return number
 
     def _log_change(self, before: dict[str, Any] | None, now: dict[str, Any]) -> None:
