@@ -42,7 +42,7 @@ from muxd.upstream.publisher import NumbersPublisher
 from muxd.upstream.shipper import Shipper
 from muxd.upstream.v1 import V1Service
 from muxd.upstream.v1.push_policy import PushPolicy
-from muxd.upstream.v1.sales import Earnings
+from muxd.upstream.v1.sales import Earnings, numbers_in_operation
 from muxd.upstream.v2 import V2Client
 from muxd.web import make_app, make_metrics_app
 
@@ -205,33 +205,9 @@ class Daemon:
                 return info.name
         return None
 
-    def v1_numbers(self, v1: V1Service) -> list[dict[str, Any]]:
-        """v1: every number on a port or in an open operation, and its operation: a SIM-bank
-        controller keeps numbers in an operation (above all a rent) in their ports."""
-        rows: dict[str, dict[str, Any]] = {}
-        for info in sorted(self.ports(), key=lambda p: p.name):
-            if info.number is not None and info.number not in rows:
-                rows[info.number] = {
-                    "number": info.number,
-                    "port": info.name,
-                    "sellable": info.sellable,
-                }
-        for op in v1.book.open_by_id.values():
-            row = rows.setdefault(op.number, {"number": op.number, "port": None, "sellable": False})
-            row |= {
-                "activation_id": op.activation_id,
-                "service": op.service,
-                "rent": op.rent,
-                "operation_since": op.created_at,
-            }
-        for row in rows.values():
-            row.setdefault("activation_id", None)
-            row["in_operation"] = row["activation_id"] is not None
-        return [rows[n] for n in sorted(rows)]
-
     def numbers(self) -> list[dict[str, Any]]:
         if self.v1 is not None:
-            return self.v1_numbers(self.v1)
+            return numbers_in_operation(self.ports(), self.v1.book)
         if self.publisher is None:
             return []
         out = []

@@ -123,6 +123,9 @@ class NumberHealth:
             )
         elif was_banned and not now["banned"]:
             LOGGER.info("%s: no longer banned upstream", now["number"])
+        if before is not None and now["errors"] > before["errors"] and not now["banned"]:
+            number, errors, was = now["number"], now["errors"], before["errors"]
+            LOGGER.info("%s: %d failed operations upstream (was %d)", number, errors, was)
         if now["replace"] and not was_replace:
             LOGGER.warning("%s: rent finished upstream, replace the SIM", now["number"])
 

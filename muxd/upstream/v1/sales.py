@@ -23,10 +23,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from muxd.modem.state import PortInfo
 from muxd.store.admin import _connect
 from muxd.store.operations import OP_COLUMNS, Operation, _operation
+
+if TYPE_CHECKING:
+    from muxd.upstream.v1.counts import Book
 
 # FINISH_ACTIVATION status of a successful operation (the only one that earns).
 SUCCESS = 3
@@ -74,6 +78,29 @@ class Earnings:
         key = (service, port)
         self.earned[key] = self.earned.get(key, 0.0) + earned_amount(op, finish_sum)
         self.sales[service] += 1
+
+
+def numbers_in_operation(ports: Iterable[PortInfo], book: Book) -> list[dict[str, Any]]:
+    """``/api/numbers`` in v1 mode: every number on a port or in an open operation, and its
+    operation, so a SIM-bank controller keeps numbers in an operation (above all a rent) in
+    their ports."""
+    rows: dict[str, dict[str, Any]] = {}
+    for info in sorted(ports, key=lambda p: p.name):
+        if info.number is not None and info.number not in rows:
+            sellable = info.sellable
+            rows[info.number] = {"number": info.number, "port": info.name, "sellable": sellable}
+    for op in book.open_by_id.values():
+        row = rows.setdefault(op.number, {"number": op.number, "port": None, "sellable": False})
+        row |= {
+            "activation_id": op.activation_id,
+            "service": op.service,
+            "rent": op.rent,
+            "operation_since": op.created_at,
+        }
+    for row in rows.values():
+        row.setdefault("activation_id", None)
+        row["in_operation"] = row["activation_id"] is not None
+    return [rows[n] for n in sorted(rows)]
 
 
 # -- reports and local repairs on the journal (CLI) ------------------------------------------
