@@ -217,8 +217,8 @@ def _unwrap(info: msgspec.inspect.Type) -> msgspec.inspect.Type:
 def _known_keys(parent: str) -> list[str]:
     """The keys the config accepts at the dotted ``parent`` path ("" is the top level)."""
     info: msgspec.inspect.Type = msgspec.inspect.type_info(Config)
-    for part in [p for p in parent.split(".") if p]:
-        name, *indexes = re.split(r"\[\d+\]", part)
+    for part in [p for p in parent.replace("[...]", "[*]").split(".") if p]:
+        name, *indexes = re.split(r"\[(?:\d+|\*)\]", part)  # [*]: a table's value
         info = _unwrap(info)
         if isinstance(info, msgspec.inspect.StructType):
             by_name = {f.encode_name: f.type for f in info.fields}
@@ -231,6 +231,9 @@ def _known_keys(parent: str) -> list[str]:
             return []
         for _ in indexes:
             info = _unwrap(info)
+            if isinstance(info, msgspec.inspect.DictType):
+                info = info.value_type
+                continue
             if not isinstance(info, msgspec.inspect.ListType):
                 return []
             info = info.item_type
