@@ -3,11 +3,15 @@ journal's one place of judgement (real SQLite), ``muxd outbox`` and the shipped 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from muxd.cli import main
@@ -292,3 +296,39 @@ async def test_parked_part_replayed_through_intake_is_judged(
     (replayed,) = json.loads(capsys.readouterr().out)["replayed"]
     assert replayed["denied"] == ["bank"]
     assert admin.stats(tmp_path / "state")["messages_denied"] == 1
+
+
+# -- property: the journal's verdict is the deny-list's, and the backlog stays exact --------
+
+SENDERS = ("900", "VK", "Sberbank", "+79001234567", "Operator")
+TEXTS = ("VK: 1234", "Ваш PUK: 87654321", "Код для оплаты 55", "привет", "x" * 200 + " PUK")
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(SENDERS), st.sampled_from(TEXTS)), max_size=8))
+def test_journal_verdicts_match_the_deny_list(sms: list[tuple[str, str]]) -> None:
+    deny = build_deny(DenyConfig(rules=RULES))
+
+    async def run(state: Path) -> None:
+        journal = await Journal.open(state, deny=deny)
+        try:
+            ids = []
+            for k, (sender, text) in enumerate(sms):
+                # Each SMS its own concatenation reference, as a network gives it.
+                *_, mid = await put(journal, sender, f"#{k} {text}", ref=k + 1)
+                ids.append(mid)
+            pending = {m.id for m in await journal.pending(100)}
+            expected = {i for i, (s, t) in zip(ids, sms, strict=True) if deny.verdict(s, t) is None}
+            assert pending == expected
+            assert journal.backlog == len(expected)
+        finally:
+            await journal.close()
+        rows = admin.list_messages(state, state="denied", limit=100)
+        by_id = dict(zip(ids, sms, strict=True))
+        for row in rows:
+            sender, text = by_id[int(row["id"])]  # type: ignore[call-overload]
+            assert row["last_error"] == f"denied by {deny.verdict(sender, text)}"
+        assert len(rows) == len(sms) - len(expected)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(run(Path(tmp)))
