@@ -17,13 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from muxd import __version__, systemd
 from muxd.config import Config, parse_listen
+from muxd.deny import build_deny
 from muxd.errors import JournalError, first_muxd_error, listen_error
+from muxd.filter_library import resolve_filters
 from muxd.fleet import Fleet, load_numbers
 from muxd.metrics import (
     EarningsCollector,
@@ -76,6 +79,9 @@ class Daemon:
         self.cfg = cfg
         self.metrics = Metrics(registry)
         self.metrics.start_at_zero(cfg.upstream.api)
+        # SMS kept but never forwarded (raises ConfigError when deny.file went bad since load).
+        self.deny = build_deny(cfg.deny)
+        self.metrics.start_denied(self.deny.names)
         self.journal: Journal | None = None
         self.fleet: Fleet | None = None
         self.shipper: Shipper | None = None
@@ -220,6 +226,7 @@ class Daemon:
     async def outbox(self) -> dict[str, Any]:
         stats: dict[str, Any] = await self.journal.stats() if self.journal else {}
         stats["backlog"] = self.journal.backlog if self.journal else 0
+        stats.setdefault("messages_denied", 0)  # the deny-list's count, shown even at 0
         if self.shipper is not None:
             stats["last_error"] = self.shipper.last_error
             stats["auth_failed"] = self.shipper.auth_failed
@@ -325,8 +332,10 @@ class Daemon:
             # Onlinesim calls us; the v1 pusher consumes the journal's messages.
             earnings = Earnings(cfg.v1.services, self.port_of)
             self.metrics.registry.register(EarningsCollector(earnings, self.ports))
+            # The v1 filters in effect: each service's own, plus the built-in patterns asked for.
+            v1 = msgspec.structs.replace(cfg.v1, filter=resolve_filters(cfg.v1))
             self.v1 = V1Service(
-                cfg.v1,
+                v1,
                 cfg.upstream.api_key,
                 journal,
                 self.ports,
@@ -387,7 +396,10 @@ class Daemon:
         cfg = self.cfg
         numbers = load_numbers(cfg.numbers.file)
         self.journal = journal = await Journal.open(
-            Path(cfg.state_dir), on_commit=self.metrics.observe_commit
+            Path(cfg.state_dir),
+            on_commit=self.metrics.observe_commit,
+            deny=self.deny,
+            on_denied=self.metrics.count_denied,
         )
         self.fleet = fleet = Fleet(
             cfg.modems.ports,

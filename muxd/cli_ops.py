@@ -25,7 +25,8 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     from muxd.store import admin
 
     try:
-        state_dir = Path(load(args.config).state_dir)
+        cfg = load(args.config)
+        state_dir = Path(cfg.state_dir)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
@@ -44,7 +45,10 @@ def cmd_outbox(args: argparse.Namespace) -> int:
                     print("parts replay: name the part ids, or give --all alone", file=sys.stderr)
                     return EXIT_USAGE
                 ids = None if args.all else args.ids
-                result = {"replayed": admin.replay_parts(state_dir, ids)}
+                from muxd.deny import build_deny
+
+                deny = build_deny(cfg.deny)
+                result = {"replayed": admin.replay_parts(state_dir, ids, deny)}
             else:
                 for row in admin.list_parts(state_dir, decode=args.decode, limit=args.limit):
                     print(orjson.dumps(row).decode())
@@ -69,10 +73,11 @@ def add_outbox_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--state",
         choices=[
             "pending", "held", "delivered", "parked", "no_operation", "filtered", "rejected",
+            "denied",
         ],
     )  # fmt: skip
     o.add_argument("--limit", type=int, default=50)
-    o = ob.add_parser("replay", help="queue parked messages again")
+    o = ob.add_parser("replay", help="queue parked (or held, or denied) messages again")
     o.add_argument("ids", nargs="+", type=int)
     o.add_argument("--force", action="store_true", help="also re-send delivered ones (a copy)")
     o = ob.add_parser("park", help="take pending messages out of delivery")

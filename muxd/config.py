@@ -76,6 +76,24 @@ class FilterRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # `text` (regular expressions, case-insensitive). Services without a rule match anything.
     senders: list[str] = []
     text: list[str] = []
+    # Also the built-in patterns of this service (muxd.filter_library), when it has some.
+    builtin: bool = False
+
+
+class DenyRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # An SMS is denied when its whole sender matches one of `senders` or one of `text` is
+    # found in its text (regular expressions, case-insensitive).
+    senders: list[str] = []
+    text: list[str] = []
+
+
+class DenyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """SMS never forwarded (muxd.deny): named rules, inline and/or from a file of the same
+    shape (``[rules.NAME]`` tables; a relative path is taken from the config file's directory).
+    """
+
+    rules: dict[str, DenyRule] = {}
+    file: str = ""
 
 
 class V1Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -120,6 +138,9 @@ class V1Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     id_bits: Annotated[int, Meta(ge=32, le=63)] = 63
     # PUSH_SMS delivered on any HTTP 200 (current pages) or only with status SUCCESS (older).
     push_success: Literal["http200", "status"] = "http200"
+    # Services offered without a `filter` rule of their own use the built-in patterns
+    # (muxd.filter_library) when it knows them.
+    filter_library: bool = False
 
 
 class JournalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -165,6 +186,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     http: HttpConfig = HttpConfig()
     v1: V1Config = V1Config()
     cluster: ClusterConfig | None = None
+    deny: DenyConfig = DenyConfig()
 
 
 _PATH_RE = re.compile(r"at `\$\.?([^`]*)`")
@@ -202,8 +224,8 @@ def _unwrap(info: msgspec.inspect.Type) -> msgspec.inspect.Type:
 def _known_keys(parent: str) -> list[str]:
     """The keys the config accepts at the dotted ``parent`` path ("" is the top level)."""
     info: msgspec.inspect.Type = msgspec.inspect.type_info(Config)
-    for part in [p for p in parent.split(".") if p]:
-        name, *indexes = re.split(r"\[\d+\]", part)
+    for part in [p for p in parent.replace("[...]", "[*]").split(".") if p]:
+        name, *indexes = re.split(r"\[(?:\d+|\*)\]", part)  # [*]: a table's value
         info = _unwrap(info)
         if isinstance(info, msgspec.inspect.StructType):
             by_name = {f.encode_name: f.type for f in info.fields}
@@ -216,6 +238,9 @@ def _known_keys(parent: str) -> list[str]:
             return []
         for _ in indexes:
             info = _unwrap(info)
+            if isinstance(info, msgspec.inspect.DictType):
+                info = info.value_type
+                continue
             if not isinstance(info, msgspec.inspect.ListType):
                 return []
             info = info.item_type
@@ -252,6 +277,10 @@ def _check_values(cfg: Config) -> tuple[str, str] | None:
             return "v1.public_url", f"expected an http(s) URL, got {cfg.v1.public_url!r}"
         if not cfg.v1.services and not cfg.v1.rent:
             return "v1.services", "list at least one service (or enable v1.rent)"
+        from muxd.filter_library import check_filters
+
+        if (problem := check_filters(cfg.v1)) is not None:
+            return problem
         for service, rule in cfg.v1.filter.items():
             for pattern in (*rule.senders, *rule.text):
                 try:
@@ -281,6 +310,10 @@ def _check_values(cfg: Config) -> tuple[str, str] | None:
         path = Path(cfg.numbers.file)
         if not path.is_file():
             return "numbers.file", f"no such file: {path}"
+    from muxd.deny import check_deny
+
+    if (problem := check_deny(cfg.deny)) is not None:
+        return problem
     if cfg.cluster is not None:
         return _check_cluster(cfg.cluster)
     return None
@@ -315,6 +348,10 @@ def load(path: str | Path) -> Config:
     except msgspec.ValidationError as exc:
         key, reason = _key_and_reason(exc)
         raise ConfigError(f"{path}: {key}: {reason}") from exc
+    if cfg.deny.file and not Path(cfg.deny.file).is_absolute():
+        # The deny file is found next to the config, whatever the working directory.
+        deny = msgspec.structs.replace(cfg.deny, file=str(path.parent / cfg.deny.file))
+        cfg = msgspec.structs.replace(cfg, deny=deny)
     problem = _check_values(cfg)
     if problem is not None:
         raise ConfigError(f"{path}: {problem[0]}: {problem[1]}")

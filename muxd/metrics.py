@@ -112,6 +112,13 @@ class Metrics:
         self.sms_parked = Counter(
             "muxd_sms_parked_total", "SMS taken out of delivery, kept for an operator", registry=r
         )
+        self.sms_denied = Counter(
+            "muxd_sms_denied_total",
+            "SMS kept and never forwarded: the deny-list rule that matched",
+            ["rule"],
+            registry=r,
+        )
+        self._denied_children: dict[str, Counter] = {}
         self.upstream_requests = Counter(
             "muxd_upstream_requests_total",
             "Requests to the upstream by endpoint and result",
@@ -211,6 +218,16 @@ class Metrics:
                     self.v1_requests.labels(action, result)
             for result in V1_PUSH_RESULTS:
                 self.v1_pushes.labels(result)
+
+    def start_denied(self, rules: tuple[str, ...]) -> None:
+        """Create the deny-list's rules (names from the config: bounded) at 0."""
+        for rule in rules:
+            self._denied_children[rule] = self.sms_denied.labels(rule)
+
+    def count_denied(self, rule: str) -> None:
+        # Only the configured rules are label values; anything else would be a bug.
+        if (child := self._denied_children.get(rule)) is not None:
+            child.inc()
 
     def observe_upstream(self, endpoint: str, result: str, seconds: float) -> None:
         # Labelled children are looked up once: ``labels()`` takes a lock and validates.

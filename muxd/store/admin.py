@@ -13,12 +13,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from muxd.errors import JournalError
 from muxd.pdu import PduError, SmsDeliver, SmsStatusReport, decode_pdu
+from muxd.store.deny import judge, rule_of
 from muxd.store.intake import replay_part_op
 from muxd.store.journal import BUSY_TIMEOUT_MS, JOURNAL_FILE
 from muxd.store.schema import migrate
+
+if TYPE_CHECKING:
+    from muxd.deny import DenyList
 
 PREVIEW = 40
 # Parked parts replayed per transaction: each holds the journal's write lock for milliseconds,
@@ -47,7 +52,7 @@ def _connect(state_dir: Path) -> Iterator[sqlite3.Connection]:
 def stats(state_dir: Path) -> dict[str, int | float | None]:
     with _connect(state_dir) as conn:
         out: dict[str, int | float | None] = {}
-        for state in ("pending", "held", "delivered", "parked"):
+        for state in ("pending", "held", "delivered", "parked", "denied"):
             out[f"messages_{state}"] = 0
         for state, n in conn.execute("SELECT state, count(*) FROM messages GROUP BY state"):
             out[f"messages_{state}"] = n
@@ -57,6 +62,10 @@ def stats(state_dir: Path) -> dict[str, int | float | None]:
             "SELECT min(received_at) FROM messages WHERE state = 'pending'"
         ).fetchone()
         out["oldest_pending_age_s"] = round(time.time() - oldest, 1) if oldest else None
+        for note, n in conn.execute(
+            "SELECT last_error, count(*) FROM messages WHERE state = 'denied' GROUP BY last_error"
+        ):
+            out[f"denied_by_{rule_of(note) or 'unknown'}"] = n
         return out
 
 
@@ -91,8 +100,9 @@ def list_messages(state_dir: Path, *, state: str | None, limit: int) -> list[dic
 
 
 def replay(state_dir: Path, ids: list[int], *, force: bool = False) -> list[int]:
-    """Queue parked messages again (delivered ones too with ``force``: that sends a copy)."""
-    states = ("parked", "held", "delivered") if force else ("parked", "held")
+    """Queue parked messages again (delivered ones too with ``force``: that sends a copy).
+    A denied message replayed is released deliberately: it is forwarded, not judged again."""
+    states = ("parked", "held", "denied", "delivered") if force else ("parked", "held", "denied")
     placeholders = ",".join("?" * len(states))
     changed = []
     with _connect(state_dir) as conn:
@@ -177,10 +187,13 @@ def list_parts(
     return out
 
 
-def replay_parts(state_dir: Path, ids: list[int] | None) -> list[dict[str, object]]:
+def replay_parts(
+    state_dir: Path, ids: list[int] | None, deny: DenyList | None = None
+) -> list[dict[str, object]]:
     """Run parked parts (``ids``, or all when None) through intake again with the current
     decoder. One that decodes now is stored, reassembled and forwarded like a part just read
-    (the running daemon ships it within its idle poll); one that still fails stays parked."""
+    (the running daemon ships it within its idle poll), unless ``deny`` denies it; one that
+    still fails stays parked."""
     out: list[dict[str, object]] = []
     with _connect(state_dir) as conn:
         migrate(conn)
@@ -193,9 +206,15 @@ def replay_parts(state_dir: Path, ids: list[int] | None) -> list[dict[str, objec
                 for pid in ids[start : start + REPLAY_CHUNK]:
                     result = replay_part_op(pid, mono)(conn)
                     if result is not None:
-                        out.append(
-                            {"id": pid, "state": result.state, "message_id": result.message_id}
-                        )
+                        made = [*result.released, *filter(None, [result.message_id])]
+                        row: dict[str, object] = {
+                            "id": pid,
+                            "state": result.state,
+                            "message_id": result.message_id,
+                        }
+                        if denied := judge(conn, deny, made):
+                            row["denied"] = denied
+                        out.append(row)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise

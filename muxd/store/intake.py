@@ -67,6 +67,8 @@ class PutResult(msgspec.Struct, frozen=True):
     message_id: int | None
     # Messages of older sets under the part's key released incomplete to make room (the cap).
     released: tuple[int, ...] = ()
+    # The deny-list's rule for each message of this result it denied (muxd.store.deny).
+    denied: tuple[str, ...] = ()
 
 
 class PendingMessage(msgspec.Struct, frozen=True):

@@ -18,13 +18,19 @@ import time
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
 
 from muxd.errors import JournalError
 from muxd.store.clock import StoreClock
+from muxd.store.deny import judge
 from muxd.store.intake import PartIn, PendingMessage, PutResult, put_part_op, release_op
 from muxd.store.schema import adopt_clock, migrate
 from muxd.store.writer import WriterThread
+
+if TYPE_CHECKING:
+    from muxd.deny import DenyList
 
 LOGGER = logging.getLogger(__name__)
 
@@ -81,8 +87,13 @@ class Journal:
         *,
         on_commit: Callable[[float, int], None] | None = None,
         clock: StoreClock | None = None,
+        deny: DenyList | None = None,
+        on_denied: Callable[[str], None] | None = None,
     ) -> None:
         self.path = path
+        # The deny-list judged where messages are created; on_denied(rule) once per message.
+        self.deny = deny
+        self._on_denied = on_denied
         self._on_commit = on_commit
         self.clock = clock or StoreClock()
         self._writer = WriterThread("journal")
@@ -248,8 +259,21 @@ class Journal:
 
     async def put_part(self, part: PartIn) -> PutResult:
         """Durably store one part. When this returns, the part may be deleted from the modem."""
-        result: PutResult = await self._submit(put_part_op(part, self.clock.monotonic()))
+        store = put_part_op(part, self.clock.monotonic())
+        deny = self.deny
+
+        def op(conn: sqlite3.Connection) -> PutResult:
+            result = store(conn)
+            if not result.new:
+                return result
+            made = [*result.released, *([result.message_id] if result.message_id else [])]
+            denied = judge(conn, deny, made)
+            return msgspec.structs.replace(result, denied=tuple(denied)) if denied else result
+
+        result: PutResult = await self._submit(op)
         added = len(result.released) + (result.message_id is not None and result.new)
+        added -= len(result.denied)
+        self._count_denied(result.denied)
         if added:
             self.backlog += added
             self.new_messages.set()
@@ -353,11 +377,24 @@ class Journal:
         """Deliver sets still missing parts ``max_age`` seconds (the reassembly timeout, by the
         monotonic clock) after their first part was seen, flagged incomplete."""
         now = self.clock.monotonic()
-        released: list[int] = await self._submit(release_op(now - max_age, now))
-        if released:
-            self.backlog += len(released)
+        release = release_op(now - max_age, now)
+        deny = self.deny
+
+        def op(conn: sqlite3.Connection) -> tuple[list[int], list[str]]:
+            ids = release(conn)
+            return ids, judge(conn, deny, ids)
+
+        released, denied = await self._submit(op)
+        self._count_denied(denied)
+        if len(released) > len(denied):
+            self.backlog += len(released) - len(denied)
             self.new_messages.set()
         return len(released)
+
+    def _count_denied(self, rules: tuple[str, ...] | list[str]) -> None:
+        if self._on_denied is not None:
+            for rule in rules:
+                self._on_denied(rule)
 
     async def prune(self, older_than: float) -> int:
         """Delete delivered messages (and their parts) delivered before ``older_than`` (wall
@@ -366,7 +403,7 @@ class Journal:
         def op(conn: sqlite3.Connection) -> int:
             done = (
                 "(state = 'delivered' AND delivered_at < ?1) OR (state IN"
-                " ('no_operation', 'filtered', 'rejected') AND received_at < ?1)"
+                " ('no_operation', 'filtered', 'rejected', 'denied') AND received_at < ?1)"
             )
             conn.execute(
                 f"DELETE FROM parts WHERE message_id IN (SELECT id FROM messages WHERE {done})",

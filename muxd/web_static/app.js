@@ -356,7 +356,8 @@
       data.outbox === null
         ? "\u00a0"
         : "journal: " + fmtInt(o.messages_delivered || 0) + " delivered · " +
-          fmtInt(o.messages_parked || 0) + " parked"
+          fmtInt(o.messages_parked || 0) + " parked · " +
+          fmtInt(o.messages_denied || 0) + " denied"
     );
     setLevel("card-backlog", t.backlog > 0 && o.last_error ? "warn" : null);
     let shipping = "\u00a0";
