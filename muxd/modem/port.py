@@ -105,7 +105,9 @@ class ModemPort(StorageReader):
         self._wake = asyncio.Event()
         self._hints: set[tuple[str, int]] = set()
         # Routed SMS not yet stored: (pdu, TPDU length, loop time of arrival).
-        self._routed: list[tuple[str, int | None, float]] = []
+        # Routed SMS not stored yet: (pdu, TPDU length, loop time it arrived, whether a SIM event
+        # was pending when it arrived: then it may be the new SIM's, stored after the check).
+        self._routed: list[tuple[str, int | None, float, bool]] = []
         self._csms = False  # AT+CSMS=1 accepted: routed SMS wait for our AT+CNMA
         self._journal_backoff = 0.0
         self._retry_at: float | None = None  # a refused memory/index: sweep again then
@@ -113,6 +115,7 @@ class ModemPort(StorageReader):
         self._sweep_due = True
         self._identity_due = False
         self._identity_checked = 0.0  # loop time of the last ICCID check
+        self._identity_epoch = -1  # the session's sync epoch at the last ICCID check
         self._iccid_command: IccidCommand | None = None  # the one that worked, tried first
         self._timeouts_in_row = 0
         self._unregistered_since: float | None = None
@@ -134,7 +137,9 @@ class ModemPort(StorageReader):
             fields = urc.args.split(",")
             length = fields[-1].strip()
             arrived = asyncio.get_running_loop().time()
-            self._routed.append((urc.pdu, int(length) if length.isdigit() else None, arrived))
+            tpdu_length = int(length) if length.isdigit() else None
+            unsure = self._identity_due or not self._identity_current()
+            self._routed.append((urc.pdu, tpdu_length, arrived, unsure))
         elif name in ("+CREG", "+CEREG", "+CGREG"):
             try:
                 _, stat = parse_creg(urc.line)
@@ -238,10 +243,12 @@ class ModemPort(StorageReader):
         info = self.info
         session = self.session
         previous = info.sim
+        epoch = session.epoch
         info.imei = await read_plain(session, "AT+CGSN")
         info.imsi = await read_plain(session, "AT+CIMI")
         info.iccid, self._iccid_command = await read_iccid(session, self.profile.iccid)
         self._identity_checked = asyncio.get_running_loop().time()
+        self._identity_epoch = epoch
         if info.sim is None:
             raise AtCommandError("AT+CIMI", "ERROR", None, "no SIM identity (no SIM, or PIN?)")
         mnc_length = await read_mnc_length(session) if info.imsi else None
@@ -319,14 +326,19 @@ class ModemPort(StorageReader):
                 await self._intake.wait()
                 self._sweep_due = True
             try:
-                if self._routed and not self._identity_due:
-                    # Top priority: a routed SMS exists only in memory until stored.
-                    await self._take_routed()
+                if self._routed:
+                    # Top priority: a routed SMS exists only in memory until stored. Those that
+                    # came before a pending SIM event are the current SIM's: stored before the
+                    # check (the modem keeps its output in order); later ones wait for it.
+                    await self._take_routed(before_event=True)
                 # A periodic sweep reads too: a swap whose URCs were lost (a modem hung while
                 # it happened) must be noticed before the new SIM's SMS are taken for the old.
                 reading = bool(self._hints or self._routed or self._sweep_due)
                 reading = reading or loop.time() >= next_sweep
                 stale = loop.time() - self._identity_checked > IDENTITY_FRESH
+                # A loss of sync since the last check: what was thrown away while resyncing may
+                # have been the SIM event that says the SIM changed.
+                stale = stale or self.session.epoch != self._identity_epoch
                 if not self.profile.swap_urcs:
                     # Nothing tells us of a swap: ask before every read and every sweep (the
                     # sweeps also bound how long a swapped-out SIM's number stays published).
@@ -344,7 +356,7 @@ class ModemPort(StorageReader):
                 if self._retry_at is not None:
                     next_sweep = min(next_sweep, self._retry_at)
                     self._retry_at = None
-                while self._hints and not self._identity_due:
+                while self._hints and not self._identity_due and self._identity_current():
                     # A SIM event stops the reading: hints that came after it may be the new
                     # SIM's, so the SIM is identified again first.
                     hint = min(self._hints)
@@ -385,6 +397,11 @@ class ModemPort(StorageReader):
             except TimeoutError:
                 pass
 
+    def _identity_current(self) -> bool:
+        """No loss of sync since the SIM was last identified: nothing a resync threw away (a
+        SIM event among it) can have changed whose SMS these are."""
+        return self.session.epoch == self._identity_epoch
+
     async def _check_identity(self) -> None:
         if self._identity_due:
             self._identity_due = False
@@ -393,8 +410,10 @@ class ModemPort(StorageReader):
         commands = self.profile.iccid
         if self._iccid_command is not None:
             commands = (self._iccid_command, *commands)
+        epoch = self.session.epoch
         iccid, used = await read_iccid(self.session, commands)
         self._identity_checked = asyncio.get_running_loop().time()
+        self._identity_epoch = epoch
         if iccid == self.info.iccid and iccid is not None:
             self._iccid_command = used
             return

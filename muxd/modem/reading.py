@@ -48,7 +48,11 @@ class StorageReader:
     _mem1: str | None
     _identity_due: bool
     _sweep_due: bool
-    _routed: list[tuple[str, int | None, float]]
+    _routed: list[tuple[str, int | None, float, bool]]
+
+    def _identity_current(self) -> bool:
+        raise NotImplementedError
+
     _csms: bool
     _retry_at: float | None
     _refusals: set[tuple[str, int | None]]
@@ -121,6 +125,10 @@ class StorageReader:
 
     async def sweep(self) -> None:
         for mem in self.memories:
+            if not self._identity_current():
+                # Sync was lost since the SIM was identified: identify it again first.
+                self._sweep_due = True
+                return
             try:
                 await self._select(mem)
                 resp = await self.session.command("AT+CMGL=4", timeout=CMGL_TIMEOUT)
@@ -139,15 +147,24 @@ class StorageReader:
                     self.log.warning("bad listing line %r", line.line)
                     continue
                 await self._store_and_delete(mem, index, line.pdu, length, resp.epoch)
-                if self._routed and not self._identity_due:
-                    await self._take_routed()
+                if self._routed:
+                    await self._take_routed(before_event=True)
 
-    async def _take_routed(self) -> None:
+    async def _take_routed(self, *, before_event: bool = False) -> None:
         """Routed SMS (+CMT/+CDS): store, then acknowledge (AT+CNMA) where AT+CSMS=1 asked
-        the modem to wait for us. Not stored (JournalError): not acknowledged either."""
+        the modem to wait for us. Not stored (JournalError): not acknowledged either.
+
+        ``before_event``: only those that arrived before a SIM event still pending (they are
+        the current SIM's, whatever the check that follows finds)."""
         loop = asyncio.get_running_loop()
         while self._routed:
-            pdu, length, arrived = self._routed[0]
+            pdu, length, arrived, after_event = self._routed[0]
+            if (
+                before_event
+                and after_event
+                and (self._identity_due or not self._identity_current())
+            ):
+                return
             await self._sink(self.info, "CMT", -1, pdu, length)
             self._routed.pop(0)
             if not self._csms:

@@ -216,6 +216,7 @@ class RecordingSink:
     """A PartSink that records what it stored; ``decodable`` decides its answer per PDU."""
 
     stored: list[tuple[str, int, str]] = field(default_factory=list)
+    sims: list[str | None] = field(default_factory=list)  # the SIM each part was stored under
     undecodable: set[str] = field(default_factory=set)
     fail: bool = False  # raise JournalError
     calls: int = 0
@@ -228,6 +229,7 @@ class RecordingSink:
         if self.fail:
             raise JournalError("disk says no")
         self.stored.append((storage, index, pdu))
+        self.sims.append(info.sim)
         if self.on_store is not None:
             self.on_store()
         return pdu not in self.undecodable

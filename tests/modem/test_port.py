@@ -129,6 +129,7 @@ def test_cms_error_from_one_memory_skips_it_and_sweeps_again_after_a_floor() -> 
         model = ModemModel(storage={"ME": {}, "SM": {1: PDU_A}}, broken={"ME": "+CMS ERROR: 302"})
         sink = RecordingSink()
         port, _modem = _port(model, sink, memories=("ME", "SM"))
+        await port.identify()  # a sweep reads only for a SIM identified since the last resync
         await port.sweep()  # must not raise
         assert sink.stored == [("SM", 1, PDU_A)]
         assert model.deleted == [("SM", 1, PDU_A)]
@@ -203,6 +204,68 @@ def test_routed_sms_is_stored_before_it_is_acknowledged(csms: bool) -> None:
             await asyncio.sleep(CNMA_WITHIN)
             assert "AT+CNMA" not in modem.written
         assert sink.stored == [("CMT", -1, PDU_A)]
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    run_virtual(main)
+
+
+NEW_ICCID = "89701010000000000025"
+NEW_IMSI = "250019999999999"
+
+
+def test_routed_sms_before_a_sim_event_is_stored_under_the_sim_it_came_to() -> None:
+    """+CMT then a SIM event (the SIM swapped right after the SMS reached it): the SMS is the
+    old SIM's, stored before the identity check; one routed after the event is the new SIM's."""
+
+    async def main() -> None:
+        model = ModemModel()
+        sink = RecordingSink()
+        port, modem = _port(model, sink)
+        old_sim = model.iccid
+        task = asyncio.create_task(port.run())
+        await _until_command(modem, "AT+CMGL=4")
+        written = len(modem.written)
+        model.iccid, model.imsi = NEW_ICCID, NEW_IMSI
+        modem.send(answer("+CMT: ,38", PDU_A) + answer("+CPIN: READY") + answer("+CMT: ,38", PDU_B))
+        while len(sink.stored) < 2:
+            await modem.next_command()
+        assert [pdu for _, _, pdu in sink.stored] == [PDU_A, PDU_B]
+        assert sink.sims == [old_sim, NEW_ICCID]
+        # The first was stored before the ICCID was read again, the second after.
+        assert any(c in ("AT+CCID",) for c in modem.written[written:])
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    run_virtual(main)
+
+
+def test_a_loss_of_sync_makes_the_next_read_check_the_sim_first() -> None:
+    """A SIM event thrown away while resynchronising (taken for a late answer) must not let the
+    new SIM's SMS go out under the old SIM: after any loss of sync the ICCID is read again
+    before the next read, however recent the last check."""
+
+    async def main() -> None:
+        model = ModemModel(storage={"SM": {}})
+        sink = RecordingSink()
+        port, modem = _port(model, sink)
+        task = asyncio.create_task(port.run())
+        await _until_command(modem, "AT+CMGL=4")
+        # A stray final result (no command in flight): the session loses sync.
+        epoch = port.session.epoch
+        modem.send(answer("OK"))
+        async with asyncio.timeout(AT_TIMEOUT):  # virtual time: the marker follows at once
+            while port.session.epoch == epoch:
+                await modem.next_command()
+        # The SIM was swapped meanwhile, and nothing said so. A new SMS is announced at once.
+        model.iccid, model.imsi = NEW_ICCID, NEW_IMSI
+        model.storage["SM"][3] = PDU_A
+        modem.send(answer('+CMTI: "SM",3'))
+        while not sink.stored:
+            await modem.next_command()
+        assert sink.sims == [NEW_ICCID]
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
