@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -128,17 +128,27 @@ class Daemon:
             await asyncio.sleep(LAG_PROBE_INTERVAL)
             self.metrics.loop_lag.set(max(0.0, loop.time() - started - LAG_PROBE_INTERVAL))
 
-    async def _maintain(self, journal: Journal) -> None:
+    async def _maintain(
+        self, journal: Journal, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    ) -> None:
         rounds = 0
+        failing = False
         while True:
             try:
                 await self._maintain_once(journal, prune=rounds % PRUNE_EVERY == 0)
             except JournalError as exc:
-                LOGGER.error("journal maintenance paused: %s", exc)
+                if not failing:  # one line per state change, not one per round
+                    LOGGER.error("journal maintenance paused: %s", exc)
+                failing = True
+                # A failed commit is waited out; one operation failing on its own leaves the
+                # journal healthy, and the round is tried again after the interval (not at once).
                 await journal.wait_healthy()
-                continue
-            rounds += 1
-            await asyncio.sleep(MAINTENANCE_INTERVAL)
+            else:
+                if failing:
+                    LOGGER.warning("journal maintenance resumed")
+                failing = False
+                rounds += 1
+            await sleep(MAINTENANCE_INTERVAL)
 
     async def _maintain_once(self, journal: Journal, *, prune: bool) -> None:
         if prune:
