@@ -78,7 +78,8 @@ class Daemon:
         self.parked = 0  # SMS taken out of delivery (refused upstream)
         self.started_at = time.time()
         self.publisher: NumbersPublisher | None = None
-        self.last_upstream_ok: float | None = None
+        self.last_upstream_ok: float | None = None  # wall time, shown
+        self._upstream_ok_mono: float | None = None  # the same, monotonic: its age for /readyz
         self._progress = asyncio.Event()
 
     async def _sink(
@@ -188,12 +189,14 @@ class Daemon:
     def _on_v1_push(self) -> None:
         self.forwarded += 1
         self.last_upstream_ok = time.time()
+        self._upstream_ok_mono = time.monotonic()
         self._progress.set()
 
     def _observe_upstream(self, endpoint: str, result: str, seconds: float) -> None:
         self.metrics.observe_upstream(endpoint, result, seconds)
         if result == "ok":
             self.last_upstream_ok = time.time()
+            self._upstream_ok_mono = time.monotonic()
 
     # -- StatusSource (muxd.status) -------------------------------------------------------------
 
@@ -260,14 +263,14 @@ class Daemon:
             return problem
         if not any(p.status is PortStatus.READY for p in self.ports()):
             return "no port ready"
-        last = self.last_upstream_ok
+        last = self._upstream_ok_mono
         if self.v1 is not None:
             # v1: Onlinesim polls us (GET_SERVICES every 2 minutes); the age is monotonic.
             age = self.v1.last_request_age()
             if age is None or age > UPSTREAM_STALE:
                 return "upstream not reached recently"
             return None
-        if last is None or time.time() - last > UPSTREAM_STALE:
+        if last is None or time.monotonic() - last > UPSTREAM_STALE:
             return "upstream not reached recently"
         return None
 
