@@ -106,6 +106,9 @@ class ModemPort(StorageReader):
         self._hints: set[tuple[str, int]] = set()
         # Routed SMS not yet stored: (pdu, TPDU length, loop time of arrival).
         self._routed: list[tuple[str, int | None, float]] = []
+        # How many of them (the oldest) came before the SIM event not yet handled: they are the
+        # old SIM's, stored under its identity before the SIM is identified again.
+        self._routed_old = 0
         self._csms = False  # AT+CSMS=1 accepted: routed SMS wait for our AT+CNMA
         self._journal_backoff = 0.0
         self._retry_at: float | None = None  # a refused memory/index: sweep again then
@@ -143,6 +146,8 @@ class ModemPort(StorageReader):
             self._set_registered(stat in (1, 5))
             return
         elif name in self.profile.sim_urcs and name not in RESTART_URCS:
+            if not self._identity_due:
+                self._routed_old = len(self._routed)
             self._identity_due = True
             # An answer in flight straddles the event: whose SIM it came from is unknown.
             self.session.flag_in_flight(name)
@@ -321,6 +326,9 @@ class ModemPort(StorageReader):
                 if self._routed and not self._identity_due:
                     # Top priority: a routed SMS exists only in memory until stored.
                     await self._take_routed()
+                elif self._routed_old:
+                    # Routed before the SIM event: the old SIM's, stored as such first.
+                    await self._take_routed(self._routed_old)
                 # A periodic sweep reads too: a swap whose URCs were lost (a modem hung while
                 # it happened) must be noticed before the new SIM's SMS are taken for the old.
                 reading = bool(self._hints or self._routed or self._sweep_due)

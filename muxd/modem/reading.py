@@ -49,6 +49,7 @@ class StorageReader:
     _identity_due: bool
     _sweep_due: bool
     _routed: list[tuple[str, int | None, float]]
+    _routed_old: int
     _csms: bool
     _retry_at: float | None
     _refusals: set[tuple[str, int | None]]
@@ -142,14 +143,18 @@ class StorageReader:
                 if self._routed and not self._identity_due:
                     await self._take_routed()
 
-    async def _take_routed(self) -> None:
+    async def _take_routed(self, count: int | None = None) -> None:
         """Routed SMS (+CMT/+CDS): store, then acknowledge (AT+CNMA) where AT+CSMS=1 asked
-        the modem to wait for us. Not stored (JournalError): not acknowledged either."""
+        the modem to wait for us. Not stored (JournalError): not acknowledged either.
+        ``count``: only that many, the oldest (those that came before a SIM event)."""
         loop = asyncio.get_running_loop()
-        while self._routed:
+        while self._routed and (count is None or count > 0):
             pdu, length, arrived = self._routed[0]
             await self._sink(self.info, "CMT", -1, pdu, length)
             self._routed.pop(0)
+            self._routed_old = max(0, self._routed_old - 1)
+            if count is not None:
+                count -= 1
             if not self._csms:
                 continue  # the modem acknowledged it on arrival: storing it is all we can do
             late = loop.time() - arrived > CNMA_WITHIN

@@ -208,3 +208,36 @@ def test_routed_sms_is_stored_before_it_is_acknowledged(csms: bool) -> None:
             await task
 
     run_virtual(main)
+
+
+def test_routed_sms_that_came_before_a_sim_event_is_stored_under_the_old_sim() -> None:
+    """A +CMT, then a SIM event before the loop could store it: the SMS came to the SIM that
+    was in the modem when it arrived (the modem keeps its output in order), so it is stored
+    under that SIM, not under the one identified after the event."""
+
+    async def main() -> None:
+        model = ModemModel()
+        sims: list[tuple[str, str | None]] = []
+        sink = RecordingSink()
+        port, modem = _port(model, sink)
+
+        def on_store() -> None:
+            sims.append((sink.stored[-1][0], port.info.iccid))
+
+        sink.on_store = on_store
+        task = asyncio.create_task(port.run())
+        await _until_command(modem, "AT+CMGL=4")
+        old = port.info.iccid
+        assert old == model.iccid
+        # Both arrive before the receive loop runs again; then the SIM is another one.
+        modem.send(answer("+CMT: ,38", PDU_A))
+        modem.send(answer("+CPIN: NOT READY"))
+        model.iccid, model.imsi = "89701010000000000025", "250019999999999"
+        while not sink.stored:
+            await modem.next_command()
+        assert sims == [("CMT", old)]
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    run_virtual(main)
