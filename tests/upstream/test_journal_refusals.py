@@ -138,3 +138,46 @@ async def test_pusher_logs_once_while_a_journal_operation_fails(
         await journal.close()
         await resolver.close()
         await push.close()
+
+
+async def test_a_delivered_push_the_journal_cannot_record_is_not_sent_again(
+    tmp_path: Path,
+) -> None:
+    """Onlinesim answered SUCCESS, but recording it fails: the push is not sent again (it is
+    recorded once the journal lets it), however long recording fails."""
+    clock = VirtualClock()
+    push = PushEndpoint()
+    await push.start()
+    resolver = PhaseResolver(push.port)
+    journal = await Journal.open(tmp_path)
+    number = "+79002220001"
+    try:
+        op = await reserve(
+            journal, Reservation(number, "rent", "russia", "mts", None, True, clock.now - 60, None)
+        )
+        assert op is not None
+        async with session(resolver) as http:
+            url = f"http://{HOST}:{push.port}/v1/PUSH_SMS"
+            pusher = Pusher(
+                journal, http, api_key=KEY, url=url, rent_url=url, filters={},
+                gzip_body=False, clock=clock, sleep=clock.sleep, observer=V1Observer(),
+            )  # fmt: skip
+            sms_id = await receive(journal, number, "Bank", "code 1234", clock.now)
+            # Settling a push (and its message) fails; recording attempts still works.
+            await refuse(journal, "no_settle", "BEFORE UPDATE OF state ON pushes")
+
+            def idle() -> bool:
+                return pusher.sending == 0
+
+            async with running(pusher.run()):
+                await clock.run_until(lambda: push.accepted == [sms_id], idle)
+                await clock.run_for(HOUR, idle)
+                assert push.accepted == [sms_id]
+                await allow(journal, "no_settle")
+                await clock.run_until(lambda: pusher.queued == 0, idle)
+            assert push.accepted == [sms_id]
+            assert (await journal.stats()).get("messages_delivered") == 1
+    finally:
+        await journal.close()
+        await resolver.close()
+        await push.close()

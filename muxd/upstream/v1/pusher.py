@@ -204,6 +204,8 @@ class Pusher:
         self.last_error: str | None = None
         self.delivered = 0
         self._journal_failing: set[str] = set()  # what fails on a journal error now
+        # sms_id -> Onlinesim's final answer, not recorded yet (the journal refused it).
+        self._unrecorded: dict[int, tuple[Verdict, str]] = {}
 
     @property
     def queued(self) -> int:
@@ -380,6 +382,10 @@ class Pusher:
 
     async def _push(self, row: PushRow) -> bool:
         """One attempt; True when the push is settled (delivered or refused for good)."""
+        answered = self._unrecorded.get(row.sms_id)
+        if answered is not None:
+            # Onlinesim answered for good already; only recording it failed: not sent again.
+            return await self._settle(row, *answered)
         await mark_push_attempt(self._journal, [row.sms_id])
         attempt = self._policy.encode(self.payload(row))
         headers = {
@@ -416,9 +422,16 @@ class Pusher:
             await note_push_failure(self._journal, row.sms_id, result)
             return False
         self.loop.succeeded()
+        self._unrecorded[row.sms_id] = (verdict, result)
+        return await self._settle(row, verdict, result)
+
+    async def _settle(self, row: PushRow, verdict: Verdict, result: str) -> bool:
+        """Record Onlinesim's final answer to a push (JournalError: kept, recorded later)."""
+        assert verdict != "retry"
         state: PushState = "delivered" if verdict == "delivered" else verdict
         if await settle_push(self._journal, row, state, result, self._clock()):
             self._journal.backlog -= 1
+        self._unrecorded.pop(row.sms_id, None)
         self._queue.pop(row.sms_id, None)
         self._due.pop(row.sms_id, None)
         if verdict == "delivered":
