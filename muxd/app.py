@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,8 @@ class Daemon:
         self.started_at = time.time()
         self.publisher: NumbersPublisher | None = None
         self.health: NumberHealth | None = None  # upstream.check_numbers
-        self.last_upstream_ok: float | None = None
+        self.last_upstream_ok: float | None = None  # wall time, shown
+        self._upstream_ok_mono: float | None = None  # the same, monotonic: its age for /readyz
         self._progress = asyncio.Event()
 
     async def _sink(
@@ -145,17 +146,27 @@ class Daemon:
             await asyncio.sleep(LAG_PROBE_INTERVAL)
             self.metrics.loop_lag.set(max(0.0, loop.time() - started - LAG_PROBE_INTERVAL))
 
-    async def _maintain(self, journal: Journal) -> None:
+    async def _maintain(
+        self, journal: Journal, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    ) -> None:
         rounds = 0
+        failing = False
         while True:
             try:
                 await self._maintain_once(journal, prune=rounds % PRUNE_EVERY == 0)
             except JournalError as exc:
-                LOGGER.error("journal maintenance paused: %s", exc)
+                if not failing:  # one line per state change, not one per round
+                    LOGGER.error("journal maintenance paused: %s", exc)
+                failing = True
+                # A failed commit is waited out; one operation failing on its own leaves the
+                # journal healthy, and the round is tried again after the interval (not at once).
                 await journal.wait_healthy()
-                continue
-            rounds += 1
-            await asyncio.sleep(MAINTENANCE_INTERVAL)
+            else:
+                if failing:
+                    LOGGER.warning("journal maintenance resumed")
+                failing = False
+                rounds += 1
+            await sleep(MAINTENANCE_INTERVAL)
 
     async def _maintain_once(self, journal: Journal, *, prune: bool) -> None:
         if prune:
@@ -195,12 +206,14 @@ class Daemon:
     def _on_v1_push(self) -> None:
         self.forwarded += 1
         self.last_upstream_ok = time.time()
+        self._upstream_ok_mono = time.monotonic()
         self._progress.set()
 
     def _observe_upstream(self, endpoint: str, result: str, seconds: float) -> None:
         self.metrics.observe_upstream(endpoint, result, seconds)
         if result == "ok":
             self.last_upstream_ok = time.time()
+            self._upstream_ok_mono = time.monotonic()
 
     # -- StatusSource (muxd.status) -------------------------------------------------------------
 
@@ -277,14 +290,14 @@ class Daemon:
             return problem
         if not any(p.status is PortStatus.READY for p in self.ports()):
             return "no port ready"
-        last = self.last_upstream_ok
+        last = self._upstream_ok_mono
         if self.v1 is not None:
             # v1: Onlinesim polls us (GET_SERVICES every 2 minutes); the age is monotonic.
             age = self.v1.last_request_age()
             if age is None or age > UPSTREAM_STALE:
                 return "upstream not reached recently"
             return None
-        if last is None or time.time() - last > UPSTREAM_STALE:
+        if last is None or time.monotonic() - last > UPSTREAM_STALE:
             return "upstream not reached recently"
         return None
 

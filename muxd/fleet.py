@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from muxd.at import Urc
+from muxd.at.sync import MARKER_TIMEOUT, RESYNC_ATTEMPTS
 from muxd.errors import ConfigError, ModemError
 from muxd.log import PortLog
 from muxd.modem.port import ModemPort
@@ -49,6 +50,11 @@ def next_backoff(current: float, *, ran_for: float, reached_ready: bool) -> tupl
 
 # Closing a serial port runs in a worker thread; it takes milliseconds unless the driver hangs.
 CLOSE_TIMEOUT = 5.0
+# The commands of a closed session whose answers may still come (a hung modem answers them
+# late, to whichever session has the port then) are not used as sync markers by the next
+# session on the port if it opens within this long: the longest wait for a late answer (later
+# than that, the modem is hung).
+LATE_ANSWERS_FOR = RESYNC_ATTEMPTS * MARKER_TIMEOUT
 
 
 def load_numbers(path: str | None) -> dict[str, str]:
@@ -119,6 +125,8 @@ class Fleet:
         self.intake = asyncio.Event()  # cleared by the app while the journal can't store
         self.intake.set()
         self._matched: dict[str, int] = {}  # glob -> ports it matched at the last rescan
+        # path -> (monotonic time its session closed, commands whose answers may still come)
+        self._outstanding: dict[str, tuple[float, frozenset[str]]] = {}
 
     def _changed(self, info: PortInfo) -> None:
         self.changed.set()
@@ -197,6 +205,23 @@ class Fleet:
             info.status = status
             self._changed(info)
 
+    def _inherited(self, path: str) -> frozenset[str]:
+        """What the port's previous session may still receive, if it closed recently."""
+        closed = self._outstanding.get(path)
+        if closed is None or time.monotonic() - closed[0] > LATE_ANSWERS_FOR:
+            self._outstanding.pop(path, None)
+            return frozenset()
+        return closed[1]
+
+    def _remember_outstanding(
+        self, path: str, outstanding: frozenset[str], inherited: frozenset[str]
+    ) -> None:
+        if not outstanding:
+            self._outstanding.pop(path, None)
+        elif outstanding != inherited:
+            self._outstanding[path] = (time.monotonic(), outstanding)
+        # else: nothing new went out (no marker was left to use): the older record ages on.
+
     async def _run_once(self, info: PortInfo) -> None:
         self._set_status(info, PortStatus.OPENING)
         port: ModemPort | None = None
@@ -205,9 +230,10 @@ class Fleet:
             if port is not None:
                 port.on_urc(urc)
 
+        inherited = self._inherited(info.path)
         transport, protocol = await open_port(
             info.path,
-            lambda: ModemSession(info.name, on_urc=on_urc),
+            lambda: ModemSession(info.name, on_urc=on_urc, suspects=inherited),
             baudrate=self.baudrate,
         )
         assert isinstance(protocol, ModemSession)
@@ -227,6 +253,7 @@ class Fleet:
             )
             await port.run()
         finally:
+            self._remember_outstanding(info.path, session.outstanding, inherited)
             info.at_timeouts += session.timeouts
             info.resyncs += session.resyncs
             self.sessions.pop(info.path, None)

@@ -37,6 +37,7 @@ next, passing the time in.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from muxd.at.events import Echo, Event, Final, Garbage, Info, Prompt, Urc
@@ -139,6 +140,7 @@ class AtSync:
         floor: float = RESYNC_FLOOR,
         quiet: float = RESYNC_QUIET,
         marker_timeout: float = MARKER_TIMEOUT,
+        suspects: Iterable[str] = (),
     ) -> None:
         if attempts < 1:
             raise ValueError(f"attempts must be positive, got {attempts!r}")
@@ -157,8 +159,9 @@ class AtSync:
         self._quiet_until = 0.0
         self._marker: tuple[str, str] | None = None
         self._seen_info = False
-        # Commands whose answers may still arrive (upper case): never used as markers.
-        self._suspects: set[str] = set()
+        # Commands whose answers may still arrive (upper case): never used as markers. A
+        # reopened port starts with those of the session before it (its ``outstanding``).
+        self._suspects: set[str] = {c.strip().upper() for c in suspects}
 
     @property
     def synchronised(self) -> bool:
@@ -168,6 +171,15 @@ class AtSync:
     def resyncing(self) -> bool:
         """A marker is out: every event belongs to :meth:`feed`."""
         return self.state is SyncState.MARKER or self.state is SyncState.QUIET
+
+    @property
+    def outstanding(self) -> frozenset[str]:
+        """Commands (markers included) whose answers may still arrive: the next session on
+        this port must not take one of them for its own marker's."""
+        out = set(self._suspects)
+        if self.state is SyncState.MARKER and self._marker is not None:
+            out.add(self._marker[0])
+        return frozenset(out)
 
     @property
     def marker(self) -> str | None:

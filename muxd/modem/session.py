@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from muxd.at import (
     AtParser,
@@ -104,7 +104,10 @@ class ModemSession(asyncio.Protocol):
         on_urc: Callable[[Urc], None],
         on_garbage: Callable[[Garbage], None] | None = None,
         synchronised: bool = False,
+        suspects: Iterable[str] = (),
     ) -> None:
+        """``suspects``: commands of the port's previous session whose answers may still come
+        (its :attr:`outstanding`): they are not used as sync markers."""
         self.name = name
         self._on_urc = on_urc
         self._on_garbage = on_garbage
@@ -122,7 +125,7 @@ class ModemSession(asyncio.Protocol):
         self.resyncs = 0
         # A fresh session is unsynchronised: the port may still carry the answers to the
         # commands of a session that timed out before the port was reopened.
-        self._sync = AtSync(synchronised=synchronised)
+        self._sync = AtSync(synchronised=synchronised, suspects=suspects)
         self._sync_wake: asyncio.Future[None] | None = None
         self._loop = loop
         self.strays = 0  # answers that came with no command in flight
@@ -235,6 +238,11 @@ class ModemSession(asyncio.Protocol):
     @property
     def synchronised(self) -> bool:
         return self._sync.synchronised
+
+    @property
+    def outstanding(self) -> frozenset[str]:
+        """Commands whose answers may still arrive (for the next session on this port)."""
+        return self._sync.outstanding
 
     @property
     def discarded(self) -> int:

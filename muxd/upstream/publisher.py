@@ -45,6 +45,12 @@ RETRY_POLICY = Policy(first=5.0, cap=300.0, floor=1.0)
 # At start, ports take a few seconds to initialise: don't publish an empty list (which would
 # withdraw every number) before they had the chance; each port coming up triggers a publish.
 STARTUP_GRACE = 30.0
+# After a journal failure: a commit failure is waited out (intake stops until a probe write
+# succeeds), but one operation failing on its own (a constraint, a bug) leaves the journal
+# healthy, and the list may have gone upstream already: wait this long, doubled per failure up
+# to the cap, before publishing again.
+JOURNAL_RETRY_MIN = 5.0
+JOURNAL_RETRY_MAX = 300.0
 # Incremental mode: at most this many addNumber/removeNumber requests in flight.
 INCREMENTAL_CONCURRENCY = 8
 # 400 to removeNumber: the upstream does not have the number: it is gone already.
@@ -131,6 +137,7 @@ class NumbersPublisher:
             "heartbeat", policy, clock=clock, logger=LOGGER, what="checkWork heartbeat"
         )
         self._next_heartbeat = math.inf
+        self._journal_backoff = 0.0  # the wait after the last journal failure (0: none)
 
     @property
     def loops(self) -> list[RetryLoop]:
@@ -177,9 +184,18 @@ class NumbersPublisher:
                     await self._attempt_list(entries)
                     dirty = False
             except JournalError as exc:
-                LOGGER.error("publishing paused: %s", exc)
+                if not self._journal_backoff:  # one line per state change, not per attempt
+                    LOGGER.error("publishing paused: %s", exc)
                 await self._journal.wait_healthy()
+                self._journal_backoff = min(
+                    JOURNAL_RETRY_MAX, max(JOURNAL_RETRY_MIN, 2 * self._journal_backoff)
+                )
+                await self._sleep(self._journal_backoff)
                 dirty = True
+            else:
+                if self._journal_backoff:
+                    LOGGER.warning("publishing resumed: the journal records again")
+                    self._journal_backoff = 0.0
             if not self.numbers_loop.ok:
                 dirty = True  # the failed change is retried when the backoff allows
 

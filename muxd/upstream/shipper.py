@@ -52,6 +52,10 @@ IDLE_POLL = 30.0
 # commit of "delivered" are awaited this long (v2 has no idempotency key, so an answer dropped
 # here is a duplicate after the restart). A second SIGTERM does not wait.
 STOP_GRACE = 10.0
+# After a journal failure, the next attempt waits this long: a commit failure is waited out
+# (intake is stopped until a probe write succeeds), but one operation failing on its own (a
+# constraint, a bug) leaves the journal healthy, and must not be retried at once.
+JOURNAL_RETRY = 5.0
 # HTTP statuses meaning "this endpoint does not exist here".
 NO_ENDPOINT = (404, 405)
 AUTH_FAILED = (401, 403)
@@ -108,6 +112,7 @@ class Shipper:
         self._unrecorded: list[PendingMessage] = []
         self.auth_failed = False
         self.last_error: str | None = None
+        self._journal_failing = False
 
     async def run(self) -> None:
         # What an earlier process left pending (a crash, a stop, an outage) goes out now, not
@@ -131,9 +136,15 @@ class Shipper:
                 delay = await self.ship_once()
             except JournalError as exc:
                 # The disk is full or broken: nothing can be recorded, so nothing is sent.
-                LOGGER.error("shipping paused: %s", exc)
+                if not self._journal_failing:  # one line per state change, not per attempt
+                    LOGGER.error("shipping paused: %s", exc)
+                self._journal_failing = True
                 await self._journal.wait_healthy()
+                await self._sleep(JOURNAL_RETRY)
                 continue
+            if self._journal_failing:
+                LOGGER.warning("shipping resumed: the journal records again")
+                self._journal_failing = False
             if delay is None:
                 return
             if delay > 0:

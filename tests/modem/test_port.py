@@ -7,7 +7,8 @@ import contextlib
 
 import pytest
 
-from muxd.errors import AtTimeoutError
+from muxd.at import MARKERS
+from muxd.errors import AtTimeoutError, ModemHungError
 from muxd.modem.port import JOURNAL_RETRY_MAX, ModemPort
 from muxd.modem.reading import CMS_RETRY_FLOOR, CNMA_WITHIN
 from muxd.modem.session import AT_TIMEOUT, ModemSession
@@ -28,10 +29,12 @@ def _port(
     chunker: Chunker = whole_answers,
     latency: float = 0.0,
     memories: tuple[str, ...] = ("SM",),
+    session: ModemSession | None = None,
 ) -> tuple[ModemPort, FakeModem]:
     info = PortInfo(name="ttyFAKE", path="/dev/ttyFAKE", iccid=model.iccid, imsi=model.imsi)
     ports: list[ModemPort] = []
-    session = ModemSession("ttyFAKE", on_urc=lambda urc: ports[0].on_urc(urc))
+    if session is None:
+        session = ModemSession("ttyFAKE", on_urc=lambda urc: ports[0].on_urc(urc))
     modem = FakeModem(session, model, chunker=chunker, latency=latency)
     port = ModemPort(
         info, session, sink, numbers={}, sweep_interval=60.0, on_change=lambda _info: None
@@ -269,5 +272,79 @@ def test_a_loss_of_sync_makes_the_next_read_check_the_sim_first() -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+    run_virtual(main)
+
+
+def test_routed_sms_that_came_before_a_sim_event_is_stored_under_the_old_sim() -> None:
+    """A +CMT, then a SIM event before the loop could store it: the SMS came to the SIM that
+    was in the modem when it arrived (the modem keeps its output in order), so it is stored
+    under that SIM, not under the one identified after the event."""
+
+    async def main() -> None:
+        model = ModemModel()
+        sims: list[tuple[str, str | None]] = []
+        sink = RecordingSink()
+        port, modem = _port(model, sink)
+
+        def on_store() -> None:
+            sims.append((sink.stored[-1][0], port.info.iccid))
+
+        sink.on_store = on_store
+        task = asyncio.create_task(port.run())
+        await _until_command(modem, "AT+CMGL=4")
+        old = port.info.iccid
+        assert old == model.iccid
+        # Both arrive before the receive loop runs again; then the SIM is another one.
+        modem.send(answer("+CMT: ,38", PDU_A))
+        modem.send(answer("+CPIN: NOT READY"))
+        model.iccid, model.imsi = "89701010000000000025", "250019999999999"
+        while not sink.stored:
+            await modem.next_command()
+        assert sims == [("CMT", old)]
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    run_virtual(main)
+
+
+def test_a_reopened_port_is_not_fooled_by_the_late_markers_of_the_session_before() -> None:
+    """A session hung (its command and its markers unanswered) and the port was reopened at
+    once. The first marker of the new session is the same query as the old session's first:
+    the old one's late answer must not pass for the new one's, or every answer after it
+    belongs to the command before, and a delete follows a read of another index."""
+
+    async def main() -> None:
+        model = ModemModel(storage={"SM": {1: PDU_A, 2: PDU_B}})
+        old = ModemSession("ttyFAKE", on_urc=lambda _urc: None, synchronised=True)
+        old_modem = FakeModem(old, model)
+        old_modem.silent |= {"AT+CGSN", *(m for m, _ in MARKERS)}
+        with pytest.raises(AtTimeoutError):
+            await old.command("AT+CGSN")
+        with pytest.raises(ModemHungError):
+            await old.command("AT+CIMI")
+        old_modem.abort()
+        ports: list[ModemPort] = []
+        # Reopened (as the fleet does): what the old session may still receive is passed on.
+        new = ModemSession(
+            "ttyFAKE", on_urc=lambda urc: ports[0].on_urc(urc), suspects=old.outstanding
+        )
+        sink = RecordingSink()
+        port, modem = _port(model, sink, latency=0.05, session=new)
+        ports.append(port)
+        port._mem1 = "SM"
+        # The module is still busy: the new marker's answer comes a second late, and the old
+        # session's first marker is answered after the new one was written.
+        for marker, _prefix in MARKERS:
+            modem.slow[marker] = 1.0
+        modem.slow["AT+CMGR=1"] = 0.5
+        asyncio.get_running_loop().call_later(0.1, modem.send, answer("+CMEE: 1", "OK"))
+        for index in (1, 2):
+            with contextlib.suppress(AtTimeoutError):
+                await port.read_index("SM", index)
+        await asyncio.sleep(AT_TIMEOUT)
+        _deleted_only_what_was_stored(model, sink)
+        assert set(sink.stored) <= {("SM", 1, PDU_A), ("SM", 2, PDU_B)}
 
     run_virtual(main)

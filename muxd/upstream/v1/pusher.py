@@ -203,6 +203,9 @@ class Pusher:
         self._limit = asyncio.Semaphore(PUSH_CONCURRENCY)
         self.last_error: str | None = None
         self.delivered = 0
+        self._journal_failing: set[str] = set()  # what fails on a journal error now
+        # sms_id -> Onlinesim's final answer, not recorded yet (the journal refused it).
+        self._unrecorded: dict[int, tuple[Verdict, str]] = {}
 
     @property
     def queued(self) -> int:
@@ -218,9 +221,10 @@ class Pusher:
             while True:
                 try:
                     await self._load()
+                    self._journal_state("load", None)
                     break
                 except JournalError as exc:
-                    LOGGER.error("v1 pusher: %s", exc)
+                    self._journal_state("load", exc)
                     await self._sleep(JOURNAL_RETRY)
             while True:
                 self._journal.new_messages.clear()
@@ -228,8 +232,9 @@ class Pusher:
                 delay: float | None = None
                 try:
                     await self.assign()
+                    self._journal_state("assign", None)
                 except JournalError as exc:
-                    LOGGER.error("v1 pusher: %s", exc)
+                    self._journal_state("assign", exc)
                     delay = JOURNAL_RETRY
                 self._start_due()
                 await self._wait(self._next_delay() if delay is None else delay)
@@ -337,8 +342,9 @@ class Pusher:
                 try:
                     settled = await self._push(row)
                     due = self.loop.next_at  # the policy's, from the failed attempt's start
+                    self._journal_state("push", None)
                 except JournalError as exc:
-                    LOGGER.error("v1 pusher: %s", exc)
+                    self._journal_state("push", exc)
                     settled, due = False, started + JOURNAL_RETRY
                 except Exception:  # a bug must not stop every other number's pushes
                     LOGGER.exception("v1 pusher: PUSH_SMS %d failed unexpectedly", row.sms_id)
@@ -349,6 +355,16 @@ class Pusher:
                         self._due[later.sms_id] = due
                     self._observer.push("retry")
                     return
+
+    def _journal_state(self, what: str, exc: JournalError | None) -> None:
+        """Log when ``what`` (loading, assigning, pushing) starts or stops failing on a journal
+        error: one line per state change, not one per attempt of each number."""
+        if exc is not None and what not in self._journal_failing:
+            self._journal_failing.add(what)
+            LOGGER.error("v1 pusher: %s paused: %s", what, exc)
+        elif exc is None and what in self._journal_failing:
+            self._journal_failing.discard(what)
+            LOGGER.warning("v1 pusher: %s resumed: the journal records again", what)
 
     def payload(self, row: PushRow) -> dict[str, Any]:
         """The PUSH_SMS body (§6.3, §6.7): exact types, identical on every retry."""
@@ -366,6 +382,10 @@ class Pusher:
 
     async def _push(self, row: PushRow) -> bool:
         """One attempt; True when the push is settled (delivered or refused for good)."""
+        answered = self._unrecorded.get(row.sms_id)
+        if answered is not None:
+            # Onlinesim answered for good already; only recording it failed: not sent again.
+            return await self._settle(row, *answered)
         await mark_push_attempt(self._journal, [row.sms_id])
         attempt = self._policy.encode(self.payload(row))
         headers = {
@@ -402,9 +422,16 @@ class Pusher:
             await note_push_failure(self._journal, row.sms_id, result)
             return False
         self.loop.succeeded()
+        self._unrecorded[row.sms_id] = (verdict, result)
+        return await self._settle(row, verdict, result)
+
+    async def _settle(self, row: PushRow, verdict: Verdict, result: str) -> bool:
+        """Record Onlinesim's final answer to a push (JournalError: kept, recorded later)."""
+        assert verdict != "retry"
         state: PushState = "delivered" if verdict == "delivered" else verdict
         if await settle_push(self._journal, row, state, result, self._clock()):
             self._journal.backlog -= 1
+        self._unrecorded.pop(row.sms_id, None)
         self._queue.pop(row.sms_id, None)
         self._due.pop(row.sms_id, None)
         if verdict == "delivered":
