@@ -105,9 +105,10 @@ class ModemPort(StorageReader):
         self._wake = asyncio.Event()
         self._hints: set[tuple[str, int]] = set()
         # Routed SMS not yet stored: (pdu, TPDU length, loop time of arrival).
-        # Routed SMS not stored yet: (pdu, TPDU length, loop time it arrived, whether a SIM event
-        # was pending when it arrived: then it may be the new SIM's, stored after the check).
-        self._routed: list[tuple[str, int | None, float, bool]] = []
+        # Routed SMS not stored yet: (pdu, TPDU length, loop time it arrived, the event window it
+        # arrived in: see _window). It belongs to the SIM identified in that same window.
+        self._routed: list[tuple[str, int | None, float, tuple[int, int]]] = []
+        self._sim_events = 0  # SIM URCs seen
         self._csms = False  # AT+CSMS=1 accepted: routed SMS wait for our AT+CNMA
         self._journal_backoff = 0.0
         self._retry_at: float | None = None  # a refused memory/index: sweep again then
@@ -115,7 +116,8 @@ class ModemPort(StorageReader):
         self._sweep_due = True
         self._identity_due = False
         self._identity_checked = 0.0  # loop time of the last ICCID check
-        self._identity_epoch = -1  # the session's sync epoch at the last ICCID check
+        # The event window in which the SIM was last identified (None: not yet).
+        self._identity_at: tuple[int, int] | None = None
         self._iccid_command: IccidCommand | None = None  # the one that worked, tried first
         self._timeouts_in_row = 0
         self._unregistered_since: float | None = None
@@ -138,8 +140,7 @@ class ModemPort(StorageReader):
             length = fields[-1].strip()
             arrived = asyncio.get_running_loop().time()
             tpdu_length = int(length) if length.isdigit() else None
-            unsure = self._identity_due or not self._identity_current()
-            self._routed.append((urc.pdu, tpdu_length, arrived, unsure))
+            self._routed.append((urc.pdu, tpdu_length, arrived, self._window()))
         elif name in ("+CREG", "+CEREG", "+CGREG"):
             try:
                 _, stat = parse_creg(urc.line)
@@ -148,6 +149,7 @@ class ModemPort(StorageReader):
             self._set_registered(stat in (1, 5))
             return
         elif name in self.profile.sim_urcs and name not in RESTART_URCS:
+            self._sim_events += 1
             self._identity_due = True
             # An answer in flight straddles the event: whose SIM it came from is unknown.
             self.session.flag_in_flight(name)
@@ -243,12 +245,12 @@ class ModemPort(StorageReader):
         info = self.info
         session = self.session
         previous = info.sim
-        epoch = session.epoch
+        window = self._window()
         info.imei = await read_plain(session, "AT+CGSN")
         info.imsi = await read_plain(session, "AT+CIMI")
         info.iccid, self._iccid_command = await read_iccid(session, self.profile.iccid)
         self._identity_checked = asyncio.get_running_loop().time()
-        self._identity_epoch = epoch
+        self._identity_at = window
         if info.sim is None:
             raise AtCommandError("AT+CIMI", "ERROR", None, "no SIM identity (no SIM, or PIN?)")
         mnc_length = await read_mnc_length(session) if info.imsi else None
@@ -330,7 +332,7 @@ class ModemPort(StorageReader):
                     # Top priority: a routed SMS exists only in memory until stored. Those that
                     # came before a pending SIM event are the current SIM's: stored before the
                     # check (the modem keeps its output in order); later ones wait for it.
-                    await self._take_routed(before_event=True)
+                    await self._take_routed(before_check=True)
                 # A periodic sweep reads too: a swap whose URCs were lost (a modem hung while
                 # it happened) must be noticed before the new SIM's SMS are taken for the old.
                 reading = bool(self._hints or self._routed or self._sweep_due)
@@ -338,7 +340,7 @@ class ModemPort(StorageReader):
                 stale = loop.time() - self._identity_checked > IDENTITY_FRESH
                 # A loss of sync since the last check: what was thrown away while resyncing may
                 # have been the SIM event that says the SIM changed.
-                stale = stale or self.session.epoch != self._identity_epoch
+                stale = stale or not self._identity_current()
                 if not self.profile.swap_urcs:
                     # Nothing tells us of a swap: ask before every read and every sweep (the
                     # sweeps also bound how long a swapped-out SIM's number stays published).
@@ -397,10 +399,15 @@ class ModemPort(StorageReader):
             except TimeoutError:
                 pass
 
+    def _window(self) -> tuple[int, int]:
+        """The event window now: (SIM events seen, the session's sync epoch). A new window
+        opens at each SIM event and at each loss of sync (what a resync throws away may have
+        been a SIM event): the SIM in the slot can have changed only between windows."""
+        return (self._sim_events, self.session.epoch)
+
     def _identity_current(self) -> bool:
-        """No loss of sync since the SIM was last identified: nothing a resync threw away (a
-        SIM event among it) can have changed whose SMS these are."""
-        return self.session.epoch == self._identity_epoch
+        """The SIM was identified in the current window: it is the SIM in the slot."""
+        return self._identity_at == self._window()
 
     async def _check_identity(self) -> None:
         if self._identity_due:
@@ -410,10 +417,10 @@ class ModemPort(StorageReader):
         commands = self.profile.iccid
         if self._iccid_command is not None:
             commands = (self._iccid_command, *commands)
-        epoch = self.session.epoch
+        window = self._window()
         iccid, used = await read_iccid(self.session, commands)
         self._identity_checked = asyncio.get_running_loop().time()
-        self._identity_epoch = epoch
+        self._identity_at = window
         if iccid == self.info.iccid and iccid is not None:
             self._iccid_command = used
             return

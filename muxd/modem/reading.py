@@ -48,9 +48,13 @@ class StorageReader:
     _mem1: str | None
     _identity_due: bool
     _sweep_due: bool
-    _routed: list[tuple[str, int | None, float, bool]]
+    _routed: list[tuple[str, int | None, float, tuple[int, int]]]
+    _identity_at: tuple[int, int] | None
 
     def _identity_current(self) -> bool:
+        raise NotImplementedError
+
+    def _window(self) -> tuple[int, int]:
         raise NotImplementedError
 
     _csms: bool
@@ -148,23 +152,38 @@ class StorageReader:
                     continue
                 await self._store_and_delete(mem, index, line.pdu, length, resp.epoch)
                 if self._routed:
-                    await self._take_routed(before_event=True)
+                    await self._take_routed(before_check=True)
 
-    async def _take_routed(self, *, before_event: bool = False) -> None:
+    async def _take_routed(self, *, before_check: bool = False) -> None:
         """Routed SMS (+CMT/+CDS): store, then acknowledge (AT+CNMA) where AT+CSMS=1 asked
         the modem to wait for us. Not stored (JournalError): not acknowledged either.
 
-        ``before_event``: only those that arrived before a SIM event still pending (they are
-        the current SIM's, whatever the check that follows finds)."""
+        A routed SMS has no storage to travel with: it is the SIM's that was in the slot when
+        it arrived, i.e. the SIM identified in the event window it arrived in (see
+        ``ModemPort._window``). Those that came in the window of the last identification are
+        stored under it at once (before any check that may follow). One that came in a later
+        window waits for a check in that window (``before_check``: return, the loop checks).
+        One whose window closed before any check in it (a SIM event or a loss of sync came
+        before its SIM was identified) belongs to a SIM muxd never identified: under
+        AT+CSMS=1 it is not acknowledged, so the network delivers it again; without, the
+        modem already acknowledged it and it is stored under the SIM identified last, with a
+        warning (the only other choice is losing it)."""
         loop = asyncio.get_running_loop()
         while self._routed:
-            pdu, length, arrived, after_event = self._routed[0]
-            if (
-                before_event
-                and after_event
-                and (self._identity_due or not self._identity_current())
-            ):
-                return
+            pdu, length, arrived, window = self._routed[0]
+            if window != self._identity_at:
+                if window == self._window() and before_check:
+                    return  # the loop identifies the SIM in this window first
+                if window == self._window() and not self._identity_current():
+                    return
+                if self._csms and window != self._window():
+                    self._routed.pop(0)
+                    self.log.info("routed SMS of an unidentified SIM not acknowledged: resent")
+                    continue
+                if window != self._window():
+                    self.log.warning(
+                        "routed SMS of an unidentified SIM stored under %s", self.info.sim
+                    )
             await self._sink(self.info, "CMT", -1, pdu, length)
             self._routed.pop(0)
             if not self._csms:

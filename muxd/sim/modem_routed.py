@@ -10,7 +10,11 @@ one at a time while the modem can receive (not hung, not gone, SIM in, SMS ready
 
 * routing on, ``AT+CSMS=0`` (the power-up default; always with ``routed_nocsms``, whose
   modem refuses ``AT+CSMS=1``): ``+CMT: ,LEN`` + PDU is written and the modem acknowledges
-  the SMS to the network itself: it exists only in that URC;
+  the SMS to the network itself: it exists only in that URC. The ``routed`` fault routes
+  only once the host asked for acknowledged delivery (``AT+CSMS=1``); before that its SMS
+  are stored (a modem that routes unacknowledged SMS loses them while no host reads the
+  port, after a reboot or during a reopen: ``routed_nocsms`` shows that, and is not in
+  the ``all`` preset);
 * routing on, ``AT+CSMS=1``: ``+CMT`` is written and the next part waits until the host
   answers ``AT+CNMA`` within ``faults.cnma_timeout_s``. ``AT+CNMA=2`` (a refusal), no
   answer in time, a reboot or a vanishing port with the answer due: the modem reports a
@@ -74,7 +78,11 @@ class RoutedDelivery(ModemBoot):
             if sms.sim_generation != port.sim_generation:
                 self._log_discarded(port, sms.sms_id, "sim-swap")
                 continue
-            if not (sms.forced or state.routes_new_sms):
+            # The routed fault routes only acknowledged delivery (after AT+CSMS=1): routing with
+            # the power-up AT+CSMS=0 loses SMS whenever no host reads the port (a reboot, a port
+            # reopening), which no daemon can prevent: that is routed_nocsms, kept apart.
+            forced = sms.forced and (state.csms == 1 or state.faults.routed_nocsms > 0)
+            if not (forced or state.routes_new_sms):
                 if not self._store_from_network(port, sms):
                     return
                 continue

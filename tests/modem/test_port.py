@@ -348,3 +348,32 @@ def test_a_reopened_port_is_not_fooled_by_the_late_markers_of_the_session_before
         assert set(sink.stored) <= {("SM", 1, PDU_A), ("SM", 2, PDU_B)}
 
     run_virtual(main)
+
+
+def test_routed_sms_of_a_sim_never_identified_is_left_to_the_network() -> None:
+    """SIM event, +CMT, SIM event again before the SIM could be identified: the SMS came to a
+    SIM muxd never saw. Under AT+CSMS=1 it is not acknowledged (the network delivers it again
+    to that SIM's subscriber), never stored under the wrong number."""
+
+    async def main() -> None:
+        model = ModemModel()
+        sink = RecordingSink()
+        port, modem = _port(model, sink)
+        task = asyncio.create_task(port.run())
+        await _until_command(modem, "AT+CMGL=4")
+        written = len(modem.written)
+        model.iccid, model.imsi = NEW_ICCID, NEW_IMSI
+        modem.send(answer("+CPIN: READY") + answer("+CMT: ,38", PDU_A) + answer("+CPIN: READY"))
+        async with asyncio.timeout(60):  # virtual time
+            while "AT+CCID" not in modem.written[written:]:
+                await modem.next_command()
+            while not port._identity_current():
+                await modem.next_command()
+        await modem.next_command()
+        assert sink.stored == []
+        assert "AT+CNMA" not in modem.written[written:]
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    run_virtual(main)
