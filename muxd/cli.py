@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -29,17 +30,37 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
+async def _until_signalled(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run ``coro``; SIGINT and SIGTERM cancel it through the loop's own signal handling (a
+    handler installed with signal.signal may wait for the loop's next wake-up, which an idle
+    process may not have for a long time)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await coro
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
 def _run_loop(coro: Coroutine[Any, Any, Any], *, use_uvloop: bool = True) -> None:
+    """Run ``coro`` on uvloop (or asyncio's loop); a signal that stops it raises
+    KeyboardInterrupt here, as Ctrl-C does."""
     if use_uvloop:
         try:
             import uvloop
         except ImportError:  # pragma: no cover - uvloop is a dependency
             use_uvloop = False
-    if use_uvloop:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(coro)
-    else:
-        asyncio.run(coro)
+    factory = uvloop.new_event_loop if use_uvloop else None
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(_until_signalled(coro))
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
 
 
 def _setup_logging(level: str, fmt: str = "text") -> None:
