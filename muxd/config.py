@@ -113,6 +113,10 @@ class V1Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     id_bits: Annotated[int, Meta(ge=32, le=63)] = 63
     # PUSH_SMS delivered on any HTTP 200 (current pages) or only with status SUCCESS (older).
     push_success: Literal["http200", "status"] = "http200"
+    # TLS for the partner server: PEM certificate (chain) and its unencrypted private key.
+    # Unset: serve plain HTTP, behind a TLS reverse proxy when listening beyond loopback.
+    tls_cert: str = ""
+    tls_key: str = ""
 
 
 class JournalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -245,6 +249,17 @@ def _check_values(cfg: Config) -> tuple[str, str] | None:
             return "v1.public_url", f"expected an http(s) URL, got {cfg.v1.public_url!r}"
         if not cfg.v1.services and not cfg.v1.rent:
             return "v1.services", "list at least one service (or enable v1.rent)"
+        if bool(cfg.v1.tls_cert) != bool(cfg.v1.tls_key):
+            missing = "v1.tls_key" if cfg.v1.tls_cert else "v1.tls_cert"
+            return missing, "set v1.tls_cert and v1.tls_key together"
+        if cfg.v1.tls_cert:
+            from muxd.upstream.v1.edge import tls_context
+
+            try:
+                tls_context(cfg.v1.tls_cert, cfg.v1.tls_key)
+            except ValueError as exc:
+                key, _, reason = str(exc).partition(": ")
+                return key, reason
         for service, rule in cfg.v1.filter.items():
             for pattern in (*rule.senders, *rule.text):
                 try:
