@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 import subprocess
 import time
@@ -302,3 +303,19 @@ async def test_numbers_are_masked_in_info_lines(env: Env, caplog: pytest.LogCapt
     assert not [line for line in info if number.lstrip("+") in line]
     debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
     assert any(number in line for line in debug)
+
+
+async def test_listen_problems_are_one_line_naming_the_key(env: Env, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        taken_message = rf"^v1\.listen: cannot listen on 127\.0\.0\.1:{port}"
+        with pytest.raises(ConfigError, match=taken_message):
+            async with env.serving(listen=f"127.0.0.1:{port}"):
+                pass
+    cert, key = self_signed(tmp_path)
+    key.unlink()  # gone between the config check and the start
+    with pytest.raises(ConfigError, match=r"^v1\.tls_key: cannot read .*server\.key"):
+        async with env.serving(tls_cert=str(cert), tls_key=str(key)):
+            pass
