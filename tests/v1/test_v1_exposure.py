@@ -319,3 +319,23 @@ async def test_listen_problems_are_one_line_naming_the_key(env: Env, tmp_path: P
     with pytest.raises(ConfigError, match=r"^v1\.tls_key: cannot read .*server\.key"):
         async with env.serving(tls_cert=str(cert), tls_key=str(key)):
             pass
+
+
+async def test_junk_from_anyone_is_logged_once_a_minute_with_the_latest_reason(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, SERVER_LOGGER)
+    async with env.serving() as svc:
+        url = f"http://127.0.0.1:{svc.port}/"
+        for junk in (b"not json", b"[1]", b"{"):
+            status, _, _ = await post(env, url, junk)
+            assert status == 400
+        await env.clock.advance(FAILED_LOG_INTERVAL)
+        status, _, _ = await post(env, url, b"x" * (MAX_BODY_BYTES + 1))
+        assert status == 413
+    lines = [r.getMessage() for r in caplog.records if r.name == SERVER_LOGGER]
+    assert lines[0].startswith("v1: 1 unreadable request(s) refused (latest from 127.0.0.1: ")
+    assert lines[1] == (
+        "v1: 3 unreadable request(s) refused (latest from 127.0.0.1: body too large)"
+    )
+    assert len(lines) == 2

@@ -16,7 +16,8 @@ Authentication (§3): the body ``key`` must equal the partner's API key; an ``Au
 Bearer`` header, when present (required with ``require_bearer``), must too; both compared in
 constant time. A key in the query string (``?apikey=``) is never looked at: a URL ends up in
 the logs of every proxy on the way. A failed check changes nothing, is answered 401
-``{"status": "ERROR", "error": ...}`` and logged at most once a minute with a count. Answers
+``{"status": "ERROR", "error": ...}`` and logged at most once a minute with a count (so is a
+body refused before its key was looked at: too large, late, not JSON). Answers
 are JSON, UTF-8, gzip when the request accepts gzip. A request without User-Agent is served
 and counted. Phone numbers in INFO lines are masked (``+7900***4567``).
 
@@ -195,6 +196,9 @@ class V1Handlers:
         self._failed_logins = FailedLogins(
             monotonic, what="v1: %d request(s) refused for a wrong or missing key", logger=LOGGER
         )
+        self._bad_bodies = FailedLogins(
+            monotonic, what="v1: %d unreadable request(s) refused", logger=LOGGER
+        )
         self._query_key_seen = False
         self.admission = Admission(MAX_CONCURRENT_REQUESTS)
         self.last_request_at: float | None = None  # last authenticated call (wall, shown)
@@ -208,6 +212,7 @@ class V1Handlers:
         if hdrs.USER_AGENT not in request.headers:
             self._observer.missing_user_agent()
         status, result = 200, "success"
+        authenticated = False
         try:
             path_action, rent = ROUTES[request.path]
             body = await read_body(request)
@@ -215,6 +220,7 @@ class V1Handlers:
             if isinstance(action, str) and action.upper() in ACTIONS:
                 label = action.upper()
             self._authenticate(request, body)
+            authenticated = True
             self.last_request_at = self._clock()
             self.last_request_mono = self._monotonic()
             if label == "unknown" or (path_action is not None and label != path_action):
@@ -226,6 +232,8 @@ class V1Handlers:
             status, payload, result = fail.status, fail.payload, fail.result
             if status == 401:  # a guesser gets one line a minute, not one per guess
                 self._failed_logins.failed(request.remote)
+            elif not authenticated:  # nor does anyone sending junk
+                self._bad_bodies.failed(f"{request.remote}: {fail}")
             else:
                 LOGGER.info("v1 %s %s from %s: %s", label, status, request.remote, fail)
         except JournalError as exc:
