@@ -451,9 +451,12 @@ def config_anywhere(parser: argparse.ArgumentParser) -> None:
     def spread(node: argparse.ArgumentParser, required: bool, inherited: bool) -> None:
         action = _config_action(node)
         if action is not None:
+            if action.required:  # usage shows [-c FILE] now: the help says it
+                action.help = f"{action.help or 'TOML config file'} (required)"
             required = required or action.required
             action.required = False
             action.default = argparse.SUPPRESS
+            action.metavar = action.metavar or "FILE"
         elif inherited or _wants_config(node):
             flags = [f for f in ("-c", "--config") if f not in node._option_string_actions]
             node.add_argument(
