@@ -1,6 +1,9 @@
 """Command line: ``muxd run | check-config | simulate | stand-in | demo | outbox | upstream |
 cluster status | pdu decode``.
 
+``-c FILE`` may stand before or after the subcommand (``muxd -c FILE outbox stats``, ``muxd
+outbox -c FILE stats``, ``muxd outbox stats -c FILE``): see :func:`config_anywhere`.
+
 Only this module chooses the event loop: uvloop in production, the default loop in tests (tests
 call the coroutines directly).
 """
@@ -28,6 +31,8 @@ from muxd.sim.modem_faults import FAULT_KEYS
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+CONFIG_HELP = "TOML config file (before or after the subcommand)"
+LOG_LEVEL_HELP = "debug, info (default), warning or error"
 
 
 async def _until_signalled(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -73,13 +78,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from muxd.config import load
     from muxd.fleet import load_numbers
 
+    path = args.file or args.config
+    if path is None:
+        print("muxd check-config: name the config FILE (or give -c FILE)", file=sys.stderr)
+        return EXIT_USAGE
     try:
-        cfg = load(args.file)
+        cfg = load(path)
         load_numbers(cfg.numbers.file)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
-    print(f"{args.file}: ok")
+    print(f"{path}: ok")
     return EXIT_OK
 
 
@@ -325,7 +334,7 @@ def _add_preflight_parser(sub: argparse._SubParsersAction[argparse.ArgumentParse
         "partner server through its public address (v1); print a table of call, what was "
         "sent, what came back, verdict and the config key to set. Exit 1 on any FAIL.",
     )
-    p.add_argument("-c", "--config", dest="config", default=argparse.SUPPRESS)
+    p.add_argument("-c", "--config", dest="config", default=argparse.SUPPRESS, help=CONFIG_HELP)
     p.add_argument("--number", default="+79000000000", help="number used in test-mode calls")
     p.set_defaults(func=cmd_upstream_preflight)
 
@@ -336,24 +345,31 @@ def build_parser() -> argparse.ArgumentParser:
         description="Receive SMS on SIM-bank and modem-pool ports and forward them to Onlinesim.",
     )
     parser.add_argument("--version", action="version", version=f"muxd {__version__}")
+    parser.add_argument("-c", "--config", default=None, metavar="FILE", help=CONFIG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run the daemon")
     p.add_argument("-c", "--config", required=True, help="TOML config file")
-    p.add_argument("--log-level", default="info")
-    p.add_argument("--log-format", choices=["text", "json"], default="text")
+    p.add_argument("--log-level", default="info", help=LOG_LEVEL_HELP)
+    p.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="text lines (default) or one JSON object per line",
+    )
     p.add_argument("--no-uvloop", action="store_true", help="use asyncio's default loop")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check-config", help="validate a config file (exit 0 ok, 2 invalid)")
-    p.add_argument("file")
+    p.add_argument("file", nargs="?", help="the TOML config file (or give it with -c)")
+    p.add_argument("-c", "--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("simulate", help="run pseudo-terminal modems")
-    p.add_argument("--ports", type=int, default=8)
+    p.add_argument("--ports", type=int, default=8, help="how many modems (default: 8)")
     p.add_argument("--dir", required=True, help="directory for the portNNN symlinks")
     p.add_argument("--rate", type=float, default=0.0, help="SMS per second to inject")
-    p.add_argument("--duration", type=float, default=None)
+    p.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
     p.add_argument("--log", help="ground-truth JSON-lines log of injected SMS")
     p.add_argument(
         "--flavour",
@@ -367,12 +383,16 @@ def build_parser() -> argparse.ArgumentParser:
         f"; every key: {', '.join(FAULT_KEYS)}",
     )
     p.add_argument("--fault-share", type=float, default=1.0, help="share of ports with faults")
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-level", default="info", help=LOG_LEVEL_HELP)
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("stand-in", help="run the local stand-in for Onlinesim v2")
-    p.add_argument("--listen", default="127.0.0.1:8099")
-    p.add_argument("--api-key", default="demo-key")
+    p.add_argument(
+        "--listen", default="127.0.0.1:8099", help="HOST:PORT to serve on (default: %(default)s)"
+    )
+    p.add_argument(
+        "--api-key", default="demo-key", help="the key it accepts (default: %(default)s)"
+    )
     p.add_argument(
         "--record",
         default=None,
@@ -386,11 +406,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer in other readings of the docs: string-response, string-ids, json-errors, "
         "errors-in-200, post-checkwork, gzip-refused (default: strict)",
     )
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-level", default="info", help=LOG_LEVEL_HELP)
     p.set_defaults(func=cmd_stand_in)
 
     p = sub.add_parser("demo", help="simulator + stand-in + daemon in one process")
-    p.add_argument("--ports", type=int, default=16)
+    p.add_argument("--ports", type=int, default=16, help="how many modems (default: 16)")
     p.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
     p.add_argument("--rate", type=float, default=4.0, help="SMS per second to inject")
     p.add_argument(
@@ -416,7 +436,75 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("pdu", nargs="*", metavar="HEX", help="PDU in hex (default: stdin lines)")
     d.add_argument("--length", type=int, default=None, help="TPDU length from +CMGR/+CMGL")
     d.set_defaults(func=cmd_pdu_decode)
+    config_anywhere(parser)
     return parser
+
+
+def _children(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The subcommands' parsers right below ``parser`` (an alias listed once)."""
+    found: list[argparse.ArgumentParser] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                if all(child is not seen for seen in found):
+                    found.append(child)
+    return found
+
+
+def _config_action(parser: argparse.ArgumentParser) -> argparse.Action | None:
+    return next((a for a in parser._actions if a.dest == "config"), None)
+
+
+def _wants_config(parser: argparse.ArgumentParser) -> bool:
+    return _config_action(parser) is not None or any(_wants_config(c) for c in _children(parser))
+
+
+def config_anywhere(parser: argparse.ArgumentParser) -> None:
+    """Let ``-c FILE`` stand before or after the subcommand, at any depth.
+
+    The top-level ``-c`` sets ``args.config`` (None when absent). Below it, every subcommand
+    that takes ``-c``, has one that does below it, or sits below one, takes ``-c`` too, and
+    none of those sets anything unless given (``SUPPRESS``), so the one given wins wherever it
+    stands. A ``-c`` that was required is required no more at parse time (the top-level one
+    may have come first); ``config_use`` ("required" or "optional") records it for
+    :func:`check_config_given`. Runs once all subcommands are registered, so one added later
+    gets the same treatment without knowing about it.
+    """
+
+    def spread(node: argparse.ArgumentParser, required: bool, inherited: bool) -> None:
+        action = _config_action(node)
+        if action is not None:
+            if action.required:  # usage shows [-c FILE] now: the help says it
+                action.help = f"{action.help or 'TOML config file'} (required)"
+            required = required or action.required
+            action.required = False
+            action.default = argparse.SUPPRESS
+            action.metavar = action.metavar or "FILE"
+        elif inherited or _wants_config(node):
+            flags = [f for f in ("-c", "--config") if f not in node._option_string_actions]
+            node.add_argument(
+                *flags, dest="config", default=argparse.SUPPRESS, metavar="FILE", help=CONFIG_HELP
+            )
+        else:
+            return
+        node.set_defaults(config_use="required" if required else "optional")
+        for child in _children(node):
+            spread(child, required, True)
+
+    for child in _children(parser):
+        spread(child, False, False)
+
+
+def check_config_given(args: argparse.Namespace) -> str | None:
+    """What is wrong with where ``-c`` was (or wasn't) given, or None."""
+    use = getattr(args, "config_use", None)
+    words = [v for k, v in vars(args).items() if (k == "command" or k.endswith("_command")) and v]
+    command = " ".join(map(str, words))
+    if use == "required" and args.config is None:
+        return f"muxd {command}: -c/--config FILE is required"
+    if use is None and args.config is not None:
+        return f"muxd {command}: takes no -c/--config"
+    return None
 
 
 def _raise_nofile_limit() -> None:
@@ -432,6 +520,10 @@ def _raise_nofile_limit() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     _raise_nofile_limit()
     args = build_parser().parse_args(argv)
+    problem = check_config_given(args)
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return EXIT_USAGE
     result: int = args.func(args)
     return result
 

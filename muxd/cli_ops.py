@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+LIMIT_HELP = "at most this many, newest first (default: %(default)s)"
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
@@ -75,13 +76,14 @@ def add_outbox_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "pending", "held", "delivered", "parked", "no_operation", "filtered", "rejected",
             "denied",
         ],
+        help="only messages in this state (default: any)",
     )  # fmt: skip
-    o.add_argument("--limit", type=int, default=50)
+    o.add_argument("--limit", type=int, default=50, help=LIMIT_HELP)
     o = ob.add_parser("replay", help="queue parked (or held, or denied) messages again")
-    o.add_argument("ids", nargs="+", type=int)
+    o.add_argument("ids", nargs="+", type=int, metavar="ID", help="message id (from 'list')")
     o.add_argument("--force", action="store_true", help="also re-send delivered ones (a copy)")
     o = ob.add_parser("park", help="take pending messages out of delivery")
-    o.add_argument("ids", nargs="+", type=int)
+    o.add_argument("ids", nargs="+", type=int, metavar="ID", help="message id (from 'list')")
     o = ob.add_parser(
         "parts",
         help="parked parts (PDUs that did not decode), one JSON object per line",
@@ -89,10 +91,10 @@ def add_outbox_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "intake again with this muxd's decoder (what decodes now is forwarded).",
     )
     o.add_argument("--decode", action="store_true", help="add the PDU and what decodes now")
-    o.add_argument("--limit", type=int, default=50)
+    o.add_argument("--limit", type=int, default=50, help=LIMIT_HELP)
     parts = o.add_subparsers(dest="parts_command")
     o = parts.add_parser("replay", help="run parked parts through intake again")
-    o.add_argument("ids", nargs="*", type=int, metavar="ID")
+    o.add_argument("ids", nargs="*", type=int, metavar="ID", help="part id (from 'parts')")
     o.add_argument("--all", action="store_true", help="every parked part (no ID)")
 
 

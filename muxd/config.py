@@ -141,6 +141,10 @@ class V1Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Services offered without a `filter` rule of their own use the built-in patterns
     # (muxd.filter_library) when it knows them.
     filter_library: bool = False
+    # TLS for the partner server: PEM certificate (chain) and its unencrypted private key.
+    # Unset: serve plain HTTP, behind a TLS reverse proxy when listening beyond loopback.
+    tls_cert: str = ""
+    tls_key: str = ""
 
 
 class JournalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -281,6 +285,17 @@ def _check_values(cfg: Config) -> tuple[str, str] | None:
 
         if (problem := check_filters(cfg.v1)) is not None:
             return problem
+        if bool(cfg.v1.tls_cert) != bool(cfg.v1.tls_key):
+            missing = "v1.tls_key" if cfg.v1.tls_cert else "v1.tls_cert"
+            return missing, "set v1.tls_cert and v1.tls_key together"
+        if cfg.v1.tls_cert:
+            from muxd.upstream.v1.edge import tls_context
+
+            try:
+                tls_context(cfg.v1.tls_cert, cfg.v1.tls_key)
+            except ValueError as exc:
+                key, _, reason = str(exc).partition(": ")
+                return key, reason
         for service, rule in cfg.v1.filter.items():
             for pattern in (*rule.senders, *rule.text):
                 try:

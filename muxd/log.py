@@ -2,6 +2,9 @@
 
 Lines about one port carry its name and IMEI: as a ``port [imei]:`` prefix in text, as ``port``
 and ``imei`` fields in JSON (see :class:`PortLog`).
+
+Phone numbers in INFO lines and above go through :func:`mask_number` (``+7900***4567``): logs
+are shipped and kept where SIM numbers have no business; DEBUG lines may show them whole.
 """
 
 from __future__ import annotations
@@ -14,6 +17,25 @@ from typing import Any, Protocol
 import orjson
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# mask_number: at most this many leading and trailing digits stay, and at least MASK_HIDDEN
+# digits in between are replaced by MASK.
+MASK_HEAD = 4
+MASK_TAIL = 4
+MASK_HIDDEN = 3
+MASK = "***"
+
+
+def mask_number(number: str | None) -> str:
+    """A phone number for an INFO log line: ``+79001234567`` -> ``+7900***4567`` (the country
+    and operator prefix and the last four digits, enough to tell ports apart); a short number
+    keeps fewer digits, so that at least :data:`MASK_HIDDEN` are always hidden."""
+    if not number:
+        return "-"
+    sign = "+" if number.startswith("+") else ""
+    digits = number[len(sign) :]
+    tail = max(0, min(MASK_TAIL, len(digits) // 2 - 1))
+    head = max(0, min(MASK_HEAD, len(digits) - tail - MASK_HIDDEN))
+    return f"{sign}{digits[:head]}{MASK}{digits[len(digits) - tail :] if tail else ''}"
 
 
 class _PortLike(Protocol):

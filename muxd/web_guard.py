@@ -83,17 +83,25 @@ def _presented_token(auth: str | None) -> str | None:
 class FailedLogins:
     """Counts refused requests and logs a summary at most once per interval."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        what: str = "http: %d request(s) refused without a valid token",
+        logger: logging.Logger = LOGGER,
+    ) -> None:
         self._clock = clock
         self._count = 0
         self._last_log: float | None = None
+        self._line = f"{what} (latest from %s)"  # what: the line, with %d for the count
+        self._logger = logger
 
     def failed(self, peer: str | None) -> None:
         self._count += 1
         now = self._clock()
         if self._last_log is None or now - self._last_log >= FAILED_LOG_INTERVAL:
-            LOGGER.warning(
-                "http: %d request(s) refused without a valid token (latest from %s)",
+            self._logger.warning(
+                self._line,
                 self._count,
                 peer or "?",
             )

@@ -301,7 +301,8 @@ def public_base(v1: V1Config) -> str:
     host, port = parse_listen(v1.listen)
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
-    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    scheme = "https" if v1.tls_cert else "http"  # muxd's own TLS (v1.tls_cert)
+    return f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
 async def preflight_v1(http: aiohttp.ClientSession, cfg: Config) -> list[Row]:

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from collections.abc import Set as AbstractSet
 
 from muxd.errors import JournalError, UpstreamError
+from muxd.log import mask_number
 from muxd.store import Journal, PendingMessage
 from muxd.store.journal import UNLISTED
 from muxd.upstream.backoff import Policy, RetryLoop
@@ -235,7 +236,7 @@ class Shipper:
         self._no_number.pop(msg.id, None)
         reason = f"refused by upstream: HTTP 400 {code[:200]}"
         await self._journal.park([msg.id], reason)
-        LOGGER.error("message %d parked: %s", msg.id, reason)
+        LOGGER.error("message %d to %s parked: %s", msg.id, mask_number(msg.number), reason)
         if self._on_parked is not None:
             self._on_parked(msg, reason)
         return True

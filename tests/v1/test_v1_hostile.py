@@ -306,7 +306,7 @@ def _gzip_raw(data: bytes) -> bytes:
 
 JSON_CT = {"Content-Type": "application/json; charset=utf-8"}
 GOOD_NUMBER = dumps(GET_NUMBER)
-DEEP = 100_000
+DEEP = 10_000  # far beyond any recursion limit, and the body still under MAX_BODY_BYTES
 
 CASES: list[Case] = [
     # not JSON, or not an object
@@ -356,7 +356,7 @@ CASES: list[Case] = [
     Case("action-padded", with_field(GET_NUMBER, "action", " GET_NUMBER "), error="unknown action"),
     Case("action-nul", with_field(GET_NUMBER, "action", "GET_NUMBER\x00"), error="unknown action"),
     Case("action-unicode", with_field(GET_NUMBER, "action", "GЕТ_NUMBER"), error="unknown action"),
-    Case("action-huge", with_field(GET_NUMBER, "action", "A" * 500_000), error="unknown action"),
+    Case("action-huge", with_field(GET_NUMBER, "action", "A" * 50_000), error="unknown action"),
     Case("action-vs-path", FINISH, "/getNumber", error="unknown action"),
     Case("action-vs-rent-path", GET_NUMBER, "/finishActivationRent", error="unknown action"),
     Case("services-on-finish-path", GET_SERVICES, "/finishActivation", error="unknown action"),
@@ -373,7 +373,7 @@ CASES: list[Case] = [
     Case("key-case", with_field(GET_NUMBER, "key", KEY.upper()), status=401, error="WRONG_KEY"),
     Case("key-padded", with_field(GET_NUMBER, "key", f" {KEY} "), status=401, error="WRONG_KEY"),
     Case("key-unicode", with_field(GET_NUMBER, "key", "ключ🔑"), status=401, error="WRONG_KEY"),
-    Case("key-huge", with_field(GET_NUMBER, "key", "k" * 500_000), status=401, error="WRONG_KEY"),
+    Case("key-huge", with_field(GET_NUMBER, "key", "k" * 50_000), status=401, error="WRONG_KEY"),
     Case(
         "key-wrong-finish", with_field(FINISH, "key", "nope"), status=401, error="ERROR_WRONG_KEY"
     ),
@@ -406,10 +406,9 @@ CASES: list[Case] = [
         error="WRONG_KEY",
         headers={"Authorization": "Bearer ключ"},
     ),
-    Case("query-key-wrong", GET_NUMBER, status=401, error="WRONG_KEY", query="?apikey=nope"),
-    Case("query-key-empty", GET_NUMBER, status=401, error="WRONG_KEY", query="?apikey="),
+    # a key in the query string is not looked at: only the body key (and Bearer) count
     Case(
-        "query-key-undecodable", GET_NUMBER, status=401, error="WRONG_KEY", query="?apikey=%FF%FE"
+        "query-key-only", with_field(GET_NUMBER, "key", ABSENT), status=401, query=f"?apikey={KEY}"
     ),
     # the Content-Type is not looked at; a body that isn't JSON is refused whatever it says
     Case(
@@ -706,10 +705,10 @@ def rss_growth() -> Any:
 
 @cache
 def gzip_bomb() -> tuple[bytes, int]:
-    """About 1 MB of gzip that inflates to 1000 MiB of zeros (a valid stream, CRC and all),
-    built from one byte-aligned deflate segment repeated (compressing 1 GB takes seconds)."""
+    """About 60 KB of gzip (under MAX_BODY_BYTES) that inflates to 60 MiB of zeros (a valid
+    stream, CRC and all), built from one byte-aligned deflate segment repeated."""
     chunk = bytes(1 << 20)
-    segments = 1000
+    segments = 60
     comp = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
     segment = comp.compress(chunk) + comp.flush(zlib.Z_FULL_FLUSH)
     crc = 0
@@ -730,7 +729,7 @@ def test_the_gzip_bomb_is_what_it_claims() -> None:
         total += len(inflater.decompress(data, 1 << 24))
         data = inflater.unconsumed_tail
     assert inflater.eof
-    assert total == size == 1000 << 20
+    assert total == size == 60 << 20
 
 
 @pytest.mark.parametrize("declared", [True, False], ids=["content-encoding", "magic"])

@@ -49,6 +49,7 @@ import msgspec
 from muxd import __version__
 from muxd.config import FilterRule
 from muxd.errors import JournalError
+from muxd.log import mask_number
 from muxd.store import Journal
 from muxd.store.operations import (
     PushRow,
@@ -439,6 +440,11 @@ class Pusher:
             self.last_error = None
             self._observer.push("success")
         else:
-            LOGGER.info("PUSH_SMS %d refused for good: %s", row.sms_id, result)
+            LOGGER.info(
+                "PUSH_SMS %d to %s refused for good: %s",
+                row.sms_id,
+                mask_number(row.number),
+                result,
+            )
             self._observer.push("no_operation" if verdict == "no_operation" else result.lower())
         return True

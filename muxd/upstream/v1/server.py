@@ -8,19 +8,27 @@ on ``/`` rent is ``service: "rent"`` (GET_NUMBER, FINISH_ACTIVATION), and GET_SE
 reports rent counts next to the services when rent is enabled (the shared-endpoint form of
 §6.5).
 
-Every request: the body is read (``Content-Encoding: gzip`` or a body starting with the gzip
-magic is gunzipped, at most :data:`MAX_BODY_BYTES` either way), then authenticated, then
-dispatched. Authentication (§3): the body ``key`` must equal the partner's API key; an
-``Authorization: Bearer`` header, when present (required with ``require_bearer``), and an
-``apikey`` query parameter, when present, must too; all compared in constant time. A failed
-check changes nothing and is answered 401 ``{"status": "ERROR", "error": ...}``. Answers are
-JSON, UTF-8, gzip when the request accepts gzip. A request without User-Agent is served and
-counted.
+Every request: at most :data:`MAX_CONCURRENT_REQUESTS` are served at once (one more is
+answered 503 with ``Retry-After`` at once, unread: nothing queues); the body is read within
+:data:`BODY_TIMEOUT` (``Content-Encoding: gzip`` or a body starting with the gzip magic is
+gunzipped, at most :data:`MAX_BODY_BYTES` either way), then authenticated, then dispatched.
+Authentication (§3): the body ``key`` must equal the partner's API key; an ``Authorization:
+Bearer`` header, when present (required with ``require_bearer``), must too; both compared in
+constant time. A key in the query string (``?apikey=``) is never looked at: a URL ends up in
+the logs of every proxy on the way. A failed check changes nothing, is answered 401
+``{"status": "ERROR", "error": ...}`` and logged at most once a minute with a count (so is a
+body refused before its key was looked at: too large, late, not JSON). Answers
+are JSON, UTF-8, gzip when the request accepts gzip. A request without User-Agent is served
+and counted. Phone numbers in INFO lines are masked (``+7900***4567``).
+
+TLS: :func:`tls_context` loads ``v1.tls_cert`` and ``v1.tls_key`` for the listener; without
+them, a partner server listening beyond loopback needs a TLS reverse proxy in front.
 
 Answers: 200 with ``status`` ``SUCCESS``, or ``NO_NUMBERS`` (``no_numbers_status``) when no
 number fits; 200 ``ERROR``/``NO_OPERATION`` for a FINISH of an unknown activationId; 400 for a
 body that is not a JSON object (or not UTF-8, or nested too deeply), an unknown action or a bad
-field; 413 for a body over :data:`MAX_BODY_BYTES` (refused on its Content-Length before any of
+field; 408 for a body not received within :data:`BODY_TIMEOUT`; 413 for a body over
+:data:`MAX_BODY_BYTES` (refused on its Content-Length before any of
 it is read, or once that much was read, or once gunzipping passes it); 404/405 for another path
 or method; 500 when the journal fails. Every error answer is a short JSON ``{"status":
 "ERROR", "error": ...}`` and changes nothing. Field types are those of §6, and a quoted
@@ -37,15 +45,14 @@ import importlib.resources
 import logging
 import re
 import time
-import zlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-import msgspec
 from aiohttp import hdrs, web
 
 from muxd.config import V1Config
 from muxd.errors import JournalError
+from muxd.log import mask_number
 from muxd.modem.state import PortInfo
 from muxd.store import Journal
 from muxd.store.operations import Operation, Reservation, finish, reserve
@@ -58,20 +65,24 @@ from muxd.upstream.v1.counts import (
     count_services,
     parse_masks,
 )
+from muxd.upstream.v1.edge import (
+    MAX_BODY_BYTES,
+    MAX_CONCURRENT_REQUESTS,
+    Admission,
+    Fail,
+    _echo,
+    _error,
+    json_errors,
+    json_response,
+    read_body,
+    tls_context,
+)
 from muxd.upstream.v1.names import Names
 from muxd.upstream.v1.observer import V1Observer
+from muxd.web_guard import FailedLogins
 
 LOGGER = logging.getLogger(__name__)
 
-# A v1 body is a few hundred bytes; a long exceptionPhoneSet stays far below this.
-MAX_BODY_BYTES: Final = 1024 * 1024
-GZIP_WBITS: Final = 16 + zlib.MAX_WBITS
-GZIP_MAGIC: Final = b"\x1f\x8b"
-# DEFLATE expands at most ~1032:1, so a gzip body this small can't exceed MAX_BODY_BYTES and is
-# inflated in one call (a streaming decompressor costs more to set up than the body to inflate).
-SMALL_GZIP: Final = 1000
-# Answers are small: the fastest level compresses them almost as well as the best.
-GZIP_LEVEL: Final = 1
 # §6.2: a reservation lasts 15 minutes (FINISH_ACTIVATION normally comes when it ends).
 RESERVATION: Final = 900.0
 # §4: GET_NUMBER must be answered within 10 s or Onlinesim cancels it; give up on the journal
@@ -108,81 +119,15 @@ SPACE: Final = " \t\r\n"
 # digit limit; float() takes "1_0", "١٢" and "inf").
 QUOTED_INT: Final = re.compile(r"[0-9]{1,20}")
 QUOTED_SUM: Final = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?")
-# How much of a hostile value an error answer or a log line repeats.
-ECHO: Final = 40
 OPENAPI: Final = "openapi.json"
 
-_ENCODER = msgspec.json.Encoder()
-
-
-class Fail(Exception):
-    """An answer other than success: HTTP status, JSON payload, metrics result."""
-
-    def __init__(self, status: int, payload: dict[str, Any], result: str) -> None:
-        super().__init__(payload.get("error", payload.get("status")))
-        self.status = status
-        self.payload = payload
-        self.result = result
-
-
-def _error(status: int, error: str, result: str) -> Fail:
-    return Fail(status, {"status": "ERROR", "error": error}, result)
-
-
-def _echo(value: object) -> str:
-    """``repr(value)``, cut short: error answers and logs never repeat a hostile body."""
-    text = repr(value)
-    return text if len(text) <= ECHO else text[: ECHO - 3] + "..."
+__all__ = ["MAX_BODY_BYTES", "ROUTES", "V1Handlers", "make_app", "tls_context"]
 
 
 def _bytes(text: str) -> bytes:
     """UTF-8 for comparing keys; a header's undecodable bytes arrive as surrogates, which
     the strict codec would raise on."""
     return text.encode("utf-8", "surrogatepass")
-
-
-def _gunzip(data: bytes) -> bytes:
-    if len(data) <= SMALL_GZIP:
-        try:
-            return zlib.decompress(data, GZIP_WBITS)
-        except zlib.error as exc:
-            raise _error(400, f"body is not valid gzip: {exc}", "bad_request") from exc
-    decompressor = zlib.decompressobj(GZIP_WBITS)
-    try:
-        plain = decompressor.decompress(data, MAX_BODY_BYTES + 1)
-    except zlib.error as exc:
-        raise _error(400, f"body is not valid gzip: {exc}", "bad_request") from exc
-    if len(plain) > MAX_BODY_BYTES:
-        raise _error(413, "body too large", "bad_request")
-    if not decompressor.eof:
-        raise _error(400, "gzip body is truncated", "bad_request")
-    return plain
-
-
-async def read_body(request: web.Request) -> dict[str, Any]:
-    encoding = request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower()
-    if encoding not in ("identity", "gzip", "x-gzip"):
-        raise _error(400, f"unsupported Content-Encoding {_echo(encoding)}", "bad_request")
-    length = request.content_length
-    if length is not None and length > MAX_BODY_BYTES:
-        raise _error(413, "body too large", "bad_request")  # before reading any of it
-    try:
-        data = await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise _error(413, "body too large", "bad_request") from exc
-    if encoding != "identity" or data.startswith(GZIP_MAGIC):
-        data = _gunzip(data)
-    try:
-        body = msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
-        raise _error(400, f"body is not JSON: {exc}", "bad_request") from exc
-    except UnicodeDecodeError as exc:
-        raise _error(400, "body is not UTF-8", "bad_request") from exc
-    except RecursionError as exc:
-        raise _error(400, "body is nested too deeply", "bad_request") from exc
-    if not isinstance(body, dict):
-        raise _error(400, "body is not a JSON object", "bad_request")
-    return body
 
 
 def _sum(body: dict[str, Any], field: str = "sum") -> float | None:
@@ -248,6 +193,14 @@ class V1Handlers:
         self._id_bits = id_bits
         self._status1_blocks = status1_blocks
         self._services = {s.lower(): s for s in cfg.services}
+        self._failed_logins = FailedLogins(
+            monotonic, what="v1: %d request(s) refused for a wrong or missing key", logger=LOGGER
+        )
+        self._bad_bodies = FailedLogins(
+            monotonic, what="v1: %d unreadable request(s) refused", logger=LOGGER
+        )
+        self._query_key_seen = False
+        self.admission = Admission(MAX_CONCURRENT_REQUESTS)
         self.last_request_at: float | None = None  # last authenticated call (wall, shown)
         self.last_request_mono: float | None = None  # the same on the monotonic clock (ages)
 
@@ -259,6 +212,7 @@ class V1Handlers:
         if hdrs.USER_AGENT not in request.headers:
             self._observer.missing_user_agent()
         status, result = 200, "success"
+        authenticated = False
         try:
             path_action, rent = ROUTES[request.path]
             body = await read_body(request)
@@ -266,6 +220,7 @@ class V1Handlers:
             if isinstance(action, str) and action.upper() in ACTIONS:
                 label = action.upper()
             self._authenticate(request, body)
+            authenticated = True
             self.last_request_at = self._clock()
             self.last_request_mono = self._monotonic()
             if label == "unknown" or (path_action is not None and label != path_action):
@@ -275,14 +230,18 @@ class V1Handlers:
             payload, result = await self._dispatch(label, body, rent)
         except Fail as fail:
             status, payload, result = fail.status, fail.payload, fail.result
-            log = LOGGER.warning if status == 401 else LOGGER.info
-            log("v1 %s %s from %s: %s", label, status, request.remote, fail)
+            if status == 401:  # a guesser gets one line a minute, not one per guess
+                self._failed_logins.failed(request.remote)
+            elif not authenticated:  # nor does anyone sending junk
+                self._bad_bodies.failed(f"{request.remote}: {fail}")
+            else:
+                LOGGER.info("v1 %s %s from %s: %s", label, status, request.remote, fail)
         except JournalError as exc:
             LOGGER.error("v1 %s: %s", label, exc)
             status, payload, result = 500, {"status": "ERROR", "error": "storage failure"}, "error"
         self._observer.request(label, result, time.perf_counter() - started)
         response = json_response(request, payload, status)
-        if status == 413:
+        if status in (408, 413):
             response.force_close()  # the rest of that body is not wanted on this connection
         return response
 
@@ -300,8 +259,16 @@ class V1Handlers:
         elif self.cfg.require_bearer:
             ok = False
         query_key = request.query.get("apikey")
-        if query_key is not None:
-            ok &= hmac.compare_digest(_bytes(query_key), self._key)
+        if (
+            query_key is not None
+            and not self._query_key_seen
+            and hmac.compare_digest(_bytes(query_key), self._key)
+        ):
+            self._query_key_seen = True  # said once: the caller's URLs won't change
+            LOGGER.warning(
+                "v1: the API key came in a URL (?apikey=), where it is ignored: URLs end up"
+                " in proxy logs, so consider the key leaked; it belongs in the body"
+            )
         if not ok:
             raise _error(401, "ERROR_WRONG_KEY", "unauthorized")
 
@@ -357,7 +324,8 @@ class V1Handlers:
         op = await self._reserve(country, operator, service, amount, masks, rent)
         if op is None:
             return self._no_numbers()
-        LOGGER.info("operation %d: %s for %s", op.activation_id, op.number, service)
+        LOGGER.info("operation %d: %s for %s", op.activation_id, mask_number(op.number), service)
+        LOGGER.debug("operation %d: number %s", op.activation_id, op.number)
         number = int(op.number.lstrip("+"))
         return {"number": number, "activationId": op.activation_id, "status": "SUCCESS"}, "success"
 
@@ -460,34 +428,6 @@ class V1Handlers:
         return {"status": "SUCCESS"}, "success"
 
 
-def json_response(request: web.Request, payload: dict[str, Any], status: int) -> web.Response:
-    data = _ENCODER.encode(payload)
-    headers = {hdrs.CONTENT_TYPE: "application/json; charset=utf-8"}
-    if "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower():
-        # One-shot: a fraction of the cost of aiohttp's streaming compressor for a body of
-        # a few hundred bytes.
-        data = zlib.compress(data, GZIP_LEVEL, GZIP_WBITS)
-        headers[hdrs.CONTENT_ENCODING] = "gzip"
-    return web.Response(body=data, status=status, headers=headers)
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The router's own 404 and 405 as the same JSON error the handlers answer."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        response = json_response(request, {"status": "ERROR", "error": exc.reason}, exc.status)
-        if hdrs.ALLOW in exc.headers:
-            response.headers[hdrs.ALLOW] = exc.headers[hdrs.ALLOW]
-        return response
-
-
 @functools.cache
 def openapi_document() -> bytes | None:
     """``openapi.json`` as shipped beside this module (None when an install left it out)."""
@@ -510,7 +450,7 @@ def make_app(handlers: V1Handlers) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         handler_args={"auto_decompress": False},
-        middlewares=[json_errors],
+        middlewares=[handlers.admission.middleware, json_errors],
     )
     for path in ROUTES:
         app.router.add_post(path, handlers.handle)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, Literal
@@ -26,17 +27,19 @@ import aiohttp
 from aiohttp import web
 
 from muxd.config import V1Config, parse_listen
-from muxd.errors import JournalError
+from muxd.errors import ConfigError, JournalError, listen_error
 from muxd.modem.state import PortInfo
 from muxd.store import Journal
 from muxd.store.operations import attach_matching, closed_elsewhere, expire, load_state, prune
 from muxd.store.opmatch import Matching
 from muxd.upstream.v1.counts import Book
+from muxd.upstream.v1.edge import tls_context
 from muxd.upstream.v1.names import Names
 from muxd.upstream.v1.observer import V1Observer
 from muxd.upstream.v1.push_policy import PushPolicy
 from muxd.upstream.v1.pusher import Pusher
 from muxd.upstream.v1.server import RESERVATION, V1Handlers, make_app
+from muxd.web_guard import is_loopback
 
 LOGGER = logging.getLogger(__name__)
 
@@ -149,9 +152,21 @@ class V1Service:
         await runner.setup()
         try:
             host, port = parse_listen(self.cfg.listen)
-            await web.TCPSite(runner, host, port).start()
+            tls = self._tls()
+            try:
+                await web.TCPSite(runner, host, port, ssl_context=tls).start()
+            except OSError as exc:
+                raise listen_error("v1.listen", self.cfg.listen, exc) from None
             self.port = int(runner.addresses[0][1])
-            LOGGER.info("v1 partner server on http://%s:%d/", host, self.port)
+            scheme = "http" if tls is None else "https"
+            LOGGER.info("v1 partner server on %s://%s:%d/", scheme, host, self.port)
+            if tls is None and not is_loopback(host):
+                LOGGER.warning(
+                    "v1 partner server: plain HTTP on %s, beyond loopback: Onlinesim must reach"
+                    " it through a TLS reverse proxy (the API key and SMS travel in the body),"
+                    " or set v1.tls_cert and v1.tls_key",
+                    self.cfg.listen,
+                )
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.pusher.run(), name="v1-pusher")
                 tg.create_task(self._expire_loop(), name="v1-expiry")
@@ -161,6 +176,16 @@ class V1Service:
                 self.started.set()
         finally:
             await runner.cleanup()
+
+    def _tls(self) -> ssl.SSLContext | None:
+        """The listener's TLS context (checked at config load; read again here, so a file
+        changed since then is one line naming its key, not a traceback)."""
+        if not self.cfg.tls_cert:
+            return None
+        try:
+            return tls_context(self.cfg.tls_cert, self.cfg.tls_key)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     def operations_changed(self, number: str | None = None) -> None:
         """An operation opened, finished or expired on ``number`` (None: anywhere): SMS
