@@ -29,7 +29,7 @@ from muxd.errors import (
     JournalError,
     PortClosedError,
 )
-from muxd.log import PortLog
+from muxd.log import PortLog, mask_number
 from muxd.modem.identity import (
     IccidCommand,
     own_number,
@@ -183,7 +183,7 @@ class ModemPort(StorageReader):
             "ready (%s) iccid=%s number=%s (%s)",
             self.profile.name,
             self.info.iccid,
-            self.info.number,
+            mask_number(self.info.number),
             self.info.number_source,
         )
         await self.receive_loop()

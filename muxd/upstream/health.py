@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 
 from muxd.errors import UpstreamError
+from muxd.log import mask_number
 from muxd.modem.state import PortInfo
 from muxd.upstream.v2 import V2Client
 
@@ -115,6 +116,8 @@ class NumberHealth:
         return number
 
     def _log_change(self, before: dict[str, Any] | None, now: dict[str, Any]) -> None:
+        # Numbers masked (the status page and /api/ports show the port and the whole number).
+        now = {**now, "number": mask_number(now["number"])}
         was_banned = before is not None and before["banned"]
         was_replace = before is not None and before["replace"]
         if now["banned"] and not was_banned:
