@@ -1,4 +1,4 @@
-"""Onlinesim Reseller API v1: Onlinesim calls muxd (reseller-api.md §6).
+"""Onlinesim Reseller API v1: Onlinesim calls muxd.
 
 :class:`V1Service` (service.py) is what the daemon runs: the partner server (server.py:
 routes, auth, gzip, the three actions), availability counts and number choice (counts.py,

@@ -1,10 +1,10 @@
-"""Which numbers can be sold: GET_SERVICES counts and GET_NUMBER candidates (reseller-api.md
-§6.1, §6.2, §6.10), from the fleet's live ports and the in-memory :class:`Book`.
+"""Which numbers can be sold: GET_SERVICES counts and GET_NUMBER candidates (minus
+the request's excluded prefixes), from the fleet's live ports and the in-memory :class:`Book`.
 
 A number counts for service S when its port is sellable now, it is in no open operation (for
-any service: one operation at a time, §2.1 rule 6) and it was not sold for S before (status 3
-lowers the count, §6.1). Rent counts numbers in no open operation. ``any`` is the sum over
-operators, per service. All of it is in memory: no journal read on the request path.
+any service: one operation at a time, as Onlinesim requires) and it was not sold for S
+before (status 3 lowers the count). Rent counts numbers in no open operation. ``any`` is the
+sum over operators, per service. All of it is in memory: no journal read on the request path.
 """
 
 from __future__ import annotations

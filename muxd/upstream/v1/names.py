@@ -1,7 +1,7 @@
-"""Country and operator names for GET_SERVICES / GET_NUMBER (reseller-api.md §6.1, §6.9).
+"""Country and operator names for GET_SERVICES / GET_NUMBER.
 
-Onlinesim wants names from its own lists, which are served live and not reproduced in the
-reference (§10 q12); these built-in tables use Onlinesim-style lower-case English names and
+Onlinesim wants names from its own lists, which are served live and not published in its
+docs; these built-in tables use Onlinesim-style lower-case English names and
 every entry can be overridden (or added) in the config: ``[v1.countries]`` maps an E.164
 calling code *or any longer prefix* to a country (``"1" = "canada"``, ``"1416" = "canada"``),
 ``[v1.operators]`` maps MCC+MNC to an operator.

@@ -1,4 +1,4 @@
-"""PUSH_SMS: forwards each SMS received during an open operation to Onlinesim (§6.3, §6.7).
+"""PUSH_SMS: forwards each SMS received during an open operation to Onlinesim.
 
 In v1 mode this consumes the journal's pending messages instead of the v2 shipper. For each
 message, in one journal operation (:func:`muxd.store.operations.assign_pending`): the
@@ -6,10 +6,10 @@ operation open on its number when it was received gets a push row (its ``sms_id`
 ``smsId``, identical on every retry); no operation: the message is kept as ``no_operation``
 (counted, never pushed); an operation whose service has a local filter rule the SMS does not
 match: ``filtered``. Rent operations take every SMS (the partner's filters do not apply to
-rent, §6.6) and go to the rent URL with ``service: "rent"``.
+rent) and go to the rent URL with ``service: "rent"``.
 
-Answers (reseller-api.md §6.3, §10 q9; the code is read from the JSON body's ``status``,
-``error`` or ``response``, or from a bare-text body):
+Answers (Onlinesim's docs leave the retries open; the code is read from the JSON body's
+``status``, ``error`` or ``response``, or from a bare-text body):
 
 =================================  ===============================================
 HTTP 200 + ``SUCCESS``             delivered; never sent again
@@ -66,14 +66,14 @@ from muxd.upstream.v1.push_policy import PushPolicy
 
 LOGGER = logging.getLogger(__name__)
 
-# §4: a push not answered 200/SUCCESS is sent again after 10 s.
+# Onlinesim's rule: a push not answered 200/SUCCESS is sent again after 10 s.
 PUSH_RETRY = 10.0
 # The first retries keep the spec's 10 s; an upstream still failing after a minute is probed
 # less often, up to every 5 minutes (an hour-long outage costs ~25 pushes, not 360 per SMS).
 PUSH_STEADY_RETRIES = 6
 PUSH_RETRY_CAP = 300.0
 PUSH_POLICY = Policy(first=PUSH_RETRY, cap=PUSH_RETRY_CAP, steady=PUSH_STEADY_RETRIES, floor=1.0)
-# No timeout is published for partner -> Onlinesim calls (§10 q21); a push hung longer than
+# Onlinesim publishes no timeout for partner -> Onlinesim calls; a push hung longer than
 # the retry interval is treated as failed, so it is retried on the spec's rhythm.
 PUSH_TIMEOUT = 10.0
 # Numbers pushed at once (each number's SMS go out one after another).
@@ -368,7 +368,7 @@ class Pusher:
             LOGGER.warning("v1 pusher: %s resumed: the journal records again", what)
 
     def payload(self, row: PushRow) -> dict[str, Any]:
-        """The PUSH_SMS body (§6.3, §6.7): exact types, identical on every retry."""
+        """The PUSH_SMS body (activation or rent): exact types, identical on every retry."""
         body: dict[str, Any] = {
             "smsId": row.activation_id if self._sms_id == "activation" else row.sms_id,
             "phoneFrom": row.sender,

@@ -1,4 +1,5 @@
-"""muxd's v1 partner server: Onlinesim calls it (reseller-api.md §6.1–§6.2, §6.4–§6.6, §6.8).
+"""muxd's v1 partner server: Onlinesim calls it (GET_SERVICES, GET_NUMBER,
+FINISH_ACTIVATION, for activations and for rent).
 
 Routes (POST, plus ``GET /openapi.json``: the contract below): ``/`` takes every action from
 the body's ``action``; the per-method paths ``/getServices``, ``/getNumber``,
@@ -6,13 +7,13 @@ the body's ``action``; the per-method paths ``/getServices``, ``/getNumber``,
 take theirs from the path (an ``action`` in the body must agree). The rent paths imply rent;
 on ``/`` rent is ``service: "rent"`` (GET_NUMBER, FINISH_ACTIVATION), and GET_SERVICES on ``/``
 reports rent counts next to the services when rent is enabled (the shared-endpoint form of
-§6.5).
+GET_SERVICES (RENT)).
 
 Every request: at most :data:`MAX_CONCURRENT_REQUESTS` are served at once (one more is
 answered 503 with ``Retry-After`` at once, unread: nothing queues); the body is read within
 :data:`BODY_TIMEOUT` (``Content-Encoding: gzip`` or a body starting with the gzip magic is
 gunzipped, at most :data:`MAX_BODY_BYTES` either way), then authenticated, then dispatched.
-Authentication (§3): the body ``key`` must equal the partner's API key; an ``Authorization:
+Authentication: the body ``key`` must equal the partner's API key; an ``Authorization:
 Bearer`` header, when present (required with ``require_bearer``), must too; both compared in
 constant time. A key in the query string (``?apikey=``) is never looked at: a URL ends up in
 the logs of every proxy on the way. A failed check changes nothing, is answered 401
@@ -31,7 +32,7 @@ field; 408 for a body not received within :data:`BODY_TIMEOUT`; 413 for a body o
 :data:`MAX_BODY_BYTES` (refused on its Content-Length before any of
 it is read, or once that much was read, or once gunzipping passes it); 404/405 for another path
 or method; 500 when the journal fails. Every error answer is a short JSON ``{"status":
-"ERROR", "error": ...}`` and changes nothing. Field types are those of §6, and a quoted
+"ERROR", "error": ...}`` and changes nothing. Field types are Onlinesim's, and a quoted
 decimal is taken for a number too (a reader that keeps 64-bit ids as strings). The contract
 is published as OpenAPI 3.0 at ``GET /openapi.json`` (``openapi.json`` beside this module).
 """
@@ -83,9 +84,9 @@ from muxd.web_guard import FailedLogins
 
 LOGGER = logging.getLogger(__name__)
 
-# §6.2: a reservation lasts 15 minutes (FINISH_ACTIVATION normally comes when it ends).
+# Onlinesim: a reservation lasts 15 minutes (FINISH_ACTIVATION normally comes when it ends).
 RESERVATION: Final = 900.0
-# §4: GET_NUMBER must be answered within 10 s or Onlinesim cancels it; give up on the journal
+# Onlinesim cancels a GET_NUMBER not answered within 10 s; give up on the journal
 # 2 s earlier so the "no number" answer still arrives in time.
 GET_NUMBER_DEADLINE: Final = 8.0
 
@@ -103,15 +104,15 @@ ROUTES: Final[dict[str, tuple[str | None, bool]]] = {
     "/getNumberRent": (GET_NUMBER, True),
     "/finishActivationRent": (FINISH_ACTIVATION, True),
 }
-# FINISH_ACTIVATION statuses (§6.4): 3 sold; 1, 4, 5 release the number; 2 is deprecated and
+# FINISH_ACTIVATION statuses: 3 sold; 1, 4, 5 release the number; 2 is deprecated and
 # treated like 4 (closing beats an endless resend loop).
 FINISH_STATUSES: Final = frozenset({1, 2, 3, 4, 5})
 # Ours are below 2**63 (SQLite's INTEGER); anything larger can only be unknown.
 MAX_ACTIVATION_ID: Final = 2**63 - 1
 SOLD: Final = 3
-# Prices are RUB (§6.2): a sum outside [0, MAX_SUM] is nonsense, refused rather than journaled.
+# Prices are RUB: a sum outside [0, MAX_SUM] is nonsense, refused rather than journaled.
 MAX_SUM: Final = 1_000_000_000
-# Country, operator and service names are short words (§6.9), JSON's spaces around ignored.
+# Country, operator and service names are short words, JSON's spaces around ignored.
 MAX_TEXT: Final = 100
 SPACE: Final = " \t\r\n"
 # A quoted number (some readers keep 64-bit ids as strings): plain ASCII decimals only, short

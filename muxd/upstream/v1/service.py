@@ -305,7 +305,7 @@ class V1Service:
     @property
     def last_request_at(self) -> float | None:
         """When Onlinesim last made an authenticated call (it polls GET_SERVICES every 2
-        minutes, §4): the v1 counterpart of "upstream reached recently"."""
+        minutes): the v1 counterpart of "upstream reached recently"."""
         return self.handlers.last_request_at
 
     def totals(self) -> dict[str, Any]:
