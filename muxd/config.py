@@ -97,7 +97,7 @@ class DenyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class V1Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Onlinesim calls muxd (reseller-api.md §6); used when upstream.api = "v1"."""
+    """Onlinesim calls muxd (API v1); used when upstream.api = "v1"."""
 
     # Where muxd's partner server listens: one URL taking every action, plus per-method paths.
     listen: str = "127.0.0.1:8090"
@@ -125,13 +125,14 @@ class V1Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Name overrides: E.164 calling code -> country name, MCC+MNC -> operator name.
     countries: dict[str, str] = {}
     operators: dict[str, str] = {}
-    # Optional local SMS filtering per service (reseller-api.md §1: default Onlinesim filters).
+    # Optional local SMS filtering per service (by default Onlinesim filters).
     filter: dict[str, FilterRule] = {}
-    # Open question §10.8: PUSH_SMS smsId is a stable id per SMS ("sms") or the activationId.
+    # Onlinesim's docs are unclear: PUSH_SMS smsId is a stable id per SMS ("sms") or the
+    # activationId.
     sms_id: Literal["sms", "activation"] = "sms"
-    # Open question §10.9: retry PUSH_SMS answered IGNORED / SERVICE_BAN (default: final).
+    # Onlinesim's docs are unclear: retry PUSH_SMS answered IGNORED / SERVICE_BAN (default: final).
     retry_verdicts: bool = False
-    # Open question §10.10: FINISH status 1 releases the number (Onlinesim) or, when true,
+    # Onlinesim's docs are unclear: FINISH status 1 releases the number (Onlinesim) or, when true,
     # also stops offering it for that service (SMSHub).
     status1_blocks: bool = False
     # activationId size: 63 bits, or 53 for clients that read JSON numbers as doubles.

@@ -1,6 +1,6 @@
 """Reading a port's identity: IMEI, IMSI, ICCID, MNC length, own number (CNUM, USSD).
 
-Own number, in order of trust (DESIGN.md §4): the operator's numbers file (ICCID or IMSI), then
+Own number, in order of trust: the operator's numbers file (ICCID or IMSI), then
 AT+CNUM, then a USSD query configured per operator (code + regex).
 """
 

@@ -1,4 +1,4 @@
-"""Vendor profiles: the quirks of real modems, as data (gateways.md §4).
+"""Vendor profiles: the quirks of real modems, as data.
 
 A profile is chosen by probing AT+CGMI / AT+CGMM after the first init commands. Everything a
 profile changes is listed here, so a new modem family is a table entry, not a code path.

@@ -1,6 +1,6 @@
 """Vendor flavours of the simulated modem: what differs between Quectel, SIMCom, Huawei, Telit.
 
-A :class:`Flavour` is data (see gateways.md §4 for where each quirk was seen): identity
+A :class:`Flavour` is data (each quirk as seen on real modems): identity
 strings, the URCs sent at power-up, after SIM (re)initialisation and when the SMS
 subsystem is ready, memories and index base, and a table of vendor commands that
 override or extend :data:`muxd.sim.modem_commands.HANDLERS`.

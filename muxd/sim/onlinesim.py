@@ -1,7 +1,7 @@
 """A local stand-in for Onlinesim's Reseller API v2, served by aiohttp.
 
 muxd's end-to-end tests and ``muxd demo`` point muxd's v2 client at it. It is strict where
-/work/shared/reference/reseller-api.md documents the protocol (§2, §3, §7), so a muxd bug shows
+Onlinesim's v2 docs describe the protocol (errors, authentication, endpoints), so a muxd bug shows
 up as a rejected request in :attr:`Onlinesim.requests` and as a WARNING log line.
 
 Order of checks for every request (base URL = the server root):
@@ -14,9 +14,9 @@ authentication, like a failing proxy); else ``set_error_rate(p)``: 503 with prob
 (seeded). 4. A path outside ``/api/resellers`` and ``/api/auth/me``: 404; an unknown method or
 path under the former, or a method other than POST on the latter: 405 ``{"response":
 "REQUEST_NOT_FOUND"}`` (routing precedes authentication).
-5. Authentication (§3): 401 ``ERROR_NO_KEY`` / ``ERROR_WRONG_KEY``. 6.
+5. Authentication: 401 ``ERROR_NO_KEY`` / ``ERROR_WRONG_KEY``. 6.
 ``disable_add_messages(True)``: addMessages answers 404. 7. The endpoint: 400 with a
-``text/html`` error code (§2.2), 413 for a body over :data:`MAX_BODY_BYTES`, or 200
+``text/html`` error code, 413 for a body over :data:`MAX_BODY_BYTES`, or 200
 ``{"response": 1, ...}``.
 
 Endpoints: ``GET /api/resellers`` (checkWork), ``POST .../sendNumbersOnline``, ``POST
@@ -85,7 +85,7 @@ __all__ = [
 LOGGER = logging.getLogger(__name__)
 
 API_PREFIX: Final = "/api/resellers"
-SAVE_CONFIG_PATH: Final = "/api/auth/me"  # §7.10: saveConfig lives outside API_PREFIX
+SAVE_CONFIG_PATH: Final = "/api/auth/me"  # saveConfig lives outside API_PREFIX
 # Limit on a request body, before and after gzip decoding; a larger one is answered 413 (stub
 # choice: the spec names no limit, and muxd's batches are far smaller).
 MAX_BODY_BYTES: Final = 8 * 1024 * 1024
@@ -97,7 +97,7 @@ RECORD_WAIT_S: Final = 3600.0
 CONTENT_ENCODINGS: Final[frozenset[str]] = frozenset({"identity", "gzip", "x-gzip"})
 GZIP_WBITS: Final = 16 + zlib.MAX_WBITS  # zlib: expect a gzip header and trailer
 JSON_CHARSETS: Final[frozenset[str]] = frozenset({"utf-8", "utf8"})
-# Errors of §2.3 are a JSON envelope; validation errors (§2.2) are a bare text/html code.
+# Auth and routing errors are a JSON envelope; validation errors are a bare text/html code.
 _JSON_ERROR_STATUSES: Final[frozenset[int]] = frozenset(
     {HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN, HTTPStatus.METHOD_NOT_ALLOWED}
 )
@@ -168,7 +168,7 @@ async def _read_json(request: web.Request) -> bytes:
 
 
 def _test_reply(test: TestMode, request_payload: object) -> dict[str, object]:
-    """§7.1, stub choice for the unpublished shapes: test1 {"response":1}; test2 adds the echo."""
+    """Test modes, stub choice for unpublished shapes: test1 {"response":1}; test2 adds the echo."""
     if test == "test1":
         return dict(_OK)
     return {"response": 1, "request": request_payload}
@@ -280,7 +280,7 @@ assert {name for name, _ in _ROUTES.values()} == ENDPOINTS
 
 
 def _check_auth(stub: Onlinesim, request: web.Request) -> None:
-    """§3: ``Authorization: Bearer <key>`` or ``?apikey=<key>``; every key given must match."""
+    """``Authorization: Bearer <key>`` or ``?apikey=<key>``; every key given must match."""
     supplied: list[str] = []
     header = request.headers.get(hdrs.AUTHORIZATION)
     if header is not None:

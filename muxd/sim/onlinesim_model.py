@@ -3,8 +3,8 @@
 Pure code: request bodies go in, validated records come out, or :class:`Rejected` is raised
 carrying the error code the spec names. No I/O and no clock: callers pass ``now``.
 
-Spec: /work/shared/reference/reseller-api.md §2.2 (400 errors are a plain-text code), §2.3
-(auth/route errors are ``{"response": CODE}``), §7 (endpoints). The stand-in is deliberately
+Onlinesim's v2 docs: 400 errors are a plain-text code, auth/route errors are
+``{"response": CODE}``. The stand-in is deliberately
 stricter than the spec where the spec is silent, so a muxd bug shows up as a rejected request;
 each such choice is marked "stub choice" below.
 
@@ -39,9 +39,9 @@ from typing import Annotated, Any, Final, Literal, TypeVar
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-# §7.2: international format with "+"; E.164 allows at most 15 digits, the brief allows 16.
+# International format with "+"; E.164 allows at most 15 digits, the stand-in allows 16.
 NUMBER_RE: Final = re.compile(r"\+[1-9][0-9]{6,15}")
-# An Onlinesim number id as a string (§7.4: `number` may carry the id from the `ids` map).
+# An Onlinesim number id as a string (addMessage: `number` may carry the id from the `ids` map).
 NUMBER_ID_RE: Final = re.compile(r"[1-9][0-9]{0,17}")
 DIGITS_RE: Final = re.compile(r"[0-9]+")
 
@@ -50,17 +50,18 @@ MAX_FUTURE_SKEW_S: Final = 86_400.0  # a timestamp may run at most a day ahead o
 COUNTRY_ID_MAX: Final = 999  # E.164 country calling codes have 1..3 digits
 OPERATOR_MIN: Final = 10_000  # MCC+MNC: 3-digit MCC plus 2- or 3-digit MNC
 OPERATOR_MAX: Final = 999_999
-MAX_PORT_ID_LEN: Final = 100  # §7.2
+MAX_PORT_ID_LEN: Final = 100  # sendNumbersOnline's port_id
 
 TestMode = Literal["test1", "test2"]
 TEST_MODES: Final[frozenset[str]] = frozenset({"test1", "test2"})
-# removeNumber takes its arguments from the query string (§7.7); apikey is the §3 alternative.
+# removeNumber takes its arguments from the query string; apikey is the key's alternative
+# to the Bearer header.
 REMOVE_QUERY_KEYS: Final[frozenset[str]] = frozenset({"number", "test", "apikey"})
-# checkNumber (§7.9) and takeOffNumbers (§7.8) read the query string too. `test` is not
-# documented for them (§10.14); stub choice: accepted, with the meaning §7.1 gives it elsewhere.
+# checkNumber and takeOffNumbers read the query string too. `test` is not documented for
+# them; stub choice: accepted, with the meaning it has on the other endpoints.
 CHECK_NUMBER_QUERY_KEYS: Final[frozenset[str]] = frozenset({"number", "test", "apikey"})
 TAKE_OFF_QUERY_KEYS: Final[frozenset[str]] = frozenset({"sum", "test", "apikey"})
-DEFAULT_TAKE_OFF_SUM: Final = "50"  # §7.8: RUB
+DEFAULT_TAKE_OFF_SUM: Final = "50"  # RUB
 # stub choice: `sum` is a plain decimal ("50", "37.5"); no sign, exponent, NaN or spaces.
 SUM_RE: Final = re.compile(r"[0-9]{1,9}(\.[0-9]{1,2})?")
 
@@ -77,7 +78,7 @@ class Code(StrEnum):
     ERROR_NO_KEY = "ERROR_NO_KEY"
     ERROR_WRONG_KEY = "ERROR_WRONG_KEY"
     REQUEST_NOT_FOUND = "REQUEST_NOT_FOUND"
-    TOO_MANY_ATTEMPTS = "TOO_MANY_ATTEMPTS"  # 429 (§10.9, §10.20): the rate_limit fault
+    TOO_MANY_ATTEMPTS = "TOO_MANY_ATTEMPTS"  # 429: the rate_limit fault
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"  # stub choice: the spec names no code for 413
 
 
@@ -98,7 +99,7 @@ class NumberSpec(msgspec.Struct, frozen=True, kw_only=True):
     country_id: int
     operator: int | None
     date_start: int | None
-    port_id: str  # §7.2: defaults to the number
+    port_id: str  # defaults to the number
     rent: int  # 0 when not sent
 
 
@@ -238,7 +239,7 @@ def check_unique(specs: Iterable[NumberSpec]) -> None:
 
 
 def decode_send_numbers(body: bytes, now: float) -> tuple[list[NumberSpec], TestMode | None]:
-    """sendNumbersOnline (§7.2): the complete list, which replaces the previous one."""
+    """sendNumbersOnline: the complete list, which replaces the previous one."""
     wire = _decode(_SEND_NUMBERS, body)
     specs = [_number_spec(item, now, f"numbers[{i}]") for i, item in enumerate(wire.numbers)]
     check_unique(specs)
@@ -246,7 +247,7 @@ def decode_send_numbers(body: bytes, now: float) -> tuple[list[NumberSpec], Test
 
 
 def decode_add_number(body: bytes, now: float) -> tuple[NumberSpec, TestMode | None]:
-    """addNumber (§7.6): one item, where ``rent`` is required."""
+    """addNumber: one item, where ``rent`` is required."""
     wire = _decode(_ADD_NUMBER, body)
     if isinstance(wire.rent, UnsetType):
         raise Rejected(Code.ERROR_PARAMS, "rent is required by addNumber")
@@ -281,13 +282,13 @@ def _message_spec(item: _MessageItem, now: float, where: str) -> MessageSpec:
 
 
 def decode_add_message(body: bytes, now: float) -> tuple[MessageSpec, TestMode | None]:
-    """addMessage (§7.4): one SMS."""
+    """addMessage: one SMS."""
     wire = _decode(_ADD_MESSAGE, body)
     return _message_spec(wire, now, "body"), _test_mode(wire.test)
 
 
 def decode_add_messages(body: bytes, now: float) -> tuple[list[MessageSpec], TestMode | None]:
-    """addMessages (§7.5): a batch of addMessage items."""
+    """addMessages: a batch of addMessage items."""
     wire = _decode(_ADD_MESSAGES, body)
     specs = [_message_spec(item, now, f"messages[{i}]") for i, item in enumerate(wire.messages)]
     return specs, _test_mode(wire.test)
@@ -322,7 +323,7 @@ def _query_number(params: dict[str, str]) -> str:
 
 
 def parse_remove_query(pairs: Iterable[tuple[str, str]]) -> tuple[str, TestMode | None]:
-    """removeNumber (§7.7): ``number`` (``+`` sent as ``%2B``) and optional ``test``.
+    """removeNumber: ``number`` (``+`` sent as ``%2B``) and optional ``test``.
 
     Stub choice: an unknown or repeated parameter is ERROR_PARAMS. A ``+`` that was not
     percent-encoded arrives as a space and fails as NUMBER_FORMAT_ERROR.
@@ -332,13 +333,13 @@ def parse_remove_query(pairs: Iterable[tuple[str, str]]) -> tuple[str, TestMode 
 
 
 def parse_check_number_query(pairs: Iterable[tuple[str, str]]) -> tuple[str, TestMode | None]:
-    """checkNumber (§7.9): required ``number`` (``%2B``-encoded ``+``), optional ``test``."""
+    """checkNumber: required ``number`` (``%2B``-encoded ``+``), optional ``test``."""
     params, test = _parse_query(pairs, CHECK_NUMBER_QUERY_KEYS)
     return _query_number(params), test
 
 
 def parse_take_off_query(pairs: Iterable[tuple[str, str]]) -> tuple[Decimal, TestMode | None]:
-    """takeOffNumbers (§7.8): optional ``sum`` in RUB (default "50"), optional ``test``."""
+    """takeOffNumbers: optional ``sum`` in RUB (default "50"), optional ``test``."""
     params, test = _parse_query(pairs, TAKE_OFF_QUERY_KEYS)
     text = params.get("sum", DEFAULT_TAKE_OFF_SUM)
     if SUM_RE.fullmatch(text) is None:
@@ -346,7 +347,7 @@ def parse_take_off_query(pairs: Iterable[tuple[str, str]]) -> tuple[Decimal, Tes
     return Decimal(text), test
 
 
-# --- saveConfig (§7.10) -------------------------------------------------------------------
+# --- saveConfig ----------------------------------------------------------------------------
 
 
 class _SaveConfigBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -365,7 +366,7 @@ def decode_save_config(body: bytes) -> tuple[list[str], TestMode | None]:
             raise Rejected(
                 Code.ERROR_PARAMS, f"disabled_service: key {key!r} differs from value {value!r}"
             )
-        # stub choice: the doc's "telegram " (§7.9) is a typo; a padded name is a client bug
+        # stub choice: the docs' "telegram " (checkNumber) is a typo; a padded name is a client bug
         if not key or key != key.strip():
             raise Rejected(Code.ERROR_PARAMS, f"disabled_service: {key!r} is no service name")
     return list(wire.disabled_service), _test_mode(wire.test)
@@ -375,7 +376,7 @@ def decode_save_config(body: bytes) -> tuple[list[str], TestMode | None]:
 
 
 class CreatedAt(msgspec.Struct, frozen=True, kw_only=True):
-    """checkNumber ``created_at``: a PHP DateTime as JSON (§7.9)."""
+    """checkNumber ``created_at``: a PHP DateTime as JSON."""
 
     date: str  # "2022-07-22 15:21:16.000000", server time zone
     timezone_type: int
@@ -383,7 +384,7 @@ class CreatedAt(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CheckNumberReply(msgspec.Struct, frozen=True, kw_only=True):
-    """checkNumber's 200 answer, field names and types as §7.9 documents them."""
+    """checkNumber's 200 answer, field names and types as Onlinesim documents them."""
 
     id: int
     balance: float
@@ -405,7 +406,7 @@ class CheckNumberReply(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TakeOffItem(msgspec.Struct, frozen=True, kw_only=True):
-    """One ``list`` item of takeOffNumbers (§7.8): every field a string."""
+    """One ``list`` item of takeOffNumbers: every field a string."""
 
     id: str
     number: str  # digits, no "+"

@@ -3,7 +3,8 @@
 Everything here is synchronous except the ``wait_*`` helpers, so tests can inspect and change
 the state directly. The HTTP layer lives in :mod:`muxd.sim.onlinesim`.
 
-State a test may set directly for the optional endpoints (§7.8..§7.10): ``income[number]``
+State a test may set directly for the optional endpoints (takeOffNumbers, checkNumber,
+saveConfig): ``income[number]``
 (RUB, what takeOffNumbers and checkNumber report), ``failed_operations[number]`` (checkNumber
 ``errors``; 3 or more make the number ``banned``), ``blacklist`` (what saveConfig replaces),
 ``rent_allowed``, ``reseller_id``.
@@ -55,20 +56,20 @@ ENDPOINTS: Final[frozenset[str]] = frozenset(
         "saveConfig",
     }
 )
-# checkNumber (§7.9): a number is banned after 3 failed operations.
+# checkNumber: a number is banned after 3 failed operations.
 BAN_AFTER_FAILURES: Final = 3
-STATUS_WORKING: Final = 1  # §7.9 status: listed and working
-STATUS_NOT_ON_ACCOUNT: Final = 4  # §7.9 status: not on your account
+STATUS_WORKING: Final = 1  # checkNumber status: listed and working
+STATUS_NOT_ON_ACCOUNT: Final = 4  # checkNumber status: not on your account
 STATUS_TEXTS: Final[dict[int, str]] = {
-    STATUS_WORKING: "work",  # §7.9's example
+    STATUS_WORKING: "work",  # Onlinesim's example
     STATUS_NOT_ON_ACCOUNT: "not on account",  # stub choice: the spec shows no text for 4
 }
-# §7.9 created_at: PHP DateTime in the server's zone. Moscow has been UTC+3 all year since 2014;
-# a fixed offset needs no tz database.
+# checkNumber created_at: PHP DateTime in the server's zone. Moscow has been UTC+3 all year
+# since 2014; a fixed offset needs no tz database.
 SERVER_TZ_NAME: Final = "Europe/Moscow"
 SERVER_TZ: Final = timezone(timedelta(hours=3), SERVER_TZ_NAME)
 PHP_TIMEZONE_TYPE_ID: Final = 3  # PHP's timezone_type for a zone identifier
-DEFAULT_RESELLER_ID: Final = 241  # §7.9's example
+DEFAULT_RESELLER_ID: Final = 241  # Onlinesim's checkNumber example
 Via = Literal["addMessages", "addMessage"]
 
 
@@ -153,7 +154,7 @@ class Onlinesim:
         self.limiter: TokenBucket | None = None
         self.random_errors = RandomErrors(seed)
         self.dialects: frozenset[str] = frozenset()  # other readings of the docs; none: strict
-        # optional endpoints (§7.8..§7.10)
+        # optional endpoints (takeOffNumbers, checkNumber, saveConfig)
         self.income: dict[str, float] = {}  # number -> RUB earned
         self.failed_operations: dict[str, int] = {}  # number -> failed operations
         self.blacklist: set[str] = set()  # services disabled by saveConfig
@@ -345,13 +346,13 @@ class Onlinesim:
             rent=entry.rent,
         )
 
-    # --- optional endpoints (§7.8..§7.10) -------------------------------------------------
+    # --- optional endpoints (takeOffNumbers, checkNumber, saveConfig) ------------------------
 
     def number_info(self, number: str) -> CheckNumberReply:
         """checkNumber: status 1 for a listed number, else 4 ("not on your account").
 
         Stub choices: services on the blacklist show as ``used_service`` of every listed number
-        (§7.10: "immediately marked USED"); a number not listed reports the id it had (0 if it
+        (Onlinesim: "immediately marked USED"); a number not listed reports the id it had (0 if it
         never had one), country 0, port "", no services, never banned; ``created_at`` is
         ``date_start`` if sent, else when the number joined the list (now, if never).
         """

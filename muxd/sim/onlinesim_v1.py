@@ -1,11 +1,11 @@
-"""A stand-in for Onlinesim's side of API v1 (reseller-api.md §6): it calls muxd's partner
+"""A stand-in for Onlinesim's side of API v1: it calls muxd's partner
 server and receives PUSH_SMS, checking muxd the way partner support's tests would.
 
 :class:`V1Driver` is both halves:
 
 - a PUSH_SMS receiver (aiohttp) on ``/v1/PUSH_SMS`` (:attr:`push_url`) and ``/pushSmsRent``
   (:attr:`rent_url`). It checks every push: POST, JSON (gzip accepted), a User-Agent, the
-  exact field types of §6.3 (``smsId`` integer ≥ 1, ``phone`` a string of digits,
+  exact field types of PUSH_SMS (``smsId`` integer ≥ 1, ``phone`` a string of digits,
   ``phoneFrom`` and ``text`` strings, ``action`` ``PUSH_SMS``, ``key`` the API key, a Bearer
   header if any with the same key), ``service: "rent"`` exactly on the rent URL, the number
   in an operation this driver opened, and no ``smsId`` sent again after a SUCCESS. It answers
@@ -13,7 +13,7 @@ server and receives PUSH_SMS, checking muxd the way partner support's tests woul
   (``NO_OPERATION``, ``BAD_SERVICE``, ``IGNORED``, ``SERVICE_BAN``: 200 with that status,
   ``NO_OPERATION`` as 404 like the 2023 spec), an HTTP status (503) or ``(status, body)``.
 - a client of muxd's server: :meth:`get_services`, :meth:`get_number` (with exception masks),
-  :meth:`finish` (repeats allowed), :meth:`poll_services` (every 2 minutes, §4). It checks
+  :meth:`finish` (repeats allowed), :meth:`poll_services` (every 2 minutes). It checks
   the answers: in time (10 s), JSON ``status``, the GET_SERVICES shape (``any`` = sum over
   operators), numbers as integers outside the masks, activation ids integers ≥ 1.
 
@@ -49,9 +49,9 @@ from muxd.sim.onlinesim_dialects import (
 
 PUSH_PATH: Final = "/v1/PUSH_SMS"
 RENT_PATH: Final = "/pushSmsRent"
-# §4: every v1 call must be answered within 10 s.
+# Onlinesim wants every v1 call answered within 10 s.
 ANSWER_DEADLINE: Final = 10.0
-# §4: Onlinesim polls GET_SERVICES every 2 minutes.
+# Onlinesim polls GET_SERVICES every 2 minutes.
 POLL_INTERVAL: Final = 120.0
 # Bounds a test's wait for pushes (tests pass their own, shorter ones).
 WAIT_TIMEOUT: Final = 30.0
@@ -427,7 +427,7 @@ class V1Driver:
         return answer
 
     async def poll_services(self, interval: float = POLL_INTERVAL) -> None:
-        """GET_SERVICES every ``interval`` seconds until cancelled (§4)."""
+        """GET_SERVICES every ``interval`` seconds until cancelled."""
         while True:
             await self.get_services()
             await asyncio.sleep(interval)

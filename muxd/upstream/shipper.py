@@ -4,7 +4,7 @@ A message is marked delivered only after the upstream acknowledged it, so a cras
 what was not acknowledged. Messages go out in journal order; a failing head is retried before
 anything behind it, so the order per receiving number is kept.
 
-Failure policy (reseller-api.md §7.4, §10 q19 — v2 publishes no retry rules, these are ours):
+Failure policy (Onlinesim's v2 docs publish no retry rules; these are ours):
 - 5xx, timeouts, connection resets, refused connections, DNS failures, 429: capped exponential
   backoff with jitter from the start of the failed attempt, at least :data:`RETRY_FLOOR` after
   it, and no sooner than the upstream's ``Retry-After``; retried until accepted, never

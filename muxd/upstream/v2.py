@@ -1,5 +1,5 @@
 """Onlinesim Reseller API v2 client (muxd calls Onlinesim). Field names and types follow
-reseller-api.md §7 exactly: ``number`` with ``+``, ``country_id`` integer, ``operator`` integer
+Onlinesim's v2 docs exactly: ``number`` with ``+``, ``country_id`` integer, ``operator`` integer
 MCC+MNC, ``date_start`` integer UNIX seconds, ``date`` a string of UNIX seconds.
 
 Answers are read tolerantly (:mod:`muxd.upstream.readers`): ``response`` 1 or "1", ids as
@@ -69,12 +69,12 @@ def _no_reading(_field: str, _reading: str) -> None:
 _ENCODER = msgspec.json.Encoder()
 
 
-# --- optional endpoints (§7.8..§7.10): replies decoded leniently -----------------------------
+# --- optional endpoints (takeOffNumbers, checkNumber, saveConfig): replies decoded leniently ---
 # Unknown fields are ignored; a documented field may be missing (it then reads as null / empty).
 # Where a PHP server plausibly deviates from the documented type, the alternative is accepted
 # too: an empty object serialised as [], money as a string, ids as integers.
 
-SAVE_CONFIG_PATH = "/api/auth/me"  # §7.10: outside /api/resellers
+SAVE_CONFIG_PATH = "/api/auth/me"  # saveConfig lives outside /api/resellers
 
 
 class _Envelope(msgspec.Struct):
@@ -82,7 +82,7 @@ class _Envelope(msgspec.Struct):
 
 
 class CheckNumberInfo(msgspec.Struct, kw_only=True):
-    """checkNumber's answer (§7.9); ``status`` 1 working, 2 queued, 4 not on the account,
+    """checkNumber's answer; ``status`` 1 working, 2 queued, 4 not on the account,
     6 rent finished (replace the SIM)."""
 
     id: int | str  # documented integer; a digit string is read too
@@ -266,7 +266,7 @@ class V2Client:
         if self._test is not None:
             raise UpstreamError(endpoint, 0, TEST_MODE_REASON)
 
-    # --- optional endpoints (§7.8..§7.10) -------------------------------------------------
+    # --- optional endpoints (takeOffNumbers, checkNumber, saveConfig) ------------------------
 
     async def _fetch(
         self,
@@ -320,9 +320,9 @@ class V2Client:
                 self._observer(endpoint, result, time.perf_counter() - started)
 
     async def check_number(self, number: str) -> dict[str, Any]:
-        """checkNumber (§7.9) for ``number`` ("+..."): the number's details as plain data.
+        """checkNumber for ``number`` ("+..."): the number's details as plain data.
 
-        Read-only, so the configured ``test`` mode is not sent (§10.14: undocumented here).
+        Read-only, so the configured ``test`` mode is not sent (Onlinesim documents none here).
         """
         info = await self._fetch(
             "GET",
@@ -343,7 +343,7 @@ class V2Client:
         return result
 
     async def take_off_numbers(self, sum_rub: str = "50") -> list[dict[str, str]]:
-        """takeOffNumbers (§7.8): listed numbers that earned at least ``sum_rub`` RUB, as
+        """takeOffNumbers: listed numbers that earned at least ``sum_rub`` RUB, as
         ``{"id", "number" (no "+"), "sum", "country"}`` strings. Read-only: no ``test``."""
         reply = await self._fetch(
             "GET",
@@ -363,7 +363,7 @@ class V2Client:
         ]
 
     async def save_config(self, services: list[str]) -> None:
-        """saveConfig (§7.10): replace the whole service blacklist with ``services``.
+        """saveConfig: replace the whole service blacklist with ``services``.
 
         Changes state, so the configured ``test`` mode is sent in the body as elsewhere.
         """
