@@ -39,7 +39,8 @@ test-cluster: ops-tools $(STAMP)
 bench-cluster: ops-tools $(STAMP)
 	$(BIN)/python -m benchmarks.cluster_reserve
 
-# The end-to-end benchmark (the issue's targets); the micro benchmarks are `make bench-micro`.
+# The end-to-end benchmark (throughput and latency targets); the micro benchmarks are
+# `make bench-micro`.
 bench: bench-e2e
 
 bench-micro: $(STAMP)
@@ -54,7 +55,8 @@ bench-pdu: $(STAMP)
 bench-fleet: $(STAMP)
 	$(BIN)/python -m benchmarks.fleet_idle --ports 512 --idle 60
 
-# End to end (simulator, stand-in and `muxd run` in their own processes): the issue's targets.
+# End to end (simulator, stand-in and `muxd run` in their own processes): muxd's
+# throughput and latency targets.
 bench-e2e: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks.e2e --ports 512 --rate 0 --idle 60 --json docs/bench-idle-512.json

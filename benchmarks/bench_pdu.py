@@ -1,6 +1,6 @@
 """Decode throughput of muxd.pdu: ``python -m benchmarks.bench_pdu [N]``.
 
-Decodes a mix of real vectors (gateways.md §5: GSM 7-bit, UCS-2, alphanumeric
+Decodes a mix of real vectors (tests/pdu/pdu_vectors.py: GSM 7-bit, UCS-2, alphanumeric
 senders, concatenated parts, status reports, a bare TPDU) N times each and prints
 decodes/s and µs per decode, overall and per kind.
 """

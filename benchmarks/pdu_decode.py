@@ -7,7 +7,7 @@ The corpus is the modem form (``+CMGR``/``+CMGL`` hex with SMSC prefix) of
 SMS-DELIVER PDUs: full 160-character GSM 7-bit and 70-character UCS-2 messages,
 parts of concatenated messages (8- and 16-bit references, both alphabets),
 international, national and alphanumeric senders -- built with muxd's encoder from
-a fixed seed -- plus every SMS-DELIVER of gateways.md §5 that carries an SMSC
+a fixed seed -- plus every SMS-DELIVER of tests/pdu/pdu_vectors.py that carries an SMSC
 prefix. Every decoder gets the same hex strings, one call per PDU, in one process and
 one thread (a single core). A peer's exception on a PDU counts as a failure (the loop goes on); a
 result whose text (or 8-bit data) differs from muxd's counts in ``text≠muxd``.
@@ -125,7 +125,7 @@ def build_corpus(seed: int = 2024) -> Corpus:
 
 
 def _section5_delivers() -> list[str]:
-    """Every SMS-DELIVER of §5 with an SMSC prefix (the form both peers expect)."""
+    """Every SMS-DELIVER of the test vectors with an SMSC prefix (the form both peers expect)."""
     out = []
     for pdu in vectors.VALID:
         sms = decode_pdu(pdu)

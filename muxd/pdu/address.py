@@ -20,7 +20,7 @@ TOA_UNKNOWN_ISDN = 0x81
 TOA_ALPHANUMERIC = 0xD0
 
 # Semi-octets 0xA..0xE are rendered as lower-case hex so that garbage stays
-# visible and reversible (gateways.md §5 #21: "+b08427829207025"); 0xF is filler.
+# visible and reversible (a real capture shows "+b08427829207025"); 0xF is filler.
 #: octet -> the same octet with its nibbles swapped (so ``hex()`` gives transmission order).
 _SWAP_NIBBLES = bytes(((b & 0x0F) << 4) | (b >> 4) for b in range(256))
 

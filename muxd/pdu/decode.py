@@ -15,7 +15,8 @@ from muxd.pdu.udh import UdhInfo, parse_udh
 __all__ = ["decode_pdu"]
 
 #: Longest input accepted. A valid PDU has at most 12 + 164 octets (SMSC + SUBMIT with a
-#: 7-octet VP); the margin admits captures with surplus octets after TP-UD (§5 #28).
+#: 7-octet VP); the margin admits real captures with surplus octets after
+#: TP-UD.
 MAX_PDU_OCTETS = 200
 
 _NO_UDH = UdhInfo()
@@ -24,8 +25,8 @@ Decoded = SmsDeliver | SmsStatusReport | SmsSubmit
 
 # How strictly the user data length is checked (decode modes, weakest last).
 EXACT = 0  # user data ends exactly where TP-UDL says
-TRAILING = 1  # octets after the user data are ignored (seen in real captures, §5 #28)
-SHORT_SUBMIT = 2  # additionally an SMS-SUBMIT may hold less data than TP-UDL says (§5 #23)
+TRAILING = 1  # octets after the user data are ignored (seen in real captures)
+SHORT_SUBMIT = 2  # additionally an SMS-SUBMIT may hold less data than TP-UDL says
 
 
 def _to_bytes(pdu: str | bytes) -> bytes:

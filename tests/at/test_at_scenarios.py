@@ -11,8 +11,8 @@ from .harness import DONE, Step, check_three_ways
 OK = Final("OK", None, "OK")
 ERROR = Final("ERROR", None, "ERROR")
 
-# Real SMS-DELIVER PDUs with SMSC prefix (ModemManager test-sms-part-3gpp.c, see
-# /work/shared/reference/gateways.md §5): "hellohello" and a full 160-septet message.
+# Real SMS-DELIVER PDUs with SMSC prefix (ModemManager test-sms-part-3gpp.c, also
+# in tests/pdu/pdu_vectors.py): "hellohello" and a full 160-septet message.
 PDU_HELLO = "07912143658709F1040B918100551512F20000111010214365000AE8329BFD4697D9EC37"
 PDU_TEST = "07919730071111F10414D04937BD2C7797E9D3E614000811309291024061080442043504410442"
 PDU_160 = (

@@ -1,4 +1,4 @@
-"""Real PDU vectors from public test suites (gateways.md §5), with their asserted decodes."""
+"""Real PDU vectors from public test suites, with their asserted decodes."""
 
 from __future__ import annotations
 

@@ -75,7 +75,7 @@ def check(text: str, lang: int, shift: str | None, ref: int = 5, ref_bits: int =
     assert reassemble(parts[::-1]) == text
 
 
-# --- known answers (gateways.md §5 #38, Urdu) -----------------------------------------
+# --- known answers (vector 38 of the public test suites, Urdu) -----------------------
 
 
 def test_38_urdu_locking_shift_known_answer() -> None:

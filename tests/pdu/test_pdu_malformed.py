@@ -65,7 +65,7 @@ def test_every_truncation_raises_pdu_error_only(pdu: str) -> None:
 
     Accepted prefixes are exactly: an SMS-SUBMIT decoded tolerantly (flagged
     ``truncated``, see test_23) and prefixes that still hold all of TP-UD when the
-    vector carries extra trailing octets (§5 #28).
+    vector carries extra trailing octets (V28).
     """
     full = decode_pdu(pdu)
     for k in range(len(pdu)):

@@ -1,4 +1,4 @@
-"""Every vector of gateways.md §5 with the fields its source test suite asserts."""
+"""Every vector of tests/pdu/pdu_vectors.py with the fields its source test suite asserts."""
 
 from __future__ import annotations
 
@@ -248,7 +248,7 @@ def test_22_status_report_without_smsc() -> None:
 def test_23_submit_with_udl_beyond_data_is_decoded_tolerantly() -> None:
     """Judgement call: an SMS-SUBMIT in storage is our own outgoing/draft message,
     never forwarded, so a short one is decoded from what is there and flagged
-    ``truncated``. A short SMS-DELIVER is still rejected (§5 #15, first vector)."""
+    ``truncated``. A short SMS-DELIVER is still rejected (MALFORMED_15)."""
     sms = decode_pdu(V23)
     assert isinstance(sms, SmsSubmit)
     assert sms.text == "はい"

@@ -106,7 +106,7 @@ class Api:
 
 
 def assert_rejected(reply: Reply, code: str, status: int = HTTPStatus.BAD_REQUEST) -> None:
-    """§2.2: a validation error is a bare text/html code."""
+    """A validation error is a bare text/html code."""
     assert (reply.status, reply.content_type, reply.text) == (status, "text/html", code)
 
 
@@ -126,7 +126,7 @@ async def api(stub: Onlinesim) -> AsyncIterator[Api]:
         await runner.cleanup()
 
 
-# --- authentication and routing (§2.3, §3) -------------------------------------------------
+# --- authentication and routing ------------------------------------------------------------
 
 
 async def test_missing_key_is_401_error_no_key(api: Api, stub: Onlinesim) -> None:
@@ -205,7 +205,7 @@ async def test_path_outside_api_is_404(api: Api, stub: Onlinesim, path: str) -> 
     assert stub.requests[-1].endpoint is None
 
 
-# --- sendNumbersOnline (§7.2) -------------------------------------------------------------
+# --- sendNumbersOnline --------------------------------------------------------------------
 
 
 async def test_send_numbers_ids_are_stable_and_removed_numbers_map_to_null(
@@ -409,7 +409,7 @@ async def test_body_over_the_limit_is_413(api: Api, compress: bool) -> None:
     assert_rejected(reply, "PAYLOAD_TOO_LARGE", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
 
 
-# --- addMessages / addMessage (§7.4, §7.5) ------------------------------------------------
+# --- addMessages / addMessage -------------------------------------------------------------
 
 
 async def test_add_messages_accepts_a_batch_by_number_and_by_id(api: Api, stub: Onlinesim) -> None:
@@ -532,7 +532,7 @@ async def test_duplicates_counter(api: Api, stub: Onlinesim) -> None:
     assert len(stub.messages) == 5
 
 
-# --- addNumber / removeNumber (§7.6, §7.7) ------------------------------------------------
+# --- addNumber / removeNumber -------------------------------------------------------------
 
 
 async def test_add_number_adds_and_updates(api: Api, stub: Onlinesim) -> None:
@@ -737,7 +737,7 @@ def test_stub_needs_a_key() -> None:
         Onlinesim("")
 
 
-# --- optional endpoints: checkNumber (§7.9) -----------------------------------------------
+# --- optional endpoints: checkNumber ------------------------------------------------------
 
 CHECK_NUMBER = f"{API_PREFIX}/checkNumber"
 TAKE_OFF = f"{API_PREFIX}/takeOffNumbers"
@@ -826,7 +826,7 @@ async def test_check_number_reflects_blacklist_rent_and_bans(api: Api, stub: Onl
     stub.failed_operations[B] = 2
     stub.rent_allowed = None
     a = (await check_number(api, A)).json()
-    assert a["used_service"] == {"facebook": "facebook", "vkcom": "vkcom"}  # §7.10: marked USED
+    assert a["used_service"] == {"facebook": "facebook", "vkcom": "vkcom"}  # marked USED
     assert (a["errors"], a["banned"], a["rent"]) == (3, True, None)
     b = (await check_number(api, B)).json()
     assert (b["errors"], b["banned"]) == (2, False)
@@ -880,7 +880,7 @@ async def test_other_auth_paths_are_404(api: Api, path: str) -> None:
     assert (await api.call("POST", path, {"disabled_service": {}})).status == HTTPStatus.NOT_FOUND
 
 
-# --- optional endpoints: takeOffNumbers (§7.8) --------------------------------------------
+# --- optional endpoints: takeOffNumbers ---------------------------------------------------
 
 
 async def test_take_off_lists_numbers_that_earned_the_sum(api: Api, stub: Onlinesim) -> None:
@@ -915,7 +915,7 @@ async def test_take_off_rejects_unknown_params_and_honours_test(api: Api) -> Non
     assert test1.json() == {"response": 1}
 
 
-# --- optional endpoints: saveConfig (§7.10) -----------------------------------------------
+# --- optional endpoints: saveConfig -------------------------------------------------------
 
 
 async def save_config(api: Api, payload: Any, **kwargs: Any) -> Reply:

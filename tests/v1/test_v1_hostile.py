@@ -1,4 +1,4 @@
-"""Hostile input to the v1 partner server, over real HTTP on loopback (the issue's v1 part).
+"""Hostile input to the v1 partner server, over real HTTP on loopback.
 
 Every hostile request gets a clear 4xx with a small JSON error body (``status`` ``ERROR`` and
 an ``error`` text) and changes nothing: the journal's ``operations`` and ``sold`` tables and
@@ -821,7 +821,7 @@ def _refs(node: Any) -> list[str]:
 
 
 def test_openapi_schemas_match_the_reference() -> None:
-    """§6's names and types: number an integer, activationId int64 ≥ 1, the status enums,
+    """Onlinesim's v1 names and types: number an integer, activationId int64 ≥ 1, the status enums,
     countryList/operatorMap with ``any``; the limits are the server's; every $ref resolves."""
     doc = openapi()
     schemas = doc["components"]["schemas"]
