@@ -242,28 +242,36 @@ class ModemPort(StorageReader):
             raise AtCommandError("AT+CPMS", "ERROR", None, "no SMS memory accepted")
 
     async def identify(self) -> None:
+        """Read the SIM's identity and own number. All of it is taken into ``info`` at once, at
+        the end: a failure half-way (a late answer, a timeout) leaves the previous identity
+        whole and the SIM unidentified in this window, so nothing is read until it succeeds
+        (an ICCID taken in with the previous SIM's number would send the new SIM's SMS out
+        under the old number)."""
         info = self.info
         session = self.session
         previous = info.sim
         window = self._window()
-        info.imei = await read_plain(session, "AT+CGSN")
-        info.imsi = await read_plain(session, "AT+CIMI")
-        info.iccid, self._iccid_command = await read_iccid(session, self.profile.iccid)
-        self._identity_checked = asyncio.get_running_loop().time()
-        self._identity_at = window
-        if info.sim is None:
+        imei = await read_plain(session, "AT+CGSN")
+        imsi = await read_plain(session, "AT+CIMI")
+        iccid, iccid_command = await read_iccid(session, self.profile.iccid)
+        if (iccid or imsi) is None:
             raise AtCommandError("AT+CIMI", "ERROR", None, "no SIM identity (no SIM, or PIN?)")
-        mnc_length = await read_mnc_length(session) if info.imsi else None
-        info.operator = operator_code(info.imsi, mnc_length) if info.imsi else None
-        info.number, info.number_source = await own_number(
+        mnc_length = await read_mnc_length(session) if imsi else None
+        operator = operator_code(imsi, mnc_length) if imsi else None
+        number, number_source = await own_number(
             session,
-            iccid=info.iccid,
-            imsi=info.imsi,
-            operator=info.operator,
+            iccid=iccid,
+            imsi=imsi,
+            operator=operator,
             numbers=self._numbers,
             ussd=self._ussd,
         )
-        info.country_id = calling_code(info.number) if info.number else None
+        info.imei, info.imsi, info.iccid = imei, imsi, iccid
+        info.operator, info.number, info.number_source = operator, number, number_source
+        info.country_id = calling_code(number) if number else None
+        self._iccid_command = iccid_command
+        self._identity_checked = asyncio.get_running_loop().time()
+        self._identity_at = window
         if previous != info.sim or info.since is None:
             if previous is not None:
                 self.log.warning("SIM changed %s -> %s", previous, info.sim)
@@ -419,11 +427,16 @@ class ModemPort(StorageReader):
             commands = (self._iccid_command, *commands)
         window = self._window()
         iccid, used = await read_iccid(self.session, commands)
-        self._identity_checked = asyncio.get_running_loop().time()
-        self._identity_at = window
         if iccid == self.info.iccid and iccid is not None:
+            self._identity_checked = asyncio.get_running_loop().time()
+            self._identity_at = window
             self._iccid_command = used
             return
+        if iccid is not None and self.info.number is not None:
+            # Another SIM for sure: its number is not this one. Withdraw it now; the new
+            # identity is taken in whole once identify() succeeds.
+            self.info.number, self.info.country_id = None, None
+            self._on_change(self.info)
         await self.identify()
         if (self.info.iccid, self.info.imsi) != before:
             self._sweep_due = True

@@ -75,6 +75,7 @@ class ModemModel:
     storage: dict[str, dict[int, str]] = field(default_factory=lambda: {"SM": {}})
     iccid: str = "89701010000000000017"
     imsi: str = "250011234567890"
+    number: str = "+79001234567"  # what AT+CNUM answers
     csms: bool = True  # AT+CSMS=1 accepted
     refuse: dict[str, str] = field(default_factory=dict)  # command prefix -> final line
     # memory -> final line for every listing/read/delete while it is selected
@@ -123,6 +124,7 @@ class ModemModel:
             "AT+CSQ": ["+CSQ: 20,99"],
             "AT+CGSN": ["867530021234567"],
             "AT+CIMI": [self.imsi],
+            "AT+CNUM": [f'+CNUM: "","{self.number}",145'],
             "AT+CCID": [f"+CCID: {self.iccid}"],
             "AT+CGMI": ["Generic"],
             "AT+CGMM": ["Fake 1"],
@@ -217,6 +219,7 @@ class RecordingSink:
 
     stored: list[tuple[str, int, str]] = field(default_factory=list)
     sims: list[str | None] = field(default_factory=list)  # the SIM each part was stored under
+    numbers: list[str | None] = field(default_factory=list)  # and the number
     undecodable: set[str] = field(default_factory=set)
     fail: bool = False  # raise JournalError
     calls: int = 0
@@ -230,6 +233,7 @@ class RecordingSink:
             raise JournalError("disk says no")
         self.stored.append((storage, index, pdu))
         self.sims.append(info.sim)
+        self.numbers.append(info.number)
         if self.on_store is not None:
             self.on_store()
         return pdu not in self.undecodable

@@ -377,3 +377,32 @@ def test_routed_sms_of_a_sim_never_identified_is_left_to_the_network() -> None:
             await task
 
     run_virtual(main)
+
+
+def test_an_identification_that_fails_half_way_takes_in_nothing() -> None:
+    """A SIM swap, and the new SIM's identification times out after its ICCID was read (a late
+    AT+CNUM): the new ICCID must never go out with the old SIM's number. Nothing is read until
+    the new SIM is identified whole; then its SMS carry its own number."""
+
+    async def main() -> None:
+        model = ModemModel()
+        sink = RecordingSink()
+        port, modem = _port(model, sink)
+        task = asyncio.create_task(port.run())
+        await _until_command(modem, "AT+CMGL=4")
+        assert port.info.number == model.number
+        model.iccid, model.imsi, model.number = NEW_ICCID, NEW_IMSI, "+79005550000"
+        modem.slow["AT+CNUM"] = AT_TIMEOUT + 0.2  # the next identification fails half-way
+        model.storage["SM"][3] = PDU_A
+        modem.send(answer("+CPIN: READY") + answer('+CMTI: "SM",3'))
+        async with asyncio.timeout(120):  # virtual time
+            while not sink.stored:
+                await modem.next_command()
+        assert sink.sims == [NEW_ICCID]
+        assert sink.numbers == ["+79005550000"]
+        assert "AT+CNUM" in modem.written  # it did fail once on the way
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    run_virtual(main)
