@@ -30,7 +30,9 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
 
 
 def fill(path: Path) -> None:
-    with path.open("wb") as fh, contextlib.suppress(OSError):
+    # The suppress is outermost: closing the file flushes what the last write left buffered,
+    # which fails with ENOSPC too on a full disk.
+    with contextlib.suppress(OSError), path.open("wb") as fh:
         while True:
             fh.write(b"\0" * 65536)
             fh.flush()
