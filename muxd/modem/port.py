@@ -53,6 +53,9 @@ IDENTITY_INTERVAL = 600.0
 REGISTRATION_LOST_TOGGLE = 300.0
 # This many command timeouts in a row: the modem is hung; close and reopen the port.
 MAX_CONSECUTIVE_TIMEOUTS = 3
+# Init (identity and health included) starts over on the same port after a timed-out command,
+# this many times in all, before the port is closed and reopened.
+INIT_ATTEMPTS = 3
 # After a module restart SMS commands fail until its SMS stack is up (10-20 s on SIMCom).
 SMS_READY_TIMEOUT = 60.0
 SMS_READY_RETRY = 0.5
@@ -174,9 +177,19 @@ class ModemPort(StorageReader):
 
     async def run(self) -> None:
         self.info.status = PortStatus.INITIALIZING
-        await self.initialise()
-        await self.identify()
-        await self.check_health()
+        for attempt in range(1, INIT_ATTEMPTS + 1):
+            try:
+                await self.initialise()
+                await self.identify()
+                await self.check_health()
+                break
+            except AtTimeoutError as exc:
+                # One late answer (a busy module) need not cost a reopen and the fleet's
+                # growing backoff: the session resynchronises, init starts over on this port.
+                # A modem that does not answer at all is hung (ModemHungError) and reopened.
+                if attempt == INIT_ATTEMPTS:
+                    raise
+                self.log.info("init: %s; starting over (%d/%d)", exc, attempt, INIT_ATTEMPTS)
         self.info.status = PortStatus.READY
         self._on_change(self.info)
         self.log.info(

@@ -12,7 +12,7 @@ from muxd.errors import AtTimeoutError, ModemHungError
 from muxd.modem.port import JOURNAL_RETRY_MAX, ModemPort
 from muxd.modem.reading import CMS_RETRY_FLOOR, CNMA_WITHIN
 from muxd.modem.session import AT_TIMEOUT, ModemSession
-from muxd.modem.state import PortInfo
+from muxd.modem.state import PortInfo, PortStatus
 
 from .fakes import Chunker, FakeModem, ModemModel, RecordingSink, answer, bytewise, run_virtual
 from .fakes import whole as whole_answers
@@ -401,6 +401,28 @@ def test_an_identification_that_fails_half_way_takes_in_nothing() -> None:
         assert sink.sims == [NEW_ICCID]
         assert sink.numbers == ["+79005550000"]
         assert "AT+CNUM" in modem.written  # it did fail once on the way
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    run_virtual(main)
+
+
+def test_a_late_answer_during_init_starts_init_over_on_the_same_port() -> None:
+    """A busy module answers one init command late: init starts over after the resync instead
+    of failing the port (a reopen, and the fleet's backoff growing with each failed start)."""
+
+    async def main() -> None:
+        model = ModemModel()
+        sink = RecordingSink()
+        port, modem = _port(model, sink)
+        modem.slow["AT+CGMM"] = AT_TIMEOUT + 0.2
+        task = asyncio.create_task(port.run())
+        async with asyncio.timeout(120):  # virtual time
+            await _until_command(modem, "AT+CMGL=4")
+        assert port.info.status is PortStatus.READY
+        assert modem.written.count("AT+CGMM") == 2
+        assert not task.done()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
