@@ -142,6 +142,11 @@ class ModemPort(StorageReader):
             fields = urc.args.split(",")
             length = fields[-1].strip()
             arrived = asyncio.get_running_loop().time()
+            if arrived - self._identity_checked > IDENTITY_FRESH:
+                # An identity this old may be a swapped-out SIM's (a swap while the modem hung
+                # loses its URCs): as for a read, whose SMS this is is checked first. A new
+                # window: routed SMS that came before are stored under the old identity.
+                self._sim_events += 1
             tpdu_length = int(length) if length.isdigit() else None
             self._routed.append((urc.pdu, tpdu_length, arrived, self._window()))
         elif name in ("+CREG", "+CEREG", "+CGREG"):

@@ -428,3 +428,29 @@ def test_a_late_answer_during_init_starts_init_over_on_the_same_port() -> None:
             await task
 
     run_virtual(main)
+
+
+def test_a_routed_sms_after_a_silent_swap_is_stored_under_the_new_sim() -> None:
+    """The SIM was swapped while the modem hung (its URCs lost) and muxd sent nothing meanwhile:
+    a routed SMS arriving later is not stored under the identity of minutes ago: the SIM is
+    checked first, as before any read."""
+
+    async def main() -> None:
+        model = ModemModel()
+        sink = RecordingSink()
+        port, modem = _port(model, sink)
+        task = asyncio.create_task(port.run())
+        await _until_command(modem, "AT+CMGL=4")
+        await asyncio.sleep(30.0)  # virtual time: the last identification is old now
+        model.iccid, model.imsi, model.number = NEW_ICCID, NEW_IMSI, "+79005550000"
+        modem.send(answer("+CMT: ,38", PDU_A))
+        async with asyncio.timeout(60):
+            while not sink.stored:
+                await modem.next_command()
+        assert sink.sims == [NEW_ICCID]
+        assert sink.numbers == ["+79005550000"]
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    run_virtual(main)
