@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from muxd.modem.state import PortInfo, PortStatus
+from muxd.modem.state import PortStatus
 from muxd.sim.onlinesim import Onlinesim, serve
 from muxd.store import Journal
 from muxd.store.operations import Reservation, reserve
@@ -38,6 +38,7 @@ from tests.upstream.outage import (
     one_hour_outage,
     session,
 )
+from tests.upstream.test_publisher import ready_port
 from tests.v1.conftest import receive
 
 KEY = "bench-key"
@@ -58,19 +59,7 @@ class LineCounter(logging.Handler):
             self.lines += 1
 
 
-def port(i: int) -> PortInfo:
-    return PortInfo(
-        name=f"port{i:03d}",
-        path=f"/dev/x{i}",
-        status=PortStatus.READY,
-        imsi=f"25001{i:010d}",
-        iccid=f"8970101{i:012d}",
-        number=f"+7900{i:07d}",
-        operator=25001,
-        country_id=7,
-        registered=True,
-        since=1_764_000_000.0,
-    )
+port = ready_port  # the publisher tests' ready, registered, numbered port
 
 
 Result = dict[str, object]

@@ -11,7 +11,7 @@ import re
 import socket
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
 import msgspec.inspect
@@ -27,6 +27,8 @@ DEFAULT_BATCH_MAX = 100
 # Onlinesim wants the uptime proof (sendNumbersOnline or checkWork) every 5 minutes; 240 s,
 # counted from the start of the previous one, keeps a slow answer or a retry inside the window.
 NUMBERS_INTERVAL = 240.0
+
+_S = TypeVar("_S", bound=msgspec.Struct)
 
 
 class ModemsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -348,9 +350,8 @@ def _check_cluster(cluster: ClusterConfig) -> tuple[str, str] | None:
     return None
 
 
-def load(path: str | Path) -> Config:
-    """Read and validate a config file; raise ConfigError naming file and key."""
-    path = Path(path)
+def load_toml(path: Path, struct: type[_S]) -> _S:
+    """Read a TOML file into ``struct``; raise ConfigError naming the file and the key."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -360,10 +361,16 @@ def load(path: str | Path) -> Config:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
     try:
-        cfg = msgspec.convert(data, Config)
+        return msgspec.convert(data, struct)
     except msgspec.ValidationError as exc:
         key, reason = _key_and_reason(exc)
         raise ConfigError(f"{path}: {key}: {reason}") from exc
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a config file; raise ConfigError naming file and key."""
+    path = Path(path)
+    cfg = load_toml(path, Config)
     if cfg.deny.file and not Path(cfg.deny.file).is_absolute():
         # The deny file is found next to the config, whatever the working directory.
         deny = msgspec.structs.replace(cfg.deny, file=str(path.parent / cfg.deny.file))

@@ -15,14 +15,13 @@ that matches, in that order, is the one recorded.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 
-from muxd.config import DenyConfig, DenyRule
+from muxd.config import DenyConfig, DenyRule, load_toml
 from muxd.errors import ConfigError
 
 __all__ = ["DenyList", "Rule", "build_deny", "check_deny", "load_deny_file"]
@@ -106,20 +105,7 @@ def _compile(rules: Mapping[str, DenyRule], prefix: str) -> list[Rule]:
 
 def load_deny_file(path: Path) -> DenyFile:
     """Read ``deny.file``; raise ConfigError naming the file and the key."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-        return msgspec.convert(data, DenyFile)
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-    except msgspec.ValidationError as exc:
-        from muxd.config import _key_and_reason  # the config's own wording of a bad key
-
-        key, reason = _key_and_reason(exc)
-        raise ConfigError(f"{path}: {key}: {reason}") from exc
+    return load_toml(path, DenyFile)
 
 
 def _build(cfg: DenyConfig) -> DenyList:

@@ -19,7 +19,6 @@ from prometheus_client import CollectorRegistry
 
 from muxd.errors import UpstreamError
 from muxd.metrics import Metrics
-from muxd.modem.state import PortInfo, PortStatus
 from muxd.pdu import encode_deliver
 from muxd.sim.onlinesim import Onlinesim, serve
 from muxd.sim.onlinesim_dialects import V2_DIALECTS
@@ -28,6 +27,7 @@ from muxd.upstream.learned import FILE_NAME, Learned
 from muxd.upstream.publisher import NumbersPublisher
 from muxd.upstream.shipper import NO_NUMBER_ATTEMPTS, Shipper
 from muxd.upstream.v2 import TEST_MODE_REASON, MessageItem, NumberEntry, V2Client
+from tests.upstream.test_publisher import ready_port
 
 KEY = "dialect-key"
 NUMBERS = ("+79001110001", "+79001110002")
@@ -111,21 +111,6 @@ async def rig_for(tmp_path: Path, dialect: str) -> AsyncIterator[Rig]:
     finally:
         await journal.close()
         await served.runner.cleanup()
-
-
-def ready_port(i: int) -> PortInfo:
-    return PortInfo(
-        name=f"port{i:03d}",
-        path=f"/dev/x{i}",
-        status=PortStatus.READY,
-        imsi=f"25001{i:010d}",
-        iccid=f"8970101{i:012d}",
-        number=f"+7900{i:07d}",
-        operator=25001,
-        country_id=7,
-        registered=True,
-        since=1_764_000_000.0,
-    )
 
 
 class Published:

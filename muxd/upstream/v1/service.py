@@ -245,32 +245,31 @@ class V1Service:
         return [op.activation_id for op, _s in closed]
 
     async def _reload_loop(self) -> None:
-        failing = False
-        while True:
-            try:
-                await self.reload_closed()
-                if failing:
-                    LOGGER.warning("v1 reload: journal readable again")
-                failing = False
-            except JournalError as exc:
-                if not failing:  # one line per state change, not one per check
-                    LOGGER.error("v1 reload paused: %s", exc)
-                failing = True
-            await self._sleep(RELOAD_CHECK)
+        await self._every(RELOAD_CHECK, self.reload_closed, "v1 reload", "readable")
 
     async def _expire_loop(self) -> None:
+        await self._every(EXPIRY_CHECK, self.expire_due, "v1 expiry", "writable")
+
+    async def _every(
+        self,
+        interval: float,
+        step: Callable[[], Awaitable[object]],
+        what: str,
+        healthy: str,
+    ) -> None:
+        """Run ``step`` every ``interval`` s; a journal failure is logged once, not per run."""
         failing = False
         while True:
             try:
-                await self.expire_due()
+                await step()
                 if failing:
-                    LOGGER.warning("v1 expiry: journal writable again")
+                    LOGGER.warning("%s: journal %s again", what, healthy)
                 failing = False
             except JournalError as exc:
                 if not failing:  # one line per state change, not one per check
-                    LOGGER.error("v1 expiry paused: %s", exc)
+                    LOGGER.error("%s paused: %s", what, exc)
                 failing = True
-            await self._sleep(EXPIRY_CHECK)
+            await self._sleep(interval)
 
     async def prune_once(self, retention: float) -> None:
         """Delete what is older than ``retention`` seconds (by the wall clock: stored times)."""
