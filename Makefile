@@ -18,9 +18,10 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict muxd
+	$(BIN)/mypy --strict muxd muxd_sim
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q

@@ -2,7 +2,7 @@
 
     python -m benchmarks.e2e --ports 512 --rate 20 --duration 900 --faults all --fault-share 0.25
 
-``SPEC`` is a :func:`muxd.sim.modem_faults.parse_fault_spec` spec (as ``muxd simulate
+``SPEC`` is a :func:`muxd_sim.modem_faults.parse_fault_spec` spec (as ``muxd simulate
 --faults``) or a preset name (:data:`PRESETS`; ``all`` = every fault that leaves a port usable,
 at rates that fire each time-based kind many times in 15 minutes). Every simulator process
 gets it and gives it to its ``ModemSimulator`` with the share, so a seeded share of the ports
@@ -19,7 +19,7 @@ What the ground truth means under faults (see :class:`benchmarks.e2e_core.Ledger
 * an SMS still in the SIM memory when that SIM is swapped out leaves with it (a
   ``"discarded"`` line): it is *excused*, reported apart, never lost; likewise an SMS the
   simulator refused because the memory was full;
-* noise never changes a real line: :func:`muxd.sim.modem_faults.add_noise` puts whole junk
+* noise never changes a real line: :func:`muxd_sim.modem_faults.add_noise` puts whole junk
   lines (CRLF-terminated) between lines (with ``mid_pdu`` also between a ``+CMGR:`` header and
   its PDU), and ``split_reads`` only cuts the output into pieces afterwards. A PDU the
   simulator sends is always intact, so *corrupted* means the daemon delivered a text, sender or
@@ -53,9 +53,9 @@ from benchmarks import e2e_smsfaults
 from benchmarks.e2e_core import Fleet, JsonlTail, Ledger, Sent, get_json, percentile
 from benchmarks.e2e_smsfaults import misdelivered
 from muxd.fleet import BACKOFF_MAX
-from muxd.sim.modem_faults import FaultPlan, parse_fault_spec
-from muxd.sim.modem_ident import make_identity
-from muxd.sim.modem_routed import REDELIVERY_S
+from muxd_sim.modem_faults import FaultPlan, parse_fault_spec
+from muxd_sim.modem_ident import make_identity
+from muxd_sim.modem_routed import REDELIVERY_S
 
 PRESETS = {
     # not mute / storage_full (a port that never works), cnum_empty (numbers come from the

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from benchmarks.e2e_core import Fleet, PortInfo
-from muxd.sim.modem_ident import make_identity
+from muxd_sim.modem_ident import make_identity
 
 ROOT = Path(__file__).resolve().parents[1]
 POLL = 0.25  # seconds between looks at the logs and /proc

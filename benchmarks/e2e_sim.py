@@ -2,7 +2,7 @@
 
     python -m benchmarks.e2e_sim --ports N --dir DIR --seed S --log FILE [--tag P]
 
-Serves ``N`` simulated modems (:class:`muxd.sim.modem.ModemSimulator`, seed ``S`` so that
+Serves ``N`` simulated modems (:class:`muxd_sim.modem.ModemSimulator`, seed ``S`` so that
 several processes present distinct SIMs) and injects SMS when told to, so the harness can
 split the ports and the load across processes and keep their CPU out of the daemon's.
 
@@ -27,7 +27,7 @@ unique per process and SMS (``<tag><k:07d>``), so every SMS of a run is distingu
 delivery matches exactly one ground-truth line. The ground truth is the simulator's own log:
 one JSON line per injected SMS with ``t`` = when its ``+CMTI`` was written.
 
-Faults: ``--faults SPEC`` (:func:`muxd.sim.modem_faults.parse_fault_spec`) and ``--fault-share
+Faults: ``--faults SPEC`` (:func:`muxd_sim.modem_faults.parse_fault_spec`) and ``--fault-share
 F`` are given to the :class:`ModemSimulator` as ``muxd simulate`` gives them: a seeded share of
 the ports gets the I/O faults from the start and the plan's hangs, vanishings and SIM swaps,
 which keep firing until ``quit``. ``--events FILE`` appends one JSON line per time-based fault
@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from muxd.pdu import EncodedPdu
-from muxd.sim.modem import (
+from muxd_sim.modem import (
     LOAD_SENDERS,
     LOAD_TEMPLATES,
     NETWORK_TZ,
@@ -63,7 +63,7 @@ from muxd.sim.modem import (
     encode_ahead,
     parse_fault_spec,
 )
-from muxd.sim.modem_state import DEFAULT_CAPACITY
+from muxd_sim.modem_state import DEFAULT_CAPACITY
 
 YIELD_EVERY = 64  # yield to the loop at least this often while catching up (as run_load)
 _VERB = re.compile(r"AT[+^$%#]?[A-Z]*|[A-Z0-9+^]*")  # AT+CMGR=3 -> AT+CMGR

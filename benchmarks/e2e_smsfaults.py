@@ -26,7 +26,7 @@ __all__ = ["KINDS", "misdelivered", "mixed_reused", "report", "summary_line"]
 
 KINDS = ("bad_scts", "absurd_scts", "reused_ref", "routed")
 EXAMPLES = 20  # evidence items kept
-_HALVES = (" (A)", " (B)")  # muxd.sim.modem_smsfaults.reused_ref_texts marks A and B so
+_HALVES = (" (A)", " (B)")  # muxd_sim.modem_smsfaults.reused_ref_texts marks A and B so
 
 
 def _base(text: str) -> str:

@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 
 from benchmarks.e2e_muxd import KEY, stand_in_argv
-from muxd.sim.modem_ident import make_identity
+from muxd_sim.modem_ident import make_identity
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Bounded waits for external processes.

@@ -19,15 +19,15 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from muxd.modem.state import PortStatus
-from muxd.sim.onlinesim import Onlinesim, serve
+from muxd.ports import PortStatus
 from muxd.store import Journal
-from muxd.store.operations import Reservation, reserve
 from muxd.upstream.publisher import NumbersPublisher
 from muxd.upstream.shipper import Shipper
 from muxd.upstream.v1 import V1Observer
+from muxd.upstream.v1.operations import Reservation, reserve
 from muxd.upstream.v1.pusher import Pusher
 from muxd.upstream.v2 import NumberEntry, V2Client
+from muxd_sim.onlinesim import Onlinesim, serve
 from tests.upstream.outage import (
     HOST,
     PHASES,
@@ -55,7 +55,7 @@ class LineCounter(logging.Handler):
         self.lines = 0
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not record.name.startswith("muxd.sim"):
+        if not record.name.startswith("muxd_sim"):
             self.lines += 1
 
 

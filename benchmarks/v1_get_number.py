@@ -40,8 +40,8 @@ import aiohttp
 import orjson
 
 from muxd.config import V1Config
-from muxd.modem.state import PortInfo, PortStatus
 from muxd.numbering import calling_code
+from muxd.ports import PortInfo, PortStatus
 from muxd.store import Journal
 from muxd.upstream.v1 import V1Service
 

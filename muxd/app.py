@@ -27,16 +27,15 @@ from muxd.config import Config, parse_listen
 from muxd.deny import build_deny
 from muxd.errors import JournalError, first_muxd_error, listen_error
 from muxd.filter_library import resolve_filters
-from muxd.fleet import Fleet, load_numbers
+from muxd.fleet import Fleet
 from muxd.metrics import (
-    EarningsCollector,
     FleetCollector,
     HealthCollector,
     Metrics,
-    MetricsV1Observer,
     UpstreamLoopCollector,
 )
-from muxd.modem.state import PortInfo, PortStatus
+from muxd.numbers import load_numbers
+from muxd.ports import PortInfo, PortStatus
 from muxd.store import Journal, PartIn, PendingMessage
 from muxd.upstream.backoff import RetryLoop
 from muxd.upstream.health import NumberHealth
@@ -44,6 +43,7 @@ from muxd.upstream.learned import Learned
 from muxd.upstream.publisher import NumbersPublisher
 from muxd.upstream.shipper import Shipper
 from muxd.upstream.v1 import V1Service
+from muxd.upstream.v1.metrics import EarningsCollector, MetricsV1Observer
 from muxd.upstream.v1.push_policy import PushPolicy
 from muxd.upstream.v1.sales import Earnings, numbers_in_operation
 from muxd.upstream.v2 import V2Client

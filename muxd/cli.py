@@ -27,7 +27,7 @@ from muxd.cli_v1 import add_v1_parser
 from muxd.cluster.status import add_cluster_parser
 from muxd.errors import ConfigError, MuxdError
 from muxd.probe import add_probe_parser
-from muxd.sim.modem_faults import FAULT_KEYS
+from muxd_sim.modem_faults import FAULT_KEYS
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -77,7 +77,7 @@ def _setup_logging(level: str, fmt: str = "text") -> None:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from muxd.config import load
-    from muxd.fleet import load_numbers
+    from muxd.numbers import load_numbers
 
     path = args.file or args.config
     if path is None:
@@ -117,7 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from muxd.sim.modem import parse_fault_spec, parse_flavours, run_simulator
+    from muxd_sim.modem import parse_fault_spec, parse_flavours, run_simulator
 
     try:
         flavours = parse_flavours(args.flavour)
@@ -146,7 +146,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_stand_in(args: argparse.Namespace) -> int:
     from muxd.config import parse_listen
-    from muxd.sim.onlinesim import run_stub
+    from muxd_sim.onlinesim import run_stub
 
     if args.record:
         try:
@@ -154,7 +154,7 @@ def cmd_stand_in(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"muxd stand-in: --record: {exc}", file=sys.stderr)
             return EXIT_USAGE
-    from muxd.sim.onlinesim_dialects import V2_DIALECTS, parse_dialects
+    from muxd_sim.onlinesim_dialects import V2_DIALECTS, parse_dialects
 
     try:
         dialects = parse_dialects(args.dialect or "", V2_DIALECTS)
@@ -171,7 +171,7 @@ def cmd_stand_in(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from muxd.demo import run_demo
+    from muxd_sim.demo import run_demo
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

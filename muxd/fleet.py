@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import glob
 import logging
 import os
@@ -20,12 +19,12 @@ from pathlib import Path
 
 from muxd.at import Urc
 from muxd.at.sync import MARKER_TIMEOUT, RESYNC_ATTEMPTS
-from muxd.errors import ConfigError, ModemError
+from muxd.errors import ModemError
 from muxd.log import PortLog
 from muxd.modem.port import ModemPort
 from muxd.modem.session import ModemSession
-from muxd.modem.state import PartSink, PortInfo, PortStatus
-from muxd.numbering import UssdQuery, normalise_number
+from muxd.numbering import UssdQuery
+from muxd.ports import PartSink, PortInfo, PortStatus
 from muxd.serialio import SerialOpenError, open_port
 
 LOGGER = logging.getLogger(__name__)
@@ -55,34 +54,6 @@ CLOSE_TIMEOUT = 5.0
 # session on the port if it opens within this long: the longest wait for a late answer (later
 # than that, the modem is hung).
 LATE_ANSWERS_FOR = RESYNC_ATTEMPTS * MARKER_TIMEOUT
-
-
-def load_numbers(path: str | None) -> dict[str, str]:
-    """The operator's numbers file (CSV header ``iccid,imsi,number``) -> {iccid|imsi: number}."""
-    if path is None:
-        return {}
-    out: dict[str, str] = {}
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames is None or "number" not in reader.fieldnames:
-                raise ConfigError(f"{path}: numbers.file: CSV header must be iccid,imsi,number")
-            for lineno, row in enumerate(reader, start=2):
-                number = normalise_number(row.get("number") or "")
-                if number is None:
-                    raise ConfigError(
-                        f"{path}:{lineno}: numbers.file: number must be +digits,"
-                        f" got {row.get('number')!r}"
-                    )
-                keys = [(row.get(k) or "").strip() for k in ("iccid", "imsi")]
-                if not any(keys):
-                    raise ConfigError(f"{path}:{lineno}: numbers.file: iccid and imsi both empty")
-                for key in keys:
-                    if key:
-                        out[key] = number
-    except OSError as exc:
-        raise ConfigError(f"{path}: numbers.file: cannot read: {exc.strerror}") from exc
-    return out
 
 
 def discover(patterns: list[str]) -> list[str]:

@@ -26,7 +26,7 @@ from muxd.errors import ModemError
 from muxd.modem.port import ModemPort
 from muxd.modem.profiles import CNMI_FALLBACKS
 from muxd.modem.session import ModemSession
-from muxd.modem.state import PortInfo
+from muxd.ports import PortInfo
 from muxd.serialio import SerialOpenError, open_port
 
 LOGGER = logging.getLogger(__name__)
@@ -223,7 +223,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from muxd.cli import _run_loop
     from muxd.config import load
     from muxd.errors import ConfigError
-    from muxd.fleet import discover_each, load_numbers
+    from muxd.fleet import discover_each
+    from muxd.numbers import load_numbers
 
     numbers: dict[str, str] = {}
     baudrate = args.baudrate

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from muxd.modem.state import PortInfo
+from muxd.ports import PortInfo
 
 
 def port_status(info: PortInfo) -> dict[str, Any]:

@@ -13,8 +13,8 @@ import pytest
 
 from muxd.cli import build_parser, check_config_given, main
 from muxd.pdu import encode_deliver
-from muxd.sim.modem_faults import FAULT_KEYS, parse_fault_spec
 from muxd.store import Journal, PartIn
+from muxd_sim.modem_faults import FAULT_KEYS, parse_fault_spec
 
 
 @pytest.fixture

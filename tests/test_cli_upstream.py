@@ -17,10 +17,10 @@ from aiohttp import web
 
 from muxd.cli import main
 from muxd.config import load
-from muxd.sim.onlinesim import Onlinesim, serve
-from muxd.sim.onlinesim_model import NumberSpec
 from muxd.store import Journal
 from muxd.upstream.v1 import V1Service
+from muxd_sim.onlinesim import Onlinesim, serve
+from muxd_sim.onlinesim_model import NumberSpec
 from tests.v1.conftest import running
 
 KEY = "cli-key"

@@ -23,10 +23,10 @@ from muxd.config import (
     NumbersConfig,
     UpstreamConfig,
 )
-from muxd.sim.modem import ModemSimulator, write_numbers_csv
-from muxd.sim.onlinesim import Onlinesim, serve
-from muxd.sim.onlinesim_v1 import V1Driver
 from muxd.store import admin
+from muxd_sim.modem import ModemSimulator, write_numbers_csv
+from muxd_sim.onlinesim import Onlinesim, serve
+from muxd_sim.onlinesim_v1 import V1Driver
 from tests.v1.conftest import make_config
 
 KEY = "deny-pipeline-key"

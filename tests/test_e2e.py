@@ -10,9 +10,9 @@ from pathlib import Path
 
 from muxd.app import Daemon
 from muxd.config import Config, HttpConfig, ModemsConfig, NumbersConfig, UpstreamConfig
-from muxd.sim.modem import ModemSimulator, SimPort, write_numbers_csv
-from muxd.sim.onlinesim import Onlinesim, serve
 from muxd.store.journal import JOURNAL_FILE
+from muxd_sim.modem import ModemSimulator, SimPort, write_numbers_csv
+from muxd_sim.onlinesim import Onlinesim, serve
 
 PORTS = 8
 SMS = 50

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from muxd.log import JsonFormatter, PortLog
-from muxd.modem.state import PortInfo
+from muxd.ports import PortInfo
 
 
 def test_port_log_prefix_and_json_fields(caplog: pytest.LogCaptureFixture) -> None:

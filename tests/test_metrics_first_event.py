@@ -14,7 +14,8 @@ import aiohttp
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from muxd.metrics import Metrics, MetricsV1Observer
+from muxd.metrics import Metrics
+from muxd.upstream.v1.metrics import MetricsV1Observer
 from muxd.web import make_metrics_app
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from muxd.cli import main
 from muxd.probe import probe_ports, render_snippet, render_table
-from muxd.sim.modem import ModemSimulator
+from muxd_sim.modem import ModemSimulator
 
 FLAVOURS = ("generic", "quectel", "simcom", "sim800", "huawei", "telit")
 SMS_PER_PORT = 2

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from muxd.app import UPSTREAM_STALE, Daemon
 from muxd.config import load
 from muxd.fleet import Fleet
-from muxd.modem.state import PortInfo, PortStatus
+from muxd.ports import PortInfo, PortStatus
 
 CONFIG = """
 state_dir = "{state}"

@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
 import muxd.web
-from muxd.modem.state import PortInfo, PortStatus
+from muxd.ports import PortInfo, PortStatus
 from muxd.status import port_status
 from muxd.web import make_app
 

@@ -40,8 +40,8 @@ from muxd.modem.identity import (
 from muxd.modem.profiles import BASE_INIT, SMS_INIT, Profile, select_profile
 from muxd.modem.reading import StorageReader
 from muxd.modem.session import ModemSession
-from muxd.modem.state import PartSink, PortInfo, PortStatus
 from muxd.numbering import UssdQuery, calling_code, operator_code
+from muxd.ports import PartSink, PortInfo, PortStatus
 
 LOGGER = logging.getLogger(__name__)
 

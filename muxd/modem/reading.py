@@ -21,7 +21,7 @@ from muxd.errors import AtCommandError, SyncLostError
 from muxd.log import PortLog
 from muxd.modem.profiles import CNMI_FALLBACKS, Profile
 from muxd.modem.session import CMGL_TIMEOUT, ModemSession, Response
-from muxd.modem.state import PartSink, PortInfo
+from muxd.ports import PartSink, PortInfo
 
 # +CMS ERROR codes: 321 invalid memory index (an empty slot); 314 SIM busy; 302/303 operation
 # not allowed/supported (a memory the modem won't use).

@@ -71,7 +71,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE health (id INTEGER PRIMARY KEY, at REAL NOT NULL)",
     ),
     (
-        # API v1 (muxd/store/operations.py): operations Onlinesim opened on our numbers.
+        # API v1 (muxd/upstream/v1/operations.py): operations Onlinesim opened on our numbers.
         # activation_id is random and rows are kept, so an id is never handed out twice.
         """CREATE TABLE operations (
             activation_id INTEGER PRIMARY KEY,

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from muxd.errors import UpstreamError
 from muxd.log import mask_number
-from muxd.modem.state import PortInfo
+from muxd.ports import PortInfo
 from muxd.upstream.v2 import V2Client
 
 LOGGER = logging.getLogger(__name__)

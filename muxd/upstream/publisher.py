@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable
 import msgspec
 
 from muxd.errors import JournalError, UpstreamError
-from muxd.modem.state import PortInfo
+from muxd.ports import PortInfo
 from muxd.store import Journal
 from muxd.upstream.backoff import Policy, RetryLoop
 from muxd.upstream.v2 import NumberEntry, V2Client

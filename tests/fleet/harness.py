@@ -1,6 +1,6 @@
 """Fleet harness: pty modems + the Onlinesim stand-in + the Daemon, all in this event loop.
 
-``FleetHarness`` owns a :class:`~muxd.sim.modem.ModemSimulator` (real ptys), the Onlinesim v2
+``FleetHarness`` owns a :class:`~muxd_sim.modem.ModemSimulator` (real ptys), the Onlinesim v2
 stand-in (served on a free loopback port) and an in-process :class:`~muxd.app.Daemon` reading
 every port. It keeps the ground truth of what it injected and checks, in :meth:`settle`, the
 receive path's invariants end to end:
@@ -44,13 +44,13 @@ from muxd.config import (
     NumbersConfig,
     UpstreamConfig,
 )
-from muxd.modem.state import PortInfo, PortStatus
-from muxd.sim.modem import FaultPlan, ModemSimulator, SimPort
-from muxd.sim.modem_ident import ModemIdentity
-from muxd.sim.modem_state import SIM_STORAGE
-from muxd.sim.onlinesim import Onlinesim, ServedStub, serve
+from muxd.ports import PortInfo, PortStatus
 from muxd.store.journal import JOURNAL_FILE
 from muxd.upstream.publisher import NumbersPublisher
+from muxd_sim.modem import FaultPlan, ModemSimulator, SimPort
+from muxd_sim.modem_ident import ModemIdentity
+from muxd_sim.modem_state import SIM_STORAGE
+from muxd_sim.onlinesim import Onlinesim, ServedStub, serve
 
 LOGGER = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from muxd.fleet import Fleet, discover, discover_each
-from muxd.modem.state import PortInfo, PortStatus
+from muxd.ports import PortInfo, PortStatus
 
 
 async def _never(_i: PortInfo, _m: str, _x: int, _p: str, _l: int | None) -> bool:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from muxd.sim.modem import FaultPlan, Faults, SimPort
+from muxd_sim.modem import FaultPlan, Faults, SimPort
 from tests.fleet.harness import READY_TIMEOUT, FleetHarness
 
 PORTS = 8

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from muxd.sim.modem_at import SET, CmsError
-from muxd.sim.modem_commands import HANDLERS
-from muxd.sim.modem_flavours import FLAVOURS
-from muxd.sim.modem_state import SimModemState
+from muxd_sim.modem_at import SET, CmsError
+from muxd_sim.modem_commands import HANDLERS
+from muxd_sim.modem_flavours import FLAVOURS
+from muxd_sim.modem_state import SimModemState
 from tests.fleet.harness import ALL_FLAVOURS, READY_TIMEOUT, FleetHarness
 
 PORTS = 4

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from muxd.fleet import LATE_ANSWERS_FOR, Fleet
-from muxd.modem.state import PortInfo
+from muxd.ports import PortInfo
 
 
 async def _never(_i: PortInfo, _m: str, _x: int, _p: str, _l: int | None) -> bool:

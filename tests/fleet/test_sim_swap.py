@@ -20,8 +20,8 @@ import asyncio
 from pathlib import Path
 
 from muxd.modem.port import IDENTITY_FRESH
-from muxd.sim.modem import SimPort
-from muxd.sim.modem_ident import make_identity
+from muxd_sim.modem import SimPort
+from muxd_sim.modem_ident import make_identity
 from tests.fleet.harness import READY_TIMEOUT, FleetHarness, Injected
 
 PORTS = 8

@@ -41,11 +41,11 @@ import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
 
 from muxd.config import V1Config
-from muxd.modem.state import PortInfo, PortStatus
 from muxd.numbering import calling_code
+from muxd.ports import PortInfo, PortStatus
 from muxd.store import Journal
-from muxd.store.operations import load_state
 from muxd.upstream.v1 import V1Observer, V1Service
+from muxd.upstream.v1.operations import load_state
 
 KEY = "schemathesis-v1-key"
 # Countries and MCC+MNC of the fake SIMs (names.py: russia mts/beeline/megafon, ukraine

@@ -22,7 +22,7 @@ from typing import Any
 
 from muxd.at.buffer import LineBuffer
 from muxd.errors import JournalError
-from muxd.modem.state import PortInfo
+from muxd.ports import PortInfo
 
 Chunker = Callable[[bytes], list[bytes]]
 

@@ -12,7 +12,7 @@ from muxd.errors import AtTimeoutError, ModemHungError
 from muxd.modem.port import JOURNAL_RETRY_MAX, ModemPort
 from muxd.modem.reading import CMS_RETRY_FLOOR, CNMA_WITHIN
 from muxd.modem.session import AT_TIMEOUT, ModemSession
-from muxd.modem.state import PortInfo, PortStatus
+from muxd.ports import PortInfo, PortStatus
 
 from .fakes import Chunker, FakeModem, ModemModel, RecordingSink, answer, bytewise, run_virtual
 from .fakes import whole as whole_answers

@@ -1,6 +1,6 @@
 """Crash harness: pty modems and the Onlinesim stand-in in this event loop, muxd as a subprocess.
 
-``Harness`` owns a :class:`~muxd.sim.modem.ModemSimulator` (N ptys), the stand-in (served on a
+``Harness`` owns a :class:`~muxd_sim.modem.ModemSimulator` (N ptys), the stand-in (served on a
 free loopback port, with :class:`AckGate` in front of it) and a ``muxd run`` child process
 configured by a TOML file it writes itself. It records the ground truth of every SMS it injects
 and compares it with what the stand-in accepted and what the journal holds.
@@ -36,9 +36,9 @@ from typing import IO, Self
 
 from aiohttp import web
 
-from muxd.sim.modem import ModemSimulator, SimPort, write_numbers_csv
-from muxd.sim.onlinesim import Onlinesim, make_app
 from muxd.store.journal import JOURNAL_FILE
+from muxd_sim.modem import ModemSimulator, SimPort, write_numbers_csv
+from muxd_sim.onlinesim import Onlinesim, make_app
 
 LOGGER = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import pytest
 
 from muxd.app import Daemon
 from muxd.config import Config, HttpConfig, ModemsConfig, NumbersConfig, UpstreamConfig
-from muxd.sim.modem import ModemSimulator, write_numbers_csv
-from muxd.sim.onlinesim import Onlinesim, serve
+from muxd_sim.modem import ModemSimulator, write_numbers_csv
+from muxd_sim.onlinesim import Onlinesim, serve
 from tests.reliability.tmpfs import mounted_tmpfs
 
 KEY = "disk-key"

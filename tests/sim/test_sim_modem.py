@@ -1,4 +1,4 @@
-"""Tests of the pseudo-terminal modem simulator (muxd.sim.modem and its helpers)."""
+"""Tests of the pseudo-terminal modem simulator (muxd_sim.modem and its helpers)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from muxd.pdu import EncodedPdu, SmsDeliver, decode_pdu, encode_deliver
-from muxd.sim.modem import (
+from muxd_sim.modem import (
     LOAD_SENDERS,
     NETWORK_TZ,
     ModemSimulator,
@@ -23,7 +23,7 @@ from muxd.sim.modem import (
     run_simulator,
     write_numbers_csv,
 )
-from muxd.sim.modem_ident import iccid_ef_hex, luhn_valid, make_identity
+from muxd_sim.modem_ident import iccid_ef_hex, luhn_valid, make_identity
 
 IO_TIMEOUT = 5.0  # seconds to wait for bytes from the simulator
 SCTS = datetime(2024, 5, 17, 12, 30, 45, tzinfo=timezone(timedelta(hours=3)))

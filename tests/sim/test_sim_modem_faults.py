@@ -13,9 +13,9 @@ import pytest
 from test_sim_modem_pty import OK, RESPONSE_RE, Events, PtyClient, answer, lines_of
 
 from muxd.pdu import SmsDeliver, decode_pdu, reassemble
-from muxd.sim.modem import ModemSimulator, raise_fd_limit, run_simulator
-from muxd.sim.modem_faults import FaultPlan, Faults, parse_fault_spec
-from muxd.sim.modem_ident import make_identity
+from muxd_sim.modem import ModemSimulator, raise_fd_limit, run_simulator
+from muxd_sim.modem_faults import FaultPlan, Faults, parse_fault_spec
+from muxd_sim.modem_ident import make_identity
 
 CMTI_RE = re.compile(rb'\r\n\+CMTI: "(\w\w)",(\d+)\r\n')
 PDU_RE = re.compile(rb"[0-9A-F]{20,}")

@@ -10,9 +10,9 @@ import pytest
 from test_sim_modem_pty import OK, Events, PtyClient, answer, lines_of
 
 from muxd.pdu import EncodedPdu, encode_deliver
-from muxd.sim.modem import ModemSimulator
-from muxd.sim.modem_flavours import FLAVOURS, get_flavour, parse_flavours
-from muxd.sim.modem_state import SimModemState
+from muxd_sim.modem import ModemSimulator
+from muxd_sim.modem_flavours import FLAVOURS, get_flavour, parse_flavours
+from muxd_sim.modem_state import SimModemState
 
 SCTS = datetime(2024, 5, 17, 12, 30, 45, tzinfo=timezone(timedelta(hours=3)))
 ICCID = "89701012345678901234"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from test_sim_modem_pty import OK, RESPONSE_RE, PtyClient, answer
 
-from muxd.sim.modem import ModemSimulator
-from muxd.sim.modem_faults import FAULT_KEYS, FaultPlan, parse_fault_spec
+from muxd_sim.modem import ModemSimulator
+from muxd_sim.modem_faults import FAULT_KEYS, FaultPlan, parse_fault_spec
 
 LATE_S = 0.3  # the late answers of these tests (muxd's deadline is 5 s; the shape is the same)
 BEFORE_CMTI = re.compile(rb'^(.*?)\r\n\+CMTI: "SM",(\d+)\r\n', re.DOTALL)

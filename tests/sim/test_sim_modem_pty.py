@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-from muxd.sim.modem import SimPort
+from muxd_sim.modem import SimPort
 
 IO_TIMEOUT = 5.0  # seconds to wait for bytes or events from the simulator
 FINAL_RE = re.compile(rb"\r\n(OK|ERROR|COMMAND NOT SUPPORT|\+CM[ES] ERROR: [^\r]*)\r\n")

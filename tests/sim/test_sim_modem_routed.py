@@ -9,7 +9,7 @@ from pathlib import Path
 from test_sim_modem_pty import OK, Events, PtyClient, answer
 
 from muxd.pdu import SmsDeliver, decode_pdu
-from muxd.sim.modem import ModemSimulator
+from muxd_sim.modem import ModemSimulator
 
 CMT_RE = re.compile(rb"\r\n\+CMT: ,(\d+)\r\n([0-9A-F]+)\r\n")
 CMTI_RE = re.compile(rb'\r\n\+CMTI: "SM",(\d+)\r\n')

@@ -13,8 +13,8 @@ from test_sim_modem_pty import PtyClient, lines_of
 
 from muxd.pdu import EncodedPdu, SmsDeliver, decode_pdu, reassemble
 from muxd.pdu.scts import encode_scts
-from muxd.sim.modem import NETWORK_TZ, ModemSimulator
-from muxd.sim.modem_smsfaults import (
+from muxd_sim.modem import NETWORK_TZ, ModemSimulator
+from muxd_sim.modem_smsfaults import (
     ABSURD_SCTS,
     BAD_SCTS,
     REUSED_MESSAGE_GAP_S,

@@ -18,7 +18,7 @@ import aiohttp
 import aiohttp.web
 import pytest
 
-from muxd.sim.onlinesim import (
+from muxd_sim.onlinesim import (
     API_PREFIX,
     MAX_BODY_BYTES,
     NumberEntry,
@@ -711,7 +711,7 @@ async def test_make_app_under_a_plain_runner_decodes_gzip_itself(stub: Onlinesim
 
 
 async def test_run_stub_serves_until_cancelled(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="muxd.sim.onlinesim")
+    caplog.set_level(logging.INFO, logger="muxd_sim.onlinesim")
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[tuple[Onlinesim, int]] = loop.create_future()
 

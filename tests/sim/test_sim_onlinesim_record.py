@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from muxd.cli import build_parser, main
-from muxd.sim.onlinesim import API_PREFIX, Onlinesim, run_stub
+from muxd_sim.onlinesim import API_PREFIX, Onlinesim, run_stub
 
 API_KEY = "record-key"
 A = "+79161234567"

@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 
 from muxd.pdu import encode_deliver
-from muxd.sim.onlinesim import Onlinesim, serve
 from muxd.store import Journal, PartIn
 from muxd.upstream.v2 import NumberEntry, V2Client
+from muxd_sim.onlinesim import Onlinesim, serve
 
 KEY = "upstream-key"
 NUMBERS = ("+79001110001", "+79001110002", "+79001110003")

@@ -28,7 +28,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from muxd.sim.onlinesim import Onlinesim
+from muxd_sim.onlinesim import Onlinesim
 
 HOST = "onlinesim.invalid"
 # The outage: each phase this long (simulated seconds), one hour in total.

@@ -20,13 +20,13 @@ from prometheus_client import CollectorRegistry
 from muxd.errors import UpstreamError
 from muxd.metrics import Metrics
 from muxd.pdu import encode_deliver
-from muxd.sim.onlinesim import Onlinesim, serve
-from muxd.sim.onlinesim_dialects import V2_DIALECTS
 from muxd.store import Journal, PartIn
 from muxd.upstream.learned import FILE_NAME, Learned
 from muxd.upstream.publisher import NumbersPublisher
 from muxd.upstream.shipper import NO_NUMBER_ATTEMPTS, Shipper
 from muxd.upstream.v2 import TEST_MODE_REASON, MessageItem, NumberEntry, V2Client
+from muxd_sim.onlinesim import Onlinesim, serve
+from muxd_sim.onlinesim_dialects import V2_DIALECTS
 from tests.upstream.test_publisher import ready_port
 
 KEY = "dialect-key"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from muxd.app import Daemon
 from muxd.config import Config, HttpConfig, ModemsConfig, NumbersConfig, UpstreamConfig
-from muxd.sim.modem import ModemSimulator, write_numbers_csv
-from muxd.sim.onlinesim import Onlinesim, serve
+from muxd_sim.modem import ModemSimulator, write_numbers_csv
+from muxd_sim.onlinesim import Onlinesim, serve
 
 PORTS = 3
 SMS = 9

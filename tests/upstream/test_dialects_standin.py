@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from muxd.sim.onlinesim import Onlinesim, serve
+from muxd_sim.onlinesim import Onlinesim, serve
 
 KEY = "standin-key"
 AUTH = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json; charset=utf-8"}

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from muxd.modem.state import PortInfo, PortStatus
+from muxd.ports import PortInfo, PortStatus
 from muxd.upstream.publisher import NumbersPublisher, sellable_entries
 from tests.upstream.conftest import Upstream
 from tests.upstream.test_publisher import ready_port

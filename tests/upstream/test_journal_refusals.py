@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from muxd.store import Journal
-from muxd.store.operations import Reservation, reserve
 from muxd.upstream.publisher import NumbersPublisher
 from muxd.upstream.shipper import Shipper
 from muxd.upstream.v1 import V1Observer
+from muxd.upstream.v1.operations import Reservation, reserve
 from muxd.upstream.v1.pusher import Pusher
 from tests.upstream.conftest import KEY, NUMBERS, Upstream
 from tests.upstream.outage import HOST, PhaseResolver, PushEndpoint, VirtualClock, session

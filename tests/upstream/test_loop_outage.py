@@ -19,16 +19,16 @@ from typing import Any
 import aiohttp
 import pytest
 
-from muxd.modem.state import PortStatus
-from muxd.sim.onlinesim import Onlinesim, serve
+from muxd.ports import PortStatus
 from muxd.store import Journal
-from muxd.store.operations import Reservation, reserve
 from muxd.upstream.backoff import Policy, RetryLoop, parse_retry_after
 from muxd.upstream.publisher import NumbersPublisher
 from muxd.upstream.shipper import Shipper
 from muxd.upstream.v1 import V1Observer
+from muxd.upstream.v1.operations import Reservation, reserve
 from muxd.upstream.v1.pusher import PUSH_RETRY, Pusher
 from muxd.upstream.v2 import NumberEntry, V2Client
+from muxd_sim.onlinesim import Onlinesim, serve
 from tests.upstream.conftest import KEY
 from tests.upstream.outage import (
     HOST,
@@ -94,7 +94,7 @@ def muxd_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
         for r in caplog.records
         # muxd's own lines, not the stand-in's (the server side)
         if r.name.startswith("muxd.")
-        and not r.name.startswith("muxd.sim")
+        and not r.name.startswith("muxd_sim")
         and r.levelno >= logging.INFO
     ]
 

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from muxd.metrics import HealthCollector
-from muxd.modem.state import PortInfo, PortStatus
+from muxd.ports import PortInfo, PortStatus
 from muxd.status import port_status
 from muxd.upstream.health import (
     FAILURE_WAIT,

@@ -11,9 +11,9 @@ import aiohttp
 
 from muxd.app import Daemon
 from muxd.config import Config, HttpConfig, ModemsConfig, NumbersConfig, UpstreamConfig
-from muxd.sim.modem import ModemSimulator, write_numbers_csv
-from muxd.sim.onlinesim import Onlinesim, serve
-from muxd.sim.onlinesim_state import BAN_AFTER_FAILURES
+from muxd_sim.modem import ModemSimulator, write_numbers_csv
+from muxd_sim.onlinesim import Onlinesim, serve
+from muxd_sim.onlinesim_state import BAN_AFTER_FAILURES
 
 PORTS = 2
 KEY = "health-key"

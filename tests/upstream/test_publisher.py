@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from muxd.modem.state import PortInfo, PortStatus
+from muxd.ports import PortInfo, PortStatus
 from muxd.upstream.publisher import NumbersPublisher
 from tests.upstream.conftest import Upstream
 

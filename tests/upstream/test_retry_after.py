@@ -15,10 +15,10 @@ from aiohttp import web
 
 from muxd.errors import UpstreamError
 from muxd.store import Journal
-from muxd.store.operations import Reservation, reserve
 from muxd.upstream.backoff import RETRY_AFTER_CAP
 from muxd.upstream.shipper import Shipper
 from muxd.upstream.v1 import V1Observer
+from muxd.upstream.v1.operations import Reservation, reserve
 from muxd.upstream.v1.pusher import Pusher
 from muxd.upstream.v2 import V2Client
 from tests.upstream.outage import PushEndpoint, VirtualClock

@@ -25,11 +25,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from muxd.sim.onlinesim import Onlinesim, serve
 from muxd.store import Journal
 from muxd.store.journal import JOURNAL_FILE
 from muxd.upstream.shipper import Shipper
 from muxd.upstream.v2 import NumberEntry, V2Client
+from muxd_sim.onlinesim import Onlinesim, serve
 from tests.upstream.conftest import KEY, NUMBERS, Upstream
 from tests.upstream.test_shipper import FakeTime
 

@@ -17,12 +17,12 @@ import aiohttp
 import pytest
 
 from muxd.config import FilterRule, V1Config
-from muxd.modem.state import PortInfo, PortStatus
 from muxd.numbering import calling_code
 from muxd.pdu import encode_deliver
-from muxd.sim.onlinesim_v1 import V1Driver
+from muxd.ports import PortInfo, PortStatus
 from muxd.store import Journal, PartIn
 from muxd.upstream.v1 import V1Observer, V1Service
+from muxd_sim.onlinesim_v1 import V1Driver
 
 KEY = "v1-partner-key"
 SERVICES = ["vk", "wa", "tg"]

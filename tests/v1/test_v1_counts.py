@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from muxd.config import FilterRule
-from muxd.modem.state import PortStatus
-from muxd.store.operations import Operation, V1State
+from muxd.ports import PortStatus
 from muxd.upstream.v1.counts import (
     Book,
     LiveNumbers,
@@ -18,6 +17,7 @@ from muxd.upstream.v1.counts import (
     parse_masks,
 )
 from muxd.upstream.v1.names import UNKNOWN_OPERATOR, Names
+from muxd.upstream.v1.operations import Operation, V1State
 from muxd.upstream.v1.pusher import classify, compile_filters
 
 from .conftest import port, ports_for

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from muxd.app import Daemon
 from muxd.config import Config, HttpConfig, ModemsConfig, NumbersConfig, UpstreamConfig
-from muxd.sim.modem import ModemSimulator, write_numbers_csv
-from muxd.sim.onlinesim_v1 import V1Driver
+from muxd_sim.modem import ModemSimulator, write_numbers_csv
+from muxd_sim.onlinesim_v1 import V1Driver
 
 from .conftest import KEY, make_config
 

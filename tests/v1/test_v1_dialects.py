@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from muxd.sim.onlinesim_dialects import V1_DIALECTS, parse_dialects
-from muxd.store.operations import operation_counts
 from muxd.upstream.learned import FILE_NAME, Learned
 from muxd.upstream.v1 import V1Service
+from muxd.upstream.v1.operations import operation_counts
 from muxd.upstream.v1.push_policy import PushPolicy
 from muxd.upstream.v1.pusher import PUSH_RETRY
+from muxd_sim.onlinesim_dialects import V1_DIALECTS, parse_dialects
 
 from .conftest import KEY, RUSSIA, Env, make_config, ports_for, running
 

@@ -16,15 +16,16 @@ from pathlib import Path
 
 import aiohttp
 
-from muxd.fleet import Fleet, load_numbers
-from muxd.modem.state import PortInfo
-from muxd.sim.modem import ModemSimulator, write_numbers_csv
-from muxd.sim.onlinesim_v1 import V1Driver
+from muxd.fleet import Fleet
+from muxd.numbers import load_numbers
+from muxd.ports import PortInfo
 from muxd.store import Journal, PartIn
 from muxd.upstream.v1 import V1Service
 from muxd.upstream.v1.pusher import PUSH_RETRY
 from muxd.upstream.v1.server import RESERVATION
 from muxd.upstream.v1.service import EXPIRY_CHECK
+from muxd_sim.modem import ModemSimulator, write_numbers_csv
+from muxd_sim.onlinesim_v1 import V1Driver
 
 from .conftest import KEY, FakeClock, Recorder, make_config, running
 

@@ -4,8 +4,8 @@ their own time; wall-clock steps neither expire nor orphan anything; old rows ar
 
 from __future__ import annotations
 
-from muxd.store.operations import operation_counts
-from muxd.store.opmatch import SMSC_SKEW, UNMATCHED_WAIT
+from muxd.upstream.v1.operations import operation_counts
+from muxd.upstream.v1.opmatch import SMSC_SKEW, UNMATCHED_WAIT
 from muxd.upstream.v1.pusher import IDLE_POLL
 from muxd.upstream.v1.server import RESERVATION
 from muxd.upstream.v1.service import EXPIRY_CHECK

@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from muxd.app import Daemon
 from muxd.cli import main
 from muxd.config import load
-from muxd.sim.modem import ModemSimulator, write_numbers_csv
-from muxd.sim.onlinesim_v1 import V1Driver
+from muxd_sim.modem import ModemSimulator, write_numbers_csv
+from muxd_sim.onlinesim_v1 import V1Driver
 
 from .conftest import KEY
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from muxd.store.opmatch import STEP_MEMORY, ClockWatch, Window, pick
+from muxd.upstream.v1.opmatch import STEP_MEMORY, ClockWatch, Window, pick
 
 SKEW = 60.0
 

@@ -4,8 +4,8 @@ that stop retries, filtering, rent, and restarts."""
 from __future__ import annotations
 
 from muxd.config import FilterRule
-from muxd.store.operations import operation_counts
-from muxd.store.opmatch import SMSC_SKEW, UNMATCHED_WAIT
+from muxd.upstream.v1.operations import operation_counts
+from muxd.upstream.v1.opmatch import SMSC_SKEW, UNMATCHED_WAIT
 from muxd.upstream.v1.pusher import IDLE_POLL, PUSH_RETRY
 
 from .conftest import KEY, RUSSIA, Env, ports_for, wait_stats

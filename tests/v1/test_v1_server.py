@@ -10,8 +10,8 @@ import aiohttp
 import orjson
 import pytest
 
-from muxd.store.operations import operation_counts
 from muxd.upstream.v1 import server
+from muxd.upstream.v1.operations import operation_counts
 from muxd.upstream.v1.server import RESERVATION
 from muxd.upstream.v1.service import EXPIRY_CHECK
 

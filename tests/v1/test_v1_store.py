@@ -11,7 +11,8 @@ import pytest
 
 from muxd.store import Journal
 from muxd.store.journal import JOURNAL_FILE
-from muxd.store.operations import (
+from muxd.store.schema import SCHEMA_VERSION
+from muxd.upstream.v1.operations import (
     Reservation,
     assign_pending,
     expire,
@@ -23,8 +24,7 @@ from muxd.store.operations import (
     reserve,
     settle_push,
 )
-from muxd.store.opmatch import Matching
-from muxd.store.schema import SCHEMA_VERSION
+from muxd.upstream.v1.opmatch import Matching
 
 from .conftest import receive
 

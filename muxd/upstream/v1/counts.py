@@ -16,9 +16,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from muxd.modem.state import PortInfo
-from muxd.store.operations import Operation, V1State
+from muxd.ports import PortInfo
 from muxd.upstream.v1.names import Names
+from muxd.upstream.v1.operations import Operation, V1State
 
 ANY = "any"
 RENT = "rent"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from muxd.store.operations import Operation
+    from muxd.upstream.v1.operations import Operation
 
 
 class V1Observer:

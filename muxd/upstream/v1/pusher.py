@@ -1,7 +1,7 @@
 """PUSH_SMS: forwards each SMS received during an open operation to Onlinesim.
 
 In v1 mode this consumes the journal's pending messages instead of the v2 shipper. For each
-message, in one journal operation (:func:`muxd.store.operations.assign_pending`): the
+message, in one journal operation (:func:`muxd.upstream.v1.operations.assign_pending`): the
 operation open on its number when it was received gets a push row (its ``sms_id`` is the
 ``smsId``, identical on every retry); no operation: the message is kept as ``no_operation``
 (counted, never pushed); an operation whose service has a local filter rule the SMS does not
@@ -51,7 +51,9 @@ from muxd.config import FilterRule
 from muxd.errors import JournalError
 from muxd.log import mask_number
 from muxd.store import Journal
-from muxd.store.operations import (
+from muxd.upstream.backoff import Policy, RetryLoop, parse_retry_after
+from muxd.upstream.v1.observer import V1Observer
+from muxd.upstream.v1.operations import (
     PushRow,
     PushState,
     assign_pending,
@@ -60,8 +62,6 @@ from muxd.store.operations import (
     pending_pushes,
     settle_push,
 )
-from muxd.upstream.backoff import Policy, RetryLoop, parse_retry_after
-from muxd.upstream.v1.observer import V1Observer
 from muxd.upstream.v1.push_policy import PushPolicy
 
 LOGGER = logging.getLogger(__name__)

@@ -25,9 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from muxd.modem.state import PortInfo
+from muxd.ports import PortInfo
 from muxd.store.admin import _connect
-from muxd.store.operations import OP_COLUMNS, Operation, _operation
+from muxd.upstream.v1.operations import OP_COLUMNS, Operation, _operation
 
 if TYPE_CHECKING:
     from muxd.upstream.v1.counts import Book

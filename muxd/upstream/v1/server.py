@@ -54,9 +54,8 @@ from aiohttp import hdrs, web
 from muxd.config import V1Config
 from muxd.errors import JournalError
 from muxd.log import mask_number
-from muxd.modem.state import PortInfo
+from muxd.ports import PortInfo
 from muxd.store import Journal
-from muxd.store.operations import Operation, Reservation, finish, reserve
 from muxd.upstream.v1.counts import (
     ANY,
     RENT,
@@ -80,6 +79,7 @@ from muxd.upstream.v1.edge import (
 )
 from muxd.upstream.v1.names import Names
 from muxd.upstream.v1.observer import V1Observer
+from muxd.upstream.v1.operations import Operation, Reservation, finish, reserve
 from muxd.web_guard import FailedLogins
 
 LOGGER = logging.getLogger(__name__)

@@ -28,14 +28,14 @@ from aiohttp import web
 
 from muxd.config import V1Config, parse_listen
 from muxd.errors import ConfigError, JournalError, listen_error
-from muxd.modem.state import PortInfo
+from muxd.ports import PortInfo
 from muxd.store import Journal
-from muxd.store.operations import attach_matching, closed_elsewhere, expire, load_state, prune
-from muxd.store.opmatch import Matching
 from muxd.upstream.v1.counts import Book
 from muxd.upstream.v1.edge import tls_context
 from muxd.upstream.v1.names import Names
 from muxd.upstream.v1.observer import V1Observer
+from muxd.upstream.v1.operations import attach_matching, closed_elsewhere, expire, load_state, prune
+from muxd.upstream.v1.opmatch import Matching
 from muxd.upstream.v1.push_policy import PushPolicy
 from muxd.upstream.v1.pusher import Pusher
 from muxd.upstream.v1.server import RESERVATION, V1Handlers, make_app

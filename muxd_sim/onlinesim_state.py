@@ -1,7 +1,7 @@
 """State of the Onlinesim v2 stand-in: published numbers, accepted SMS, request log, faults.
 
 Everything here is synchronous except the ``wait_*`` helpers, so tests can inspect and change
-the state directly. The HTTP layer lives in :mod:`muxd.sim.onlinesim`.
+the state directly. The HTTP layer lives in :mod:`muxd_sim.onlinesim`.
 
 State a test may set directly for the optional endpoints (takeOffNumbers, checkNumber,
 saveConfig): ``income[number]``
@@ -22,9 +22,9 @@ from typing import Final, Literal
 
 import msgspec
 
-from muxd.sim.onlinesim_dialects import V2_DIALECTS, parse_dialects
-from muxd.sim.onlinesim_faults import RandomErrors, Reset, TokenBucket, check_rate
-from muxd.sim.onlinesim_model import (
+from muxd_sim.onlinesim_dialects import V2_DIALECTS, parse_dialects
+from muxd_sim.onlinesim_faults import RandomErrors, Reset, TokenBucket, check_rate
+from muxd_sim.onlinesim_model import (
     CheckNumberReply,
     Code,
     CreatedAt,
@@ -202,7 +202,7 @@ class Onlinesim:
         return None
 
     def set_dialects(self, names: str | Iterable[str]) -> None:
-        """Speak these dialects (:mod:`muxd.sim.onlinesim_dialects`): "a,b" or names."""
+        """Speak these dialects (:mod:`muxd_sim.onlinesim_dialects`): "a,b" or names."""
         self.dialects = parse_dialects(names, V2_DIALECTS)
 
     def set_down(self, down: bool) -> None:

@@ -17,7 +17,7 @@ server and receives PUSH_SMS, checking muxd the way partner support's tests woul
   the answers: in time (10 s), JSON ``status``, the GET_SERVICES shape (``any`` = sum over
   operators), numbers as integers outside the masks, activation ids integers ≥ 1.
 
-:attr:`dialects` (:data:`muxd.sim.onlinesim_dialects.V1_DIALECTS`) switch the receiver to the
+:attr:`dialects` (:data:`muxd_sim.onlinesim_dialects.V1_DIALECTS`) switch the receiver to the
 other readings of the docs: other 200 bodies for a stored push, gzipped bodies refused,
 ``phone`` an integer, rent ``service`` upper case. A push counts as stored when its answer is
 labelled ``SUCCESS`` (whatever the dialect's body for it).
@@ -39,7 +39,7 @@ import aiohttp
 import msgspec
 from aiohttp import hdrs, web
 
-from muxd.sim.onlinesim_dialects import (
+from muxd_sim.onlinesim_dialects import (
     V1_DIALECTS,
     parse_dialects,
     v1_body_refusal,

@@ -1,9 +1,9 @@
 """Time-based faults of the modem simulator and their scheduling: hangs, vanishings, swaps.
 
-:class:`ModemChaos` is the part of :class:`~muxd.sim.modem.ModemSimulator` that hangs a
+:class:`ModemChaos` is the part of :class:`~muxd_sim.modem.ModemSimulator` that hangs a
 port for a while (``mute_for``), re-enumerates it on a new pty (``vanish``), puts a
 different SIM into it (``swap_sim``), picks the seeded share of ports that get the
-:class:`~muxd.sim.modem_faults.FaultPlan` and schedules the plan's hangs, vanishings and
+:class:`~muxd_sim.modem_faults.FaultPlan` and schedules the plan's hangs, vanishings and
 SIM swaps on them at exponentially distributed intervals.
 """
 
@@ -13,17 +13,17 @@ import asyncio
 import math
 import random
 
-from muxd.sim.modem_boot import ModemBoot
-from muxd.sim.modem_faults import FaultPlan
-from muxd.sim.modem_ident import ModemIdentity, make_identity
-from muxd.sim.modem_inject import SmsInjector
-from muxd.sim.modem_pty import SimPort
+from muxd_sim.modem_boot import ModemBoot
+from muxd_sim.modem_faults import FaultPlan
+from muxd_sim.modem_ident import ModemIdentity, make_identity
+from muxd_sim.modem_inject import SmsInjector
+from muxd_sim.modem_pty import SimPort
 
 __all__ = ["ModemChaos"]
 
 
 class ModemChaos(SmsInjector, ModemBoot):
-    """Time-based faults of :class:`~muxd.sim.modem.ModemSimulator` (a mixin)."""
+    """Time-based faults of :class:`~muxd_sim.modem.ModemSimulator` (a mixin)."""
 
     n_ports: int
     seed: int

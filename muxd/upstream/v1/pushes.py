@@ -1,5 +1,5 @@
 """API v1 PUSH_SMS rows in the journal: which operation each SMS belongs to (the rule is in
-:mod:`muxd.store.opmatch`), and the state of each push.
+:mod:`muxd.upstream.v1.opmatch`), and the state of each push.
 
 ``pushes``: one row per (message, operation), created before the first attempt. ``sms_id``
 (AUTOINCREMENT: never reused) is the ``smsId`` sent, the same on every retry. ``state`` is
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from muxd.store.journal import Journal
-from muxd.store.opmatch import Matching, Window, pick
+from muxd.upstream.v1.opmatch import Matching, Window, pick
 
 PushState = Literal["pending", "delivered", "rejected", "filtered", "no_operation"]
 

@@ -1,6 +1,6 @@
 """Routed SMS delivery of the simulated modems: ``+CMT``, ``AT+CSMS`` and ``AT+CNMA``.
 
-:class:`RoutedDelivery` is the part of :class:`~muxd.sim.modem.ModemSimulator` that plays
+:class:`RoutedDelivery` is the part of :class:`~muxd_sim.modem.ModemSimulator` that plays
 the network side of a modem that routes new SMS to the host instead of storing them
 (``AT+CNMI=…,2,…``), or routes some of them whatever mt says (the ``routed`` /
 ``routed_nocsms`` faults: that share of the injected SMS is routed, class 0 style).
@@ -37,18 +37,18 @@ from typing import IO
 
 import orjson
 
-from muxd.sim.modem_boot import ModemBoot
-from muxd.sim.modem_pty import NetworkSms, SimPort
+from muxd_sim.modem_boot import ModemBoot
+from muxd_sim.modem_pty import NetworkSms, SimPort
 
 __all__ = ["REDELIVERY_S", "RoutedDelivery"]
 
-LOGGER = logging.getLogger("muxd.sim.modem")  # the whole simulator logs under one name
+LOGGER = logging.getLogger("muxd_sim.modem")  # the whole simulator logs under one name
 
 REDELIVERY_S = 30.0  # seconds before the network retries an SMS the modem did not take
 
 
 class RoutedDelivery(ModemBoot):
-    """Routed SMS of :class:`~muxd.sim.modem.ModemSimulator` (a mixin, see the module doc)."""
+    """Routed SMS of :class:`~muxd_sim.modem.ModemSimulator` (a mixin, see the module doc)."""
 
     _slot_ids: dict[tuple[int, str, int], str]
     _log: IO[str] | None

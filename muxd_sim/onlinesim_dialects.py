@@ -3,7 +3,7 @@
 By default both stand-ins are strict (the readings the docs' newest pages give). A dialect makes
 one of them answer, or insist, the other way, so muxd's loops can be run against each reading:
 
-API v2 (:class:`muxd.sim.onlinesim.Onlinesim`, ``muxd stand-in --dialect NAME[,NAME]``):
+API v2 (:class:`muxd_sim.onlinesim.Onlinesim`, ``muxd stand-in --dialect NAME[,NAME]``):
 
 =====================  ==========================================================================
 ``string-response``    success is ``{"response": "1"}`` (the 2023 schema's string form)
@@ -16,7 +16,7 @@ API v2 (:class:`muxd.sim.onlinesim.Onlinesim`, ``muxd stand-in --dialect NAME[,N
 ``gzip-refused``       a gzipped request body is answered 415 (nothing stored)
 =====================  ==========================================================================
 
-API v1 (:class:`muxd.sim.onlinesim_v1.V1Driver`, PUSH_SMS):
+API v1 (:class:`muxd_sim.onlinesim_v1.V1Driver`, PUSH_SMS):
 
 =====================  ==========================================================================
 ``push-no-status``     a stored push is answered 200 ``{"result": "ok"}`` (no ``status``)

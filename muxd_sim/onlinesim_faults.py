@@ -2,8 +2,8 @@
 connections. Deterministic: the limiter runs on the stub's injectable clock and the random
 errors on a seeded :class:`random.Random`, so a test can predict every answer.
 
-The HTTP layer (:mod:`muxd.sim.onlinesim`) applies them; the knobs live on
-:class:`muxd.sim.onlinesim_state.Onlinesim`.
+The HTTP layer (:mod:`muxd_sim.onlinesim`) applies them; the knobs live on
+:class:`muxd_sim.onlinesim_state.Onlinesim`.
 """
 
 from __future__ import annotations

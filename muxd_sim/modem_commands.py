@@ -2,7 +2,7 @@
 
 Each handler gets the modem state, the command form (EXEC/READ/TEST/SET) and the
 parsed arguments, and returns the information lines of its response, or raises
-:class:`~muxd.sim.modem_at.CmeError` / :class:`~muxd.sim.modem_at.CmsError`.
+:class:`~muxd_sim.modem_at.CmeError` / :class:`~muxd_sim.modem_at.CmsError`.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from muxd.sim.modem_at import EXEC, READ, SET, TEST, CmeError, CmsError, int_arg
-from muxd.sim.modem_ident import MCC_MNC, iccid_ef_hex
+from muxd_sim.modem_at import EXEC, READ, SET, TEST, CmeError, CmsError, int_arg
+from muxd_sim.modem_ident import MCC_MNC, iccid_ef_hex
 
 if TYPE_CHECKING:
-    from muxd.sim.modem_state import SimModemState
+    from muxd_sim.modem_state import SimModemState
 
 __all__ = ["HANDLERS", "SMSC_NUMBER", "STAT_ALL", "STAT_READ", "STAT_UNREAD", "STORAGE", "Handler"]
 

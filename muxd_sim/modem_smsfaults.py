@@ -1,6 +1,6 @@
 """SMS content faults of the simulated modems: reused references and bad or absurd stamps.
 
-Pure helpers used by :meth:`~muxd.sim.modem_inject.SmsInjector.inject`; no I/O.
+Pure helpers used by :meth:`~muxd_sim.modem_inject.SmsInjector.inject`; no I/O.
 
 **Reused concatenation references** (``faults.reused_refs``). An 8-bit reference wraps
 every 256 messages, so a bank or a shop sending many long SMS to one number reuses it.

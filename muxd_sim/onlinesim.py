@@ -22,9 +22,9 @@ path under the former, or a method other than POST on the latter: 405 ``{"respon
 Endpoints: ``GET /api/resellers`` (checkWork), ``POST .../sendNumbersOnline``, ``POST
 .../addNumber``, ``DELETE .../removeNumber?number=%2B...``, ``POST .../addMessage``, ``POST
 .../addMessages``, ``GET .../takeOffNumbers?sum=50``, ``GET .../checkNumber?number=%2B...``
-and ``POST /api/auth/me`` (saveConfig). Field rules: :mod:`muxd.sim.onlinesim_model`; state and
-fault injection: :mod:`muxd.sim.onlinesim_state`, :mod:`muxd.sim.onlinesim_faults`; other
-readings of the docs (``Onlinesim.set_dialects``): :mod:`muxd.sim.onlinesim_dialects`.
+and ``POST /api/auth/me`` (saveConfig). Field rules: :mod:`muxd_sim.onlinesim_model`; state and
+fault injection: :mod:`muxd_sim.onlinesim_state`, :mod:`muxd_sim.onlinesim_faults`; other
+readings of the docs (``Onlinesim.set_dialects``): :mod:`muxd_sim.onlinesim_dialects`.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from typing import IO, Final, NamedTuple
 import msgspec
 from aiohttp import hdrs, web
 
-from muxd.sim.onlinesim_dialects import v2_error, v2_payload, v2_refusal, v2_route_key
-from muxd.sim.onlinesim_model import (
+from muxd_sim.onlinesim_dialects import v2_error, v2_payload, v2_refusal, v2_route_key
+from muxd_sim.onlinesim_model import (
     Code,
     Rejected,
     TestMode,
@@ -55,7 +55,7 @@ from muxd.sim.onlinesim_model import (
     parse_remove_query,
     parse_take_off_query,
 )
-from muxd.sim.onlinesim_state import (
+from muxd_sim.onlinesim_state import (
     ENDPOINTS,
     WAIT_TIMEOUT_S,
     AcceptedMessage,
@@ -499,7 +499,7 @@ async def run_stub(
     per second, else 429) are the fault knobs of :class:`Onlinesim`; a bad value raises
     ValueError before anything listens.
 
-    ``dialects``: names from :data:`muxd.sim.onlinesim_dialects.V2_DIALECTS` (other readings
+    ``dialects``: names from :data:`muxd_sim.onlinesim_dialects.V2_DIALECTS` (other readings
     of the docs; none: strict).
 
     ``record_path``: append one JSON line per accepted message (addMessage and addMessages),

@@ -1,4 +1,4 @@
-"""Injection ceiling of the modem simulator: ``python -m muxd.sim.modem_bench``.
+"""Injection ceiling of the modem simulator: ``python -m muxd_sim.modem_bench``.
 
 Starts ``--ports`` simulated modems in this process (nobody reading them, as in a
 simulator process whose host has not attached yet) and either injects ``--count``
@@ -14,9 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from muxd.sim.modem import ModemSimulator
-from muxd.sim.modem_faults import parse_fault_spec
-from muxd.sim.modem_flavours import parse_flavours
+from muxd_sim.modem import ModemSimulator
+from muxd_sim.modem_faults import parse_fault_spec
+from muxd_sim.modem_flavours import parse_flavours
 
 UNBOUNDED_RATE = 1e9
 
@@ -62,7 +62,7 @@ async def measure(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m muxd.sim.modem_bench")
+    parser = argparse.ArgumentParser(prog="python -m muxd_sim.modem_bench")
     parser.add_argument("--ports", type=int, default=512)
     parser.add_argument("--count", type=int, default=20_000, help="SMS for the ceiling run")
     parser.add_argument("--rate", type=float, default=0.0, help="sustained SMS/s (0: ceiling)")

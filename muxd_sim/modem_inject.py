@@ -1,6 +1,6 @@
 """SMS injection into the simulated modems, load generation and the ground-truth log.
 
-:class:`SmsInjector` is the part of :class:`~muxd.sim.modem.ModemSimulator` that receives
+:class:`SmsInjector` is the part of :class:`~muxd_sim.modem.ModemSimulator` that receives
 an SMS on a modem (``inject``: parts encoded by :func:`muxd.pdu.encode_deliver` stored in
 its memory, announced with ``+CMTI``), injects at a steady seeded rate (``run_load``) and
 keeps the ground truth: one JSON line per injected SMS in ``log_path``, and a
@@ -10,7 +10,7 @@ The port's SMS faults apply here: ``reused_refs`` turns an SMS into two messages
 a reference (two lines, each with its true text, ``"reused_ref": <ref>``), ``bad_scts`` /
 ``absurd_scts`` spoil its stamp (``"scts_fault": <kind>``, ``"scts_raw": <hex>``), and a
 modem that routes new SMS (``AT+CNMI`` mt=2, ``routed``, ``routed_nocsms``) gets them through
-:mod:`muxd.sim.modem_routed` (``"routed": true``, no ``indices``; so does an SMS that queues
+:mod:`muxd_sim.modem_routed` (``"routed": true``, no ``indices``; so does an SMS that queues
 behind one, ``"routed": false``, stored when the network delivers it). Every such SMS counts as
 injected (``"stored": true`` means the modem took it; false only for a full memory).
 """
@@ -32,11 +32,11 @@ import orjson
 
 from muxd.pdu import EncodedPdu, encode_deliver
 from muxd.pdu.scts import encode_scts
-from muxd.sim.modem_commands import SMSC_NUMBER
-from muxd.sim.modem_faults import PARTS_ORDERS
-from muxd.sim.modem_pty import NetworkSms, SimPort
-from muxd.sim.modem_routed import RoutedDelivery
-from muxd.sim.modem_smsfaults import (
+from muxd_sim.modem_commands import SMSC_NUMBER
+from muxd_sim.modem_faults import PARTS_ORDERS
+from muxd_sim.modem_pty import NetworkSms, SimPort
+from muxd_sim.modem_routed import RoutedDelivery
+from muxd_sim.modem_smsfaults import (
     ABSURD_SCTS,
     BAD_SCTS,
     interleaved,
@@ -45,7 +45,7 @@ from muxd.sim.modem_smsfaults import (
     scts_bytes,
     with_scts,
 )
-from muxd.sim.modem_state import SIM_STORAGE
+from muxd_sim.modem_state import SIM_STORAGE
 
 __all__ = [
     "CONCAT_REF_SPACE",
@@ -56,7 +56,7 @@ __all__ = [
     "SmsInjector",
 ]
 
-LOGGER = logging.getLogger("muxd.sim.modem")  # the whole simulator logs under one name
+LOGGER = logging.getLogger("muxd_sim.modem")  # the whole simulator logs under one name
 
 LOAD_YIELD_EVERY = 64  # run_load yields to the loop at least this often while catching up
 NETWORK_TZ = timezone(timedelta(hours=3))  # SCTS as MTS Moscow stamps it
@@ -73,7 +73,7 @@ def encode_ahead(sender: str, text: str, scts: datetime) -> EncodedPdu | None:
 
 
 class SmsInjector(RoutedDelivery):
-    """SMS injection and ground truth of :class:`~muxd.sim.modem.ModemSimulator` (a mixin)."""
+    """SMS injection and ground truth of :class:`~muxd_sim.modem.ModemSimulator` (a mixin)."""
 
     ports: list[SimPort]
     injected: int

@@ -3,25 +3,25 @@
 ``async with ModemSimulator(16, Path("/tmp/ports")) as sim`` creates 16 pty pairs
 and symlinks ``/tmp/ports/port000`` … ``port015`` to the slave ends; a host opens
 those paths with pyserial exactly like USB modems. Behind every master end a
-:class:`~muxd.sim.modem_state.SimModemState` answers AT commands. ``inject`` puts a
+:class:`~muxd_sim.modem_state.SimModemState` answers AT commands. ``inject`` puts a
 received SMS (encoded by :func:`muxd.pdu.encode_deliver`) into a modem's storage
 and announces it with ``+CMTI``; ``run_load`` does so at a steady rate. Every
 injected SMS is appended as one JSON line to ``log_path`` (the ground truth); SMS
 still stored in a SIM's memory when :meth:`ModemSimulator.swap_sim` takes that SIM
 away get a second line ``{"event": "discarded", "id": ..., "reason": "sim-swap"}``.
 
-Identity scheme (see :mod:`muxd.sim.modem_ident`): deterministic per ``(seed, i)``.
+Identity scheme (see :mod:`muxd_sim.modem_ident`): deterministic per ``(seed, i)``.
 With ``numbers_in_cnum=True`` even-indexed ports answer ``AT+CNUM`` with their number
 and odd-indexed ports answer a bare ``OK`` (the SIM stores no number);
 :func:`write_numbers_csv` writes the numbers of those odd ports (within the first
 ``share`` of all ports) to a CSV keyed alternately by ICCID and by IMSI. With
 ``numbers_in_cnum=False`` no port answers ``AT+CNUM`` with a number.
 
-Vendor flavours (:mod:`muxd.sim.modem_flavours`): ``flavours=["quectel", "huawei"]``
+Vendor flavours (:mod:`muxd_sim.modem_flavours`): ``flavours=["quectel", "huawei"]``
 gives port ``i`` the flavour ``flavours[i % len(flavours)]``; the default
 ``("generic",)`` is the behaviour of the simulator before flavours existed.
 
-Faults (:mod:`muxd.sim.modem_faults`): every port has ``port.faults``, all off, which
+Faults (:mod:`muxd_sim.modem_faults`): every port has ``port.faults``, all off, which
 may be switched at run time. ``faults=FaultPlan(...)`` with ``fault_share`` gives a
 seeded random share of the ports those faults at start (``sim.faulty`` lists them)
 and schedules the plan's hangs, vanishings and SIM swaps. The time-based faults are
@@ -35,12 +35,12 @@ limit to the hard limit. Linux also caps ptys system-wide (``/proc/sys/kernel/pt
 mount, so a container gets 3072). 512 ports need ~1030 descriptors in one process.
 
 Layout: this module is the façade (everything above stays importable from here);
-:mod:`~muxd.sim.modem_pty` holds :class:`SimPort`, the ptys, symlinks and output pacing,
-:mod:`~muxd.sim.modem_boot` the boot sequence, timers and events,
-:mod:`~muxd.sim.modem_inject` injection, load generation and the ground-truth log,
-:mod:`~muxd.sim.modem_routed` routed delivery (``+CMT``, ``AT+CSMS``, ``AT+CNMA``),
-:mod:`~muxd.sim.modem_smsfaults` reused references and bad stamps, and
-:mod:`~muxd.sim.modem_chaos` the time-based faults and their scheduling.
+:mod:`~muxd_sim.modem_pty` holds :class:`SimPort`, the ptys, symlinks and output pacing,
+:mod:`~muxd_sim.modem_boot` the boot sequence, timers and events,
+:mod:`~muxd_sim.modem_inject` injection, load generation and the ground-truth log,
+:mod:`~muxd_sim.modem_routed` routed delivery (``+CMT``, ``AT+CSMS``, ``AT+CNMA``),
+:mod:`~muxd_sim.modem_smsfaults` reused references and bad stamps, and
+:mod:`~muxd_sim.modem_chaos` the time-based faults and their scheduling.
 """
 
 from __future__ import annotations
@@ -58,29 +58,29 @@ from typing import IO, Self
 
 # "X as X": importable from here before the split, kept so (PEP 484 explicit re-export)
 from muxd.pdu import encode_deliver as encode_deliver
-from muxd.sim.modem_chaos import ModemChaos
-from muxd.sim.modem_commands import SMSC_NUMBER as SMSC_NUMBER
-from muxd.sim.modem_faults import PARTS_ORDERS as PARTS_ORDERS
-from muxd.sim.modem_faults import FaultPlan, Faults, parse_fault_spec
-from muxd.sim.modem_faults import add_noise as add_noise
-from muxd.sim.modem_faults import urc_spots as urc_spots
-from muxd.sim.modem_flavours import FLAVOURS, get_flavour, parse_flavours
-from muxd.sim.modem_flavours import Flavour as Flavour
-from muxd.sim.modem_ident import ModemIdentity as ModemIdentity
-from muxd.sim.modem_ident import make_identity
-from muxd.sim.modem_inject import CONCAT_REF_SPACE as CONCAT_REF_SPACE
-from muxd.sim.modem_inject import LOAD_SENDERS, LOAD_TEMPLATES
-from muxd.sim.modem_inject import LOAD_YIELD_EVERY as LOAD_YIELD_EVERY
-from muxd.sim.modem_inject import NETWORK_TZ as NETWORK_TZ
-from muxd.sim.modem_inject import encode_ahead as encode_ahead
-from muxd.sim.modem_pty import EIO_RETRY_DELAY as EIO_RETRY_DELAY
-from muxd.sim.modem_pty import FDS_PER_PORT as FDS_PER_PORT
-from muxd.sim.modem_pty import MAX_PENDING_OUTPUT as MAX_PENDING_OUTPUT
-from muxd.sim.modem_pty import READ_CHUNK as READ_CHUNK
-from muxd.sim.modem_pty import SPLIT_MAX as SPLIT_MAX
-from muxd.sim.modem_pty import SimPort, raise_fd_limit
-from muxd.sim.modem_state import DEFAULT_CAPACITY, SimModemState, SmsSlot, storage_key
-from muxd.sim.modem_state import SIM_STORAGE as SIM_STORAGE
+from muxd_sim.modem_chaos import ModemChaos
+from muxd_sim.modem_commands import SMSC_NUMBER as SMSC_NUMBER
+from muxd_sim.modem_faults import PARTS_ORDERS as PARTS_ORDERS
+from muxd_sim.modem_faults import FaultPlan, Faults, parse_fault_spec
+from muxd_sim.modem_faults import add_noise as add_noise
+from muxd_sim.modem_faults import urc_spots as urc_spots
+from muxd_sim.modem_flavours import FLAVOURS, get_flavour, parse_flavours
+from muxd_sim.modem_flavours import Flavour as Flavour
+from muxd_sim.modem_ident import ModemIdentity as ModemIdentity
+from muxd_sim.modem_ident import make_identity
+from muxd_sim.modem_inject import CONCAT_REF_SPACE as CONCAT_REF_SPACE
+from muxd_sim.modem_inject import LOAD_SENDERS, LOAD_TEMPLATES
+from muxd_sim.modem_inject import LOAD_YIELD_EVERY as LOAD_YIELD_EVERY
+from muxd_sim.modem_inject import NETWORK_TZ as NETWORK_TZ
+from muxd_sim.modem_inject import encode_ahead as encode_ahead
+from muxd_sim.modem_pty import EIO_RETRY_DELAY as EIO_RETRY_DELAY
+from muxd_sim.modem_pty import FDS_PER_PORT as FDS_PER_PORT
+from muxd_sim.modem_pty import MAX_PENDING_OUTPUT as MAX_PENDING_OUTPUT
+from muxd_sim.modem_pty import READ_CHUNK as READ_CHUNK
+from muxd_sim.modem_pty import SPLIT_MAX as SPLIT_MAX
+from muxd_sim.modem_pty import SimPort, raise_fd_limit
+from muxd_sim.modem_state import DEFAULT_CAPACITY, SimModemState, SmsSlot, storage_key
+from muxd_sim.modem_state import SIM_STORAGE as SIM_STORAGE
 
 __all__ = [
     "FLAVOURS",

@@ -5,7 +5,7 @@ every SMS that reached the number while the operation was open. The tables live 
 (:mod:`muxd.store.schema`) and every function here runs its SQL through
 :meth:`Journal.execute`, i.e. in the writer thread, inside the group-commit transaction: when
 one returns, its change is durable. Pushes and the SMS-to-operation rule are in
-:mod:`muxd.store.pushes` (re-exported here).
+:mod:`muxd.upstream.v1.pushes` (re-exported here).
 
 - ``operations``: one row per GET_NUMBER answered. ``activation_id`` is random (63 bits by
   default), so an id is practically never handed out twice, even after old rows are pruned.
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from muxd.store.journal import Journal
-from muxd.store.pushes import (
+from muxd.upstream.v1.pushes import (
     Assigned,
     Matcher,
     PushRow,

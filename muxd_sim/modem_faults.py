@@ -7,14 +7,14 @@ object as ``sim.ports[i].state.faults``) and may be changed at any time::
     sim.ports[3].faults.split_reads = True
 
 Interpreter-level knobs (``mute``, ``drop_urcs``, ``storage_full``, ``cnum_empty``) are
-applied by :class:`~muxd.sim.modem_state.SimModemState`; I/O-level ones
+applied by :class:`~muxd_sim.modem_state.SimModemState`; I/O-level ones
 (``urc_mid_response``, ``mid_pdu``, ``split_reads``, ``delay_s``, ``noise``) by the pty
-writer in :mod:`muxd.sim.modem_pty`; ``parts_order`` and ``ref_bits`` are the defaults of
+writer in :mod:`muxd_sim.modem_pty`; ``parts_order`` and ``ref_bits`` are the defaults of
 ``ModemSimulator.inject`` on that port. ``late_p`` (answers after the host's deadline,
 later commands queued behind) is applied by the pty reader; ``reused_refs``,
 ``bad_scts``, ``absurd_scts`` change what ``inject`` stores; ``routed`` and
 ``routed_nocsms`` make ``inject`` hand the SMS to the routed delivery of
-:mod:`muxd.sim.modem_routed` (``+CMT`` instead of storage). Time-based events (a hang, a
+:mod:`muxd_sim.modem_routed` (``+CMT`` instead of storage). Time-based events (a hang, a
 vanishing port, a SIM swap) are methods of the simulator (``mute_for``, ``vanish``,
 ``swap_sim``); a :class:`FaultPlan` can also schedule them at random (seeded) intervals.
 
@@ -115,7 +115,7 @@ class Faults:
       is run and answered in order afterwards, as on a busy module. URCs keep flowing;
     * ``reused_refs``: probability per injected SMS that it becomes two 2-part messages
       from the same sender with the same concatenation reference, stored A1, B1, B2, A2
-      (see :mod:`muxd.sim.modem_smsfaults` for their time stamps);
+      (see :mod:`muxd_sim.modem_smsfaults` for their time stamps);
     * ``bad_scts`` / ``absurd_scts``: probability per injected SMS of an invalid SMSC time
       stamp (month 13, hour 25, a non-BCD zone nibble) / a valid but absurd one (year 99
       read as 2099, zone -17:30); the text is intact;

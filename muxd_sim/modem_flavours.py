@@ -3,7 +3,7 @@
 A :class:`Flavour` is data (each quirk as seen on real modems): identity
 strings, the URCs sent at power-up, after SIM (re)initialisation and when the SMS
 subsystem is ready, memories and index base, and a table of vendor commands that
-override or extend :data:`muxd.sim.modem_commands.HANDLERS`.
+override or extend :data:`muxd_sim.modem_commands.HANDLERS`.
 
 ========  =====================  ==================================================
 flavour   AT+CGMI / AT+CGMM       quirks
@@ -40,11 +40,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from muxd.sim.modem_at import EXEC, READ, SET, TEST, CmeError, CmsError, int_arg
-from muxd.sim.modem_commands import HANDLERS, Handler
+from muxd_sim.modem_at import EXEC, READ, SET, TEST, CmeError, CmsError, int_arg
+from muxd_sim.modem_commands import HANDLERS, Handler
 
 if TYPE_CHECKING:
-    from muxd.sim.modem_state import SimModemState
+    from muxd_sim.modem_state import SimModemState
 
 __all__ = [
     "FLAVOURS",

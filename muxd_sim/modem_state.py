@@ -12,9 +12,9 @@ one ends the line with its error. SMS commands only work in PDU mode
 ``+CMS ERROR: <n>`` is returned for SMS commands whatever ``AT+CMEE`` says (27.005);
 other errors follow ``AT+CMEE`` (``ERROR`` / ``+CME ERROR: <n>`` / ``+CME ERROR: <text>``).
 
-Vendor behaviour comes from a :class:`~muxd.sim.modem_flavours.Flavour` (default
-:data:`~muxd.sim.modem_flavours.GENERIC`), faults from
-:class:`~muxd.sim.modem_faults.Faults`. The state is still sans-I/O: URCs it knows
+Vendor behaviour comes from a :class:`~muxd_sim.modem_flavours.Flavour` (default
+:data:`~muxd_sim.modem_flavours.GENERIC`), faults from
+:class:`~muxd_sim.modem_faults.Faults`. The state is still sans-I/O: URCs it knows
 about are returned as bytes (``boot_urcs``, ``sim_urcs``, ``storage_full_urc``…) and
 the pty side decides when to send them.
 """
@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
-from muxd.sim.modem_at import (
+from muxd_sim.modem_at import (
     BASIC_RE,
     EXTENDED_PREFIXES,
     CmeError,
@@ -36,10 +36,10 @@ from muxd.sim.modem_at import (
     parse_extended,
     split_line,
 )
-from muxd.sim.modem_commands import STAT_READ, STAT_UNREAD
-from muxd.sim.modem_faults import Faults
-from muxd.sim.modem_flavours import GENERIC, SIM_COMMANDS, SMS_COMMANDS, Flavour
-from muxd.sim.modem_ident import make_identity
+from muxd_sim.modem_commands import STAT_READ, STAT_UNREAD
+from muxd_sim.modem_faults import Faults
+from muxd_sim.modem_flavours import GENERIC, SIM_COMMANDS, SMS_COMMANDS, Flavour
+from muxd_sim.modem_ident import make_identity
 
 __all__ = [
     "DEFAULT_CAPACITY",
@@ -102,7 +102,7 @@ class SimModemState:
     ``store_deliver`` fills mem3. ``number=None`` means the SIM stores no own number:
     ``AT+CNUM`` then answers a bare ``OK``.
 
-    Fault knobs live in ``faults`` (:class:`~muxd.sim.modem_faults.Faults`); ``mute``
+    Fault knobs live in ``faults`` (:class:`~muxd_sim.modem_faults.Faults`); ``mute``
     and ``drop_urcs`` are kept as shortcuts to ``faults.mute`` / ``faults.drop_urcs``.
 
     Hooks: ``on_command(line)`` for every non-empty command line, before it runs;

@@ -1,6 +1,6 @@
 """Boot sequence of the simulated modems, the timers that drive it and the event hook.
 
-:class:`ModemBoot` is the part of :class:`~muxd.sim.modem.ModemSimulator` that powers a
+:class:`ModemBoot` is the part of :class:`~muxd_sim.modem.ModemSimulator` that powers a
 modem up (defaults and boot URCs, ``SMS ready`` after the boot delay, periodic URCs for
 flavours that send them), runs callbacks later on per-port timers (cancelled when the
 port reboots, vanishes or closes) or simulator-wide timers (cancelled on close), and
@@ -13,15 +13,15 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from muxd.sim.modem_pty import PtyIO, SimPort
+from muxd_sim.modem_pty import PtyIO, SimPort
 
 __all__ = ["ModemBoot"]
 
-LOGGER = logging.getLogger("muxd.sim.modem")  # the whole simulator logs under one name
+LOGGER = logging.getLogger("muxd_sim.modem")  # the whole simulator logs under one name
 
 
 class ModemBoot(PtyIO):
-    """Boot, timers and events of :class:`~muxd.sim.modem.ModemSimulator` (a mixin)."""
+    """Boot, timers and events of :class:`~muxd_sim.modem.ModemSimulator` (a mixin)."""
 
     boot_delay: float | None
     urc_interval: float | None

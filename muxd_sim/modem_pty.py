@@ -1,7 +1,7 @@
 """Pty side of the modem simulator: pty pairs, symlinks, readers/writers, output pacing.
 
 :class:`SimPort` is one simulated modem (pty ends, identity, flavour, faults, AT state,
-output queues). :class:`PtyIO` is the part of :class:`~muxd.sim.modem.ModemSimulator`
+output queues). :class:`PtyIO` is the part of :class:`~muxd_sim.modem.ModemSimulator`
 that opens a port's pty pair and points its symlink at the slave end (and undoes both),
 feeds what the host writes to the AT interpreter, and writes the modem's output back:
 in FIFO order, shaped by the port's I/O faults (response delay, noise, URCs in the middle
@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from muxd.sim.modem_faults import Faults, add_noise, urc_spots
-from muxd.sim.modem_flavours import FLAVOURS, Flavour
-from muxd.sim.modem_state import SimModemState
+from muxd_sim.modem_faults import Faults, add_noise, urc_spots
+from muxd_sim.modem_flavours import FLAVOURS, Flavour
+from muxd_sim.modem_state import SimModemState
 
 __all__ = [
     "EIO_RETRY_DELAY",
@@ -46,7 +46,7 @@ __all__ = [
     "raise_fd_limit",
 ]
 
-LOGGER = logging.getLogger("muxd.sim.modem")  # the whole simulator logs under one name
+LOGGER = logging.getLogger("muxd_sim.modem")  # the whole simulator logs under one name
 
 READ_CHUNK = 4096
 MAX_PENDING_OUTPUT = 1 << 20  # per port; beyond this the modem "loses" output like a UART
@@ -72,8 +72,8 @@ class SimPort:
 
     ``number`` is the current SIM's real number (ground truth); ``number_in_cnum``
     says whether ``AT+CNUM`` reveals it (``state.number`` is then the same, else None).
-    ``imsi``/``iccid``/``number`` change on :meth:`~muxd.sim.modem.ModemSimulator.swap_sim`;
-    ``tty_name`` on :meth:`~muxd.sim.modem.ModemSimulator.vanish` (the symlink ``path`` stays).
+    ``imsi``/``iccid``/``number`` change on :meth:`~muxd_sim.modem.ModemSimulator.swap_sim`;
+    ``tty_name`` on :meth:`~muxd_sim.modem.ModemSimulator.vanish` (the symlink ``path`` stays).
     """
 
     index: int
@@ -146,18 +146,18 @@ def _replace_symlink(path: Path, target: str) -> None:
 
 
 class PtyIO:
-    """Pty I/O of :class:`~muxd.sim.modem.ModemSimulator` (a mixin, see the module docstring)."""
+    """Pty I/O of :class:`~muxd_sim.modem.ModemSimulator` (a mixin, see the module docstring)."""
 
     errors: list[BaseException]
     _loop: asyncio.AbstractEventLoop | None
     _closed: bool
 
     def _power_up(self, port: SimPort) -> None:
-        """Boot ``port``'s modem (implemented by :class:`~muxd.sim.modem_boot.ModemBoot`)."""
+        """Boot ``port``'s modem (implemented by :class:`~muxd_sim.modem_boot.ModemBoot`)."""
         raise NotImplementedError
 
     def _event(self, port: SimPort, event: str) -> None:
-        """Report a simulator event (implemented by :class:`~muxd.sim.modem_boot.ModemBoot`)."""
+        """Report a simulator event (implemented by :class:`~muxd_sim.modem_boot.ModemBoot`)."""
         raise NotImplementedError
 
     def _attach_pty(self, port: SimPort, *, avoid: str | None = None) -> None:
