@@ -1,21 +1,30 @@
 """The SQLite journal: raw parts, reassembled messages, delivery state, published numbers.
 
 One connection, used from one worker thread, so the event loop never blocks on a disk. Every
-write goes through :meth:`Journal._submit`: callers queue an operation and await its result;
-operations queued while a commit is running share the next transaction (group commit), so
-hundreds of parts per second cost a few fsyncs per second. ``synchronous=FULL`` makes a commit
-durable before :meth:`put_part` returns, which is what allows the caller to delete the part from
-the modem afterwards.
+operation goes through the group-commit engine (:mod:`muxd.store.commit`): operations queued
+while a commit is running share the next transaction. ``synchronous=FULL`` makes a commit
+durable before :meth:`Journal.put_part` returns, which is what allows the caller to delete the
+part from the modem afterwards.
+
+Two writes of the delivery path are *deferred* (they ride in the next transaction and are
+committed within ``DEFERRED_WITHIN``, 50 ms, of being queued): the attempt count
+:meth:`Journal.take_batch` records and the delivered mark of :meth:`Journal.mark_delivered`.
+Neither gates anything irreversible on our side, so neither pays an fsync of its own; under load
+both ride in the transactions of incoming parts. Because operations run in queue order, a
+``take_batch`` queued after a ``mark_delivered`` never returns the messages it marked.
+
+What a kill -9 can now cost: an SMS acknowledged by the upstream within the last
+``DEFERRED_WITHIN`` before the crash is still pending after the restart and is sent again (the
+delivery is at least once anyway: v2 has no idempotency key), and its attempt count may be one
+short. Nothing is lost: parts are committed before they leave the modem, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,15 +33,23 @@ import msgspec
 
 from muxd.errors import JournalError
 from muxd.store.clock import StoreClock
+from muxd.store.commit import GroupCommit
 from muxd.store.deny import judge
-from muxd.store.intake import PartIn, PendingMessage, PutResult, put_part_op, release_op
+from muxd.store.intake import (
+    DecodedCache,
+    PartIn,
+    PendingMessage,
+    PutResult,
+    classify,
+    put_part_op,
+    release_op,
+)
 from muxd.store.schema import adopt_clock, migrate
+from muxd.store.states import BACKLOG, SETTLED, MessageState, PartState, in_states, move
 from muxd.store.writer import WriterThread
 
 if TYPE_CHECKING:
     from muxd.deny import DenyList
-
-LOGGER = logging.getLogger(__name__)
 
 JOURNAL_FILE = "journal.sqlite3"
 WRITE_PROBE = ".muxd-write-probe"
@@ -40,42 +57,30 @@ WRITE_PROBE = ".muxd-write-probe"
 BUSY_TIMEOUT_MS = 5000
 
 T = TypeVar("T")
-Op = Callable[[sqlite3.Connection], Any]
 
-
-# SQLite result codes meaning the storage itself failed: the whole batch fails and intake stops.
-_STORAGE_ERRORS = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CORRUPT",
-                   "SQLITE_NOTADB", "SQLITE_CANTOPEN", "SQLITE_PROTOCOL")  # fmt: skip
-
-
-def _storage_failure(exc: sqlite3.Error) -> bool:
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    return name.startswith(_STORAGE_ERRORS) or (
-        isinstance(exc, sqlite3.DatabaseError) and ("disk" in str(exc) or "readonly" in str(exc))
-    )
-
-
+M = MessageState
 UNLISTED = "number not listed upstream"  # why an SMS is held
+
+_PENDING_ROWS = (
+    "SELECT id, number, sender, text, sms_time, received_at FROM messages"
+    f" WHERE {in_states(M.PENDING)} AND number IS NOT NULL ORDER BY id LIMIT ?"
+)
+_HOLD = move(M.HELD, from_={M.PENDING}, sets="last_error = ?")
+_ATTEMPTED = f"UPDATE messages SET attempts = attempts + 1 WHERE id = ? AND {in_states(M.PENDING)}"
+_DELIVERED = move(M.DELIVERED, sets="delivered_at = ?")
+_PARK = move(M.PARKED, from_={M.PENDING}, sets="last_error = ?")
+_RELEASE_HELD = move(M.PENDING, from_={M.HELD}, where="number = ?")
+_PARK_HELD = move(M.PARKED, from_={M.HELD}, sets="last_error = ?", where="seen_mono <= ?")
+_COUNT_BACKLOG = f"SELECT count(*) FROM messages WHERE {in_states(*BACKLOG)}"
 
 
 def _pending_rows(conn: sqlite3.Connection, limit: int) -> list[PendingMessage]:
-    rows = conn.execute(
-        "SELECT id, number, sender, text, sms_time, received_at FROM messages"
-        " WHERE state = 'pending' AND number IS NOT NULL ORDER BY id LIMIT ?",
-        (limit,),
-    ).fetchall()
+    rows = conn.execute(_PENDING_ROWS, (limit,)).fetchall()
     return [PendingMessage(*r) for r in rows]
 
 
 def _hold_rows(conn: sqlite3.Connection, ids: list[int], reason: str) -> None:
-    conn.executemany(
-        "UPDATE messages SET state = 'held', last_error = ? WHERE id = ? AND state = 'pending'",
-        [(reason[:500], i) for i in ids],
-    )
-
-
-class _OperationFailed(Exception):
-    """An operation of a batch raised (not a storage failure): the batch is run again."""
+    conn.executemany(_HOLD, [(reason[:500], i) for i in ids])
 
 
 class Journal:
@@ -89,23 +94,44 @@ class Journal:
         clock: StoreClock | None = None,
         deny: DenyList | None = None,
         on_denied: Callable[[str], None] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.path = path
         # The deny-list judged where messages are created; on_denied(rule) once per message.
         self.deny = deny
         self._on_denied = on_denied
-        self._on_commit = on_commit
         self.clock = clock or StoreClock()
         self._writer = WriterThread("journal")
         self._conn: sqlite3.Connection | None = None
-        self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
-        self._flush_task: asyncio.Task[None] | None = None
+        # Decoded waiting parts, so a set's parts are not decoded again on each arrival
+        # (touched only in the writer thread).
+        self._decoded: DecodedCache = {}
+        self._commits = GroupCommit(
+            self._writer,
+            lambda: self._conn,
+            path=path,
+            on_commit=on_commit,
+            on_failure=self._on_failure,
+            sleep=sleep,
+        )
         self.new_messages = asyncio.Event()
-        self.failed: JournalError | None = None
         self.broken = asyncio.Event()  # set while writes fail (intake must stop)
         self._healthy = asyncio.Event()
         self._healthy.set()
         self.backlog = 0  # messages not yet delivered (kept in memory, exact)
+
+    @property
+    def failed(self) -> JournalError | None:
+        """Why writes fail (None while the journal is healthy)."""
+        return self._commits.failed
+
+    @failed.setter
+    def failed(self, value: JournalError | None) -> None:
+        self._commits.failed = value
+
+    def _on_failure(self, err: JournalError) -> None:
+        self.broken.set()
+        self._healthy.clear()
 
     @classmethod
     async def open(cls, state_dir: Path, **kwargs: Any) -> Journal:
@@ -130,99 +156,22 @@ class Journal:
         conn.execute("PRAGMA synchronous = FULL")
         migrate(conn)
         adopt_clock(conn, self.clock.epoch, self.clock.monotonic())
-        (self.backlog,) = conn.execute(
-            "SELECT count(*) FROM messages WHERE state IN ('pending', 'held')"
-        ).fetchone()
+        (self.backlog,) = conn.execute(_COUNT_BACKLOG).fetchone()
         self._conn = conn
 
     async def close(self) -> None:
-        if self._flush_task is not None:
-            await asyncio.shield(self._flush_task)
+        await self._commits.close()
         if self._conn is not None:
             await self._writer.call(self._conn.close)
             self._conn = None
         self._writer.stop()
 
-    # -- group commit -------------------------------------------------------------------------
+    async def _submit(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._commits.submit(op)
 
-    async def _submit(self, op: Op) -> Any:
-        if self.failed is not None:
-            raise self.failed
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((op, fut))
-        if self._flush_task is None:
-            self._flush_task = asyncio.create_task(self._flush_loop(), name="journal-commit")
-        # A cancelled caller does not cancel the commit: the batch is shared.
-        return await fut
-
-    async def _flush_loop(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                ops = [op for op, _ in batch]
-                started = time.perf_counter()
-                try:
-                    results = await self._writer.call(self._run_batch, ops)
-                except (OSError, sqlite3.Error) as exc:
-                    err = JournalError(f"{self.path}: commit failed: {exc}")
-                    LOGGER.critical("%s", err)
-                    self.failed = err
-                    self.broken.set()
-                    self._healthy.clear()
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(err)
-                    continue
-                if self._on_commit is not None:
-                    self._on_commit(time.perf_counter() - started, len(ops))
-                for (_, fut), result in zip(batch, results, strict=True):
-                    if fut.done():
-                        continue
-                    if isinstance(result, BaseException):
-                        fut.set_exception(result)
-                    else:
-                        fut.set_result(result)
-        finally:
-            self._flush_task = None
-
-    def _run_batch(self, ops: list[Op]) -> list[Any]:
-        conn = self._conn
-        if conn is None:
-            raise sqlite3.ProgrammingError("journal is closed")
-        try:
-            return self._transaction(conn, ops, isolate=False)
-        except _OperationFailed:
-            # One operation failed on its own (a constraint, a bug): run the batch again with
-            # each operation in a savepoint, so that only the failing one's work is undone.
-            return self._transaction(conn, ops, isolate=True)
-
-    @staticmethod
-    def _transaction(conn: sqlite3.Connection, ops: list[Op], *, isolate: bool) -> list[Any]:
-        results: list[Any] = []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for op in ops:
-                if isolate:
-                    conn.execute("SAVEPOINT op")
-                try:
-                    results.append(op(conn))
-                except Exception as exc:
-                    if isinstance(exc, sqlite3.Error) and _storage_failure(exc):
-                        raise
-                    if not isolate:
-                        raise _OperationFailed from exc
-                    conn.execute("ROLLBACK TO op")
-                    results.append(JournalError(f"journal operation failed: {exc}"))
-                if isolate:
-                    conn.execute("RELEASE op")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
-        return results
+    async def flush(self) -> None:
+        """Commit every operation queued so far, deferred writes included."""
+        await self._commits.flush()
 
     async def wait_healthy(self) -> None:
         """Return once the journal accepts writes (at once unless a commit failed)."""
@@ -234,18 +183,13 @@ class Journal:
         def op(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR REPLACE INTO health(id, at) VALUES (1, ?)", (time.time(),))
 
-        ops: list[Op] = [op]
-        try:
-            await self._writer.call(self._run_batch, ops)
-        except (OSError, sqlite3.Error) as exc:
-            LOGGER.debug("journal probe failed: %s", exc)
+        if not await self._commits.probe(op):
             return False
-        self.failed = None
         self.broken.clear()
         self._healthy.set()
         return True
 
-    async def execute(self, op: Op) -> Any:
+    async def execute(self, op: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``op(conn)`` in the writer thread, inside the next group-commit transaction.
 
         For modules that keep their own tables in the journal (v1 operations, pushes). ``op``
@@ -259,7 +203,8 @@ class Journal:
 
     async def put_part(self, part: PartIn) -> PutResult:
         """Durably store one part. When this returns, the part may be deleted from the modem."""
-        store = put_part_op(part, self.clock.monotonic())
+        # Decoded here, before the transaction that gates the delete from the modem.
+        store = put_part_op(part, self.clock.monotonic(), classify(part), self._decoded)
         deny = self.deny
 
         def op(conn: sqlite3.Connection) -> PutResult:
@@ -270,7 +215,7 @@ class Journal:
             denied = judge(conn, deny, made)
             return msgspec.structs.replace(result, denied=tuple(denied)) if denied else result
 
-        result: PutResult = await self._submit(op)
+        result = await self._submit(op)
         added = len(result.released) + (result.message_id is not None and result.new)
         added -= len(result.denied)
         self._count_denied(result.denied)
@@ -284,8 +229,7 @@ class Journal:
     async def pending(self, limit: int) -> list[PendingMessage]:
         """The oldest undelivered messages that have a receiving number, in arrival order."""
 
-        result: list[PendingMessage] = await self._submit(lambda conn: _pending_rows(conn, limit))
-        return result
+        return await self._submit(lambda conn: _pending_rows(conn, limit))
 
     async def take_batch(
         self, limit: int, listed: AbstractSet[str] | None = None
@@ -295,46 +239,38 @@ class Journal:
         attempted and returned. Also returns how many were looked at: fewer than ``limit``
         means nothing else was pending. After a crash, a pending message with attempts > 0 may
         have reached the upstream already: it is sent again (at least once; v2 has no
-        idempotency key), and the count shows it."""
+        idempotency key), and the count shows it (the count is a deferred write: after a kill -9
+        it may be one short for messages sent within the last ``DEFERRED_WITHIN``)."""
 
         def op(conn: sqlite3.Connection) -> tuple[list[PendingMessage], int]:
             looked_at = batch = _pending_rows(conn, limit)
             if listed is not None:
                 _hold_rows(conn, [m.id for m in batch if m.number not in listed], UNLISTED)
                 batch = [m for m in batch if m.number in listed]
-            conn.executemany(
-                "UPDATE messages SET attempts = attempts + 1 WHERE id = ?", [(m.id,) for m in batch]
-            )
             return batch, len(looked_at)
 
-        result: tuple[list[PendingMessage], int] = await self._submit(op)
-        return result
+        batch, looked_at = await self._submit(op)
+        if batch:
+            ids = [(m.id,) for m in batch]
+            self._commits.defer(lambda conn: conn.executemany(_ATTEMPTED, ids).rowcount)
+        return batch, looked_at
 
     async def mark_delivered(self, ids: list[int], when: float) -> None:
-        def op(conn: sqlite3.Connection) -> int:
-            cur = conn.executemany(
-                "UPDATE messages SET state = 'delivered', delivered_at = ?"
-                " WHERE id = ? AND state = 'pending'",
-                [(when, i) for i in ids],
-            )
-            return cur.rowcount
+        """Record messages as delivered: a deferred write, committed within
+        ``DEFERRED_WITHIN`` or with the next transaction; operations queued after it (the next
+        :meth:`take_batch`) see it. The backlog counts them out once it is committed."""
+        rows = [(when, i) for i in ids]
 
-        changed: int = await self._submit(op)
-        self.backlog -= changed
+        def counted(changed: int) -> None:
+            self.backlog -= changed
+
+        self._commits.defer(lambda conn: conn.executemany(_DELIVERED, rows).rowcount, counted)
 
     async def park(self, ids: list[int], reason: str) -> None:
         """Take messages out of the delivery queue, keeping them (visible, replayable)."""
 
-        def op(conn: sqlite3.Connection) -> int:
-            cur = conn.executemany(
-                "UPDATE messages SET state = 'parked', last_error = ? WHERE id = ?"
-                " AND state = 'pending'",
-                [(reason[:500], i) for i in ids],
-            )
-            return cur.rowcount
-
-        changed: int = await self._submit(op)
-        self.backlog -= changed
+        rows = [(reason[:500], i) for i in ids]
+        self.backlog -= await self._submit(lambda conn: conn.executemany(_PARK, rows).rowcount)
 
     async def hold(self, ids: list[int], reason: str) -> None:
         """Set messages aside until their number is listed upstream again (still backlog)."""
@@ -344,14 +280,8 @@ class Journal:
     async def release_held(self, numbers: list[str]) -> int:
         """Queue held messages of these (now listed) numbers again."""
 
-        def op(conn: sqlite3.Connection) -> int:
-            cur = conn.executemany(
-                "UPDATE messages SET state = 'pending' WHERE state = 'held' AND number = ?",
-                [(n,) for n in numbers],
-            )
-            return cur.rowcount
-
-        released: int = await self._submit(op)
+        rows = [(n,) for n in numbers]
+        released = await self._submit(lambda conn: conn.executemany(_RELEASE_HELD, rows).rowcount)
         if released:
             self.new_messages.set()
         return released
@@ -361,15 +291,8 @@ class Journal:
         ago or more, by the monotonic clock."""
         seen_before = self.clock.monotonic() - max_age
 
-        def op(conn: sqlite3.Connection) -> int:
-            cur = conn.execute(
-                "UPDATE messages SET state = 'parked', last_error = ?"
-                " WHERE state = 'held' AND seen_mono <= ?",
-                (reason, seen_before),
-            )
-            return cur.rowcount
-
-        parked: int = await self._submit(op)
+        args = (reason, seen_before)
+        parked = await self._submit(lambda conn: conn.execute(_PARK_HELD, args).rowcount)
         self.backlog -= parked
         return parked
 
@@ -377,7 +300,7 @@ class Journal:
         """Deliver sets still missing parts ``max_age`` seconds (the reassembly timeout, by the
         monotonic clock) after their first part was seen, flagged incomplete."""
         now = self.clock.monotonic()
-        release = release_op(now - max_age, now)
+        release = release_op(now - max_age, now, self._decoded)
         deny = self.deny
 
         def op(conn: sqlite3.Connection) -> tuple[list[int], list[str]]:
@@ -402,8 +325,8 @@ class Journal:
 
         def op(conn: sqlite3.Connection) -> int:
             done = (
-                "(state = 'delivered' AND delivered_at < ?1) OR (state IN"
-                " ('no_operation', 'filtered', 'rejected', 'denied') AND received_at < ?1)"
+                f"({in_states(M.DELIVERED)} AND delivered_at < ?1)"
+                f" OR ({in_states(*SETTLED)} AND received_at < ?1)"
             )
             conn.execute(
                 f"DELETE FROM parts WHERE message_id IN (SELECT id FROM messages WHERE {done})",
@@ -412,22 +335,20 @@ class Journal:
             cur = conn.execute(f"DELETE FROM messages WHERE {done}", (older_than,))
             # Status reports, stored SUBMITs and parked parts are kept for the same retention.
             conn.execute(
-                "DELETE FROM parts WHERE state IN ('status_report', 'submit', 'parked')"
+                "DELETE FROM parts WHERE"
+                f" {in_states(PartState.STATUS_REPORT, PartState.SUBMIT, PartState.PARKED)}"
                 " AND received_at < ?",
                 (older_than,),
             )
             return cur.rowcount
 
-        pruned: int = await self._submit(op)
-        return pruned
+        return await self._submit(op)
 
     async def recount(self) -> None:
         """Re-read the backlog (operators may replay or park messages from another process)."""
 
         def op(conn: sqlite3.Connection) -> int:
-            (n,) = conn.execute(
-                "SELECT count(*) FROM messages WHERE state IN ('pending', 'held')"
-            ).fetchone()
+            (n,) = conn.execute(_COUNT_BACKLOG).fetchone()
             return int(n)
 
         self.backlog = await self._submit(op)
@@ -461,8 +382,7 @@ class Journal:
                 for n, e, i in conn.execute("SELECT number, entry, onlinesim_id FROM numbers")
             }
 
-        result: dict[str, tuple[str | None, int | None]] = await self._submit(op)
-        return result
+        return await self._submit(op)
 
     async def stats(self) -> dict[str, int]:
         def op(conn: sqlite3.Connection) -> dict[str, int]:
