@@ -21,9 +21,13 @@ from muxd.store.deny import judge, rule_of
 from muxd.store.intake import replay_part_op
 from muxd.store.journal import BUSY_TIMEOUT_MS, JOURNAL_FILE
 from muxd.store.schema import migrate
+from muxd.store.states import MessageState, PartState, in_states, move
 
 if TYPE_CHECKING:
     from muxd.deny import DenyList
+
+M = MessageState
+_PARK = move(M.PARKED, from_={M.PENDING}, sets="last_error = ?")
 
 PREVIEW = 40
 # Parked parts replayed per transaction: each holds the journal's write lock for milliseconds,
@@ -52,18 +56,19 @@ def _connect(state_dir: Path) -> Iterator[sqlite3.Connection]:
 def stats(state_dir: Path) -> dict[str, int | float | None]:
     with _connect(state_dir) as conn:
         out: dict[str, int | float | None] = {}
-        for state in ("pending", "held", "delivered", "parked", "denied"):
-            out[f"messages_{state}"] = 0
+        for state in (M.PENDING, M.HELD, M.DELIVERED, M.PARKED, M.DENIED):
+            out[f"messages_{state.value}"] = 0
         for state, n in conn.execute("SELECT state, count(*) FROM messages GROUP BY state"):
             out[f"messages_{state}"] = n
         for state, n in conn.execute("SELECT state, count(*) FROM parts GROUP BY state"):
             out[f"parts_{state}"] = n
         (oldest,) = conn.execute(
-            "SELECT min(received_at) FROM messages WHERE state = 'pending'"
+            f"SELECT min(received_at) FROM messages WHERE {in_states(M.PENDING)}"
         ).fetchone()
         out["oldest_pending_age_s"] = round(time.time() - oldest, 1) if oldest else None
         for note, n in conn.execute(
-            "SELECT last_error, count(*) FROM messages WHERE state = 'denied' GROUP BY last_error"
+            f"SELECT last_error, count(*) FROM messages WHERE {in_states(M.DENIED)}"
+            " GROUP BY last_error"
         ):
             out[f"denied_by_{rule_of(note) or 'unknown'}"] = n
         return out
@@ -102,17 +107,13 @@ def list_messages(state_dir: Path, *, state: str | None, limit: int) -> list[dic
 def replay(state_dir: Path, ids: list[int], *, force: bool = False) -> list[int]:
     """Queue parked messages again (delivered ones too with ``force``: that sends a copy).
     A denied message replayed is released deliberately: it is forwarded, not judged again."""
-    states = ("parked", "held", "denied", "delivered") if force else ("parked", "held", "denied")
-    placeholders = ",".join("?" * len(states))
+    states = {M.PARKED, M.HELD, M.DENIED} | ({M.DELIVERED} if force else set())
+    statement = move(M.PENDING, from_=states, sets="last_error = NULL, delivered_at = NULL")
     changed = []
     with _connect(state_dir) as conn:
         conn.execute("BEGIN IMMEDIATE")
         for mid in ids:
-            cur = conn.execute(
-                "UPDATE messages SET state = 'pending', last_error = NULL, delivered_at = NULL"
-                f" WHERE id = ? AND state IN ({placeholders})",
-                (mid, *states),
-            )
+            cur = conn.execute(statement, (mid,))
             if cur.rowcount:
                 changed.append(mid)
         conn.execute("COMMIT")
@@ -124,11 +125,7 @@ def park(state_dir: Path, ids: list[int], *, reason: str = "parked by operator")
     with _connect(state_dir) as conn:
         conn.execute("BEGIN IMMEDIATE")
         for mid in ids:
-            cur = conn.execute(
-                "UPDATE messages SET state = 'parked', last_error = ?"
-                " WHERE id = ? AND state = 'pending'",
-                (reason, mid),
-            )
+            cur = conn.execute(_PARK, (reason, mid))
             if cur.rowcount:
                 changed.append(mid)
         conn.execute("COMMIT")
@@ -166,7 +163,7 @@ def list_parts(
     with _connect(state_dir) as conn:
         rows = conn.execute(
             "SELECT id, port, sim, storage, idx, error, received_at, pdu, tpdu_length"
-            " FROM parts WHERE state = 'parked' ORDER BY id DESC LIMIT ?",
+            f" FROM parts WHERE {in_states(PartState.PARKED)} ORDER BY id DESC LIMIT ?",
             (limit,),
         ).fetchall()
     out = []
@@ -198,7 +195,8 @@ def replay_parts(
     with _connect(state_dir) as conn:
         migrate(conn)
         if ids is None:
-            ids = [i for (i,) in conn.execute("SELECT id FROM parts WHERE state = 'parked'")]
+            parked = f"SELECT id FROM parts WHERE {in_states(PartState.PARKED)}"
+            ids = [i for (i,) in conn.execute(parked)]
         for start in range(0, len(ids), REPLAY_CHUNK):
             conn.execute("BEGIN IMMEDIATE")
             try:

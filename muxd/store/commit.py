@@ -59,23 +59,28 @@ class _OperationFailed(Exception):
 class _Entry(Generic[T]):
     """One queued operation: awaited through ``fut``, or deferred (``fut`` None)."""
 
-    __slots__ = ("fut", "op", "then")
+    __slots__ = ("fut", "op", "or_else", "then")
 
     def __init__(
         self,
         op: Callable[[sqlite3.Connection], T],
         fut: asyncio.Future[T] | None,
         then: Callable[[T], None] | None = None,
+        or_else: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.op = op
         self.fut = fut
         self.then = then
+        self.or_else = or_else
 
     def settle(self, result: T | BaseException) -> None:
         if isinstance(result, BaseException):
-            if self.fut is not None and not self.fut.done():
-                self.fut.set_exception(result)
-            elif self.fut is None:
+            if self.fut is not None:
+                if not self.fut.done():
+                    self.fut.set_exception(result)
+            elif self.or_else is not None:
+                self.or_else(result)
+            else:
                 LOGGER.error("deferred journal write failed: %s", result)
             return
         if self.fut is not None:
@@ -171,13 +176,17 @@ class GroupCommit:
         return await fut
 
     def defer(
-        self, op: Callable[[sqlite3.Connection], T], then: Callable[[T], None] | None = None
+        self,
+        op: Callable[[sqlite3.Connection], T],
+        then: Callable[[T], None] | None = None,
+        or_else: Callable[[BaseException], None] | None = None,
     ) -> None:
         """Queue a write that rides in the next transaction (committed within
-        DEFERRED_WITHIN); ``then(result)`` runs on the event loop once it is committed."""
+        DEFERRED_WITHIN); ``then(result)`` runs on the event loop once it is committed,
+        ``or_else(error)`` if it fails (else the failure is logged)."""
         if self.failed is not None:
             raise self.failed
-        self._queue.append(_Entry(op, None, then))
+        self._queue.append(_Entry(op, None, then, or_else))
         if self._timer is None:
             self._timer = asyncio.create_task(self._deferred_timer(), name="journal-deferred")
 

@@ -14,8 +14,11 @@ import sqlite3
 from collections.abc import Iterable
 
 from muxd.deny import DenyList
+from muxd.store.states import MessageState, in_states, move
 
-DENIED = "denied"
+DENIED = MessageState.DENIED.value
+_PENDING = f"SELECT sender, text FROM messages WHERE id = ? AND {in_states(MessageState.PENDING)}"
+_DENY = move(MessageState.DENIED, sets="last_error = ?")
 _REASON = "denied by "
 
 
@@ -38,17 +41,12 @@ def judge(conn: sqlite3.Connection, deny: DenyList | None, ids: Iterable[int]) -
     assert deny is not None
     denied: list[str] = []
     for mid in ids:
-        row = conn.execute(
-            "SELECT sender, text FROM messages WHERE id = ? AND state = 'pending'", (mid,)
-        ).fetchone()
+        row = conn.execute(_PENDING, (mid,)).fetchone()
         if row is None:
             continue
         rule = deny.verdict(row[0], row[1])
         if rule is None:
             continue
-        conn.execute(
-            "UPDATE messages SET state = ?, last_error = ? WHERE id = ?",
-            (DENIED, reason(rule), mid),
-        )
+        conn.execute(_DENY, (reason(rule), mid))
         denied.append(rule)
     return denied

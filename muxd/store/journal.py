@@ -22,6 +22,7 @@ short. Nothing is lost: parts are committed before they leave the modem, as befo
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -51,6 +52,8 @@ from muxd.store.writer import WriterThread
 if TYPE_CHECKING:
     from muxd.deny import DenyList
 
+LOGGER = logging.getLogger(__name__)
+
 JOURNAL_FILE = "journal.sqlite3"
 WRITE_PROBE = ".muxd-write-probe"
 # How long a writer waits on a lock held by another process (e.g. `muxd outbox` run by hand).
@@ -72,6 +75,18 @@ _PARK = move(M.PARKED, from_={M.PENDING}, sets="last_error = ?")
 _RELEASE_HELD = move(M.PENDING, from_={M.HELD}, where="number = ?")
 _PARK_HELD = move(M.PARKED, from_={M.HELD}, sets="last_error = ?", where="seen_mono <= ?")
 _COUNT_BACKLOG = f"SELECT count(*) FROM messages WHERE {in_states(*BACKLOG)}"
+
+
+class _Carried:
+    """A failed deferred write and what to do with its result once it is committed."""
+
+    __slots__ = ("op", "then")
+
+    def __init__(
+        self, op: Callable[[sqlite3.Connection], int], then: Callable[[int], None] | None
+    ) -> None:
+        self.op = op
+        self.then = then
 
 
 def _pending_rows(conn: sqlite3.Connection, limit: int) -> list[PendingMessage]:
@@ -119,6 +134,10 @@ class Journal:
         self._healthy = asyncio.Event()
         self._healthy.set()
         self.backlog = 0  # messages not yet delivered (kept in memory, exact)
+        # Deferred writes of the delivery path that failed: redone first, in the next
+        # take_batch's own operation, which fails while they do (so the shipper waits with its
+        # floor, and never re-sends a message whose delivered mark is not recorded).
+        self._carried: list[_Carried] = []
 
     @property
     def failed(self) -> JournalError | None:
@@ -242,18 +261,46 @@ class Journal:
         idempotency key), and the count shows it (the count is a deferred write: after a kill -9
         it may be one short for messages sent within the last ``DEFERRED_WITHIN``)."""
 
-        def op(conn: sqlite3.Connection) -> tuple[list[PendingMessage], int]:
+        carried, self._carried = self._carried, []
+
+        def op(conn: sqlite3.Connection) -> tuple[list[PendingMessage], int, list[int]]:
+            redone = [c.op(conn) for c in carried]
             looked_at = batch = _pending_rows(conn, limit)
             if listed is not None:
                 _hold_rows(conn, [m.id for m in batch if m.number not in listed], UNLISTED)
                 batch = [m for m in batch if m.number in listed]
-            return batch, len(looked_at)
+            return batch, len(looked_at), redone
 
-        batch, looked_at = await self._submit(op)
+        try:
+            batch, looked_at, redone = await self._submit(op)
+        except BaseException:
+            self._carried[:0] = carried
+            raise
+        if self._carried:
+            # A deferred write of this very transaction failed (it was queued before this
+            # read): the batch may hold a message whose delivered mark was undone.
+            raise JournalError(f"{self.path}: a deferred write failed; it is redone first")
+        if carried:
+            LOGGER.info("journal: deferred writes recorded again")
+            for c, result in zip(carried, redone, strict=True):
+                if c.then is not None:
+                    c.then(result)
         if batch:
             ids = [(m.id,) for m in batch]
-            self._commits.defer(lambda conn: conn.executemany(_ATTEMPTED, ids).rowcount)
+            self._defer(lambda conn: conn.executemany(_ATTEMPTED, ids).rowcount)
         return batch, looked_at
+
+    def _defer(
+        self, op: Callable[[sqlite3.Connection], int], then: Callable[[int], None] | None = None
+    ) -> None:
+        def failed(exc: BaseException) -> None:
+            if not self._carried:  # one line per state change, not per failed write
+                LOGGER.warning(
+                    "journal: a deferred write failed, redone with the next batch: %s", exc
+                )
+            self._carried.append(_Carried(op, then))
+
+        self._commits.defer(op, then, failed)
 
     async def mark_delivered(self, ids: list[int], when: float) -> None:
         """Record messages as delivered: a deferred write, committed within
@@ -264,7 +311,7 @@ class Journal:
         def counted(changed: int) -> None:
             self.backlog -= changed
 
-        self._commits.defer(lambda conn: conn.executemany(_DELIVERED, rows).rowcount, counted)
+        self._defer(lambda conn: conn.executemany(_DELIVERED, rows).rowcount, counted)
 
     async def park(self, ids: list[int], reason: str) -> None:
         """Take messages out of the delivery queue, keeping them (visible, replayable)."""

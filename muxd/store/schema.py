@@ -8,6 +8,17 @@ from __future__ import annotations
 
 import sqlite3
 
+from muxd.store.states import BACKLOG, MessageState, PartState, check, in_states
+
+_MESSAGE_COLUMNS = (
+    "id, sim, port, number, sender, text, sms_time, received_at, state, attempts, delivered_at,"
+    " last_error, incomplete, seen_mono, sms_time_source"
+)
+_PART_COLUMNS = (
+    "id, fingerprint, sim, port, number, storage, idx, pdu, tpdu_length, received_at, ckey, seq,"
+    " total, state, error, message_id, cgen, scts, seen_mono"
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         # Raw parts exactly as read from a modem. fingerprint = SIM identity + raw PDU, so a
@@ -143,6 +154,59 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # Pruning closed operations and settled pushes after the journal's retention.
         "CREATE INDEX pushes_done ON pushes(done_at) WHERE state != 'pending'",
     ),
+    (
+        # Message and part states are constrained to the known ones (muxd/store/states.py).
+        # SQLite adds a CHECK only by rebuilding the table: copy, drop, rename, index again.
+        f"""CREATE TABLE messages_checked (
+            id INTEGER PRIMARY KEY,
+            sim TEXT NOT NULL,
+            port TEXT NOT NULL,
+            number TEXT,
+            sender TEXT NOT NULL,
+            text TEXT NOT NULL,
+            sms_time INTEGER NOT NULL,
+            received_at REAL NOT NULL,
+            state TEXT NOT NULL {check("state", MessageState)},
+            attempts INTEGER NOT NULL DEFAULT 0,
+            delivered_at REAL,
+            last_error TEXT,
+            incomplete INTEGER NOT NULL DEFAULT 0,
+            seen_mono REAL,
+            sms_time_source TEXT NOT NULL DEFAULT 'stamp'
+                CHECK (sms_time_source IN ('stamp', 'read'))
+        )""",
+        f"INSERT INTO messages_checked SELECT {_MESSAGE_COLUMNS} FROM messages",
+        "DROP TABLE messages",
+        "ALTER TABLE messages_checked RENAME TO messages",
+        "CREATE INDEX messages_pending ON messages(state, id)",
+        f"""CREATE TABLE parts_checked (
+            id INTEGER PRIMARY KEY,
+            fingerprint TEXT NOT NULL UNIQUE,
+            sim TEXT NOT NULL,
+            port TEXT NOT NULL,
+            number TEXT,
+            storage TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            pdu TEXT NOT NULL,
+            tpdu_length INTEGER,
+            received_at REAL NOT NULL,
+            ckey TEXT,
+            seq INTEGER,
+            total INTEGER,
+            state TEXT NOT NULL {check("state", PartState)},
+            error TEXT,
+            message_id INTEGER,
+            cgen INTEGER,
+            scts REAL,
+            seen_mono REAL
+        )""",
+        f"INSERT INTO parts_checked SELECT {_PART_COLUMNS} FROM parts",
+        "DROP TABLE parts",
+        "ALTER TABLE parts_checked RENAME TO parts",
+        f"CREATE INDEX parts_waiting ON parts(ckey, cgen) WHERE {in_states(PartState.WAITING)}",
+        "CREATE INDEX parts_state ON parts(state)",
+        "CREATE INDEX parts_message ON parts(message_id)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -183,10 +247,10 @@ def adopt_clock(conn: sqlite3.Connection, epoch: str | None, now: float) -> None
         row = conn.execute("SELECT value FROM meta WHERE key = ?", (CLOCK_EPOCH,)).fetchone()
         same = epoch is not None and row is not None and row[0] == epoch
         stale = "seen_mono IS NULL" if same else "1"
-        conn.execute(f"UPDATE parts SET seen_mono = ? WHERE state = 'waiting' AND {stale}", (now,))
+        waiting = in_states(PartState.WAITING)
+        conn.execute(f"UPDATE parts SET seen_mono = ? WHERE {waiting} AND {stale}", (now,))
         conn.execute(
-            f"UPDATE messages SET seen_mono = ? WHERE state IN ('pending', 'held') AND {stale}",
-            (now,),
+            f"UPDATE messages SET seen_mono = ? WHERE {in_states(*BACKLOG)} AND {stale}", (now,)
         )
         conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (CLOCK_EPOCH, epoch))
     except BaseException:

@@ -56,10 +56,12 @@ async def test_shipper_waits_and_logs_once_while_a_journal_operation_fails(
     clock = VirtualClock()
     journal = upstream.journal
     await upstream.receive(NUMBERS[0], "Bank", "code 1")
-    # Taking a batch records the attempt: that write fails.
-    await refuse(journal, "no_attempts", "BEFORE UPDATE OF attempts ON messages")
+    await upstream.receive(NUMBERS[0], "Bank", "code 2")
+    # Recording a delivery (a deferred write) fails: the next batch is refused until it is
+    # recorded, so "code 1" is not sent again meanwhile.
+    await refuse(journal, "no_attempts", "BEFORE UPDATE OF delivered_at ON messages")
     ship = Shipper(
-        journal, upstream.client, batch_max=10, batch_delay=0.0,
+        journal, upstream.client, batch_max=1, batch_delay=0.0,
         sleep=clock.sleep, clock=clock, timer=clock,
     )  # fmt: skip
     async with running(ship.drain()) as task:
@@ -68,7 +70,7 @@ async def test_shipper_waits_and_logs_once_while_a_journal_operation_fails(
         assert len(lines) <= MAX_LOG_LINES, lines[:5]
         await allow(journal, "no_attempts")
         await clock.run_until(task.done)
-    assert [m.message for m in upstream.stub.messages] == ["code 1"]
+    assert [m.message for m in upstream.stub.messages] == ["code 1", "code 2"]
 
 
 async def test_publisher_waits_and_logs_once_while_a_journal_operation_fails(

@@ -140,8 +140,7 @@ async def load_state(journal: Journal) -> V1State:
         }
         return V1State(open=open_ops, sold=sold, last_used=last_used)
 
-    state: V1State = await journal.execute(op)
-    return state
+    return await journal.execute(op)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,8 +219,7 @@ async def reserve(journal: Journal, res: Reservation, *, id_bits: int = 63) -> O
             finished_at=None,
         )
 
-    result: Operation | None = await journal.execute(op)
-    return result
+    return await journal.execute(op)
 
 
 async def finish(
@@ -272,8 +270,7 @@ async def finish(
             )
         return outcome, found
 
-    result: tuple[FinishOutcome, Operation | None] = await journal.execute(op)
-    return result
+    return await journal.execute(op)
 
 
 async def expire(
@@ -295,8 +292,7 @@ async def expire(
                 done.append(aid)
         return done
 
-    result: list[int] = await journal.execute(op)
-    return result
+    return await journal.execute(op)
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,8 +325,7 @@ async def prune(journal: Journal, older_than: float) -> Pruned:
         conn.execute("DELETE FROM sold WHERE sold_at < ?", (older_than,))
         return Pruned(operations, pushes, sold)
 
-    result: Pruned = await journal.execute(op)
-    return result
+    return await journal.execute(op)
 
 
 async def operation_counts(journal: Journal) -> dict[str, int]:
@@ -345,8 +340,7 @@ async def operation_counts(journal: Journal) -> dict[str, int]:
         (out["sold"],) = conn.execute("SELECT count(*) FROM sold").fetchone()
         return out
 
-    result: dict[str, int] = await journal.execute(op)
-    return result
+    return await journal.execute(op)
 
 
 async def closed_elsewhere(
@@ -376,5 +370,4 @@ async def closed_elsewhere(
                 out.append((_operation(row[:-1]), None if row[-1] is None else float(row[-1])))
         return int(version), out
 
-    result: tuple[int, list[tuple[Operation, float | None]]] = await journal.execute(op)
-    return result
+    return await journal.execute(op)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from muxd.store.journal import Journal
+from muxd.store.states import MessageState, in_states, move
 from muxd.upstream.v1.opmatch import Matching, Window, pick
 
 PushState = Literal["pending", "delivered", "rejected", "filtered", "no_operation"]
@@ -78,6 +79,16 @@ _CANDIDATES = (
     " WHERE number = ? AND created_at <= ? AND (finished_at IS NULL OR finished_at >= ?)"
 )
 _MESSAGES = "SELECT m.id, m.number, m.sender, m.text, m.sms_time, m.state FROM messages m"
+_M = MessageState
+_FILTERED = move(_M.FILTERED, sets="last_error = ?")
+_MATCHED = move(_M.PENDING, from_={_M.PENDING, _M.UNMATCHED})
+_GIVEN_UP = move(_M.NO_OPERATION, from_={_M.UNMATCHED})
+_UNMATCHED = move(_M.UNMATCHED)
+_M_PENDING = in_states(_M.PENDING, column="m.state")
+_M_UNMATCHED = in_states(_M.UNMATCHED, column="m.state")
+_DELIVERED = move(_M.DELIVERED, sets="delivered_at = ?, last_error = NULL")
+_SETTLED = {s: move(_M(s), from_={_M.PENDING}, sets="last_error = ?") for s in
+            ("rejected", "filtered", "no_operation")}  # fmt: skip
 
 
 def _classify(
@@ -112,12 +123,9 @@ def _classify(
         (mid, chosen, "rent" if rent else "sms", state, when, None if keep else when),
     )
     if not keep:
-        conn.execute(
-            "UPDATE messages SET state = 'filtered', last_error = ? WHERE id = ?",
-            (f"filtered for {service}", mid),
-        )
+        conn.execute(_FILTERED, (f"filtered for {service}", mid))
         return "filtered"
-    conn.execute("UPDATE messages SET state = 'pending' WHERE id = ?", (mid,))
+    conn.execute(_MATCHED, (mid,))
     sms_id, attempts = conn.execute(
         "SELECT sms_id, attempts FROM pushes WHERE message_id = ? AND activation_id = ?",
         (mid, chosen),
@@ -143,22 +151,19 @@ async def assign_pending(
     given_up = matching.given_up()
 
     def op(conn: sqlite3.Connection) -> Assigned:
-        conn.executemany(
-            "UPDATE messages SET state = 'no_operation' WHERE id = ? AND state = 'unmatched'",
-            [(mid,) for mid in given_up],
-        )
+        conn.executemany(_GIVEN_UP, [(mid,) for mid in given_up])
         rows = conn.execute(
-            f"{_MESSAGES} WHERE m.state = 'pending' AND NOT EXISTS (SELECT 1 FROM pushes p"
+            f"{_MESSAGES} WHERE {_M_PENDING} AND NOT EXISTS (SELECT 1 FROM pushes p"
             " WHERE p.message_id = m.id AND p.state = 'pending') ORDER BY m.id LIMIT ?",
             (limit,),
         ).fetchall()
         scanned = len(rows)
         if recheck is True:
-            rows += conn.execute(f"{_MESSAGES} WHERE m.state = 'unmatched' ORDER BY m.id")
+            rows += conn.execute(f"{_MESSAGES} WHERE {_M_UNMATCHED} ORDER BY m.id")
         elif recheck:
             marks = ",".join("?" * len(recheck))
             rows += conn.execute(
-                f"{_MESSAGES} WHERE m.state = 'unmatched' AND m.number IN ({marks}) ORDER BY m.id",
+                f"{_MESSAGES} WHERE {_M_UNMATCHED} AND m.number IN ({marks}) ORDER BY m.id",
                 recheck,
             )
         pushes: list[PushRow] = []
@@ -166,12 +171,12 @@ async def assign_pending(
         settled: list[int] = []
         no_operation = filtered = revived = 0
         for row in rows:
-            was_pending = row[5] == "pending"
+            was_pending = row[5] == _M.PENDING
             result = _classify(conn, row, matches, when, matching)
             if result == "unmatched":
                 unmatched.append(row[0])
                 if was_pending:
-                    conn.execute("UPDATE messages SET state = 'unmatched' WHERE id = ?", (row[0],))
+                    conn.execute(_UNMATCHED, (row[0],))
                     no_operation += 1
                 continue
             settled.append(row[0])
@@ -184,7 +189,7 @@ async def assign_pending(
         return Assigned(pushes, no_operation, filtered, scanned, revived, unmatched, settled)
 
     try:
-        result: Assigned = await journal.execute(op)
+        result = await journal.execute(op)
     except BaseException:
         # Nothing was written: what this pass was to do is done by the next one.
         for mid in given_up:
@@ -218,8 +223,7 @@ async def pending_pushes(journal: Journal) -> list[PushRow]:
             )
         ]
 
-    result: list[PushRow] = await journal.execute(op)
-    return result
+    return await journal.execute(op)
 
 
 async def mark_push_attempt(journal: Journal, sms_ids: list[int]) -> None:
@@ -268,17 +272,9 @@ async def settle_push(
                 (when, push.activation_id),
             )
         if message_state == "delivered":
-            cur = conn.execute(
-                "UPDATE messages SET state = 'delivered', delivered_at = ?, last_error = NULL"
-                " WHERE id = ? AND state = 'pending'",
-                (when, push.message_id),
-            )
+            cur = conn.execute(_DELIVERED, (when, push.message_id))
         else:
-            cur = conn.execute(
-                "UPDATE messages SET state = ?, last_error = ? WHERE id = ? AND state = 'pending'",
-                (message_state, result[:500], push.message_id),
-            )
+            cur = conn.execute(_SETTLED[message_state], (result[:500], push.message_id))
         return cur.rowcount > 0
 
-    changed: bool = await journal.execute(op)
-    return changed
+    return await journal.execute(op)
