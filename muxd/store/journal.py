@@ -305,13 +305,17 @@ class Journal:
     async def mark_delivered(self, ids: list[int], when: float) -> None:
         """Record messages as delivered: a deferred write, committed within
         ``DEFERRED_WITHIN`` or with the next transaction; operations queued after it (the next
-        :meth:`take_batch`) see it. The backlog counts them out once it is committed."""
+        :meth:`take_batch`) see it. The backlog counts them out at once (they came from
+        :meth:`take_batch`, so they were pending) and is corrected by what the write changed
+        once it is committed (an operator parked one meanwhile)."""
         rows = [(when, i) for i in ids]
+        expected = len(ids)
 
         def counted(changed: int) -> None:
-            self.backlog -= changed
+            self.backlog += expected - changed
 
         self._defer(lambda conn: conn.executemany(_DELIVERED, rows).rowcount, counted)
+        self.backlog -= expected
 
     async def park(self, ids: list[int], reason: str) -> None:
         """Take messages out of the delivery queue, keeping them (visible, replayable)."""
