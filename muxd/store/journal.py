@@ -276,15 +276,15 @@ class Journal:
         except BaseException:
             self._carried[:0] = carried
             raise
-        if self._carried:
-            # A deferred write of this very transaction failed (it was queued before this
-            # read): the batch may hold a message whose delivered mark was undone.
-            raise JournalError(f"{self.path}: a deferred write failed; it is redone first")
         if carried:
             LOGGER.info("journal: deferred writes recorded again")
             for c, result in zip(carried, redone, strict=True):
                 if c.then is not None:
                     c.then(result)
+        if self._carried:
+            # A deferred write of this very transaction failed (it was queued before this
+            # read): the batch may hold a message whose delivered mark was undone.
+            raise JournalError(f"{self.path}: a deferred write failed; it is redone first")
         if batch:
             ids = [(m.id,) for m in batch]
             self._defer(lambda conn: conn.executemany(_ATTEMPTED, ids).rowcount)
