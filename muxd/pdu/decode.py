@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from muxd.pdu.address import decode_address, decode_smsc
 from muxd.pdu.dcs import GSM7, UCS2, parse_dcs
 from muxd.pdu.errors import PduError
@@ -54,12 +56,21 @@ def _need(data: bytes, pos: int, n: int, what: str) -> None:
         raise PduError(f"{what} needs {n} octets, {max(len(data) - pos, 0)} present", pos)
 
 
-def _user_data(
-    data: bytes, pos: int, fo: int, dcs: int, mode: int
-) -> tuple[str, int | None, str, bytes, bytes, UdhInfo, bool]:
+class _UserData(msgspec.Struct, frozen=True):
+    """TP-UD parsed: what a DELIVER or a SUBMIT takes of it."""
+
+    encoding: str
+    message_class: int | None
+    text: str
+    user_data: bytes  # septets (GSM 7-bit) or octets after the UDH
+    udh: bytes
+    info: UdhInfo
+    truncated: bool  # a SUBMIT whose UDL exceeds the data present (decoded what is there)
+
+
+def _user_data(data: bytes, pos: int, fo: int, dcs: int, mode: int) -> _UserData:
     """Parse TP-UDL + TP-UD at ``pos``.
 
-    Returns (encoding, class, text, user_data, udh, udh_info, truncated).
     ``mode`` SHORT_SUBMIT accepts a UDL larger than the data present (decoding
     what is there); EXACT rejects octets after the user data.
     """
@@ -103,10 +114,10 @@ def _user_data(
         else:
             locking = locking_table(info.locking_shift)
             text = decode_septets(sept, locking, single_shift_table(info.single_shift))
-        return encoding, mclass, text, sept, udh, info, truncated
+        return _UserData(encoding, mclass, text, sept, udh, info, truncated)
     body = data[pos + hdr : pos + need]
     text = decode_ucs2(body) if encoding == UCS2 else ""
-    return encoding, mclass, text, body, udh, info, truncated
+    return _UserData(encoding, mclass, text, body, udh, info, truncated)
 
 
 def _deliver(data: bytes, pos: int, smsc: str | None, mode: int) -> SmsDeliver:
@@ -117,7 +128,7 @@ def _deliver(data: bytes, pos: int, smsc: str | None, mode: int) -> SmsDeliver:
     dcs = data[pos + 1]
     scts = decode_scts(data, pos + 2)  # None (unknown) rather than an error: keep the text
     mode = min(mode, TRAILING)  # a short DELIVER is never accepted
-    encoding, mclass, text, ud, udh, info, _ = _user_data(data, pos + 9, fo, dcs, mode)
+    ud = _user_data(data, pos + 9, fo, dcs, mode)
     return SmsDeliver(
         smsc=smsc,
         originator=oa,
@@ -126,13 +137,13 @@ def _deliver(data: bytes, pos: int, smsc: str | None, mode: int) -> SmsDeliver:
         dcs=dcs,
         scts=scts,
         scts_raw=data[pos + 2 : pos + 9],
-        encoding=encoding,
-        text=text,
-        user_data=ud,
-        udh=udh,
-        concat=info.concat,
-        message_class=mclass,
-        ports=info.ports,
+        encoding=ud.encoding,
+        text=ud.text,
+        user_data=ud.user_data,
+        udh=ud.udh,
+        concat=ud.info.concat,
+        message_class=ud.message_class,
+        ports=ud.info.ports,
         more_messages=not fo & 0x04,
     )
 
@@ -148,19 +159,19 @@ def _submit(data: bytes, pos: int, smsc: str | None, mode: int) -> SmsSubmit:
     vp = _VP_OCTETS[(fo >> 3) & 0x03]
     _need(data, pos, 2 + vp, "TP-PID, TP-DCS and TP-VP")
     dcs = data[pos + 1]
-    encoding, _, text, ud, udh, info, truncated = _user_data(data, pos + 2 + vp, fo, dcs, mode)
+    ud = _user_data(data, pos + 2 + vp, fo, dcs, mode)
     return SmsSubmit(
         smsc=smsc,
         message_ref=mr,
         destination=da,
         destination_toa=toa,
         dcs=dcs,
-        encoding=encoding,
-        text=text,
-        concat=info.concat,
-        user_data=ud,
-        udh=udh,
-        truncated=truncated,
+        encoding=ud.encoding,
+        text=ud.text,
+        concat=ud.info.concat,
+        user_data=ud.user_data,
+        udh=ud.udh,
+        truncated=ud.truncated,
     )
 
 
