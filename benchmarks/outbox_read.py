@@ -12,9 +12,9 @@
    (STATUS_CACHE_TTL).
 4. Intake: ``--ports`` tasks store parts back to back for ``--phase`` seconds each (each port
    awaits its own put, as the receive path does): alone; alone without the count triggers;
-   while the client polls /api/outbox
-   ``--poll-rate`` times a second with the cache off, then on; and while the old stats (the
-   same GROUP BY run inside the writer's group commit) are polled. Reports parts/s and put
+   while the client polls, ``--poll-rate`` times a second, /healthz (the requests' own
+   cost), /api/outbox with the cache off, then on, and the old stats (the same GROUP BY run
+   inside the writer's group commit); alone again. Reports parts/s and put
    latency p50/p99, and the /api/outbox latency seen meanwhile.
 Prints one JSON document.
 """
@@ -293,17 +293,23 @@ async def main_async(args: argparse.Namespace, pool: ProcessPoolExecutor) -> dic
             under: dict[str, Any] = {"no_polling": await intake.run(args.phase)}
             with triggers_dropped(state):  # what keeping the counts costs the receive path
                 under["no_polling_no_count_triggers"] = await intake.run(args.phase)
-            phases = (("cache_off", 0.0, False), ("cache_on", STATUS_CACHE_TTL, False),
-                      ("old_stats_in_writer", 0.0, True))  # fmt: skip
-            for label, ttl, old in phases:
+            # /healthz reads nothing: the cost of the requests alone (the client's CPU on this
+            # machine, the daemon's HTTP handling), against which the reads are measured.
+            phases = (("healthz", 0.0, False, "/healthz"),
+                      ("cache_off", 0.0, False, "/api/outbox"),
+                      ("cache_on", STATUS_CACHE_TTL, False, "/api/outbox"),
+                      ("old_stats_in_writer", 0.0, True, "/api/outbox"))  # fmt: skip
+            for label, ttl, old, path in phases:
                 source.old = old
                 async with serve(source, ttl) as url:
                     figures, latencies = await asyncio.gather(
                         intake.run(args.phase),
-                        polled(pool, url, seconds=args.phase, rate=args.poll_rate),
-                    )
-                under[f"polling_{label}"] = figures | {"outbox": ms(latencies)}
+                        polled(pool, url.replace("/api/outbox", path), seconds=args.phase,
+                               rate=args.poll_rate),
+                    )  # fmt: skip
+                under[f"polling_{label}"] = figures | {"latency": ms(latencies)}
             source.old = False
+            under["no_polling_again"] = await intake.run(args.phase)  # the drift of the run
             report["intake"] = {
                 "ports": args.ports,
                 "phase_s": args.phase,
