@@ -5,7 +5,9 @@ crash, unable to write, and never in a commit's way."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -291,3 +293,40 @@ async def test_stats_after_close_fail_loudly(tmp_path: Path) -> None:
     await journal.close()
     with pytest.raises(JournalError, match="closed"):
         await journal.stats()
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A small real tmpfs, to be filled by the test."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+async def test_stats_answer_while_commits_fail(full_disk: Path) -> None:
+    journal = await Journal.open(full_disk / "state")
+    try:
+        (enc,) = encode_deliver("Bank", "kept", scts=SCTS)
+        await journal.put_part(part(enc.hex, enc.tpdu_length, index=0))
+        with contextlib.suppress(OSError), (full_disk / "filler").open("wb") as fh:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+
+        async def store_more() -> None:  # the WAL grows until a page cannot be written
+            for i in range(1, 200):
+                (enc,) = encode_deliver("Bank", f"code {i} " + "x" * 100, scts=SCTS)
+                await journal.put_part(part(enc.hex, enc.tpdu_length, index=i))
+
+        with pytest.raises(JournalError, match="commit failed"):
+            await store_more()
+        assert journal.broken.is_set()
+        # The operator still sees the counts, as of the last commit that made it to disk.
+        stats = await journal.stats()
+        assert stats["messages_pending"] == stats["parts_assembled"] >= 1
+    finally:
+        await journal.close()
