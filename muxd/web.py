@@ -7,10 +7,12 @@ API and renders it in the browser. No build step and no external assets; the fil
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib.resources
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +39,53 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+# How long an /api/outbox or /api/totals answer is served again: the status page polls both
+# every 2 s per open tab; any number of tabs and scripts then cost at most one journal read per
+# endpoint this often. Counts shown are at most this old.
+STATUS_CACHE_TTL = 1.0
+
+
+class CachedAnswer:
+    """One JSON answer made at most once per ``ttl`` seconds (by ``clock``, monotonic), shared
+    by every request: callers arriving while it is being made wait for that one. A failure is
+    not kept (the next request tries again); a caller that goes away does not cancel it."""
+
+    def __init__(
+        self,
+        make: Callable[[], Awaitable[object]],
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._make = make
+        self._ttl = ttl
+        self._clock = clock
+        self._body: bytes | None = None
+        self._made_at = 0.0
+        self._making: asyncio.Task[bytes] | None = None
+
+    async def body(self) -> bytes:
+        if self._body is not None and 0.0 <= self._clock() - self._made_at < self._ttl:
+            return self._body
+        if self._making is None:
+            self._making = asyncio.create_task(self._refresh(), name="status-answer")
+            self._making.add_done_callback(_retrieve)
+        return await asyncio.shield(self._making)
+
+    async def _refresh(self) -> bytes:
+        try:
+            started = self._clock()
+            body = orjson.dumps(await self._make())
+            # Dated from when it was asked for: never older than ``ttl`` when served.
+            self._body, self._made_at = body, started
+            return body
+        finally:
+            self._making = None
+
+
+def _retrieve(task: asyncio.Task[bytes]) -> None:
+    """Mark a failed answer seen: its waiters got it, or all went away."""
+    if not task.cancelled():
+        task.exception()
 
 
 @dataclass(frozen=True)
@@ -113,10 +162,13 @@ def make_app(
     hosts: Sequence[str] = (),
     upstream: Callable[[], list[dict[str, Any]]] | None = None,
     degraded: Callable[[], str | None] | None = None,
+    cache_ttl: float = STATUS_CACHE_TTL,
+    clock: Callable[[], float] = time.monotonic,
 ) -> web.Application:
     """The operator's app. ``token``/``hosts``: access control (muxd.web_guard); ``upstream``:
     the upstream loops' state for ``/api/upstream``; ``degraded``: a reason ``/healthz`` reports
-    (still 200: restarting muxd does not bring Onlinesim back)."""
+    (still 200: restarting muxd does not bring Onlinesim back); ``cache_ttl``/``clock``: how
+    long /api/outbox and /api/totals answers are reused (0: made for every request)."""
     metrics = _metrics_handler(registry)
 
     async def healthz(_request: web.Request) -> web.Response:
@@ -139,11 +191,17 @@ def make_app(
     async def api_numbers(_request: web.Request) -> web.Response:
         return _json({"numbers": source.numbers()})
 
+    async def totals_now() -> dict[str, Any]:
+        return source.totals()
+
+    outbox_answer = CachedAnswer(source.outbox, cache_ttl, clock)
+    totals_answer = CachedAnswer(totals_now, cache_ttl, clock)
+
     async def api_outbox(_request: web.Request) -> web.Response:
-        return _json(await source.outbox())
+        return web.Response(body=await outbox_answer.body(), content_type="application/json")
 
     async def api_totals(_request: web.Request) -> web.Response:
-        return _json(source.totals())
+        return web.Response(body=await totals_answer.body(), content_type="application/json")
 
     async def api_upstream(_request: web.Request) -> web.Response:
         return _json({"loops": upstream() if upstream is not None else []})

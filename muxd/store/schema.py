@@ -19,6 +19,41 @@ _PART_COLUMNS = (
     " total, state, error, message_id, cgen, scts, seen_mono"
 )
 
+def _state_count_triggers(table: str) -> tuple[str, ...]:
+    """Triggers keeping ``state_counts`` for ``table`` (a row inserted, deleted, or its state
+    changed). A REPLACE conflict deletes without firing a delete trigger (recursive triggers
+    are off): rows of these tables are never written with INSERT OR REPLACE."""
+    bump = (
+        "INSERT INTO state_counts(tbl, state, n) VALUES ('{t}', {s}, {d})"
+        " ON CONFLICT(tbl, state) DO UPDATE SET n = n + excluded.n;"
+    )
+    return (
+        f"CREATE TRIGGER IF NOT EXISTS {table}_count_insert AFTER INSERT ON {table} BEGIN "
+        + bump.format(t=table, s="NEW.state", d=1)
+        + " END",
+        f"CREATE TRIGGER IF NOT EXISTS {table}_count_delete AFTER DELETE ON {table} BEGIN "
+        + bump.format(t=table, s="OLD.state", d=-1)
+        + " END",
+        f"CREATE TRIGGER IF NOT EXISTS {table}_count_update AFTER UPDATE OF state ON {table}"
+        " WHEN OLD.state IS NOT NEW.state BEGIN "
+        + bump.format(t=table, s="OLD.state", d=-1)
+        + " "
+        + bump.format(t=table, s="NEW.state", d=1)
+        + " END",
+    )
+
+
+# A migration that rebuilds parts or messages (a new table copied, the old one dropped) drops
+# their triggers: it must end with these two, which create them again and count afresh.
+STATE_COUNT_TRIGGERS = _state_count_triggers("parts") + _state_count_triggers("messages")
+STATE_COUNT_RECOUNT = (
+    "DELETE FROM state_counts",
+    "INSERT INTO state_counts(tbl, state, n)"
+    " SELECT 'parts', state, count(*) FROM parts GROUP BY state",
+    "INSERT INTO state_counts(tbl, state, n)"
+    " SELECT 'messages', state, count(*) FROM messages GROUP BY state",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         # Raw parts exactly as read from a modem. fingerprint = SIM identity + raw PDU, so a
@@ -206,6 +241,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         f"CREATE INDEX parts_waiting ON parts(ckey, cgen) WHERE {in_states(PartState.WAITING)}",
         "CREATE INDEX parts_state ON parts(state)",
         "CREATE INDEX parts_message ON parts(message_id)",
+    ),
+    (
+        # Rows of parts and messages per state, kept by triggers in the transaction that
+        # changes a row (so exact after a crash, and after edits by another process, which
+        # fire the same triggers): the status API reads a few rows instead of counting a
+        # million. See STATE_COUNT_TRIGGERS.
+        """CREATE TABLE state_counts (
+            tbl TEXT NOT NULL,
+            state TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (tbl, state)
+        ) WITHOUT ROWID""",
+        *STATE_COUNT_TRIGGERS,
+        *STATE_COUNT_RECOUNT,
     ),
 )
 
