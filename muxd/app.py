@@ -60,6 +60,8 @@ UPSTREAM_CONNECTIONS = 8
 
 
 class Daemon:
+    """Builds the services from the config and runs them in one TaskGroup (:meth:`run`)."""
+
     def __init__(self, cfg: Config, *, registry: CollectorRegistry | None = None) -> None:
         self.cfg = cfg
         self.metrics = Metrics(registry)
