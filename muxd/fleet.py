@@ -80,8 +80,10 @@ class Fleet:
         rescan_interval: float,
         on_change: Callable[[PortInfo], None] | None = None,
         ussd: Sequence[UssdQuery] = (),
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.ussd = ussd
+        self.wall = wall  # the wall clock the ports stamp what they read with
         self.patterns = patterns
         self.baudrate = baudrate
         self.sink = sink
@@ -93,7 +95,7 @@ class Fleet:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._on_change = on_change or (lambda _info: None)
         self.changed = asyncio.Event()
-        self.intake = asyncio.Event()  # cleared by the app while the journal can't store
+        self.intake = asyncio.Event()  # cleared while the journal cannot store (the journal watch)
         self.intake.set()
         self._matched: dict[str, int] = {}  # glob -> ports it matched at the last rescan
         # path -> (monotonic time its session closed, commands whose answers may still come)
@@ -221,6 +223,7 @@ class Fleet:
                 on_change=self._changed,
                 intake=self.intake,
                 ussd=self.ussd,
+                wall=self.wall,
             )
             await port.run()
         finally:

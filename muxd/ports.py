@@ -1,11 +1,14 @@
-"""What the fleet knows about one port, and the sink the receive path stores into."""
+"""What the modem side and the store side share: what the fleet knows about one port
+(:class:`PortInfo`), one PDU a port read (:class:`PartRead`), and the sink it hands it to
+(:class:`PartSink`), which answers with a :class:`PartStored`."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+import msgspec
 
 
 class PortStatus(enum.Enum):
@@ -83,7 +86,35 @@ class PortInfo:
         )
 
 
-# sink(port, storage, index, pdu_hex, tpdu_length): returns once the part is durable. True: the
-# part decodes (or was already known); False: stored, but parked as undecodable (the port then
-# reads it again before deleting it).
-PartSink = Callable[[PortInfo, str, int, str, int | None], Awaitable[bool]]
+class PartRead(msgspec.Struct, frozen=True):
+    """One PDU as a port read it: from a memory (``storage``, ``index``), or routed to it
+    (``storage`` "CMT", ``index`` -1). Built by the port that read it, in the name of the SIM
+    identified in the slot when it was read."""
+
+    sim: str
+    port: str
+    number: str | None  # the SIM's number when it was read (None: not known)
+    storage: str
+    index: int
+    pdu: str  # hex, as the modem sent it
+    tpdu_length: int | None
+    received_at: float  # wall time the port read it (Unix seconds)
+
+
+class PartStored(msgspec.Struct, frozen=True):
+    """What the sink did with one :class:`PartRead`, once it is durable."""
+
+    new: bool  # False: already held (read again after a crash or a failed delete)
+    decodable: bool  # False: kept, but set aside as undecodable: read again before deleting
+    completed: bool  # this part completed a message (one SMS received on the port)
+
+
+# The answer to a part the sink already held: nothing new, nothing to read again.
+ALREADY_STORED = PartStored(new=False, decodable=True, completed=False)
+
+
+class PartSink(Protocol):
+    """Where a port hands each PDU it read. Returns only once the part is durable (the port
+    deletes it from the modem after that, never before); raises JournalError if it is not."""
+
+    async def __call__(self, part: PartRead, /) -> PartStored: ...

@@ -26,7 +26,7 @@ from muxd.errors import ModemError
 from muxd.modem.port import ModemPort
 from muxd.modem.profiles import CNMI_FALLBACKS
 from muxd.modem.session import ModemSession
-from muxd.ports import PortInfo
+from muxd.ports import PartRead, PortInfo
 from muxd.serialio import SerialOpenError, open_port
 
 LOGGER = logging.getLogger(__name__)
@@ -88,9 +88,7 @@ async def _cnmi_forms(session: ModemSession, result: ProbeResult) -> None:
             await session.command(result.cnmi_accepted[0])
 
 
-async def _no_sink(
-    _info: PortInfo, _mem: str, _index: int, _pdu: str, _len: int | None
-) -> NoReturn:
+async def _no_sink(_part: PartRead, /) -> NoReturn:
     raise AssertionError("a probe never reads SMS")  # pragma: no cover - never called
 
 

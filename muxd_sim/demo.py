@@ -38,10 +38,10 @@ def demo_config(workdir: Path, stand_in_port: int) -> Config:
 
 
 def _summary(daemon: Daemon, injected: int, stub: Onlinesim, total_ports: int) -> str:
-    ports = daemon.ports()
+    ports = daemon.status.ports()
     up = sum(1 for p in ports if p.status.value == "ready")
     sellable = sum(1 for p in ports if p.sellable)
-    received, forwarded = daemon.received, daemon.forwarded
+    received, forwarded = daemon.tally.received, daemon.tally.forwarded
     return (
         f"ports up {up}/{total_ports} · sellable {sellable} · published {len(stub.numbers)}"
         f" · SMS injected {injected} · received {received} · forwarded {forwarded}"
@@ -97,7 +97,7 @@ async def run_demo(*, ports: int, duration: float | None, rate: float, keep: boo
                     daemon_task.result()
             injected_total = load_task.result()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(daemon.wait_forwarded(injected_total), DRAIN_TIMEOUT)
+                await asyncio.wait_for(daemon.status.wait_forwarded(injected_total), DRAIN_TIMEOUT)
             print("\r" + _summary(daemon, injected_total, stub, ports) + " ")
             lost = injected_total - len(stub.messages)
             print(f"done: {injected_total} injected, {len(stub.messages)} forwarded, lost {lost}")

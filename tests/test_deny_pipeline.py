@@ -154,7 +154,7 @@ async def test_v2_shipper_never_ships_denied_sms(tmp_path: Path) -> None:
                 assert admin.replay(tmp_path / "state", [denied[BANK]]) == [denied[BANK]]
                 sim.inject(second.index, "WhatsApp", "WhatsApp code 555")
                 await stub.wait_for_messages(4, timeout=WAIT)
-                await asyncio.wait_for(daemon.wait_forwarded(4), WAIT)
+                await asyncio.wait_for(daemon.status.wait_forwarded(4), WAIT)
                 assert sorted(m.message for m in stub.messages) == sorted(
                     [BANK, "Telegram code 444", "VK: 333", "WhatsApp code 555"]
                 )
@@ -181,7 +181,7 @@ async def test_v1_activation_and_rent_pushes_skip_denied_sms(tmp_path: Path) -> 
             assert daemon.fleet is not None
             async with asyncio.timeout(WAIT):
                 await daemon.v1.started.wait()
-                while sum(1 for p in daemon.ports() if p.sellable) < PORTS:
+                while sum(1 for p in daemon.status.ports() if p.sellable) < PORTS:
                     daemon.fleet.changed.clear()
                     await daemon.fleet.changed.wait()
             driver.base_url = f"http://127.0.0.1:{daemon.v1.port}"

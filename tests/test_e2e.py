@@ -96,7 +96,7 @@ async def test_fifty_sms_arrive_exactly_once(tmp_path: Path) -> None:
             assert all(ok for _, _, ok in deletes), [d for d in deletes if not d[2]]
             assert all(port.state.used == 0 for port in sim.ports)
             # Acknowledged means marked delivered in the journal too.
-            await asyncio.wait_for(daemon.wait_forwarded(SMS), DELIVERY_TIMEOUT)
+            await asyncio.wait_for(daemon.status.wait_forwarded(SMS), DELIVERY_TIMEOUT)
     finally:
         if task is not None:
             task.cancel()

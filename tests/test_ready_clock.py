@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from muxd.app import UPSTREAM_STALE, Daemon
+from muxd.app import Daemon
 from muxd.config import load
+from muxd.daemon_status import UPSTREAM_STALE
 from muxd.fleet import Fleet
-from muxd.ports import PortInfo, PortStatus
+from muxd.ports import PartRead, PartStored, PortInfo, PortStatus
 
 CONFIG = """
 state_dir = "{state}"
@@ -25,8 +26,8 @@ api_key = "k"
 """
 
 
-async def _sink(*_args: object) -> bool:
-    return True
+async def _sink(_part: PartRead, /) -> PartStored:
+    raise AssertionError("nothing is read in these tests")
 
 
 def daemon_with_a_ready_port(tmp_path: Path) -> Daemon:
@@ -43,20 +44,20 @@ def test_a_wall_clock_step_forward_does_not_make_the_daemon_unready(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     daemon = daemon_with_a_ready_port(tmp_path)
-    daemon._observe_upstream("checkWork", "ok", 0.1)
-    assert daemon.ready() is None
+    daemon.sinks.observe_upstream("checkWork", "ok", 0.1)
+    assert daemon.status.ready() is None
     stepped = time.time() + 3600.0  # the wall clock jumps an hour ahead; no time passes
     monkeypatch.setattr(time, "time", lambda: stepped)
-    assert daemon.ready() is None
+    assert daemon.status.ready() is None
 
 
 def test_a_wall_clock_step_back_does_not_hide_a_silent_upstream(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     daemon = daemon_with_a_ready_port(tmp_path)
-    daemon._observe_upstream("checkWork", "ok", 0.1)
+    daemon.sinks.observe_upstream("checkWork", "ok", 0.1)
     # Longer than allowed passes without an answer, while the wall clock is set back an hour.
     wall, mono = time.time() - 3600.0 + UPSTREAM_STALE + 60, time.monotonic() + UPSTREAM_STALE + 60
     monkeypatch.setattr(time, "time", lambda: wall)
     monkeypatch.setattr(time, "monotonic", lambda: mono)
-    assert daemon.ready() == "upstream not reached recently"
+    assert daemon.status.ready() == "upstream not reached recently"

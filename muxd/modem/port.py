@@ -89,11 +89,13 @@ class ModemPort(StorageReader):
         on_change: Callable[[PortInfo], None],
         intake: asyncio.Event | None = None,
         ussd: Sequence[UssdQuery] = (),
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.info = info
         self.log = PortLog(LOGGER, info)
         self.session = session
         self._sink = sink
+        self._wall = wall
         self._numbers = numbers
         self._ussd = ussd
         self._sweep_interval = sweep_interval

@@ -1,6 +1,7 @@
 """Taking SMS from a modem: storage (listing, reading, deleting) and routed SMS (+CMT).
 
-Every PDU read is handed to the sink, which returns only once the part is durably journaled;
+Every PDU read is handed to the sink as a :class:`~muxd.ports.PartRead` in the name of the
+SIM identified in the slot; the sink returns only once the part is durably journaled;
 only then is it deleted (AT+CMGD), and only if no timeout came between the read and the
 delete (the session's sync epoch did not move): otherwise the delete might act on an index
 whose PDU was never read. A part the sink could not decode is read again once and deleted only
@@ -10,18 +11,22 @@ deleted. A +CMS ERROR from one memory or index skips it until a later sweep.
 Routed SMS (+CMT): where the modem accepts AT+CSMS=1 it waits for our AT+CNMA, which is sent
 only after the sink stored the SMS; where it refuses, indications stay in "store and notify"
 mode (+CMTI) and a +CMT that comes anyway is stored at once (the modem acknowledged it itself).
+
+The port counts its own SMS: when the sink says a part completed a message, the port's record
+(``sms_received``, ``last_sms_at``) is updated here, by the port's own task.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from muxd.at import AtParseError, parse_cmgl_header
 from muxd.errors import AtCommandError, SyncLostError
 from muxd.log import PortLog
 from muxd.modem.profiles import CNMI_FALLBACKS, Profile
 from muxd.modem.session import CMGL_TIMEOUT, ModemSession, Response
-from muxd.ports import PartSink, PortInfo
+from muxd.ports import PartRead, PartSink, PortInfo
 
 # +CMS ERROR codes: 321 invalid memory index (an empty slot); 314 SIM busy; 302/303 operation
 # not allowed/supported (a memory the modem won't use).
@@ -45,6 +50,7 @@ class StorageReader:
     profile: Profile
     memories: list[str]
     _sink: PartSink
+    _wall: Callable[[], float]  # the wall clock: when a part was read
     _mem1: str | None
     _identity_due: bool
     _sweep_due: bool
@@ -184,7 +190,7 @@ class StorageReader:
                     self.log.warning(
                         "routed SMS of an unidentified SIM stored under %s", self.info.sim
                     )
-            await self._sink(self.info, "CMT", -1, pdu, length)
+            await self._store("CMT", -1, pdu, length)
             self._routed.pop(0)
             if not self._csms:
                 continue  # the modem acknowledged it on arrival: storing it is all we can do
@@ -205,7 +211,7 @@ class StorageReader:
         self, mem: str, index: int, pdu: str, tpdu_length: int | None, epoch: int
     ) -> None:
         # Durable first: the sink returns only after the journal committed the part.
-        decodable = await self._sink(self.info, mem, index, pdu, tpdu_length)
+        decodable = await self._store(mem, index, pdu, tpdu_length)
         if self._identity_due:
             # A SIM event came after this PDU was read: it is the old SIM's (the modem keeps
             # its output in order) and stored as such, but the index may now be the new SIM's.
@@ -240,8 +246,32 @@ class StorageReader:
         if again.pdu == pdu:
             return True
         self.log.warning("%s index %d read differently twice: both kept, left", mem, index)
-        await self._sink(self.info, mem, index, again.pdu, _cmgr_length(again.line))
+        await self._store(mem, index, again.pdu, _cmgr_length(again.line))
         return False
+
+    async def _store(self, storage: str, index: int, pdu: str, tpdu_length: int | None) -> bool:
+        """Hand one PDU to the sink in the name of the SIM identified now; returns once it is
+        durable. True: it decodes (or was held already); False: read it again before deleting.
+        A part that completes a message counts on this port."""
+        info = self.info
+        sim = info.sim
+        # Reading starts only once a SIM is identified, and an identity is never unset.
+        assert sim is not None
+        part = PartRead(
+            sim=sim,
+            port=info.name,
+            number=info.number,
+            storage=storage,
+            index=index,
+            pdu=pdu,
+            tpdu_length=tpdu_length,
+            received_at=self._wall(),
+        )
+        stored = await self._sink(part)
+        if stored.completed:
+            info.sms_received += 1
+            info.last_sms_at = part.received_at
+        return stored.decodable
 
 
 def _cmgr_length(line: str) -> int | None:

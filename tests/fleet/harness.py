@@ -518,8 +518,8 @@ class FleetHarness:
         assert len(self.deletes) == self.stored_parts - self.discarded_parts
         # Acknowledged means marked delivered in the journal too.
         total = sum(want.values())
-        await asyncio.wait_for(self.daemon.wait_forwarded(total), FORWARDED_TIMEOUT)
-        assert self.daemon.parked == 0
+        await asyncio.wait_for(self.daemon.status.wait_forwarded(total), FORWARDED_TIMEOUT)
+        assert self.daemon.tally.parked == 0
         assert not self.sim.errors, self.sim.errors
 
     def journal_states(self) -> dict[str, int]:

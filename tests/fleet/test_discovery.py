@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from muxd.fleet import Fleet, discover, discover_each
-from muxd.ports import PortInfo, PortStatus
+from muxd.ports import PartRead, PartStored, PortInfo, PortStatus
 
 
-async def _never(_i: PortInfo, _m: str, _x: int, _p: str, _l: int | None) -> bool:
+async def _never(_part: PartRead, /) -> PartStored:
     raise AssertionError("nothing is read in these tests")
 
 

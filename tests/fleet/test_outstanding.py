@@ -8,10 +8,10 @@ import time
 import pytest
 
 from muxd.fleet import LATE_ANSWERS_FOR, Fleet
-from muxd.ports import PortInfo
+from muxd.ports import PartRead, PartStored
 
 
-async def _never(_i: PortInfo, _m: str, _x: int, _p: str, _l: int | None) -> bool:
+async def _never(_part: PartRead, /) -> PartStored:
     raise AssertionError("nothing is read in these tests")
 
 

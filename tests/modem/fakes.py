@@ -22,7 +22,7 @@ from typing import Any
 
 from muxd.at.buffer import LineBuffer
 from muxd.errors import JournalError
-from muxd.ports import PortInfo
+from muxd.ports import PartRead, PartStored
 
 Chunker = Callable[[bytes], list[bytes]]
 
@@ -215,7 +215,7 @@ class FakeModem(asyncio.Transport):
 
 @dataclass
 class RecordingSink:
-    """A PartSink that records what it stored; ``decodable`` decides its answer per PDU."""
+    """A PartSink that records what it stored; ``undecodable`` decides its answer per PDU."""
 
     stored: list[tuple[str, int, str]] = field(default_factory=list)
     sims: list[str | None] = field(default_factory=list)  # the SIM each part was stored under
@@ -224,16 +224,16 @@ class RecordingSink:
     fail: bool = False  # raise JournalError
     calls: int = 0
     on_store: Callable[[], None] | None = None
+    parts: list[PartRead] = field(default_factory=list)  # every record handed over
 
-    async def __call__(
-        self, info: PortInfo, storage: str, index: int, pdu: str, tpdu_length: int | None
-    ) -> bool:
+    async def __call__(self, part: PartRead, /) -> PartStored:
         self.calls += 1
         if self.fail:
             raise JournalError("disk says no")
-        self.stored.append((storage, index, pdu))
-        self.sims.append(info.sim)
-        self.numbers.append(info.number)
+        self.parts.append(part)
+        self.stored.append((part.storage, part.index, part.pdu))
+        self.sims.append(part.sim)
+        self.numbers.append(part.number)
         if self.on_store is not None:
             self.on_store()
-        return pdu not in self.undecodable
+        return PartStored(new=True, decodable=part.pdu not in self.undecodable, completed=True)

@@ -71,7 +71,7 @@ async def test_full_disk_stops_intake_and_recovers(tmp_path: Path, small_fs: Pat
                 sent += 1
             await asyncio.wait_for(daemon.journal.broken.wait(), WAIT)
             # Loud: health says why; nothing was deleted, the SMS wait on the SIMs.
-            assert daemon.problem() is not None
+            assert daemon.status.problem() is not None
             url = f"http://127.0.0.1:{daemon.http_port}/healthz"
             async with aiohttp.ClientSession() as http, http.get(url) as resp:
                 assert resp.status == 503
@@ -81,11 +81,11 @@ async def test_full_disk_stops_intake_and_recovers(tmp_path: Path, small_fs: Pat
 
             (small_fs / "filler").unlink()
             await stub.wait_until(lambda: len(stub.messages) == sent, timeout=WAIT)
-            assert daemon.problem() is None
+            assert daemon.status.problem() is None
             assert stub.duplicates == 0
             texts = sorted(m.message for m in stub.messages)
             assert len(set(texts)) == sent
-            await asyncio.wait_for(daemon.wait_forwarded(sent), WAIT)
+            await asyncio.wait_for(daemon.status.wait_forwarded(sent), WAIT)
             assert all(p.state.used == 0 for p in sim.ports)
     finally:
         if task is not None:

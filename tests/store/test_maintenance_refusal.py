@@ -1,4 +1,4 @@
-"""The daemon's journal maintenance while one of its operations keeps failing on its own.
+"""Journal maintenance while one of its operations keeps failing on its own.
 
 A failed commit stops the journal and ``wait_healthy`` blocks until a probe write succeeds; an
 operation that fails by itself (here a trigger refusing the write, as a constraint would)
@@ -16,20 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from muxd.app import HOLD_TIMEOUT, MAINTENANCE_INTERVAL, Daemon
-from muxd.config import load
 from muxd.pdu import encode_deliver
 from muxd.store import Journal, PartIn
 from muxd.store.clock import StoreClock
+from muxd.store.maintenance import HOLD_TIMEOUT, MAINTENANCE_INTERVAL, JournalMaintenance
 
-CONFIG = """
-state_dir = "{state}"
-[modems]
-ports = ["/dev/ttyUSB*"]
-[upstream]
-url = "https://example.invalid"
-api_key = "k"
-"""
 # Bounds a wait for something the test caused; it only stops a hang.
 WAIT = 5.0
 
@@ -38,8 +29,6 @@ async def test_a_failing_maintenance_round_waits_its_interval_and_logs_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="muxd")
-    (tmp_path / "muxd.toml").write_text(CONFIG.format(state=tmp_path), encoding="utf-8")
-    daemon = Daemon(load(tmp_path / "muxd.toml"))
     mono = [100.0]
     stamp = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
     clock = StoreClock(wall=lambda: stamp.timestamp() + 60, monotonic=lambda: mono[0], epoch="b")
@@ -69,14 +58,18 @@ async def test_a_failing_maintenance_round_waits_its_interval_and_logs_once(
             resting.set()
             await forever
 
-        task = asyncio.create_task(daemon._maintain(journal, sleep=sleep))
+        maintenance = JournalMaintenance(
+            journal, retention_days=7.0, reassembly_timeout=1800.0, sleep=sleep
+        )
+        task = asyncio.create_task(maintenance.run())
         try:
             async with asyncio.timeout(WAIT):
                 await resting.wait()
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        errors = [r for r in caplog.records if r.name == "muxd.app" and r.levelno >= logging.ERROR]
+        logger = "muxd.store.maintenance"
+        errors = [r for r in caplog.records if r.name == logger and r.levelno >= logging.ERROR]
         assert len(errors) == 1, [r.getMessage() for r in errors[:5]]
         assert slept == [MAINTENANCE_INTERVAL]
     finally:

@@ -52,7 +52,7 @@ async def test_daemon_delivers_against_the_other_readings(tmp_path: Path) -> Non
                 sim.inject(port.index, "VK", f"code {k}")
                 expected[(port.number, f"code {k}")] += 1
             await stub.wait_for_messages(SMS, timeout=DELIVERY_TIMEOUT)
-            await asyncio.wait_for(daemon.wait_forwarded(SMS), DELIVERY_TIMEOUT)
+            await asyncio.wait_for(daemon.status.wait_forwarded(SMS), DELIVERY_TIMEOUT)
             assert Counter((m.number, m.message) for m in stub.messages) == expected
             assert stub.duplicates == 0
             assert daemon.publisher is not None

@@ -6,7 +6,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from muxd.app import LOOP_DEGRADED_AFTER
+from muxd.daemon_status import LOOP_DEGRADED_AFTER
 from muxd.metrics import UpstreamLoopCollector
 from muxd.upstream.backoff import Policy, RetryLoop
 from muxd.web import make_app

@@ -39,7 +39,7 @@ async def test_daemon_serves_v1_and_pushes_sms(tmp_path: Path) -> None:
                 await daemon.started.wait()
                 assert daemon.v1 is not None
                 await daemon.v1.started.wait()
-                while sum(1 for p in daemon.ports() if p.sellable) < PORTS:
+                while sum(1 for p in daemon.status.ports() if p.sellable) < PORTS:
                     assert daemon.fleet is not None
                     daemon.fleet.changed.clear()
                     await daemon.fleet.changed.wait()
@@ -63,7 +63,7 @@ async def test_daemon_serves_v1_and_pushes_sms(tmp_path: Path) -> None:
             (russia,) = services["countryList"]
             assert russia["operatorMap"]["any"]["vk"] == before - 1
             assert driver.failed() == [], driver.report()
-            assert daemon.ready() is None
+            assert daemon.status.ready() is None
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

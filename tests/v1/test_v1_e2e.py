@@ -1,10 +1,10 @@
 """API v1 end to end over real pseudo-terminals: simulated modems -> fleet -> journal ->
 V1Service <-> the Onlinesim stand-in (GET_SERVICES, GET_NUMBER, PUSH_SMS, FINISH_ACTIVATION).
 
-app.py does not wire v1 yet, so the daemon's pieces are built here the way it builds them: a
-Fleet whose sink journals parts (Daemon._sink), the journal, and the V1Service. The service
-runs on an injected clock, so the 15-minute reservation and the 10 s retry are crossed by
-advancing it; every wait is on an event, bounded.
+The daemon's pieces are built here the way it builds them: a Fleet whose sink is the journal's
+Intake, the journal, and the V1Service. The ports and the service run on an injected clock, so
+the 15-minute reservation and the 10 s retry are crossed by advancing it; every wait is on an
+event, bounded.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import aiohttp
 
 from muxd.fleet import Fleet
 from muxd.numbers import load_numbers
-from muxd.ports import PortInfo
-from muxd.store import Journal, PartIn
+from muxd.store import Journal
+from muxd.store.sink import Intake
 from muxd.upstream.v1 import V1Service
 from muxd.upstream.v1.pusher import PUSH_RETRY
 from muxd.upstream.v1.server import RESERVATION
@@ -56,35 +56,13 @@ async def all_sellable(fleet: Fleet, count: int) -> None:
 
 @contextlib.asynccontextmanager
 async def daemon(tmp_path: Path, clock: FakeClock) -> AsyncIterator[tuple[Fleet, Journal]]:
-    """The fleet and journal of a daemon, with Daemon._sink's logic on the injected clock."""
+    """The fleet and journal of a daemon, its ports reading on the injected clock."""
     journal = await Journal.open(tmp_path / "state")
-
-    async def sink(
-        info: PortInfo, storage: str, index: int, pdu: str, tpdu_length: int | None
-    ) -> bool:
-        assert info.sim is not None
-        now = clock()
-        result = await journal.put_part(
-            PartIn(
-                sim=info.sim,
-                port=info.name,
-                number=info.number,
-                storage=storage,
-                index=index,
-                pdu=pdu,
-                tpdu_length=tpdu_length,
-                received_at=now,
-            )
-        )
-        if result.new and result.message_id is not None:
-            info.sms_received += 1
-            info.last_sms_at = now
-        return not result.new or result.state != "parked"
-
     fleet = Fleet(
         [str(tmp_path / "dev" / "port*")],
         baudrate=115200,
-        sink=sink,
+        sink=Intake(journal),
+        wall=clock,
         numbers=load_numbers(str(tmp_path / "numbers.csv")),
         sweep_interval=60.0,
         rescan_interval=30.0,

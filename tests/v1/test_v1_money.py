@@ -69,7 +69,7 @@ async def daemon_up(tmp: Path) -> AsyncIterator[tuple[Daemon, V1Driver, ModemSim
                 await daemon.started.wait()
                 assert daemon.v1 is not None
                 await daemon.v1.started.wait()
-                while sum(1 for p in daemon.ports() if p.sellable) < PORTS:
+                while sum(1 for p in daemon.status.ports() if p.sellable) < PORTS:
                     assert daemon.fleet is not None
                     daemon.fleet.changed.clear()
                     await daemon.fleet.changed.wait()
@@ -115,7 +115,7 @@ async def test_earnings_sales_numbers_and_a_local_close(
         before = await scrape(daemon)
         # Every configured service has its series at 0 from the start, per port.
         assert before[("muxd_v1_sales_total", (("service", "vk"),))] == 0
-        first_port = sorted(p.name for p in daemon.ports())[0]
+        first_port = sorted(p.name for p in daemon.status.ports())[0]
         assert before[("muxd_v1_earned_total", (("port", first_port), ("service", "wa")))] == 0
 
         sold = await driver.get_number("russia", "any", "vk", 12)
@@ -129,7 +129,7 @@ async def test_earnings_sales_numbers_and_a_local_close(
         rent = await driver.get_number("russia", "any", "rent", 400, rent=True)
         rented = "+" + str(rent["number"])
 
-        port_name = daemon.port_of(number)
+        port_name = daemon.status.port_of(number)
         assert port_name is not None
         after = await scrape(daemon)
         assert after[("muxd_v1_earned_total", (("port", port_name), ("service", "vk")))] == 10.5
