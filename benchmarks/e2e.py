@@ -18,9 +18,9 @@ generate the rate), refines between the last good and the first bad rate, and re
 highest rate sustained.
 
 Latency = the sink's receipt time - the simulator's injection time (the +CMTI write), both
-from this machine's clock. muxd runs with ``[upstream] batch_delay = 0.0`` (ship at once;
-the default 1 s trades latency for fuller batches) and ``batch_max = 100``; other settings are
-defaults (sweep_interval 60 s).
+from this machine's clock. muxd runs with its default config (adaptive batches: an SMS goes out
+at once when no request is in flight, up to 100 together while one is; sweep_interval 60 s);
+``--batch-delay`` and ``--batch-max`` set those keys for comparison.
 
 ``--faults SPEC --fault-share F`` gives the simulators' faults (hangs, vanishing ports, SIM
 swaps, line noise...) to a share of the ports and reports what fired and how the daemon coped
@@ -529,8 +529,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sims", type=int, default=0, help="simulator processes (0: by rate)")
     p.add_argument("--drain-idle", type=float, default=10.0, help="drain ends after this quiet")
     p.add_argument("--drain-max", type=float, default=120.0, help="drain ends after this")
-    p.add_argument("--batch-delay", type=float, default=0.0, help="muxd upstream.batch_delay")
-    p.add_argument("--batch-max", type=int, default=100, help="muxd upstream.batch_max")
+    p.add_argument(
+        "--batch-delay", type=float, help="muxd upstream.batch_delay (default: unset, adaptive)"
+    )
+    p.add_argument("--batch-max", type=int, help="muxd upstream.batch_max (default: unset, 100)")
     p.add_argument("--log-level", default="warning", help="muxd's")
     p.add_argument("--find-max", action="store_true", help="step the rate up to the limit")
     p.add_argument("--start-rate", type=float, default=250.0, help="find-max's first rate")

@@ -74,13 +74,14 @@ class MuxdTarget:
 
     name = "muxd"
 
-    def __init__(self, *, batch_delay: float, batch_max: int, log_level: str) -> None:
+    def __init__(self, *, batch_delay: float | None, batch_max: int | None, log_level: str) -> None:
+        # None: the key is left out of the config (muxd's default: adaptive batches of 100).
         self.batch_delay = batch_delay
         self.batch_max = batch_max
         self.log_level = log_level
         self.notes: dict[str, Any] = {
-            "upstream.batch_delay": batch_delay,
-            "upstream.batch_max": batch_max,
+            "upstream.batch_delay": "default (adaptive)" if batch_delay is None else batch_delay,
+            "upstream.batch_max": "default (100)" if batch_max is None else batch_max,
             "modems.sweep_interval": "default (60 s)",
             "sink": "muxd stand-in --record (Onlinesim v2 stand-in, its own process)",
         }
@@ -112,8 +113,9 @@ class MuxdTarget:
             f"[modems]\nports = [{globs}]\n"
             f'[numbers]\nfile = "{fleet.numbers_csv}"\n'
             f'[upstream]\nurl = "http://127.0.0.1:{stand_in}"\napi_key = "{KEY}"\n'
-            f"batch_delay = {self.batch_delay}\nbatch_max = {self.batch_max}\n"
-            f'[http]\nlisten = "127.0.0.1:{http}"\n'
+            + ("" if self.batch_delay is None else f"batch_delay = {self.batch_delay}\n")
+            + ("" if self.batch_max is None else f"batch_max = {self.batch_max}\n")
+            + f'[http]\nlisten = "127.0.0.1:{http}"\n'
         )
         self.muxd = subprocess.Popen(
             [sys.executable, "-m", "muxd", "run", "-c", str(cfg), "--log-level", self.log_level],

@@ -21,8 +21,12 @@ from muxd.errors import ConfigError
 from muxd.numbering import UssdQuery
 from muxd.web_guard import is_loopback
 
-# Onlinesim v2 batches: the spec suggests "e.g. every 5 s"; activation codes are urgent, so 1 s.
-DEFAULT_BATCH_DELAY = 1.0
+# Onlinesim v2 batches: by default none waits to fill (activation codes are urgent): an SMS goes
+# out at once when no request is in flight, and what arrives during one goes out together when
+# it returns. ``batch_delay`` makes a batch wait to fill, at most this many seconds.
+DEFAULT_BATCH_DELAY: float | None = None
+# A batch kept waiting longer than this would outlive the codes it carries.
+BATCH_DELAY_MAX = 60.0
 DEFAULT_BATCH_MAX = 100
 # Onlinesim wants the uptime proof (sendNumbersOnline or checkWork) every 5 minutes; 240 s,
 # counted from the start of the previous one, keeps a slow answer or a retry inside the window.
@@ -55,7 +59,8 @@ class UpstreamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     api: Literal["v2", "v1"] = "v2"
     numbers_mode: Literal["list", "incremental"] = "list"
     batch_max: Annotated[int, Meta(ge=1, le=1000)] = DEFAULT_BATCH_MAX
-    batch_delay: Annotated[float, Meta(ge=0)] = DEFAULT_BATCH_DELAY
+    # Absent or 0: adaptive (see DEFAULT_BATCH_DELAY); otherwise the longest a batch waits.
+    batch_delay: Annotated[float, Meta(ge=0, le=BATCH_DELAY_MAX)] | None = DEFAULT_BATCH_DELAY
     numbers_interval: Annotated[float, Meta(gt=0)] = NUMBERS_INTERVAL
     rent: bool = False
     test: Literal["test1", "test2"] | None = None

@@ -4,6 +4,14 @@ A message is marked delivered only after the upstream acknowledged it, so a cras
 what was not acknowledged. Messages go out in journal order; a failing head is retried before
 anything behind it, so the order per receiving number is kept.
 
+Batching adapts to the load: one request is in flight at a time. When none is, what is pending
+goes out at once (an SMS alone travels alone, with no added latency); while one is, new SMS
+accumulate and go out together, up to ``batch_max``, as soon as it returns. Under load the
+batches fill by themselves, one request per round trip. ``batch_delay``, when set, makes a
+batch wait to fill instead: it goes out when ``batch_max`` SMS are pending or when its oldest
+SMS has waited ``batch_delay`` seconds, whichever comes first (never while another request is
+in flight).
+
 Failure policy (Onlinesim's v2 docs publish no retry rules; these are ours):
 - 5xx, timeouts, connection resets, refused connections, DNS failures, 429: capped exponential
   backoff with jitter from the start of the failed attempt, at least :data:`RETRY_FLOOR` after
@@ -81,7 +89,7 @@ class Shipper:
         client: V2Client,
         *,
         batch_max: int,
-        batch_delay: float,
+        batch_delay: float | None = None,
         on_delivered: Callable[[list[PendingMessage], float], None] | None = None,
         on_parked: Callable[[PendingMessage, str], None] | None = None,
         republish: Callable[[], None] | None = None,
@@ -97,7 +105,12 @@ class Shipper:
         self._journal = journal
         self._client = client
         self._batch_max = batch_max
-        self._batch_delay = batch_delay
+        # None (or 0): adaptive, send whenever no request is in flight. Otherwise the longest a
+        # batch waits to fill.
+        self._batch_delay = batch_delay or None
+        # When the last batch was taken from the journal (timer clock): anything pending after
+        # it was sent arrived after this, so its wait to fill is counted from here at most.
+        self._taken_at: float | None = None
         self._on_delivered = on_delivered
         self._on_parked = on_parked
         self._republish = republish
@@ -119,16 +132,40 @@ class Shipper:
         # What an earlier process left pending (a crash, a stop, an outage) goes out now, not
         # on the next new SMS or after IDLE_POLL.
         await self.drain()
+        new_messages = self._journal.new_messages
         while True:
-            try:
-                async with asyncio.timeout(IDLE_POLL):
-                    await self._journal.new_messages.wait()
-            except TimeoutError:
-                pass
-            if self._batch_delay > 0:
-                await self._sleep(self._batch_delay)  # linger so a batch can fill
-            self._journal.new_messages.clear()
+            if new_messages.is_set():
+                # SMS arrived while the last request was in flight: they have waited since it
+                # was taken at most.
+                since = self._timer() if self._taken_at is None else self._taken_at
+            else:
+                try:
+                    async with asyncio.timeout(IDLE_POLL):
+                        await new_messages.wait()
+                except TimeoutError:
+                    pass
+                since = self._timer()
+            if self._batch_delay is not None:
+                await self._fill(since + self._batch_delay)
+            new_messages.clear()
             await self.drain()
+
+    async def _fill(self, deadline: float) -> None:
+        """Wait until ``batch_max`` SMS are waiting (the backlog counts held ones too, which
+        can only make a batch leave early) or the ``deadline`` (timer clock) has come."""
+        new_messages = self._journal.new_messages
+        while self._journal.backlog < self._batch_max:
+            remaining = deadline - self._timer()
+            if remaining <= 0:
+                return
+            new_messages.clear()  # each arrival sets it again: count the backlog then
+            arrival = asyncio.ensure_future(new_messages.wait())
+            timer = asyncio.ensure_future(self._sleep(remaining))
+            try:
+                await asyncio.wait((arrival, timer), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                arrival.cancel()
+                timer.cancel()
 
     async def drain(self) -> None:
         """Ship until the journal has nothing pending, sleeping between failed attempts."""
@@ -160,6 +197,7 @@ class Shipper:
             await self._delivered(unrecorded)
         # One transaction picks the batch, holds what is unlisted and records the attempt.
         listed = self._listed() if self._listed is not None else None
+        self._taken_at = self._timer()
         batch, looked_at = await self._journal.take_batch(self._batch_max, listed)
         more = looked_at >= self._batch_max  # fewer: this was all that was pending
         if not batch:

@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
+from multidict import CIMultiDict
+from yarl import URL
 
 from muxd.errors import UpstreamError
 from muxd.upstream.backoff import parse_retry_after
@@ -55,6 +57,13 @@ class MessageItem(msgspec.Struct, frozen=True, rename={"sender": "from"}):
     number: str
     sender: str
     message: str
+
+
+class _AddMessages(msgspec.Struct, omit_defaults=True):
+    """addMessages' body, encoded straight from the items (no intermediate dicts)."""
+
+    messages: list[MessageItem]
+    test: str | None = None
 
 
 class _Reply(msgspec.Struct):
@@ -152,25 +161,46 @@ class V2Client:
         self._http = http
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._base = base_url.rstrip("/")
-        self._headers = {
-            "Authorization": f"Bearer {api_key}",
-            "Content-Type": "application/json; charset=utf-8",
-        }
+        # Built once: every request reuses them (no per-request parsing or conversion).
+        # Answers are a few bytes of JSON: asked for uncompressed and read as they come.
+        self._headers: CIMultiDict[str] = CIMultiDict(
+            {
+                "Authorization": f"Bearer {api_key}",
+                "Content-Type": "application/json; charset=utf-8",
+                "Accept-Encoding": "identity",
+            }
+        )
+        self._urls: dict[str, URL] = {}
         self._test = test
         self._observer = observer
         self._reading = reading or _no_reading
         self._check_work_method = check_work_method
         self._learned = learned or Learned()
 
+    def _url(self, path: str) -> URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = URL(f"{self._base}{path}")
+        return url
+
     async def _call(
-        self, method: str, endpoint: str, body: dict[str, Any] | None = None, **params: str
+        self,
+        method: str,
+        endpoint: str,
+        body: dict[str, Any] | None = None,
+        *,
+        encoded: bytes | None = None,
+        **params: str,
     ) -> _Reply:
+        """One request to ``/api/resellers/<endpoint>``: ``body`` as JSON (``test`` added in
+        test mode), or ``encoded``, a JSON body already carrying it; with neither, ``test``
+        goes in the query."""
         if body is not None and self._test is not None:
             body["test"] = self._test
-        if body is None and self._test is not None:
+        if body is None and encoded is None and self._test is not None:
             params["test"] = self._test
-        url = f"{self._base}/api/resellers{'/' + endpoint if endpoint else ''}"
-        data = _ENCODER.encode(body) if body is not None else None
+        url = self._url(f"/api/resellers{'/' + endpoint if endpoint else ''}")
+        data = _ENCODER.encode(body) if body is not None else encoded
         started = time.perf_counter()
         result = "error"
         try:
@@ -182,8 +212,9 @@ class V2Client:
                 params=params or None,
                 timeout=self._timeout,
                 allow_redirects=False,
+                auto_decompress=False,
             ) as resp:
-                text = self._error_text(resp, await resp.text(errors="replace"))
+                text = await self._read(resp)
                 result = str(resp.status)
                 if resp.status != 200:
                     raise UpstreamError(
@@ -210,10 +241,12 @@ class V2Client:
             if self._observer is not None:
                 self._observer(endpoint or "checkWork", result, time.perf_counter() - started)
 
-    def _error_text(self, resp: aiohttp.ClientResponse, text: str) -> str:
-        """A non-200 answer's body as the code it carries (any shape); a 200's as it is."""
+    async def _read(self, resp: aiohttp.ClientResponse) -> str:
+        """A 200's body as text (JSON: UTF-8); any other answer's as the code it carries (any
+        shape, in the charset it declares)."""
         if resp.status == 200:
-            return text
+            return (await resp.read()).decode("utf-8", "replace")
+        text = await resp.text(errors="replace")
         return error_text(resp.status, text, resp.headers.get("Location"), self._reading)
 
     async def send_numbers_online(self, numbers: list[NumberEntry]) -> dict[str, int | None]:
@@ -254,7 +287,8 @@ class V2Client:
         await self._call("DELETE", "removeNumber", number=number)
 
     async def add_messages(self, items: list[MessageItem]) -> None:
-        await self._call("POST", "addMessages", {"messages": msgspec.to_builtins(items)})
+        body = _ENCODER.encode(_AddMessages(items, self._test))
+        await self._call("POST", "addMessages", encoded=body)
         self._not_stored_in_test_mode("addMessages")
 
     async def add_message(self, item: MessageItem) -> None:
@@ -280,7 +314,7 @@ class V2Client:
     ) -> _R:
         """Like ``_call`` for any path under the base URL and any reply type: non-200, a reply
         that does not decode, or ``response`` other than 1 raise UpstreamError."""
-        url = f"{self._base}{path}"
+        url = self._url(path)
         data = _ENCODER.encode(body) if body is not None else None
         started = time.perf_counter()
         result = "error"
@@ -293,8 +327,9 @@ class V2Client:
                 params=params,
                 timeout=self._timeout,
                 allow_redirects=False,
+                auto_decompress=False,
             ) as resp:
-                text = self._error_text(resp, await resp.text(errors="replace"))
+                text = await self._read(resp)
                 result = str(resp.status)
                 if resp.status != 200:
                     raise UpstreamError(
