@@ -60,7 +60,9 @@ def test_sync() -> None:
 def test_a_leaked_task_fails_the_test(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(CONFTEST.read_text())  # this very check, on its own
     pytester.makepyfile(test_leaky=LEAKY)
-    pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makeini(
+        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
+    )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "asyncio")
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed") == 6, result.stdout.str()
