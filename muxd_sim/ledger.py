@@ -271,12 +271,14 @@ class Ledger:
         )
 
     def unknown(self) -> list[Key]:
-        """Keys of the deliveries that match no injected SMS, sorted (one per copy)."""
-        return sorted((d.number, d.sender, d.text) for d, _ in self.unmatched)
+        """Keys of the deliveries that match no injected SMS, each once, sorted."""
+        return sorted(self.early)
 
     def duplicates(self) -> dict[Key, int]:
-        """Key -> copies delivered, for every SMS delivered more than once."""
-        return {(s.number, s.sender, s.text): s.copies for s in self.sent if s.copies > 1}
+        """Key -> copies delivered, for every key delivered more than once (unknown ones too)."""
+        out = {(s.number, s.sender, s.text): s.copies for s in self.sent if s.copies > 1}
+        out.update((key, len(items)) for key, items in self.early.items() if len(items) > 1)
+        return out
 
     def received(self) -> int:
         """Deliveries so far, copies and unknown ones included."""
