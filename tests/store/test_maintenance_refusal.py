@@ -21,6 +21,7 @@ from muxd.config import load
 from muxd.pdu import encode_deliver
 from muxd.store import Journal, PartIn
 from muxd.store.clock import StoreClock
+from muxd_sim.clock import FakeClock
 
 CONFIG = """
 state_dir = "{state}"
@@ -40,9 +41,9 @@ async def test_a_failing_maintenance_round_waits_its_interval_and_logs_once(
     caplog.set_level(logging.INFO, logger="muxd")
     (tmp_path / "muxd.toml").write_text(CONFIG.format(state=tmp_path), encoding="utf-8")
     daemon = Daemon(load(tmp_path / "muxd.toml"))
-    mono = [100.0]
     stamp = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-    clock = StoreClock(wall=lambda: stamp.timestamp() + 60, monotonic=lambda: mono[0], epoch="b")
+    fake = FakeClock(stamp.timestamp() + 60, mono=100.0)
+    clock = StoreClock(wall=fake, monotonic=fake.monotonic, epoch="b")
     journal = await Journal.open(tmp_path / "state", clock=clock)
     try:
         (enc,) = encode_deliver("Bank", "code 1", scts=stamp)
@@ -51,7 +52,7 @@ async def test_a_failing_maintenance_round_waits_its_interval_and_logs_once(
         result = await journal.put_part(part)
         assert result.message_id is not None
         await journal.hold([result.message_id], "number not listed upstream")
-        mono[0] += HOLD_TIMEOUT + 1  # due to be parked: the round writes, and that fails
+        fake.mono += HOLD_TIMEOUT + 1  # due to be parked: the round writes, and that fails
 
         def refuse(conn: sqlite3.Connection) -> None:
             conn.execute(
