@@ -109,7 +109,11 @@ async def test_pusher_waits_as_long_as_retry_after_says(tmp_path: Path) -> None:
             try:
                 await clock.run_until(lambda: not pusher.loop.ok and pusher.sending == 0)
                 failed_at = clock.now
-                await clock.run_until(lambda: push.requests["503"] == 2)
+                # Idle only while no push is in flight: else the clock jumps past the
+                # retry to the next wake-up while its request is on its way.
+                await clock.run_until(
+                    lambda: push.requests["503"] == 2, lambda: pusher.sending == 0
+                )
             finally:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
