@@ -54,12 +54,10 @@ from benchmarks import e2e_faults
 from benchmarks.e2e_core import (
     Fleet,
     JsonlTail,
-    Ledger,
     Target,
     cpu_seconds,
     cpu_split,
     descendants,
-    percentile,
     pss_mb,
     rss_mb,
     thread_cpu,
@@ -67,6 +65,7 @@ from benchmarks.e2e_core import (
 from benchmarks.e2e_fleet import POLL, ROOT, SimProc, build_fleet, wait_lines
 from benchmarks.e2e_muxd import KEY, MuxdTarget
 from benchmarks.e2e_report import display_path, print_summary, summary_row
+from muxd_sim.ledger import Ledger, percentile
 
 PROGRESS_EVERY = 2.0
 SIM_START_TIMEOUT = 90.0

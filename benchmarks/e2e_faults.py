@@ -9,7 +9,7 @@ gets it and gives it to its ``ModemSimulator`` with the share, so a seeded share
 has the I/O faults from the start and the plan's hangs, vanishings and SIM swaps, which keep
 firing until the end of the run (start-up and drain included).
 
-What the ground truth means under faults (see :class:`benchmarks.e2e_core.Ledger`):
+What the ground truth means under faults (see :class:`muxd_sim.ledger.Ledger`):
 
 * every SMS is checked against the number the simulator says it was sent to when it was
   injected (``number`` of its ground-truth line: after a SIM swap, the new SIM's);
@@ -23,7 +23,8 @@ What the ground truth means under faults (see :class:`benchmarks.e2e_core.Ledger
   lines (CRLF-terminated) between lines (with ``mid_pdu`` also between a ``+CMGR:`` header and
   its PDU), and ``split_reads`` only cuts the output into pieces afterwards. A PDU the
   simulator sends is always intact, so *corrupted* means the daemon delivered a text, sender or
-  number that was not sent; :func:`misdelivered` says which, with the evidence.
+  number that was not sent; :meth:`~muxd_sim.ledger.Ledger.misdelivered` says which, with
+  the evidence.
 
 The numbers file gets the spare SIMs a swap may insert on the faulty ports (their identities
 are deterministic), as an operator's SIM inventory would have them, so that swapped SIMs
@@ -50,9 +51,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import e2e_smsfaults
-from benchmarks.e2e_core import Fleet, JsonlTail, Ledger, Sent, get_json, percentile
-from benchmarks.e2e_smsfaults import misdelivered
+from benchmarks.e2e_core import Fleet, JsonlTail, get_json
 from muxd.fleet import BACKOFF_MAX
+from muxd_sim.ledger import Ledger, Sent, percentile
 from muxd_sim.modem_faults import FaultPlan, parse_fault_spec
 from muxd_sim.modem_ident import make_identity
 from muxd_sim.modem_routed import REDELIVERY_S
@@ -328,7 +329,7 @@ class FaultWatch:
                 "at_resyncs": sum(r.get("resyncs") or 0 for r in self.last_ports),
             }
         out["swaps"] = self._swap_report(plan, end)
-        out["misdelivered"] = misdelivered(ledger)
+        out["misdelivered"] = ledger.misdelivered()
         out["sms_faults"] = e2e_smsfaults.report(ledger)
         out["lost_examples"] = self._examples(ledger, lambda s: not s.corrupted and not s.excused)
         out["excused_examples"] = self._examples(ledger, lambda s: bool(s.excused))

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.e2e_core import (
-    Delivery,
     Fleet,
     JsonlTail,
     free_port,
@@ -25,6 +24,7 @@ from benchmarks.e2e_core import (
     log_tail,
     stop_process,
 )
+from muxd_sim.ledger import Delivery
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench-key"

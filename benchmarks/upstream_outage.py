@@ -27,6 +27,7 @@ from muxd.upstream.v1 import V1Observer
 from muxd.upstream.v1.operations import Reservation, reserve
 from muxd.upstream.v1.pusher import Pusher
 from muxd.upstream.v2 import NumberEntry, V2Client
+from muxd_sim.clock import FakeClock
 from muxd_sim.onlinesim import Onlinesim, serve
 from tests.upstream.outage import (
     HOST,
@@ -34,7 +35,6 @@ from tests.upstream.outage import (
     Phase,
     PhaseResolver,
     PushEndpoint,
-    VirtualClock,
     one_hour_outage,
     session,
 )
@@ -83,7 +83,7 @@ async def _v2(
 
 
 async def _measure(
-    clock: VirtualClock,
+    clock: FakeClock,
     resolver: PhaseResolver,
     counter: LineCounter,
     server: Callable[[], int],
@@ -103,7 +103,7 @@ async def publisher(tmp: Path, counter: LineCounter, *, incremental: bool) -> Re
     async def run(
         stub: Onlinesim, resolver: PhaseResolver, client: V2Client, journal: Journal
     ) -> Result:
-        clock = VirtualClock()
+        clock = FakeClock()
         ports = {str(i): port(i) for i in range(PORTS)}
         changed = asyncio.Event()
         pub = NumbersPublisher(
@@ -149,12 +149,12 @@ async def shipper(tmp: Path, counter: LineCounter) -> Result:
     async def run(
         stub: Onlinesim, resolver: PhaseResolver, client: V2Client, journal: Journal
     ) -> Result:
-        clock = VirtualClock()
+        clock = FakeClock()
         numbers = [f"+7900{i:07d}" for i in range(3)]
         await client.send_numbers_online([NumberEntry(number=n, country_id=7) for n in numbers])
         ship = Shipper(
             journal, client, batch_max=10, batch_delay=0.0, sleep=clock.sleep, clock=clock,
-            timer=clock,
+            timer=clock.monotonic,
         )  # fmt: skip
         sent: list[str] = []
 
@@ -183,7 +183,7 @@ async def shipper(tmp: Path, counter: LineCounter) -> Result:
 
 
 async def pusher(tmp: Path, counter: LineCounter) -> Result:
-    clock = VirtualClock()
+    clock = FakeClock()
     push = PushEndpoint()
     await push.start()
     resolver = PhaseResolver(push.port)

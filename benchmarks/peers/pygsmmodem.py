@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.e2e_core import Delivery, Fleet, JsonlTail, log_tail, stop_process
+from benchmarks.e2e_core import Fleet, JsonlTail, log_tail, stop_process
+from muxd_sim.ledger import Delivery
 
 RUNNER = Path(__file__).with_name("gsmmodem_runner.py")
 

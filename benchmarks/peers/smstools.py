@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.e2e_core import Delivery, Fleet, log_tail, stop_process
+from benchmarks.e2e_core import Fleet, log_tail, stop_process
+from muxd_sim.ledger import Delivery
 
 MAX_DEVICES = 64  # smsd's compile-time NUMBER_OF_MODEMS
 STABLE_S = 0.3  # an incoming file is read once it is this old (smsd may still be writing it)

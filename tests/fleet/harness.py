@@ -6,7 +6,8 @@ every port. It keeps the ground truth of what it injected and checks, in :meth:`
 receive path's invariants end to end:
 
 * exactly once: the stand-in accepted every injected SMS once, with the right number, sender
-  and text (``Counter`` equality), and counted no duplicate;
+  and text, and nothing else (the ground-truth :class:`~muxd_sim.ledger.Ledger`), and counted
+  no duplicate;
 * never delete before durable: every ``AT+CMGD`` (the simulator's ``on_delete`` hook, called
   before the ``OK`` goes out) found its PDU already committed, seen through a second SQLite
   connection (which sees committed rows only);
@@ -27,7 +28,7 @@ import itertools
 import logging
 import random
 import sqlite3
-from collections import Counter
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ from muxd.config import (
 from muxd.ports import PortInfo, PortStatus
 from muxd.store.journal import JOURNAL_FILE
 from muxd.upstream.publisher import NumbersPublisher
+from muxd_sim.ledger import Delivery, Ledger
 from muxd_sim.modem import FaultPlan, ModemSimulator, SimPort
 from muxd_sim.modem_ident import ModemIdentity
 from muxd_sim.modem_state import SIM_STORAGE
@@ -182,6 +184,7 @@ class FleetHarness:
     stub: Onlinesim = field(init=False)
     daemon: Daemon = field(init=False)
     injected: list[Injected] = field(init=False, default_factory=list)
+    ledger: Ledger = field(init=False, default_factory=Ledger)  # injected vs accepted upstream
     deletes: list[Deleted] = field(init=False, default_factory=list)
     commands: list[tuple[int, str]] = field(init=False, default_factory=list)
     events: list[tuple[int, str]] = field(init=False, default_factory=list)
@@ -193,6 +196,7 @@ class FleetHarness:
     _patches: contextlib.ExitStack = field(init=False, default_factory=contextlib.ExitStack)
     _waiters: set[asyncio.Future[None]] = field(init=False, default_factory=set)
     _counter: itertools.count[int] = field(init=False, default_factory=itertools.count)
+    _absorbed: int = field(init=False, default=0)  # stand-in messages given to the ledger
     _rng: random.Random = field(init=False)
     _silenced: set[int] = field(init=False, default_factory=set)
     _command_hooks: list[Callable[[SimPort, str], None]] = field(init=False, default_factory=list)
@@ -450,6 +454,10 @@ class FleetHarness:
         assert record.complete or parts == 0, "a partly stored SMS makes no sense here"
         self.stored_parts += parts
         self.injected.append(record)
+        self.ledger.add(
+            number, sender, text, t=time.monotonic(), port=port.name,
+            excused="" if record.complete else "refused",
+        )  # fmt: skip
         return record
 
     def inject_mix(self, n: int, *, ports: Sequence[int] | None = None) -> list[Injected]:
@@ -470,14 +478,14 @@ class FleetHarness:
             )
         return out
 
-    def expected(self) -> Counter[tuple[str, str, str]]:
-        """(number, sender, text) of every SMS stored completely, with multiplicity."""
-        return Counter((r.number, r.sender, r.text) for r in self.injected if r.complete)
-
-    # ------------------------------------------------------------------ verdict
-
-    def received(self) -> Counter[tuple[str, str, str]]:
-        return Counter((m.number, m.from_, m.message) for m in self.stub.messages)
+    def received(self) -> Ledger:
+        """The ledger, with every message the stand-in accepted so far."""
+        messages = self.stub.messages
+        now = time.monotonic()
+        for m in messages[self._absorbed :]:
+            self.ledger.add_delivery(Delivery(now, m.number, m.from_, m.message))
+        self._absorbed = len(messages)
+        return self.ledger
 
     def left_in_storage(self) -> dict[str, dict[str, int]]:
         return {
@@ -486,26 +494,21 @@ class FleetHarness:
             if port.state.used
         }
 
-    async def settle(self, expected: Counter[tuple[str, str, str]] | None = None) -> None:
+    async def settle(self) -> None:
         """Wait until every injected SMS arrived, then check exactly once, the stand-in's
         duplicate counter, delete-after-commit and empty storage (every memory)."""
-        want = self.expected() if expected is None else expected
-
-        def missing() -> Counter[tuple[str, str, str]]:
-            return want - self.received()
-
         await self.stub.wait_until(
-            lambda: not missing(),
+            lambda: self.received().outstanding() == 0,
             timeout=SETTLE_TIMEOUT,
             what=lambda: (
-                f"{sum(missing().values())} SMS still missing, e.g. "
-                f"{list(missing())[:3]}; stored in modems: {self.left_in_storage()}"
+                f"{self.ledger.outstanding()} SMS still missing, e.g. "
+                f"{self.ledger.lost()[:3]}; stored in modems: {self.left_in_storage()}"
             ),
         )
-        got = self.received()
-        extra = got - want
-        assert not extra, f"unexpected or repeated SMS upstream: {list(extra.items())[:5]}"
-        assert got == want
+        ledger = self.received()
+        refused = [s for s in ledger.sent if s.excused and s.delivered_at is not None]
+        extra = ledger.unknown() + list(ledger.duplicates()) + [s.text for s in refused]
+        assert not extra, f"unexpected or repeated SMS upstream: {extra[:5]}"
         assert self.stub.duplicates == 0
         # AT+CMGD follows the commit, so it may still be on its way when the SMS arrives.
         await self.until(
@@ -517,7 +520,7 @@ class FleetHarness:
         assert not early, f"deleted before commit: {early[:3]}"
         assert len(self.deletes) == self.stored_parts - self.discarded_parts
         # Acknowledged means marked delivered in the journal too.
-        total = sum(want.values())
+        total = ledger.delivered
         await asyncio.wait_for(self.daemon.status.wait_forwarded(total), FORWARDED_TIMEOUT)
         assert self.daemon.tally.parked == 0
         assert not self.sim.errors, self.sim.errors

@@ -1,8 +1,9 @@
-"""Fakes for the modem layer: a virtual-time event loop and a scripted modem transport.
+"""Fakes for the modem layer: a scripted modem transport, run on virtual time.
 
-``VirtualTimeLoop`` is a real asyncio loop whose clock only moves when nothing is ready to
-run: it then jumps to the next timer. Deadlines, floors and sleeps in muxd run unchanged
-(``loop.call_later``, ``asyncio.sleep``), take no wall time, and happen in a fixed order.
+The tests run on :func:`muxd_sim.clock.run_virtual`: a real asyncio loop whose clock only moves
+when nothing is ready to run: it then jumps to the next timer. Deadlines, floors and sleeps in
+muxd run unchanged (``loop.call_later``, ``asyncio.sleep``), take no wall time, and happen in a
+fixed order.
 
 ``FakeModem`` is an ``asyncio.Transport``: what the session writes is split into command
 lines by muxd's own line buffer; each command is answered by a small model of a modem (SMS
@@ -15,10 +16,8 @@ pieces (``chunker``).
 from __future__ import annotations
 
 import asyncio
-import selectors
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from muxd.at.buffer import LineBuffer
 from muxd.errors import JournalError
@@ -33,34 +32,6 @@ def whole(data: bytes) -> list[bytes]:
 
 def bytewise(data: bytes) -> list[bytes]:
     return [data[i : i + 1] for i in range(len(data))]
-
-
-class VirtualTimeLoop(asyncio.SelectorEventLoop):
-    """An event loop on virtual time: when it would block for ``t`` seconds, time jumps by ``t``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._now = 0.0
-        selector = self._selector  # type: ignore[attr-defined]
-        real_select = selector.select
-
-        def select(timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-            ready: list[tuple[selectors.SelectorKey, int]] = real_select(0)
-            if ready or timeout is None:
-                # Nothing scheduled at all: only a thread can wake us (executor shutdown).
-                return ready or real_select(timeout)
-            self._now += timeout
-            return ready
-
-        selector.select = select
-
-    def time(self) -> float:
-        return self._now
-
-
-def run_virtual(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
-        runner.run(main())
 
 
 def answer(*lines: str) -> bytes:

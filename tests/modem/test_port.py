@@ -13,8 +13,9 @@ from muxd.modem.port import JOURNAL_RETRY_MAX, ModemPort
 from muxd.modem.reading import CMS_RETRY_FLOOR, CNMA_WITHIN
 from muxd.modem.session import AT_TIMEOUT, ModemSession
 from muxd.ports import PortInfo, PortStatus
+from muxd_sim.clock import run_virtual
 
-from .fakes import Chunker, FakeModem, ModemModel, RecordingSink, answer, bytewise, run_virtual
+from .fakes import Chunker, FakeModem, ModemModel, RecordingSink, answer, bytewise
 from .fakes import whole as whole_answers
 
 PDU_A = "07919761989901F0040B919701119905F80000211062320232210AC8329BFD065DDF72363904"

@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 
 from muxd.at.events import Urc
+from muxd_sim.clock import run_virtual
 
-from .fakes import ModemModel, RecordingSink, run_virtual
+from .fakes import ModemModel, RecordingSink
 from .test_port import _port
 
 

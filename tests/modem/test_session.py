@@ -10,8 +10,9 @@ from muxd.at import MARKERS, Urc
 from muxd.at.sync import MARKER_TIMEOUT, RESYNC_ATTEMPTS, RESYNC_FLOOR
 from muxd.errors import AtTimeoutError, ModemHungError, PortClosedError, SyncLostError
 from muxd.modem.session import AT_TIMEOUT, ModemSession
+from muxd_sim.clock import run_virtual
 
-from .fakes import Chunker, FakeModem, ModemModel, answer, bytewise, run_virtual, whole
+from .fakes import Chunker, FakeModem, ModemModel, answer, bytewise, whole
 
 PDU = "07919761989901F0040B919701119905F80000211062320232210AC8329BFD065DDF72363904"
 IMEI = "867530021234567"

@@ -27,6 +27,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from typing import IO, Self
 from aiohttp import web
 
 from muxd.store.journal import JOURNAL_FILE
+from muxd_sim.ledger import Delivery, Key, Ledger
 from muxd_sim.modem import ModemSimulator, SimPort, write_numbers_csv
 from muxd_sim.onlinesim import Onlinesim, make_app
 
@@ -85,8 +87,6 @@ _GSM7_FILLER = "Lorem ipsum dolor sit amet, elit."
 _GSM7_EXT_FILLER = "Use {x} [y] ~ |z| €5 ^ \\ ok."
 _UCS2_FILLER = "Съешь ещё булок, выпей чаю."
 _UCS2_EMOJI_FILLER = "Код 😀 ещё 验证码 ок."
-
-Key = tuple[str, str, str]  # (receiving number, sender, text)
 
 
 def make_text(k: int, rng: random.Random) -> str:
@@ -289,9 +289,7 @@ class Harness:
         self.settle_seconds = 0.0
         self.last_exit_seconds = 0.0  # from wait_exit's start to the reaping
         self._inject_rng = random.Random(f"{seed}/inject")
-        self._expected: set[Key] = set()
-        self._outstanding: set[Key] = set()
-        self._accepted: Counter[Key] = Counter()
+        self.ledger = Ledger()  # injected SMS against what the stand-in accepted
         self._absorbed = 0
         self._sweeps: Counter[int] = Counter()
         self._sweeps_at_start: Counter[int] = Counter()
@@ -530,8 +528,7 @@ class Harness:
         self.sim.inject(port.index, sender, text)
         injected = Injected((port.number, sender, text), port.index, port.state.used - used)
         self.injected.append(injected)
-        self._expected.add(injected.key)
-        self._outstanding.add(injected.key)
+        self.ledger.add(*injected.key, t=time.monotonic(), port=port.name)
         return injected
 
     def start_injecting(self, rate: float | None = None) -> None:
@@ -564,16 +561,15 @@ class Harness:
 
     def _absorb(self) -> None:
         messages = self.stub.messages
+        now = time.monotonic()
         for message in messages[self._absorbed :]:
-            key = (message.number, message.from_, message.message)
-            self._accepted[key] += 1
-            self._outstanding.discard(key)
+            self.ledger.add_delivery(Delivery(now, message.number, message.from_, message.message))
         self._absorbed = len(messages)
 
     def outstanding(self) -> int:
         """Injected SMS not (yet) at the stand-in."""
         self._absorb()
-        return len(self._outstanding)
+        return self.ledger.outstanding()
 
     async def wait_delivered(self, *, timeout: float = DELIVERY_TIMEOUT) -> None:
         """Wait until every injected SMS is at the stand-in."""
@@ -663,12 +659,12 @@ class Harness:
     def verdict(self) -> Verdict:
         """Compare ground truth, stand-in and journal (call once the daemon has stopped)."""
         self._absorb()
-        accepted = self._accepted
+        ledger = self.ledger
         journal = self.journal_messages()
         journaled: dict[Key, list[JournalMessage]] = {}
         for row in journal:
             journaled.setdefault(row.key, []).append(row)
-        duplicated = {key: n for key, n in accepted.items() if n > 1}
+        duplicated = ledger.duplicates()
         unexplained = []
         for key, copies in sorted(duplicated.items()):
             # Each attempt puts at most one copy upstream. The count is a deferred write
@@ -680,16 +676,16 @@ class Harness:
         return Verdict(
             injected=len(self.injected),
             multipart=sum(1 for i in self.injected if i.parts > 1),
-            accepted=sum(accepted.values()),
-            delivered=sum(1 for key in self._expected if key in accepted),
-            lost=sorted(key for key in self._expected if key not in accepted),
-            corrupted=sorted(key for key in accepted if key not in self._expected),
+            accepted=ledger.received(),
+            delivered=ledger.delivered,
+            lost=ledger.lost(),
+            corrupted=ledger.unknown(),
             duplicated=duplicated,
             unexplained=unexplained,
             stub_duplicates=self.stub.duplicates,
             journal_states=dict(Counter(row.state for row in journal)),
             part_states=self.journal_part_states(),
-            journal_missing=sorted(key for key in self._expected if key not in journaled),
+            journal_missing=sorted(key for key in ledger.by_key if key not in journaled),
             journal_doubles=sorted(key for key, rows in journaled.items() if len(rows) > 1),
             max_attempts=max((row.attempts for row in journal), default=0),
             resent=sum(1 for row in journal if row.attempts >= 2),

@@ -153,7 +153,7 @@ def test_scts_offset_with_alphanumeric_and_numeric_senders() -> None:
 async def test_benchmark_ledger_checks_each_reused_ref_message_whole(tmp_path: Path) -> None:
     """The campaign's ledger on this ground truth: a mixed text is corrupted, named as such."""
     from benchmarks import e2e_smsfaults
-    from benchmarks.e2e_core import Delivery, Ledger
+    from muxd_sim.ledger import Delivery, Ledger
 
     log = tmp_path / "truth.jsonl"
     async with ModemSimulator(1, tmp_path / "ports", log_path=log, seed=1) as sim:
@@ -188,5 +188,5 @@ async def test_benchmark_ledger_checks_each_reused_ref_message_whole(tmp_path: P
         "mixed_deliveries": 1,
     }
     assert kinds["bad_scts"]["delivered"] == kinds["bad_scts"]["injected"] == 1
-    assert e2e_smsfaults.misdelivered(ledger)["by_what"] == {"mixed_reused_ref": 1}
+    assert ledger.misdelivered()["by_what"] == {"mixed_reused_ref": 1}
     assert "reused_ref 1/2 (1 corrupted)" in e2e_smsfaults.summary_line(kinds)

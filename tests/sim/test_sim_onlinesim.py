@@ -18,6 +18,7 @@ import aiohttp
 import aiohttp.web
 import pytest
 
+from muxd_sim.clock import FakeClock
 from muxd_sim.onlinesim import (
     API_PREFIX,
     MAX_BODY_BYTES,
@@ -979,23 +980,14 @@ async def test_save_config_checks_key_content_type_and_test(api: Api, stub: Onli
 # --- network faults: error_rate, latency, reset_connections, rate_limit --------------------
 
 
-class Clock:
+@pytest.fixture
+def clock() -> FakeClock:
     """A clock that moves only when told to."""
-
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+    return FakeClock(NOW)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def timed(clock: Clock) -> AsyncIterator[tuple[Onlinesim, Api]]:
+async def timed(clock: FakeClock) -> AsyncIterator[tuple[Onlinesim, Api]]:
     """A stub on a clock the test moves, seeded 7, and a client for it."""
     stub = Onlinesim(API_KEY, clock=clock, seed=7)
     runner, port = await serve(stub, "127.0.0.1", 0)
@@ -1098,7 +1090,7 @@ def test_reset_connections_rejects_bad_arguments(
 
 
 async def test_rate_limit_is_a_token_bucket_on_the_stub_clock(
-    timed: tuple[Onlinesim, Api], clock: Clock
+    timed: tuple[Onlinesim, Api], clock: FakeClock
 ) -> None:
     stub, api = timed
     stub.rate_limit(2)
@@ -1123,7 +1115,7 @@ async def test_rate_limit_is_a_token_bucket_on_the_stub_clock(
 
 
 async def test_slow_rate_limit_allows_one_request_per_period(
-    timed: tuple[Onlinesim, Api], clock: Clock
+    timed: tuple[Onlinesim, Api], clock: FakeClock
 ) -> None:
     stub, api = timed
     stub.rate_limit(0.5)

@@ -13,6 +13,7 @@ from muxd.pdu import encode_deliver
 from muxd.store import Journal, PartIn
 from muxd.store.clock import StoreClock
 from muxd.store.journal import JOURNAL_FILE
+from muxd_sim.clock import FakeClock
 
 SCTS = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 READ_AT = SCTS.timestamp() + 3.0  # muxd read it 3 s after the SMSC stamped it
@@ -144,14 +145,14 @@ async def test_reused_reference_starts_a_new_generation(journal: Journal) -> Non
 
 
 async def test_incomplete_set_is_released_after_timeout_never_dropped(tmp_path: Path) -> None:
-    mono = [1000.0]
-    clock = StoreClock(wall=lambda: READ_AT, monotonic=lambda: mono[0], epoch="boot")
+    fake = FakeClock(READ_AT, mono=1000.0)
+    clock = StoreClock(wall=fake, monotonic=fake.monotonic, epoch="boot")
     journal = await Journal.open(tmp_path, clock=clock)
     try:
         parts = encode_deliver("Bank", "x" * 150 + "y" * 150, scts=SCTS, ref=9)
         assert len(parts) == 2
         await journal.put_part(part(parts[1].hex, parts[1].tpdu_length))  # part 1 never comes
-        mono[0] += 1.0
+        fake.mono += 1.0
         assert await journal.release_incomplete(max_age=1.5) == 0  # not stale yet
         assert await journal.release_incomplete(max_age=1.0) == 1
         (msg,) = await journal.pending(10)

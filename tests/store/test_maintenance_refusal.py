@@ -20,6 +20,7 @@ from muxd.pdu import encode_deliver
 from muxd.store import Journal, PartIn
 from muxd.store.clock import StoreClock
 from muxd.store.maintenance import HOLD_TIMEOUT, MAINTENANCE_INTERVAL, JournalMaintenance
+from muxd_sim.clock import FakeClock
 
 # Bounds a wait for something the test caused; it only stops a hang.
 WAIT = 5.0
@@ -29,9 +30,9 @@ async def test_a_failing_maintenance_round_waits_its_interval_and_logs_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="muxd")
-    mono = [100.0]
     stamp = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-    clock = StoreClock(wall=lambda: stamp.timestamp() + 60, monotonic=lambda: mono[0], epoch="b")
+    fake = FakeClock(stamp.timestamp() + 60, mono=100.0)
+    clock = StoreClock(wall=fake, monotonic=fake.monotonic, epoch="b")
     journal = await Journal.open(tmp_path / "state", clock=clock)
     try:
         (enc,) = encode_deliver("Bank", "code 1", scts=stamp)
@@ -40,7 +41,7 @@ async def test_a_failing_maintenance_round_waits_its_interval_and_logs_once(
         result = await journal.put_part(part)
         assert result.message_id is not None
         await journal.hold([result.message_id], "number not listed upstream")
-        mono[0] += HOLD_TIMEOUT + 1  # due to be parked: the round writes, and that fails
+        fake.mono += HOLD_TIMEOUT + 1  # due to be parked: the round writes, and that fails
 
         def refuse(conn: sqlite3.Connection) -> None:
             conn.execute(

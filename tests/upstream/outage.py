@@ -8,16 +8,14 @@ then the name does not resolve at all (the real resolver asked about the ``.inva
 Every connection attempt resolves the name (no DNS cache, no keep-alive), so the resolver
 counts attempts even when no server sees them.
 
-Time is virtual: the loops sleep on :class:`VirtualClock`, which moves only when every loop is
-asleep (and the test says the loop is idle), straight to the earliest wake-up. So the hour
-passes in a second of real time and no request is ever hidden by a jump of the clock.
+Time is virtual: the loops sleep on a :class:`~muxd_sim.clock.FakeClock`, which moves only when
+every loop is asleep (and the test says the loop is idle), straight to the earliest wake-up. So
+the hour passes in a second of real time and no request is ever hidden by a jump of the clock.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import socket
 from collections import Counter
 from collections.abc import Callable
@@ -28,6 +26,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from muxd_sim.clock import FakeClock
 from muxd_sim.onlinesim import Onlinesim
 
 HOST = "onlinesim.invalid"
@@ -35,80 +34,6 @@ HOST = "onlinesim.invalid"
 PHASE_SECONDS = 900.0
 Phase = Literal["up", "503", "reset", "refused", "dns"]
 PHASES: tuple[Phase, ...] = ("503", "reset", "refused", "dns")
-# Bounds a wait for the loops to fall asleep (real seconds); only stops a hang.
-SETTLE_TIMEOUT = 10.0
-
-
-class VirtualClock:
-    """A clock and a sleep that only move when :meth:`advance` is called."""
-
-    # 2026-11-25 12:01 UTC: just after the SMSC stamps of the SMS the tests journal.
-    def __init__(self, start: float = 1_795_608_060.0) -> None:
-        self.now = start
-        self._heap: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._seq = itertools.count()
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, delay: float) -> None:
-        if delay <= 0:
-            await asyncio.sleep(0)
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._heap, (self.now + delay, next(self._seq), fut))
-        await fut
-
-    def next_wake(self) -> float | None:
-        while self._heap and self._heap[0][2].done():  # cancelled sleeps
-            heapq.heappop(self._heap)
-        return self._heap[0][0] if self._heap else None
-
-    def advance(self, until: float) -> None:
-        """Move to ``until`` and wake every sleeper due by then."""
-        self.now = max(self.now, until)
-        while self._heap and self._heap[0][0] <= self.now:
-            _, _, fut = heapq.heappop(self._heap)
-            if not fut.done():
-                fut.set_result(None)
-
-    async def settle(self, idle: Callable[[], bool]) -> float | None:
-        """Wait (real time) until the loops are asleep and ``idle()``; the next wake-up."""
-        async with asyncio.timeout(SETTLE_TIMEOUT):
-            while True:
-                for _ in range(5):
-                    await asyncio.sleep(0)
-                wake = self.next_wake()
-                if wake is not None and idle():
-                    return wake
-                await asyncio.sleep(0.001)
-
-    async def run_for(self, seconds: float, idle: Callable[[], bool] = lambda: True) -> None:
-        """Let ``seconds`` of virtual time pass, one wake-up at a time."""
-        end = self.now + seconds
-        while self.now < end:
-            wake = await self.settle(idle)
-            assert wake is not None
-            self.advance(min(wake, end))
-
-    async def run_until(
-        self, done: Callable[[], bool], idle: Callable[[], bool] = lambda: True, limit: float = 3600
-    ) -> None:
-        """Advance wake-up by wake-up until ``done()`` (at most ``limit`` virtual seconds)."""
-        end = self.now + limit
-        while not done():
-            assert self.now < end, "not done within the limit"
-            async with asyncio.timeout(SETTLE_TIMEOUT):
-                while True:
-                    for _ in range(5):
-                        await asyncio.sleep(0)
-                    if done():
-                        return
-                    wake = self.next_wake()
-                    if wake is not None and idle():
-                        break
-                    await asyncio.sleep(0.001)
-            self.advance(min(wake, end))
 
 
 class PhaseResolver(AbstractResolver):
@@ -208,7 +133,7 @@ def set_phase(
 
 
 async def one_hour_outage(
-    clock: VirtualClock,
+    clock: FakeClock,
     resolver: PhaseResolver,
     *,
     stub: Onlinesim | None = None,

@@ -10,32 +10,12 @@ from collections.abc import AsyncIterator
 
 from muxd.ports import PortInfo, PortStatus
 from muxd.upstream.publisher import NumbersPublisher, sellable_entries
+from muxd_sim.clock import FakeClock
 from tests.upstream.conftest import Upstream
 from tests.upstream.test_publisher import ready_port
 
 WAIT = 10.0
 HOLD = 60.0
-
-
-class ManualClock:
-    """A monotonic clock the test moves; ``sleep`` returns once the clock passed its end."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self._moved = asyncio.Condition()
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, delay: float) -> None:
-        end = self.now + delay
-        async with self._moved:
-            await self._moved.wait_for(lambda: self.now >= end)
-
-    async def move_to(self, when: float) -> None:
-        self.now = when
-        async with self._moved:
-            self._moved.notify_all()
 
 
 @contextlib.asynccontextmanager
@@ -71,7 +51,7 @@ def test_sellable_held_counts_a_recent_loss_only() -> None:
 
 async def test_a_blip_keeps_the_number_listed_until_the_hold_ends(upstream: Upstream) -> None:
     stub = upstream.stub
-    clock = ManualClock()
+    clock = FakeClock(0.0)
     ports = {str(i): ready_port(i) for i in range(3)}
     changed = asyncio.Event()
     changed.set()
@@ -107,7 +87,7 @@ async def test_a_blip_keeps_the_number_listed_until_the_hold_ends(upstream: Upst
 
 async def test_registration_back_inside_the_hold_is_never_withdrawn(upstream: Upstream) -> None:
     stub = upstream.stub
-    clock = ManualClock()
+    clock = FakeClock(0.0)
     ports = {str(i): ready_port(i) for i in range(2)}
     changed = asyncio.Event()
     changed.set()

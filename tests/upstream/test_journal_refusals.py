@@ -22,8 +22,9 @@ from muxd.upstream.shipper import Shipper
 from muxd.upstream.v1 import V1Observer
 from muxd.upstream.v1.operations import Reservation, reserve
 from muxd.upstream.v1.pusher import Pusher
+from muxd_sim.clock import FakeClock
 from tests.upstream.conftest import KEY, NUMBERS, Upstream
-from tests.upstream.outage import HOST, PhaseResolver, PushEndpoint, VirtualClock, session
+from tests.upstream.outage import HOST, PhaseResolver, PushEndpoint, session
 from tests.upstream.test_loop_outage import MAX_LOG_LINES, muxd_lines, running
 from tests.upstream.test_publisher import ready_port
 from tests.v1.conftest import receive
@@ -53,7 +54,7 @@ async def test_shipper_waits_and_logs_once_while_a_journal_operation_fails(
     upstream: Upstream, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="muxd")
-    clock = VirtualClock()
+    clock = FakeClock()
     journal = upstream.journal
     await upstream.receive(NUMBERS[0], "Bank", "code 1")
     await upstream.receive(NUMBERS[0], "Bank", "code 2")
@@ -62,7 +63,7 @@ async def test_shipper_waits_and_logs_once_while_a_journal_operation_fails(
     await refuse(journal, "no_attempts", "BEFORE UPDATE OF delivered_at ON messages")
     ship = Shipper(
         journal, upstream.client, batch_max=1, batch_delay=0.0,
-        sleep=clock.sleep, clock=clock, timer=clock,
+        sleep=clock.sleep, clock=clock, timer=clock.monotonic,
     )  # fmt: skip
     async with running(ship.drain()) as task:
         await clock.run_for(HOUR)
@@ -77,7 +78,7 @@ async def test_publisher_waits_and_logs_once_while_a_journal_operation_fails(
     upstream: Upstream, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="muxd")
-    clock = VirtualClock()
+    clock = FakeClock()
     journal, stub = upstream.journal, upstream.stub
     ports = [ready_port(i) for i in range(1, 4)]
     # The list is accepted upstream, but remembering it fails.
@@ -102,7 +103,7 @@ async def test_pusher_logs_once_while_a_journal_operation_fails(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="muxd")
-    clock = VirtualClock()
+    clock = FakeClock()
     push = PushEndpoint()
     await push.start()
     resolver = PhaseResolver(push.port)
@@ -147,7 +148,7 @@ async def test_a_delivered_push_the_journal_cannot_record_is_not_sent_again(
 ) -> None:
     """Onlinesim answered SUCCESS, but recording it fails: the push is not sent again (it is
     recorded once the journal lets it), however long recording fails."""
-    clock = VirtualClock()
+    clock = FakeClock()
     push = PushEndpoint()
     await push.start()
     resolver = PhaseResolver(push.port)

@@ -28,6 +28,7 @@ from muxd.upstream.v1 import V1Observer
 from muxd.upstream.v1.operations import Reservation, reserve
 from muxd.upstream.v1.pusher import PUSH_RETRY, Pusher
 from muxd.upstream.v2 import NumberEntry, V2Client
+from muxd_sim.clock import FakeClock
 from muxd_sim.onlinesim import Onlinesim, serve
 from tests.upstream.conftest import KEY
 from tests.upstream.outage import (
@@ -35,7 +36,6 @@ from tests.upstream.outage import (
     Phase,
     PhaseResolver,
     PushEndpoint,
-    VirtualClock,
     one_hour_outage,
     session,
 )
@@ -55,7 +55,7 @@ class V2Env:
     resolver: PhaseResolver
     client: V2Client
     journal: Journal
-    clock: VirtualClock
+    clock: FakeClock
     http: aiohttp.ClientSession
     url: str
 
@@ -70,7 +70,7 @@ async def v2(tmp_path: Path) -> AsyncIterator[V2Env]:
         async with session(resolver) as http:
             url = f"http://{HOST}:{served.port}"
             client = V2Client(http, url, KEY)
-            yield V2Env(stub, resolver, client, journal, VirtualClock(), http, url)
+            yield V2Env(stub, resolver, client, journal, FakeClock(), http, url)
     finally:
         await journal.close()
         await resolver.close()
@@ -176,13 +176,13 @@ async def test_publisher_incremental_mode_survives_an_hour_long_outage_quietly(
 class SlowClient(V2Client):
     """The real client, against an upstream whose sendNumbersOnline answers take 20 s."""
 
-    clock: VirtualClock
+    clock: FakeClock
     started: list[float]
 
     async def send_numbers_online(self, numbers: list[NumberEntry]) -> dict[str, int | None]:
         self.started.append(self.clock.now)
         ids = await super().send_numbers_online(numbers)
-        self.clock.advance(self.clock.now + SLOW_ANSWER)
+        self.clock.advance_to(self.clock.mono + SLOW_ANSWER)
         return ids
 
 
@@ -254,7 +254,7 @@ async def test_shipper_survives_an_hour_long_outage_quietly(
         batch_delay=0.0,
         sleep=clock.sleep,
         clock=clock,
-        timer=clock,
+        timer=clock.monotonic,
     )
     sent: list[str] = []
 
@@ -289,7 +289,7 @@ async def test_pusher_survives_an_hour_long_outage_quietly(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="muxd")
-    clock = VirtualClock()
+    clock = FakeClock()
     push = PushEndpoint()
     await push.start()
     resolver = PhaseResolver(push.port)
@@ -350,7 +350,7 @@ async def test_pusher_survives_an_hour_long_outage_quietly(
 
 
 async def test_no_attempt_sooner_than_the_floor_nor_than_retry_after() -> None:
-    clock = VirtualClock(0.0)
+    clock = FakeClock(0.0)
     loop = RetryLoop("t", Policy(first=0.01, cap=0.02, floor=1.0), clock=clock)
     assert loop.failed(0.0, "boom") == 1.0  # instant failures still wait the floor
     clock.now = 10.0
@@ -369,7 +369,7 @@ async def test_no_attempt_sooner_than_the_floor_nor_than_retry_after() -> None:
 async def test_a_wall_clock_step_back_does_not_delay_a_push_retry(tmp_path: Path) -> None:
     """The pusher's retries run on the monotonic timer: a wall clock set back an hour (NTP on a
     box without a real-time clock) after a failed push does not hold the retry for an hour."""
-    timer = VirtualClock()
+    timer = FakeClock()
     wall = [timer.now]
     push = PushEndpoint()
     await push.start()
@@ -385,7 +385,7 @@ async def test_a_wall_clock_step_back_does_not_delay_a_push_retry(tmp_path: Path
             url = f"http://{HOST}:{push.port}/v1/PUSH_SMS"
             pusher = Pusher(
                 journal, http, api_key=KEY, url=url, rent_url=url, filters={},
-                gzip_body=False, clock=lambda: wall[0], timer=timer, sleep=timer.sleep,
+                gzip_body=False, clock=lambda: wall[0], timer=timer.monotonic, sleep=timer.sleep,
                 observer=V1Observer(),
             )  # fmt: skip
 

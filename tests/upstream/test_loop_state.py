@@ -10,12 +10,12 @@ from muxd.daemon_status import LOOP_DEGRADED_AFTER
 from muxd.metrics import UpstreamLoopCollector
 from muxd.upstream.backoff import Policy, RetryLoop
 from muxd.web import make_app
+from muxd_sim.clock import FakeClock
 from tests.test_web import FakeSource
-from tests.upstream.outage import VirtualClock
 
 
 async def test_failing_loop_is_on_metrics_api_and_healthz() -> None:
-    clock = VirtualClock(0.0)
+    clock = FakeClock(0.0)
     shipper = RetryLoop("shipper", Policy(first=5.0, cap=300.0), clock=clock)
     pusher = RetryLoop("pusher", Policy(first=10.0, cap=300.0), clock=clock)
     loops = [shipper, pusher]

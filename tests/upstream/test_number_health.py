@@ -20,32 +20,23 @@ from muxd.upstream.health import (
     health_of,
 )
 from muxd.upstream.v2 import V2Client
+from muxd_sim.clock import FakeClock
 from tests.upstream.conftest import KEY, NUMBERS, Upstream
 
 INTERVAL = 10.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Stop(Exception):
     """Ends a run() after the sleeps the test wanted to see."""
 
 
-def recording_sleep(
-    delays: list[float], clock: Clock, calls: int
-) -> Callable[[float], Awaitable[None]]:
-    """Records each delay and moves the clock by it; stops the loop after ``calls`` sleeps."""
+def recording_sleep(clock: FakeClock, calls: int) -> Callable[[float], Awaitable[None]]:
+    """The clock's sleep (each delay recorded, the clock moved by it at once); stops the loop
+    after ``calls`` sleeps."""
 
     async def sleep(delay: float) -> None:
-        delays.append(delay)
-        clock.now += delay
-        if len(delays) >= calls:
+        await clock.sleep(delay)
+        if len(clock.sleeps) >= calls:
             raise Stop
 
     return sleep
@@ -63,7 +54,7 @@ def checks(up: Upstream) -> list[str]:
 
 
 async def test_one_number_per_interval_each_once_an_hour(upstream: Upstream) -> None:
-    clock, delays, fleet = Clock(), list[float](), ports()
+    clock, fleet = FakeClock(0.0, jump=True), ports()
     upstream.stub.failed_operations[NUMBERS[1]] = 3  # the stand-in bans after 3 failures
     before = len(checks(upstream))
     health = NumberHealth(
@@ -72,12 +63,12 @@ async def test_one_number_per_interval_each_once_an_hour(upstream: Upstream) -> 
         lambda: NUMBERS,
         interval=INTERVAL,
         clock=clock,
-        sleep=recording_sleep(delays, clock, 10),
+        sleep=recording_sleep(clock, 10),
     )
     with pytest.raises(Stop):
         await health.run()
     # 10 intervals: 3 numbers checked once each, then nothing is due for an hour.
-    assert delays == [INTERVAL] * 10
+    assert clock.sleeps == [INTERVAL] * 10
     assert len(checks(upstream)) - before == len(NUMBERS)
     assert health.next_number() is None
     clock.now = RECHECK_AFTER + 1
@@ -100,7 +91,7 @@ async def test_one_number_per_interval_each_once_an_hour(upstream: Upstream) -> 
 
 
 async def test_an_outage_costs_one_call_per_failure_wait() -> None:
-    clock, delays = Clock(), list[float]()
+    clock = FakeClock(0.0, jump=True)
     async with aiohttp.ClientSession() as http:
         # Nothing listens on port 9 of loopback: every call fails at once.
         client = V2Client(http, "http://127.0.0.1:9", KEY)
@@ -110,12 +101,12 @@ async def test_an_outage_costs_one_call_per_failure_wait() -> None:
             lambda: NUMBERS,
             interval=0.0,  # below the floor: raised to MIN_INTERVAL
             clock=clock,
-            sleep=recording_sleep(delays, clock, 4),
+            sleep=recording_sleep(clock, 4),
         )
         assert health.interval == MIN_INTERVAL
         with pytest.raises(Stop):
             await health.run()
-    assert delays == [FAILURE_WAIT] * 4
+    assert clock.sleeps == [FAILURE_WAIT] * 4
     assert health.failing
 
 

@@ -21,7 +21,8 @@ from muxd.upstream.v1 import V1Observer
 from muxd.upstream.v1.operations import Reservation, reserve
 from muxd.upstream.v1.pusher import Pusher
 from muxd.upstream.v2 import V2Client
-from tests.upstream.outage import PushEndpoint, VirtualClock
+from muxd_sim.clock import FakeClock
+from tests.upstream.outage import PushEndpoint
 from tests.v1.conftest import receive
 
 KEY = "k"
@@ -71,14 +72,14 @@ async def test_shipper_waits_as_long_as_retry_after_says_capped(
     busy_upstream: tuple[str, list[str]], tmp_path: Path
 ) -> None:
     url, values = busy_upstream
-    clock = VirtualClock()
+    clock = FakeClock()
     journal = await Journal.open(tmp_path)
     try:
         await receive(journal, "+79001112233", "Bank", "code", clock.now)
         async with aiohttp.ClientSession() as http:
             ship = Shipper(
                 journal, V2Client(http, url, KEY), batch_max=10, batch_delay=0.0,
-                sleep=clock.sleep, clock=clock, timer=clock,
+                sleep=clock.sleep, clock=clock, timer=clock.monotonic,
             )  # fmt: skip
             assert await ship.ship_once() == 120.0
             values[0] = "86400"  # a day: not believed
@@ -88,7 +89,7 @@ async def test_shipper_waits_as_long_as_retry_after_says_capped(
 
 
 async def test_pusher_waits_as_long_as_retry_after_says(tmp_path: Path) -> None:
-    clock = VirtualClock()
+    clock = FakeClock()
     push = PushEndpoint(phase="503", retry_after="90")
     await push.start()
     journal = await Journal.open(tmp_path)
@@ -108,7 +109,11 @@ async def test_pusher_waits_as_long_as_retry_after_says(tmp_path: Path) -> None:
             try:
                 await clock.run_until(lambda: not pusher.loop.ok and pusher.sending == 0)
                 failed_at = clock.now
-                await clock.run_until(lambda: push.requests["503"] == 2)
+                # Idle only while no push is in flight: else the clock jumps past the
+                # retry to the next wake-up while its request is on its way.
+                await clock.run_until(
+                    lambda: push.requests["503"] == 2, lambda: pusher.sending == 0
+                )
             finally:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

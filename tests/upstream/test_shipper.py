@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 
 import pytest
@@ -10,34 +9,23 @@ import pytest
 from muxd.store import PendingMessage
 from muxd.upstream.shipper import AUTH_RETRY, NO_NUMBER_ATTEMPTS, RETRY_CAP, Shipper
 from muxd.upstream.v2 import V2Client
+from muxd_sim.clock import FakeClock
 from tests.upstream.conftest import KEY, NUMBERS, Upstream
 
 
-class FakeTime:
+def jumping() -> FakeClock:
     """An injected clock: sleeping advances it at once."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-        self.on_sleep: list[object] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
+    return FakeClock(0.0, jump=True)
 
 
-def shipper(up: Upstream, fake: FakeTime, **kwargs: object) -> Shipper:
+def shipper(up: Upstream, fake: FakeClock, **kwargs: object) -> Shipper:
     return Shipper(
         up.journal,
         up.client,
         batch_max=kwargs.pop("batch_max", 10),  # type: ignore[arg-type]
         batch_delay=0.0,
         sleep=fake.sleep,
-        clock=fake.clock,
+        clock=fake,
         **kwargs,  # type: ignore[arg-type]
     )
 
@@ -45,7 +33,7 @@ def shipper(up: Upstream, fake: FakeTime, **kwargs: object) -> Shipper:
 async def test_batches_of_at_most_batch_max(upstream: Upstream) -> None:
     for i in range(25):
         await upstream.receive(NUMBERS[i % 3], "Bank", f"code {i}")
-    await shipper(upstream, FakeTime()).drain()
+    await shipper(upstream, jumping()).drain()
     batches = [r for r in upstream.stub.requests if r.endpoint == "addMessages"]
     assert [r.status for r in batches] == [200, 200, 200]
     assert [m.message for m in upstream.stub.messages] == [f"code {i}" for i in range(25)]
@@ -57,13 +45,13 @@ async def test_falls_back_to_add_message_on_404(upstream: Upstream) -> None:
     upstream.stub.disable_add_messages(True)
     for i in range(4):
         await upstream.receive(NUMBERS[0], "Bank", f"code {i}")
-    await shipper(upstream, FakeTime()).drain()
+    await shipper(upstream, jumping()).drain()
     assert [m.via for m in upstream.stub.messages] == ["addMessage"] * 4
     assert upstream.stub.duplicates == 0
 
 
 async def test_an_hour_long_outage_drains_in_order_without_duplicates(upstream: Upstream) -> None:
-    fake = FakeTime()
+    fake = jumping()
     stub = upstream.stub
     stub.set_down(True)
     ship = shipper(upstream, fake)
@@ -101,7 +89,7 @@ async def test_refused_sms_is_parked_and_the_rest_delivered(upstream: Upstream) 
     await upstream.receive(NUMBERS[0], "Bank", "first")
     bad = await upstream.receive(NUMBERS[1], "Bank", "")  # empty text: ERROR_PARAMS
     await upstream.receive(NUMBERS[2], "Bank", "third")
-    ship = shipper(upstream, FakeTime(), on_parked=lambda m, r: parked.append((m, r)))
+    ship = shipper(upstream, jumping(), on_parked=lambda m, r: parked.append((m, r)))
     await ship.drain()
     assert [m.message for m in upstream.stub.messages] == ["first", "third"]
     assert [(m.id, "ERROR_PARAMS" in r) for m, r in parked] == [(bad, True)]
@@ -112,7 +100,7 @@ async def test_refused_sms_is_parked_and_the_rest_delivered(upstream: Upstream) 
 
 async def test_no_number_republishes_then_parks(upstream: Upstream) -> None:
     requests: list[int] = []
-    fake = FakeTime()
+    fake = jumping()
     await upstream.receive("+79009999999", "Bank", "to an unlisted number")
     ship = shipper(upstream, fake, republish=lambda: requests.append(1))
     await ship.drain()
@@ -124,7 +112,13 @@ async def test_no_number_republishes_then_parks(upstream: Upstream) -> None:
 async def test_wrong_key_is_an_alarm_retried_slowly(upstream: Upstream) -> None:
     await upstream.receive(NUMBERS[0], "Bank", "code")
     client = V2Client(upstream.http, upstream.url, KEY + "-wrong")
-    ship = Shipper(upstream.journal, client, batch_max=10, batch_delay=0.0, sleep=FakeTime().sleep)
+    ship = Shipper(
+        upstream.journal,
+        client,
+        batch_max=10,
+        batch_delay=0.0,
+        sleep=jumping().sleep,
+    )
     assert await ship.ship_once() == pytest.approx(AUTH_RETRY)
     assert ship.auth_failed
     assert len(await upstream.journal.pending(10)) == 1
@@ -134,7 +128,7 @@ async def test_sms_of_an_unlisted_number_is_held_until_listed_again(upstream: Up
     listed = {NUMBERS[0]}
     await upstream.receive(NUMBERS[0], "Bank", "to a listed number")
     await upstream.receive(NUMBERS[1], "Bank", "while the port is down")
-    ship = shipper(upstream, FakeTime(), listed=lambda: frozenset(listed))
+    ship = shipper(upstream, jumping(), listed=lambda: frozenset(listed))
     await ship.drain()
     assert [m.message for m in upstream.stub.messages] == ["to a listed number"]
     stats = await upstream.journal.stats()

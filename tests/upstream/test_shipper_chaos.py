@@ -29,9 +29,9 @@ from muxd.store import Journal
 from muxd.store.journal import JOURNAL_FILE
 from muxd.upstream.shipper import Shipper
 from muxd.upstream.v2 import NumberEntry, V2Client
+from muxd_sim.clock import FakeClock
 from muxd_sim.onlinesim import Onlinesim, serve
 from tests.upstream.conftest import KEY, NUMBERS, Upstream
-from tests.upstream.test_shipper import FakeTime
 
 ROUNDS = 120
 # The client gives up after this; a "timeout" fault makes the stand-in slower than it.
@@ -46,7 +46,7 @@ FAULTS = ("none", "none", "down", "random_503", "injected_5xx", "rate_limit", "r
 @dataclass
 class Campaign:
     up: Upstream
-    fake: FakeTime
+    fake: FakeClock
     rng: random.Random
     sent: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     faults: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -93,9 +93,9 @@ class Campaign:
 
 @pytest.fixture
 async def chaos(tmp_path: Path) -> AsyncIterator[Campaign]:
-    fake = FakeTime()
-    fake.now = datetime(2026, 11, 25, 12, 5, tzinfo=UTC).timestamp()  # just after the SCTS
-    stub = Onlinesim(api_key=KEY, clock=fake.clock, seed=11)
+    # Sleeping advances the clock at once; it starts just after the SCTS.
+    fake = FakeClock(datetime(2026, 11, 25, 12, 5, tzinfo=UTC).timestamp(), jump=True)
+    stub = Onlinesim(api_key=KEY, clock=fake, seed=11)
     served = await serve(stub, "127.0.0.1", 0)
     journal = await Journal.open(tmp_path)
     url = f"http://127.0.0.1:{served.port}"
@@ -113,7 +113,7 @@ async def chaos(tmp_path: Path) -> AsyncIterator[Campaign]:
 async def test_every_fault_at_random_every_sms_arrives_in_order(chaos: Campaign) -> None:
     up, fake = chaos.up, chaos.fake
     ship = Shipper(
-        up.journal, up.client, batch_max=8, batch_delay=0.0, sleep=fake.sleep, clock=fake.clock
+        up.journal, up.client, batch_max=8, batch_delay=0.0, sleep=fake.sleep, clock=fake
     )
     for _ in range(ROUNDS):
         chaos.inject()

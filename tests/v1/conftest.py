@@ -22,6 +22,7 @@ from muxd.pdu import encode_deliver
 from muxd.ports import PortInfo, PortStatus
 from muxd.store import Journal, PartIn
 from muxd.upstream.v1 import V1Observer, V1Service
+from muxd_sim.clock import FakeClock
 from muxd_sim.onlinesim_v1 import V1Driver
 
 KEY = "v1-partner-key"
@@ -31,47 +32,10 @@ WAIT = 10.0
 _parts = itertools.count(1)
 
 
-class FakeClock:
-    """Wall clock, monotonic clock and sleep that only move when the test says so. Sleeps run
-    on the monotonic clock (as asyncio's do); :meth:`step` moves the wall clock alone."""
-
-    def __init__(self, start: float | None = None) -> None:
-        self.now = time.time() if start is None else start
-        self.mono = 1000.0
-        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def step(self, seconds: float) -> None:
-        """A wall-clock step (NTP on a box without a real-time clock)."""
-        self.now += seconds
-
-    async def sleep(self, delay: float) -> None:
-        if delay <= 0:
-            await asyncio.sleep(0)
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._sleepers.append((self.mono + delay, fut))
-        await fut
-
-    async def advance(self, seconds: float) -> None:
-        self.now += seconds
-        self.mono += seconds
-        waiting = []
-        for due, fut in self._sleepers:
-            if fut.done():
-                continue
-            if due <= self.mono:
-                fut.set_result(None)
-            else:
-                waiting.append((due, fut))
-        self._sleepers = waiting
-        for _ in range(3):
-            await asyncio.sleep(0)
+def fake_clock() -> FakeClock:
+    """The injected clock: the wall clock starts at the real time (SMS stamps are real), the
+    monotonic one at 1000; sleeps run on the monotonic clock, as asyncio's do."""
+    return FakeClock(time.time(), mono=1000.0)
 
 
 class Recorder(V1Observer):
@@ -174,15 +138,17 @@ def make_config(driver: V1Driver, **overrides: Any) -> V1Config:
 @contextlib.asynccontextmanager
 async def running(svc: V1Service) -> AsyncIterator[V1Service]:
     task = asyncio.create_task(svc.run())
+    started = asyncio.ensure_future(svc.started.wait())
     try:
         async with asyncio.timeout(WAIT):
-            started = asyncio.ensure_future(svc.started.wait())
             await asyncio.wait((started, task), return_when=asyncio.FIRST_COMPLETED)
             if task.done():
                 task.result()  # raise what killed it
         yield svc
     finally:
+        started.cancel()  # never set when the service failed to start
         task.cancel()
+        await asyncio.gather(started, return_exceptions=True)
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
@@ -232,7 +198,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     journal = await Journal.open(tmp_path / "state")
     try:
         async with V1Driver(KEY) as driver, aiohttp.ClientSession() as http:
-            yield Env(tmp_path, journal, driver, FakeClock(), http)
+            yield Env(tmp_path, journal, driver, fake_clock(), http)
     finally:
         await journal.close()
 

@@ -24,10 +24,11 @@ from muxd.upstream.v1 import V1Service
 from muxd.upstream.v1.pusher import PUSH_RETRY
 from muxd.upstream.v1.server import RESERVATION
 from muxd.upstream.v1.service import EXPIRY_CHECK
+from muxd_sim.clock import FakeClock
 from muxd_sim.modem import ModemSimulator, write_numbers_csv
 from muxd_sim.onlinesim_v1 import V1Driver
 
-from .conftest import KEY, FakeClock, Recorder, make_config, running
+from .conftest import KEY, Recorder, fake_clock, make_config, running
 
 PORTS = 6
 FIRST = "+79001230000"
@@ -79,7 +80,7 @@ async def daemon(tmp_path: Path, clock: FakeClock) -> AsyncIterator[tuple[Fleet,
 
 async def test_v1_end_to_end(tmp_path: Path) -> None:
     (tmp_path / "dev").mkdir()
-    clock = FakeClock()
+    clock = fake_clock()
     observer = Recorder()
     async with (
         ModemSimulator(PORTS, tmp_path / "dev", first_number=FIRST) as sim,

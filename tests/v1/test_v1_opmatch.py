@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from muxd.upstream.v1.opmatch import STEP_MEMORY, ClockWatch, Window, pick
+from muxd_sim.clock import FakeClock
 
 SKEW = 60.0
 
@@ -31,17 +32,15 @@ def test_tolerance_at_both_ends_nearest_first() -> None:
 
 
 def test_clock_watch_sees_steps_and_forgets_them() -> None:
-    wall, mono = [1_000_000.0], [10.0]
-    watch = ClockWatch(lambda: wall[0], lambda: mono[0])
-    wall[0] += 1.0
-    mono[0] += 1.0
+    clock = FakeClock(1_000_000.0, mono=10.0)
+    watch = ClockWatch(clock, clock.monotonic)
+    clock.advance_to(clock.mono + 1.0)
     assert watch.check() is None
     assert watch.recent() == []
-    wall[0] -= 3600.0
+    clock.step(-3600.0)
     assert watch.check() == -3600.0
     assert watch.recent() == [-3600.0]
-    wall[0] += STEP_MEMORY
-    mono[0] += STEP_MEMORY
+    clock.advance_to(clock.mono + STEP_MEMORY)
     assert watch.check() is None
     assert watch.recent() == []
 

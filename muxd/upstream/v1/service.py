@@ -52,6 +52,11 @@ MIN_ID_BITS: Final = 32
 MAX_ID_BITS: Final = 63
 # How long runner.cleanup() lets in-flight requests finish (each is answered in milliseconds).
 SHUTDOWN_TIMEOUT: Final = 2.0
+# How long aiohttp keeps reading (and discarding) the rest of a body the server refused (408,
+# 413) before closing the connection: none. The body deadline already gave the client its
+# time, and that read is not woken when the client goes away, so it would outlive the
+# server's shutdown by up to aiohttp's default of 10 s.
+LINGERING_TIME: Final = 0.0
 # How often closed operations, settled pushes and sales past the retention are deleted.
 PRUNE_INTERVAL: Final = 3600.0
 # After a failed prune, try again this much later.
@@ -147,7 +152,10 @@ class V1Service:
             sum(len(s) for s in self.book.sold.values()),
         )
         runner = web.AppRunner(
-            make_app(self.handlers), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT
+            make_app(self.handlers),
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+            lingering_time=LINGERING_TIME,
         )
         await runner.setup()
         try:
