@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry
 from muxd.cluster.gate import Gate
 from muxd.cluster.lease import LeaseKeeper
 from muxd.cluster.metrics import ClusterMetrics
-from muxd.cluster.mirror import mirror, open_here
+from muxd.cluster.mirror import mirror, open_here, spread_sms_ids
 from muxd.cluster.records import ClusterError, ClusterUnavailable, NumberEntry
 from muxd.cluster.records import Operation as ClusterOperation
 from muxd.cluster.store import ClusterStore
@@ -135,6 +135,7 @@ class ClusterBox:
         self._abandon_wake.set()
 
     async def run(self) -> None:
+        await spread_sms_ids(self._journal, self.name)
         async with self.store:
             try:
                 await self._migrate()

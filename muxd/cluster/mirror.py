@@ -15,6 +15,7 @@ window are still pushed.
 from __future__ import annotations
 
 import sqlite3
+import zlib
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -112,3 +113,31 @@ async def open_here(journal: Journal) -> list[int]:
 
     result: list[int] = await journal.execute(read)
     return result
+
+
+# PUSH_SMS smsIds are numbered per journal; in a cluster each box numbers its own from a start
+# of its own (derived from its name: 2**20 starts, 2**32 ids each, all below 2**53 so a reader
+# parsing JSON numbers as doubles keeps them exact), so two boxes never send one smsId for
+# two different SMS.
+SMS_ID_SPAN_BITS = 32
+SMS_ID_STARTS = 2**20
+
+
+def sms_id_start(box: str) -> int:
+    """Where ``box``'s smsIds start (1 and up when the name hashes to 0)."""
+    return (zlib.crc32(box.encode()) % SMS_ID_STARTS) << SMS_ID_SPAN_BITS
+
+
+async def spread_sms_ids(journal: Journal, box: str) -> int:
+    """Make the journal's next smsId at least this box's start; returns the start."""
+    start = sms_id_start(box)
+
+    def write(conn: sqlite3.Connection) -> None:
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'pushes'").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('pushes', ?)", (start,))
+        elif int(row[0]) < start:
+            conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'pushes'", (start,))
+
+    await journal.execute(write)
+    return start

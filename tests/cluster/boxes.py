@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 
 from muxd.cluster.records import ClusterUnavailable
 from muxd.cluster.store import ClusterStore
@@ -162,7 +163,7 @@ async def live_counts(observer: ClusterStore) -> dict[str, int]:
     try:
         for n in await observer.live_numbers():
             out[n.box] = out.get(n.box, 0) + 1
-    except ClusterUnavailable:
+    except (ClusterUnavailable, asyncpg.PostgresError):  # not migrated by a box yet
         return {}
     return out
 
