@@ -60,7 +60,7 @@ class ClusterBackend:
         self._gate = gate
         self._metrics = metrics
         self._abandon = abandon  # queue a request's reservation for release
-        self._deadline = deadline
+        self.deadline = deadline
         self.hold = RESERVATION + cfg.reservation_grace
         self.enabled = False  # until the box is in the cluster's database (migrated)
 
@@ -110,7 +110,7 @@ class ClusterBackend:
             )
         )
         try:
-            async with asyncio.timeout(self._deadline):
+            async with asyncio.timeout(self.deadline):
                 found = await asyncio.shield(task)
         except NotTried:
             self._metrics.reservations.labels("unavailable").inc()
@@ -124,7 +124,7 @@ class ClusterBackend:
             # Late, or the request was cancelled: its answer will not reach Onlinesim.
             task.add_done_callback(lambda _t: self._abandon(token))
             if isinstance(exc, TimeoutError):
-                LOGGER.error("GET_NUMBER: the cluster did not answer within %.0f s", self._deadline)
+                LOGGER.error("GET_NUMBER: the cluster did not answer within %.0f s", self.deadline)
                 self._metrics.reservations.labels("unavailable").inc()
                 return None
             raise
