@@ -31,6 +31,11 @@ async def test_number_from_one_box_sms_pushed_by_its_holder_finished_on_a_third(
 ) -> None:
     async with cluster(tmp_path, dsn, ["a", "b", "c"], PORTS) as (boxes, driver, observer):
         a, b, c = boxes
+        # Every cluster series is there from the start, at 0.
+        text = await a.metrics()
+        assert 'muxd_cluster_calls_total{call="finish",result="unavailable"} 0.0' in text
+        assert 'muxd_cluster_reservations_total{result="abandoned"} 0.0' in text
+        assert "muxd_cluster_lease_age_seconds" in text
         for box in boxes:  # any box answers for the whole fleet
             assert _vk(await call(driver, box, "get_services")) == 3 * PORTS
 
