@@ -85,6 +85,12 @@ async def main(ports: int, idle: float) -> None:
                 for x in ok:
                     await driver.finish(int(str(x["activationId"])), 4)
             print(f"driver checks failed: {len(driver.failed())}")
+            print("the same from a process of its own:")
+            burst = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tests.cluster.bench_burst", a.url, bx.KEY,
+                str(mask[0]), str(CONCURRENT),
+            )  # fmt: skip
+            await burst.wait()
 
 
 if __name__ == "__main__":
