@@ -310,7 +310,13 @@ class ClusterStore:
                 " ON CONFLICT (box, number) DO UPDATE SET port = excluded.port,"
                 " iccid = excluded.iccid, country = excluded.country,"
                 " country_id = excluded.country_id, operator = excluded.operator,"
-                " sellable = excluded.sellable, updated = now()",
+                " sellable = excluded.sellable, updated = now()"
+                # An unchanged row is neither written nor locked (a republication every few
+                # seconds must not hold up the reservations of those numbers).
+                " WHERE (numbers.port, numbers.iccid, numbers.country, numbers.country_id,"
+                " numbers.operator, numbers.sellable) IS DISTINCT FROM (excluded.port,"
+                " excluded.iccid, excluded.country, excluded.country_id, excluded.operator,"
+                " excluded.sellable)",
                 self.box,
                 [e.number for e in values],
                 [e.port for e in values],
