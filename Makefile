@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-cluster bench-cluster ops-tools lint typecheck pytest bench bench-micro bench-pdu bench-fleet bench-e2e bench-peers screenshot reliability clean
+.PHONY: demo demo-cluster test test-cluster bench-cluster ops-tools lint typecheck pytest bench bench-micro bench-pdu bench-fleet bench-e2e bench-peers screenshot reliability clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: ops-tools lint typecheck pytest
 # The cluster tests alone (a throwaway PostgreSQL) and the reservation benchmark.
 test-cluster: ops-tools $(STAMP)
 	$(BIN)/pytest -q tests/cluster
+
+# Three boxes of 16 simulated modems on a throwaway PostgreSQL, Onlinesim calling one of them.
+demo-cluster: ops-tools $(STAMP)
+	$(BIN)/python -m muxd_sim.demo_cluster --ports 16
 
 bench-cluster: ops-tools $(STAMP)
 	$(BIN)/python -m benchmarks.cluster_reserve

@@ -17,7 +17,7 @@ import logging
 import signal
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import msgspec
@@ -53,6 +53,9 @@ from muxd.upstream.v1.sales import Earnings
 from muxd.upstream.v2 import V2Client
 from muxd.web import make_app, make_metrics_app
 
+if TYPE_CHECKING:
+    from muxd.cluster.box import ClusterBox
+
 LOGGER = logging.getLogger(__name__)
 
 # Upstream connection pool: one box talks to one Onlinesim endpoint.
@@ -73,6 +76,7 @@ class Daemon:
         self.fleet: Fleet | None = None
         self.shipper: Shipper | None = None
         self.v1: V1Service | None = None
+        self.cluster: ClusterBox | None = None  # [cluster] with API v1
         self.http_port: int | None = None
         self.metrics_port: int | None = None  # http.metrics_listen's port, when configured
         self.started = asyncio.Event()  # set once every service is running
@@ -128,7 +132,24 @@ class Daemon:
                 retention=cfg.journal.retention_days * DAY,
                 push_policy=self._push_policy(),
             )
-            return {"v1": self.v1.run()}
+            tasks = {"v1": self.v1.run()}
+            if cfg.cluster is not None:
+                # Several boxes, one partner account: the v1 actions go through PostgreSQL.
+                from muxd.cluster.box import ClusterBox
+
+                self.cluster = ClusterBox(
+                    cfg.cluster,
+                    v1,
+                    journal,
+                    self.ports,
+                    fleet.changed,
+                    self.v1.names,
+                    self.metrics.registry,
+                    on_operations=self.v1.operations_changed,
+                )
+                self.v1.handlers.backend = self.cluster.backend
+                tasks["cluster"] = self.cluster.run()
+            return tasks
         client = V2Client(
             http,
             cfg.upstream.url,

@@ -75,7 +75,8 @@ RELEASE: Final = (
 # FINISH_ACTIVATION in one statement: lock the operation (a concurrent FINISH of the same id
 # waits, then sees it closed), close it if open (or record the status of an expired one that
 # had none), count the sale, free the number. Returns the operation as it was before, plus
-# whether this call changed it. $1 id, $2 status, $3 sum, $4 the status sells.
+# whether this call changed it; a change is announced to the box pushing its SMS (so it closes
+# the operation's window). $1 id, $2 status, $3 sum, $4 the status sells.
 FINISH: Final = f"""
 WITH cur AS (
     SELECT {OP_COLUMNS} FROM operations WHERE activation_id = $1 FOR UPDATE
@@ -97,5 +98,15 @@ WITH cur AS (
     UPDATE numbers n SET busy = false FROM cur
     WHERE n.number = cur.number AND n.busy AND cur.state = 'open' AND EXISTS (SELECT 1 FROM upd)
 )
-SELECT cur.*, EXISTS (SELECT 1 FROM upd) AS changed FROM cur
+SELECT cur.*, EXISTS (SELECT 1 FROM upd) AS changed,
+       CASE WHEN EXISTS (SELECT 1 FROM upd)
+            THEN pg_notify('{CHANNEL_PREFIX}' || cur.box, cur.activation_id::text) END AS notified
+FROM cur
 """
+
+
+# Announce closed operations ($1: their ids) to the boxes pushing their SMS.
+ANNOUNCE: Final = (
+    f"SELECT pg_notify('{CHANNEL_PREFIX}' || p.box, p.activation_id::text)"
+    " FROM pushes p WHERE p.activation_id = ANY($1::bigint[])"
+)

@@ -310,7 +310,13 @@ class ClusterStore:
                 " ON CONFLICT (box, number) DO UPDATE SET port = excluded.port,"
                 " iccid = excluded.iccid, country = excluded.country,"
                 " country_id = excluded.country_id, operator = excluded.operator,"
-                " sellable = excluded.sellable, updated = now()",
+                " sellable = excluded.sellable, updated = now()"
+                # An unchanged row is neither written nor locked (a republication every few
+                # seconds must not hold up the reservations of those numbers).
+                " WHERE (numbers.port, numbers.iccid, numbers.country, numbers.country_id,"
+                " numbers.operator, numbers.sellable) IS DISTINCT FROM (excluded.port,"
+                " excluded.iccid, excluded.country, excluded.country_id, excluded.operator,"
+                " excluded.sellable)",
                 self.box,
                 [e.number for e in values],
                 [e.port for e in values],
@@ -409,6 +415,7 @@ class ClusterStore:
             if row is None:
                 return None
             await conn.execute(queries.RELEASE, [row["number"]])
+            await conn.execute(queries.ANNOUNCE, [row["activation_id"]])
         return int(row["activation_id"])
 
     async def finish(
@@ -436,6 +443,7 @@ class ClusterStore:
             )
             if rows:
                 await conn.execute(queries.RELEASE, [r["number"] for r in rows])
+                await conn.execute(queries.ANNOUNCE, [r["activation_id"] for r in rows])
         return sorted(int(r["activation_id"]) for r in rows)
 
     async def open_operations(self, box: str | None = None) -> list[Operation]:
@@ -447,6 +455,16 @@ class ClusterStore:
                 " WHERE o.state = 'open' AND ($1::text IS NULL OR p.box = $1)"
                 " ORDER BY o.activation_id",
                 box,
+            )
+        return [_operation(r) for r in rows]
+
+    async def operations(self, activation_ids: Sequence[int]) -> list[Operation]:
+        """The operations with these ids, whatever their state (unknown ids are left out)."""
+        async with self._conn("operations") as conn:
+            rows = await conn.fetch(
+                f"SELECT {queries.OP_COLUMNS} FROM operations"
+                " WHERE activation_id = ANY($1::bigint[]) ORDER BY activation_id",
+                list(activation_ids),
             )
         return [_operation(r) for r in rows]
 

@@ -56,6 +56,7 @@ from muxd.errors import JournalError
 from muxd.log import mask_number
 from muxd.ports import PortInfo
 from muxd.store import Journal
+from muxd.upstream.v1.backend import NumberRequest, V1Backend
 from muxd.upstream.v1.counts import (
     ANY,
     RENT,
@@ -79,7 +80,7 @@ from muxd.upstream.v1.edge import (
 )
 from muxd.upstream.v1.names import Names
 from muxd.upstream.v1.observer import V1Observer
-from muxd.upstream.v1.operations import Operation, Reservation, finish, reserve
+from muxd.upstream.v1.operations import FinishOutcome, Operation, Reservation, finish, reserve
 from muxd.web_guard import FailedLogins
 
 LOGGER = logging.getLogger(__name__)
@@ -163,8 +164,30 @@ def _text(body: dict[str, Any], field: str, default: str | None = None) -> str:
     return value.strip(SPACE)
 
 
+class LocalBackend:
+    """One box alone: the actions over the in-memory :class:`Book` and the journal."""
+
+    def __init__(self, handlers: V1Handlers) -> None:
+        self._handlers = handlers
+
+    async def country_list(self, *, rent_only: bool) -> list[dict[str, object]]:
+        return self._handlers.count_local(rent_only=rent_only)
+
+    async def reserve(self, request: NumberRequest) -> Operation | None:
+        r = request
+        return await self._handlers._reserve(
+            r.country, r.operator, r.service, r.amount, r.masks, r.rent
+        )
+
+    async def finish(
+        self, activation_id: int, status: int, amount: float | None, *, sells: bool
+    ) -> tuple[FinishOutcome, Operation | None]:
+        return await self._handlers._finish_local(activation_id, status, amount, sells=sells)
+
+
 class V1Handlers:
-    """The three actions over the in-memory :class:`Book` and the journal."""
+    """The three actions; the state behind them is :attr:`backend` (by default the in-memory
+    :class:`Book` and the journal, see :class:`LocalBackend`)."""
 
     def __init__(
         self,
@@ -204,6 +227,7 @@ class V1Handlers:
         self.admission = Admission(MAX_CONCURRENT_REQUESTS)
         self.last_request_at: float | None = None  # last authenticated call (wall, shown)
         self.last_request_mono: float | None = None  # the same on the monotonic clock (ages)
+        self.backend: V1Backend = LocalBackend(self)
 
     # -- transport ----------------------------------------------------------------------------
 
@@ -277,7 +301,10 @@ class V1Handlers:
         self, action: str, body: dict[str, Any], rent_path: bool
     ) -> tuple[dict[str, Any], str]:
         if action == GET_SERVICES:
-            return self.get_services(rent_only=rent_path), "success"
+            if rent_path and not self.cfg.rent:
+                raise _error(400, "rent is not offered", "bad_request")
+            country_list = await self.backend.country_list(rent_only=rent_path)
+            return {"countryList": country_list, "status": "SUCCESS"}, "success"
         if action == GET_NUMBER:
             return await self.get_number(body, rent_path=rent_path)
         return await self.finish(body)
@@ -287,11 +314,14 @@ class V1Handlers:
     def get_services(self, *, rent_only: bool = False) -> dict[str, Any]:
         if rent_only and not self.cfg.rent:
             raise _error(400, "rent is not offered", "bad_request")
+        return {"countryList": self.count_local(rent_only=rent_only), "status": "SUCCESS"}
+
+    def count_local(self, *, rent_only: bool = False) -> list[dict[str, object]]:
+        """GET_SERVICES' ``countryList`` of this box's ports and book."""
         live = self.live.refresh(fresh=True).entries
-        country_list = count_services(
+        return count_services(
             live, self.book, self.cfg.services, rent=self.cfg.rent, rent_only=rent_only
         )
-        return {"countryList": country_list, "status": "SUCCESS"}
 
     def _no_numbers(self) -> tuple[dict[str, Any], str]:
         status = self.cfg.no_numbers_status
@@ -322,7 +352,9 @@ class V1Handlers:
             return self._no_numbers()
         else:
             service = self._services[service.lower()]
-        op = await self._reserve(country, operator, service, amount, masks, rent)
+        op = await self.backend.reserve(
+            NumberRequest(country, operator, service, amount, masks, rent)
+        )
         if op is None:
             return self._no_numbers()
         LOGGER.info("operation %d: %s for %s", op.activation_id, mask_number(op.number), service)
@@ -411,11 +443,22 @@ class V1Handlers:
         if activation_id > MAX_ACTIVATION_ID:  # well-formed, but never one of ours
             return {"status": "ERROR", "error": "NO_OPERATION"}, "unknown_operation"
         sells = status == SOLD or (status == 1 and self._status1_blocks)
+        outcome, op = await self.backend.finish(activation_id, status, amount, sells=sells)
+        if outcome == "unknown" or op is None:
+            return {"status": "ERROR", "error": "NO_OPERATION"}, "unknown_operation"
+        if outcome != "repeat":
+            LOGGER.info("operation %d finished: status %d (%s)", activation_id, status, outcome)
+            self._observer.finished(op, status, amount)
+        return {"status": "SUCCESS"}, "success"
+
+    async def _finish_local(
+        self, activation_id: int, status: int, amount: float | None, *, sells: bool
+    ) -> tuple[FinishOutcome, Operation | None]:
         outcome, op = await finish(
             self._journal, activation_id, status, amount, self._clock(), sells=sells
         )
-        if outcome == "unknown" or op is None:
-            return {"status": "ERROR", "error": "NO_OPERATION"}, "unknown_operation"
+        if op is None:
+            return outcome, op
         if outcome == "finished":
             self.book.closed(activation_id)
             self._observer.operations_open(len(self.book.open_by_id))
@@ -423,10 +466,7 @@ class V1Handlers:
             self._on_change(op.number)
         if outcome != "repeat" and sells and not op.rent:
             self.book.mark_sold(op.number, op.service)
-        if outcome != "repeat":
-            LOGGER.info("operation %d finished: status %d (%s)", activation_id, status, outcome)
-            self._observer.finished(op, status, amount)
-        return {"status": "SUCCESS"}, "success"
+        return outcome, op
 
 
 @functools.cache

@@ -1,0 +1,149 @@
+"""The v1 actions through the cluster: any box answers for the whole fleet.
+
+GET_SERVICES counts the live numbers of live boxes; GET_NUMBER reserves one in PostgreSQL
+(atomically: never a number twice, exception masks and sales honoured) under a request id, and
+when its answer cannot reach Onlinesim (the deadline passed, the request was cancelled, the
+connection broke after the statement was sent) the reservation is abandoned, so a number never
+stays held by an operation Onlinesim does not know; FINISH_ACTIVATION closes an operation
+whichever box opened it, idempotent.
+
+PostgreSQL down or slow: GET_NUMBER answers "no numbers" at once (at most
+:data:`RESERVE_DEADLINE`, well inside Onlinesim's 10 s), GET_SERVICES answers an empty list
+(nothing can be sold while the reservations cannot be made, so offering this box's own numbers
+would only draw GET_NUMBERs bound to fail), FINISH_ACTIVATION answers 503 (Onlinesim sends it
+again until it succeeds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Final
+
+from muxd.cluster.gate import Gate, NotTried
+from muxd.cluster.metrics import ClusterMetrics
+from muxd.cluster.mirror import local_operation
+from muxd.cluster.records import ClusterUnavailable
+from muxd.cluster.store import ClusterStore
+from muxd.config import V1Config
+from muxd.upstream.v1.backend import NumberRequest
+from muxd.upstream.v1.counts import ANY, RENT
+from muxd.upstream.v1.edge import Fail
+from muxd.upstream.v1.operations import FinishOutcome, Operation
+
+LOGGER = logging.getLogger(__name__)
+
+# GET_NUMBER gives up on PostgreSQL after this long and answers "no numbers": Onlinesim
+# cancels a GET_NUMBER not answered within 10 s.
+RESERVE_DEADLINE: Final = 5.0
+# Onlinesim's reservation: 15 minutes (plus v1.reservation_grace), as for one box alone.
+RESERVATION: Final = 900.0
+
+
+class ClusterBackend:
+    """The :class:`muxd.upstream.v1.backend.V1Backend` of a box in a cluster."""
+
+    def __init__(
+        self,
+        store: ClusterStore,
+        cfg: V1Config,
+        gate: Gate,
+        metrics: ClusterMetrics,
+        *,
+        abandon: Callable[[uuid.UUID], None],
+        deadline: float = RESERVE_DEADLINE,
+    ) -> None:
+        self._store = store
+        self._cfg = cfg
+        self._gate = gate
+        self._metrics = metrics
+        self._abandon = abandon  # queue a request's reservation for release
+        self.deadline = deadline
+        self.hold = RESERVATION + cfg.reservation_grace
+        self.enabled = False  # until the box is in the cluster's database (migrated)
+
+    async def country_list(self, *, rent_only: bool) -> list[dict[str, object]]:
+        cfg = self._cfg
+        if not self.enabled:
+            return []
+        try:
+            counts = await self._gate.run(
+                "services", lambda: self._store.service_counts(cfg.services, rent=cfg.rent)
+            )
+        except ClusterUnavailable:
+            return []
+        keys = [RENT] if rent_only else [*cfg.services, *([RENT] if cfg.rent else [])]
+        out: list[dict[str, object]] = []
+        for country in sorted(counts):
+            total = dict.fromkeys(keys, 0)
+            operators: dict[str, dict[str, int]] = {}
+            for operator in sorted(counts[country]):
+                free = counts[country][operator]
+                row = {k: free.get(k, 0) for k in keys}
+                operators[operator] = row
+                for k in keys:
+                    total[k] += row[k]
+            out.append({"country": country, "operatorMap": {ANY: total} | operators})
+        return out
+
+    async def reserve(self, request: NumberRequest) -> Operation | None:
+        r = request
+        if not self.enabled:
+            self._metrics.reservations.labels("unavailable").inc()
+            return None
+        token = uuid.uuid4()
+        task = asyncio.ensure_future(
+            self._gate.run(
+                "reserve",
+                lambda: self._store.reserve(
+                    country=r.country,
+                    operator=r.operator,
+                    service=r.service,
+                    masks=r.masks,
+                    rent=r.rent,
+                    sum=r.amount,
+                    hold=self.hold,
+                    request=token,
+                ),
+            )
+        )
+        try:
+            async with asyncio.timeout(self.deadline):
+                found = await asyncio.shield(task)
+        except NotTried:
+            self._metrics.reservations.labels("unavailable").inc()
+            return None
+        except ClusterUnavailable:
+            # The statement may have committed before the connection broke: release it.
+            self._metrics.reservations.labels("unavailable").inc()
+            self._abandon(token)
+            return None
+        except BaseException as exc:
+            # Late, or the request was cancelled: its answer will not reach Onlinesim.
+            task.add_done_callback(lambda _t: self._abandon(token))
+            if isinstance(exc, TimeoutError):
+                LOGGER.error("GET_NUMBER: the cluster did not answer within %.0f s", self.deadline)
+                self._metrics.reservations.labels("unavailable").inc()
+                return None
+            raise
+        if found is None:
+            self._metrics.reservations.labels("no_numbers").inc()
+            return None
+        self._metrics.reservations.labels("reserved").inc()
+        LOGGER.debug("operation %d: number on box %s", found.activation_id, found.box)
+        return local_operation(found)
+
+    async def finish(
+        self, activation_id: int, status: int, amount: float | None, *, sells: bool
+    ) -> tuple[FinishOutcome, Operation | None]:
+        if not self.enabled:
+            raise Fail(503, {"status": "ERROR", "error": "TRY_AGAIN"}, "error")
+        try:
+            outcome, found = await self._gate.run(
+                "finish", lambda: self._store.finish(activation_id, status, amount, sells=sells)
+            )
+        except ClusterUnavailable as exc:
+            raise Fail(503, {"status": "ERROR", "error": "TRY_AGAIN"}, "error") from exc
+        return outcome, None if found is None else local_operation(found)
