@@ -238,6 +238,7 @@ class FleetList:
         self.reachable: bool | None = None  # the last round trip went through (None: none yet)
         self.attempts = 0  # round trips to PostgreSQL, failed or not
         self._digest: str | None = None
+        self._holder = False  # this box held the lock at its last look (its role, for the log)
 
     @property
     def holding(self) -> bool:
@@ -250,7 +251,7 @@ class FleetList:
 
     async def entries(self) -> list[ListEntry] | None:
         """The fleet's list, read now; None when this box must not publish it."""
-        if not self.ready or not self._lock.holding:
+        if not self.ready or not self._still_holding():
             return None
         self.attempts += 1
         try:
@@ -274,12 +275,13 @@ class FleetList:
         if not self.ready:
             return ACQUIRE_INTERVAL
         try:
-            if not self._lock.holding:
+            if not self._still_holding():
                 self.attempts += 1
                 if not await self._lock.try_acquire():
                     self._up()
                     return ACQUIRE_INTERVAL
                 LOGGER.info("cluster: box %s publishes the fleet's v2 number list", self._store.box)
+                self._holder = True
                 self._up()
                 self._digest = None
             else:
@@ -310,16 +312,26 @@ class FleetList:
         if self.on_change is not None:
             self.on_change()
 
+    def _still_holding(self) -> bool:
+        """Whether the lock's connection is open; says so once when it closed."""
+        if self._lock.holding:
+            return True
+        if self._holder:
+            self._lost()
+        return False
+
     def _lost(self) -> None:
         self._digest = None
+        self._holder = False
         LOGGER.warning(
-            "cluster: box %s no longer holds the v2 publisher lock (its connection failed)",
+            "cluster: box %s stops publishing the fleet's v2 list: the connection holding its"
+            " publisher lock failed",
             self._store.box,
         )
 
     def _down(self, exc: ClusterUnavailable) -> None:
         if self.reachable is not False:
-            if self._lock.holding:
+            if self._holder:
                 LOGGER.error(
                     "cluster: %s; box %s stops publishing the fleet's v2 list until PostgreSQL"
                     " answers (a list read before could be stale; Onlinesim keeps the last one)",
@@ -374,11 +386,19 @@ class ClusterV2:
         on_stored: Callable[[list[str]], Awaitable[object]] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        startup_grace: float = STARTUP_GRACE,
     ) -> ClusterV2:
         def entries() -> list[NumberEntry]:
             return own_entries(ports(), hold=hold, now=clock())
 
-        numbers = BoxNumbers(store, entries, on_stored=on_stored, clock=clock, sleep=sleep)
+        numbers = BoxNumbers(
+            store,
+            entries,
+            on_stored=on_stored,
+            clock=clock,
+            sleep=sleep,
+            startup_grace=startup_grace,
+        )
         fleet = None
         if list_mode:
             fleet = FleetList(store, rent=rent, listed=numbers.listed, sleep=sleep)
