@@ -364,7 +364,8 @@ def test_box_variable_filters_every_panel_by_instance(stack: Stack, path: Path) 
     variables = {v["name"]: v for v in load_dashboard(path)["templating"]["list"]}
     assert variables["box"]["definition"] == "label_values(muxd_box_info, box)"
     instance = variables["instance"]["definition"]
-    assert "muxd_box_info{box" in instance and "$box" in instance, instance
+    assert "muxd_box_info{box" in instance, instance
+    assert "$box" in instance, instance
     match = LABEL_VALUES.match(instance)
     assert match is not None
 
