@@ -38,6 +38,7 @@ from muxd.config import Config
 from muxd.errors import JournalError
 from muxd.ports import PortInfo
 from muxd.store import Journal
+from muxd.upstream.v2 import REQUEST_TIMEOUT
 from muxd.upstream.v2 import NumberEntry as ListEntry
 
 LOGGER = logging.getLogger(__name__)
@@ -58,6 +59,10 @@ OUTAGE_RETRY: Final = 5.0
 # take this box's numbers off the fleet's list for a moment; each number that comes up is
 # stored at once.
 STARTUP_GRACE: Final = 30.0
+# A list the previous holder sent just before it lost the lock may still be on its way (and
+# land after the new holder's): the new holder publishes once more this long after taking over,
+# the v2 client's request timeout and a margin, so the newest list is the one that stays.
+TAKEOVER_AGAIN: Final = REQUEST_TIMEOUT + 5.0
 # The operator name stored for a SIM whose MCC+MNC is unknown.
 UNKNOWN_OPERATOR: Final = "unknown"
 
@@ -226,10 +231,13 @@ class FleetList:
         rent: bool,
         listed: Callable[[], frozenset[str]] = frozenset,
         on_change: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._store = store
         self._lock = store.publisher_lock()
+        self._clock = clock
+        self._again_at: float | None = None  # when to publish once more after a takeover
         self._rent = rent
         self._listed = listed
         self.on_change = on_change
@@ -282,6 +290,7 @@ class FleetList:
                     return ACQUIRE_INTERVAL
                 LOGGER.info("cluster: box %s publishes the fleet's v2 number list", self._store.box)
                 self._holder = True
+                self._again_at = self._clock() + TAKEOVER_AGAIN
                 self._up()
                 self._digest = None
             else:
@@ -296,7 +305,10 @@ class FleetList:
             self._down(exc)
             return OUTAGE_RETRY
         self._up()
-        if digest != self._digest:
+        again = self._again_at is not None and self._clock() >= self._again_at
+        if again:
+            self._again_at = None
+        if digest != self._digest or again:
             self._digest = digest
             self._request()
         return FLEET_POLL
@@ -306,7 +318,12 @@ class FleetList:
             while True:
                 await self._sleep(await self.step())
         finally:
-            await self._lock.release()
+            await self.release()
+
+    async def release(self) -> None:
+        """Give the lock up (a stop): another box takes over at its next try."""
+        self._holder = False
+        await self._lock.release()
 
     def _request(self) -> None:
         if self.on_change is not None:
@@ -401,7 +418,7 @@ class ClusterV2:
         )
         fleet = None
         if list_mode:
-            fleet = FleetList(store, rent=rent, listed=numbers.listed, sleep=sleep)
+            fleet = FleetList(store, rent=rent, listed=numbers.listed, clock=clock, sleep=sleep)
         return cls(store, numbers, fleet, sleep=sleep)
 
     @classmethod

@@ -25,6 +25,7 @@ from muxd.cluster.v2list import (
     ACQUIRE_INTERVAL,
     FLEET_POLL,
     OUTAGE_RETRY,
+    TAKEOVER_AGAIN,
     BoxNumbers,
     ClusterV2,
     FleetList,
@@ -315,3 +316,27 @@ async def test_attempts_in_an_hour_long_outage_are_bounded(
         assert 0 < cluster.migrate_attempts <= bound
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 3, errors  # one line per loop, not one per attempt
+
+
+async def test_a_new_holder_publishes_again_after_a_late_list_could_have_landed(
+    store: ClusterStore,
+) -> None:
+    """The previous holder's last list may still be on the wire when the lock changes hands:
+    the new holder publishes once more after the longest such request could last."""
+    vt = VirtualTime(HOUR)
+    requests: list[float] = []
+    fleet = FleetList(store, rent=False, clock=vt.clock, on_change=lambda: requests.append(vt.now))
+    fleet.ready = True
+    await fleet.step()  # takes the lock: publish at once
+    assert fleet.holding
+    assert requests == [0.0]
+    vt.now = TAKEOVER_AGAIN - 1
+    await fleet.step()
+    assert requests == [0.0]  # nothing changed yet
+    vt.now = TAKEOVER_AGAIN
+    await fleet.step()
+    assert requests == [0.0, TAKEOVER_AGAIN]
+    vt.now += 60
+    await fleet.step()
+    assert len(requests) == 2  # once, not on every look
+    await fleet.release()
