@@ -257,6 +257,10 @@ class FleetList:
         """This box's numbers on the fleet's list (what its shipper may deliver SMS for)."""
         return self._listed()
 
+    def standby(self) -> bool:
+        """Another box holds the lock and PostgreSQL answered the last look."""
+        return self.ready and self.reachable is True and not self._lock.holding
+
     async def entries(self) -> list[ListEntry] | None:
         """The fleet's list, read now; None when this box must not publish it."""
         if not self.ready or not self._still_holding():

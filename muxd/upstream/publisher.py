@@ -19,6 +19,7 @@ Only sellable ports are ever published: over-reporting gets the partner blocked 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
@@ -76,6 +77,11 @@ class FleetSource(Protocol):
         """This box's numbers on the fleet's list (its shipper delivers SMS for these)."""
         ...
 
+    def standby(self) -> bool:
+        """Another box publishes the list and the shared state answers: this box proves it
+        reaches the upstream with checkWork instead."""
+        ...
+
 
 def sellable_entries(
     ports: Iterable[PortInfo], *, rent: bool, hold: float = 0.0, now: float = 0.0
@@ -129,6 +135,7 @@ class NumbersPublisher:
         fleet: FleetSource | None = None,
     ) -> None:
         self._fleet = fleet  # list mode across boxes: the fleet's list, when this box publishes it
+        self._standby_check = -math.inf  # when the next checkWork of a box on standby may go
         self._hold = hold  # modems.unregistered_hold, seconds
         self._hold_handled = -math.inf  # hold ends up to this clock time were acted on
         self._debounce = debounce
@@ -233,6 +240,12 @@ class NumbersPublisher:
             if not loop.ok:
                 LOGGER.warning("publishing numbers: this box does not publish the fleet's list now")
                 loop.failing_since, loop.attempts, loop.next_at = None, 0, -math.inf
+            if self._fleet.standby() and self._clock() >= self._standby_check:
+                # At most once per interval, whatever wakes the loop (its outcome is counted
+                # by the client's observer; the holder's list is the uptime proof).
+                self._standby_check = self._clock() + self._interval
+                with contextlib.suppress(UpstreamError):
+                    await self._client.check_work()
         return listing
 
     def _heartbeat_due(self) -> bool:

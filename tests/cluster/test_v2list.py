@@ -175,6 +175,12 @@ async def test_only_the_holder_publishes_the_union_and_a_dead_holder_is_replaced
         assert a.publisher.listed_numbers() == numbers(a)
         assert b.publisher.listed_numbers() == numbers(b)
 
+        # The box on standby proves it reaches Onlinesim with checkWork (its /readyz), never
+        # with a list.
+        other.publisher.request()
+        await wait_until(lambda: _called(other, "checkWork"))
+        assert other.sent_lists() == 0
+
         # A change on the box that does not publish reaches the list through the holder.
         del other.ports["1"]
         await stub.wait_until(lambda: set(stub.numbers) == numbers(a, b), timeout=10.0)
@@ -194,6 +200,10 @@ async def test_only_the_holder_publishes_the_union_and_a_dead_holder_is_replaced
 
 async def _published(b: Box) -> bool:
     return b.sent_lists() > 0
+
+
+async def _called(b: Box, endpoint: str) -> bool:
+    return endpoint in b.calls
 
 
 async def _sent_more(b: Box, than: int) -> bool:
