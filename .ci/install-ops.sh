@@ -7,7 +7,10 @@
 #     throwaway PostgreSQL in a temporary directory. Debian keeps them off PATH, in
 #     /usr/lib/postgresql/VERSION/bin; the tests look there. PostgreSQL refuses to run as root,
 #     so when the tests run as root (CI) the server runs as the `postgres` user the package
-#     creates. The package's own cluster service is not started (see policy-rc.d below).
+#     creates. The package's own cluster service is not started (see policy-rc.d below);
+#   - haproxy and nginx (Debian's `haproxy` and `nginx-light`), whose config checks
+#     (`haproxy -c`, `nginx -t`) the load-balancer examples in contrib/proxy must pass. Their
+#     services are not started either.
 # Idempotent, quiet and non-interactive: installs only what is missing and does nothing when
 # everything is present. The tests start their own Prometheus on a free loopback port, so the
 # packaged service is neither needed nor started here.
@@ -44,12 +47,20 @@ pg_bin() {
 have_postgres() {
     pg_bin >/dev/null
 }
+have_haproxy() {
+    command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ]
+}
+have_nginx() {
+    command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]
+}
 
 packages=()
 have_prometheus || packages+=(prometheus)
 have_chromium || packages+=(chromium)
 have_systemd_analyze || packages+=(systemd)
 have_postgres || packages+=(postgresql)
+have_haproxy || packages+=(haproxy)
+have_nginx || packages+=(nginx-light)
 
 if [ "${#packages[@]}" -eq 0 ]; then
     echo "install-ops: already present: $(command -v prometheus) $(command -v promtool) $CHROMIUM" \
@@ -119,6 +130,9 @@ if ! have_systemd_analyze; then
 fi
 if ! have_postgres; then
     fail "initdb/pg_ctl still missing after installing postgresql"
+fi
+if ! have_haproxy || ! have_nginx; then
+    fail "haproxy/nginx still missing after installing them"
 fi
 echo "install-ops: $(prometheus --version 2>&1 | head -n1)"
 echo "install-ops: $("$CHROMIUM" --version 2>/dev/null | head -n1)"

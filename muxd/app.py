@@ -111,6 +111,7 @@ class Daemon:
     ) -> dict[str, Coroutine[Any, Any, None]]:
         """The services that talk to Onlinesim: v2 publisher + shipper, or the v1 service."""
         cfg = self.cfg
+        self.metrics.set_box(cfg.cluster.box_name if cfg.cluster is not None else None)
         if cfg.upstream.api == "v1":
             # Onlinesim calls us; the v1 pusher consumes the journal's messages.
             status = self.status
@@ -160,6 +161,11 @@ class Daemon:
             check_work_method=cfg.upstream.check_work_method,
             learned=Learned.in_state_dir(cfg.state_dir),
         )
+        cluster = None
+        if cfg.cluster is not None:  # this box's lease and numbers; list mode: the fleet's list
+            from muxd.cluster.v2list import ClusterV2
+
+            cluster = ClusterV2.from_config(cfg, self.ports, journal)
         self.publisher = publisher = NumbersPublisher(
             client,
             self.status.ports,
@@ -170,6 +176,7 @@ class Daemon:
             incremental=cfg.upstream.numbers_mode == "incremental",
             on_published=self.sinks.published,
             hold=cfg.modems.unregistered_hold,
+            fleet=cluster.fleet if cluster is not None else None,
         )
         self.shipper = shipper = Shipper(
             journal,
@@ -182,6 +189,10 @@ class Daemon:
             listed=publisher.listed_numbers,
         )
         tasks = {"publisher": publisher.run(), "shipper": shipper.run()}
+        if cluster is not None:
+            if cluster.fleet is not None:
+                cluster.fleet.on_change = publisher.request
+            tasks["cluster"] = cluster.run()
         if cfg.upstream.check_numbers:
             self.health = NumberHealth(
                 client,

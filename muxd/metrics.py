@@ -7,6 +7,7 @@ scrape time by :class:`FleetCollector`. Labels stay bounded: ``port``, ``operato
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import (
@@ -192,6 +193,9 @@ class Metrics:
         }
         self.build_info = Gauge("muxd_build_info", "muxd version", ["version"], registry=r)
         self.build_info.labels(__version__).set(1)
+        # The box this muxd runs on ([cluster] box, else the host name): Prometheus scrapes each
+        # box as its own target, so no other series carries it; dashboards map box -> instance.
+        self.box_info = Gauge("muxd_box_info", "The box this muxd runs on", ["box"], registry=r)
         self._upstream_children: dict[tuple[str, str], Counter] = {}
         self._upstream_timing: dict[str, Histogram] = {}
         self._part_children: dict[str, Counter] = {}
@@ -212,6 +216,11 @@ class Metrics:
                     self.v1_requests.labels(action, result)
             for result in V1_PUSH_RESULTS:
                 self.v1_pushes.labels(result)
+
+    def set_box(self, name: str | None) -> None:
+        """``muxd_box_info{box=NAME} 1`` (None: the host name)."""
+        self.box_info.clear()
+        self.box_info.labels(name or socket.gethostname()).set(1)
 
     def start_denied(self, rules: tuple[str, ...]) -> None:
         """Create the deny-list's rules (names from the config: bounded) at 0."""

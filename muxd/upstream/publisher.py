@@ -19,11 +19,13 @@ Only sellable ports are ever published: over-reporting gets the partner blocked 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
 import msgspec
 
@@ -59,6 +61,26 @@ REMOVE_GONE = 400
 _ENTRY = msgspec.json.Encoder()
 
 Sleep = Callable[[float], Awaitable[None]]
+
+
+class FleetSource(Protocol):
+    """List mode when several boxes share one account: one box at a time publishes the whole
+    fleet's list. Its ``request`` is called when this box should publish (it took over, the
+    fleet's list changed)."""
+
+    async def entries(self) -> list[NumberEntry] | None:
+        """The fleet's list, read just now; None when this box must not publish (another box
+        does, or the list cannot be read fresh)."""
+        ...
+
+    def listed(self) -> frozenset[str]:
+        """This box's numbers on the fleet's list (its shipper delivers SMS for these)."""
+        ...
+
+    def standby(self) -> bool:
+        """Another box publishes the list and the shared state answers: this box proves it
+        reaches the upstream with checkWork instead."""
+        ...
 
 
 def sellable_entries(
@@ -110,7 +132,10 @@ class NumbersPublisher:
         sleep: Sleep = asyncio.sleep,
         policy: Policy = RETRY_POLICY,
         hold: float = 0.0,
+        fleet: FleetSource | None = None,
     ) -> None:
+        self._fleet = fleet  # list mode across boxes: the fleet's list, when this box publishes it
+        self._standby_check = -math.inf  # when the next checkWork of a box on standby may go
         self._hold = hold  # modems.unregistered_hold, seconds
         self._hold_handled = -math.inf  # hold ends up to this clock time were acted on
         self._debounce = debounce
@@ -148,6 +173,8 @@ class NumbersPublisher:
 
     def listed_numbers(self) -> frozenset[str]:
         """A snapshot of the numbers the upstream lists now."""
+        if self._fleet is not None and not self._incremental:
+            return self._fleet.listed()
         return frozenset(self.published)
 
     def request(self) -> None:
@@ -181,7 +208,9 @@ class NumbersPublisher:
                         await self._attempt_incremental(entries)
                         dirty = False
                 elif self.numbers_loop.wait() <= 0 and (dirty or self._heartbeat_due()):
-                    await self._attempt_list(entries)
+                    listing = entries if self._fleet is None else await self._fleet_entries()
+                    if listing is not None:
+                        await self._attempt_list(listing)
                     dirty = False
             except JournalError as exc:
                 if not self._journal_backoff:  # one line per state change, not per attempt
@@ -198,6 +227,26 @@ class NumbersPublisher:
                     self._journal_backoff = 0.0
             if not self.numbers_loop.ok:
                 dirty = True  # the failed change is retried when the backoff allows
+
+    async def _fleet_entries(self) -> list[NumberEntry] | None:
+        """List mode across boxes: the fleet's list when this box publishes it now. Otherwise
+        nothing is due here until the fleet asks (:meth:`request`), and a failure of this box's
+        own earlier attempts is nobody's to retry."""
+        assert self._fleet is not None
+        listing = await self._fleet.entries()
+        if listing is None:
+            self._next_heartbeat = self._clock() + self._interval
+            loop = self.numbers_loop
+            if not loop.ok:
+                LOGGER.warning("publishing numbers: this box does not publish the fleet's list now")
+                loop.failing_since, loop.attempts, loop.next_at = None, 0, -math.inf
+            if self._fleet.standby() and self._clock() >= self._standby_check:
+                # At most once per interval, whatever wakes the loop (its outcome is counted
+                # by the client's observer; the holder's list is the uptime proof).
+                self._standby_check = self._clock() + self._interval
+                with contextlib.suppress(UpstreamError):
+                    await self._client.check_work()
+        return listing
 
     def _heartbeat_due(self) -> bool:
         return self._clock() >= self._next_heartbeat

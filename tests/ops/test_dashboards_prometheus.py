@@ -279,7 +279,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             return ports[0] if ports else None
 
         port = poll(data, timeout=DATA_TIMEOUT, what=lambda: "forwarded SMS\n" + demo.tail(5))
-        yield Stack(api, instance, port, {**INTERVALS, "instance": instance, "port": port})
+        # The box's name, as muxd_box_info gives it (the $box variable's values).
+        (info,) = api.query(f'muxd_box_info{{instance="{instance}"}}')
+        box = info["metric"]["box"]
+        values = {**INTERVALS, "box": box, "instance": instance, "port": port}
+        yield Stack(api, instance, port, values)
     finally:
         for process in reversed(processes):
             process.stop()
@@ -351,3 +355,26 @@ def test_alert_rules_evaluate_on_real_metrics(stack: Stack) -> None:
     shipped = re.findall(r"^\s*- alert:", ALERT_RULES.read_text(encoding="utf-8"), re.MULTILINE)
     assert len(rules) == len(shipped), f"loaded {len(rules)} rules, the file has {len(shipped)}"
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=[p.name for p in DASHBOARDS])
+def test_box_variable_filters_every_panel_by_instance(stack: Stack, path: Path) -> None:
+    """$box lists muxd_box_info's boxes; $instance is the targets of the chosen boxes, and
+    every panel filters on $instance: a box chosen is its instance's series alone."""
+    variables = {v["name"]: v for v in load_dashboard(path)["templating"]["list"]}
+    assert variables["box"]["definition"] == "label_values(muxd_box_info, box)"
+    instance = variables["instance"]["definition"]
+    assert "muxd_box_info{box" in instance, instance
+    assert "$box" in instance, instance
+    match = LABEL_VALUES.match(instance)
+    assert match is not None
+
+    def instances(box: str) -> set[str]:
+        selector = substitute(match["selector"], {**stack.values, "box": box})
+        series = stack.api.get("/api/v1/series", **{"match[]": selector})
+        return {s["instance"] for s in series}
+
+    assert instances(stack.values["box"]) == {stack.instance}
+    assert instances("no-such-box") == set()
+    unfiltered = [q for q in panel_queries(path) if "$instance" not in q.expr]
+    assert not unfiltered, "\n".join(map(str, unfiltered))

@@ -1,0 +1,352 @@
+"""v2 list mode across boxes: one box at a time publishes the whole fleet's list.
+
+Real parts: a throwaway PostgreSQL, the Onlinesim stand-in (a real aiohttp server recording
+every call), real journals, the real publisher; each box is its own store, client and loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from muxd.cluster.notify import PUBLISHER_LOCK
+from muxd.cluster.store import ClusterStore
+from muxd.cluster.throwaway import ThrowawayPostgres
+from muxd.cluster.v2list import (
+    ACQUIRE_INTERVAL,
+    FLEET_POLL,
+    OUTAGE_RETRY,
+    TAKEOVER_AGAIN,
+    BoxNumbers,
+    ClusterV2,
+    FleetList,
+    own_entries,
+)
+from muxd.ports import PortInfo, PortStatus
+from muxd.store import Journal
+from muxd.upstream.publisher import NumbersPublisher
+from muxd.upstream.v2 import V2Client
+from muxd_sim.onlinesim import Onlinesim, serve
+from tests.cluster.conftest import fresh_database
+from tests.cluster.helpers import wait_until
+
+KEY = "cluster-key"
+DEBOUNCE = 0.05
+# A takeover after the holder's connection died: the next try of the other box (every
+# ACQUIRE_INTERVAL), then its first publication (debounce) and the request itself.
+TAKEOVER_BOUND = ACQUIRE_INTERVAL + FLEET_POLL + 2.0
+HOUR = 3600.0
+
+
+def port(box: int, i: int) -> PortInfo:
+    return PortInfo(
+        name=f"port{i:03d}",  # the same port names on every box
+        path=f"/dev/x{i}",
+        status=PortStatus.READY,
+        iccid=f"89701{box:02d}{i:012d}",
+        number=f"+79{box:02d}{i:07d}",
+        operator=25001,
+        country_id=7,
+        registered=True,
+    )
+
+
+@dataclass
+class Box:
+    name: str
+    ports: dict[str, PortInfo]
+    cluster: ClusterV2
+    publisher: NumbersPublisher
+    calls: list[str] = field(default_factory=list)  # v2 endpoints this box called
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def fleet(self) -> FleetList:
+        assert self.cluster.fleet is not None
+        return self.cluster.fleet
+
+    def sent_lists(self) -> int:
+        return self.calls.count("sendNumbersOnline")
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@contextlib.asynccontextmanager
+async def stand_in() -> AsyncIterator[tuple[Onlinesim, str]]:
+    stub = Onlinesim(api_key=KEY)
+    served = await serve(stub, "127.0.0.1", 0)
+    try:
+        yield stub, f"http://127.0.0.1:{served.port}"
+    finally:
+        await served.runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def box(
+    name: str, index: int, count: int, dsn: str, url: str, tmp: Path, *, lease: float = 15.0
+) -> AsyncIterator[Box]:
+    ports = {str(i): port(index, i) for i in range(count)}
+    journal = await Journal.open(tmp / name)
+    calls: list[str] = []
+    try:
+        async with aiohttp.ClientSession() as http:
+            client = V2Client(http, url, KEY, observer=lambda ep, _r, _s: calls.append(ep))
+            store = ClusterStore(dsn, name, lease=lease, call_timeout=1.0, connect_timeout=0.5)
+            cluster = ClusterV2.build(
+                store, lambda: ports.values(), list_mode=True, rent=False, startup_grace=0.0
+            )
+            publisher = NumbersPublisher(
+                client,
+                lambda: ports.values(),
+                asyncio.Event(),
+                journal,
+                interval=HOUR,
+                rent=False,
+                debounce=DEBOUNCE,
+                startup_grace=HOUR,
+                fleet=cluster.fleet,
+            )
+            assert cluster.fleet is not None
+            cluster.fleet.on_change = publisher.request
+            b = Box(name, ports, cluster, publisher, calls)
+            b.tasks = [
+                asyncio.create_task(cluster.run(), name=f"{name}-cluster"),
+                asyncio.create_task(publisher.run(), name=f"{name}-publisher"),
+            ]
+            try:
+                yield b
+            finally:
+                await b.stop()
+    finally:
+        await journal.close()
+
+
+def numbers(*boxes: Box) -> set[str]:
+    return {p.number for b in boxes for p in b.ports.values() if p.number is not None}
+
+
+async def holder_pid(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        pid = await conn.fetchval(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND ((classid::bigint << 32) | objid::bigint) = $1",
+            PUBLISHER_LOCK,
+        )
+        assert pid is not None
+        await conn.execute("SELECT pg_terminate_backend($1)", pid)
+        return int(pid)
+    finally:
+        await conn.close()
+
+
+async def test_only_the_holder_publishes_the_union_and_a_dead_holder_is_replaced(
+    dsn: str, tmp_path: Path
+) -> None:
+    async with (
+        stand_in() as (stub, url),
+        box("a", 1, 3, dsn, url, tmp_path) as a,
+        box("b", 2, 4, dsn, url, tmp_path) as b,
+    ):
+        await stub.wait_until(lambda: set(stub.numbers) == numbers(a, b), timeout=10.0)
+        assert [x.fleet.holding for x in (a, b)].count(True) == 1
+        holder, other = (a, b) if a.fleet.holding else (b, a)
+        await wait_until(lambda: _published(holder))  # its client saw the answer too
+        assert other.sent_lists() == 0  # never called sendNumbersOnline at all
+        # The port label names the box: both boxes have a port000.
+        assert stub.numbers[a.ports["0"].number or ""].port_id == "a/port000"
+        assert stub.numbers[b.ports["0"].number or ""].port_id == "b/port000"
+        assert stub.numbers[b.ports["0"].number or ""].operator == 25001
+        # Each box's shipper counts its own numbers as listed.
+        assert a.publisher.listed_numbers() == numbers(a)
+        assert b.publisher.listed_numbers() == numbers(b)
+
+        # The box on standby proves it reaches Onlinesim with checkWork (its /readyz), never
+        # with a list.
+        other.publisher.request()
+        await wait_until(lambda: _called(other, "checkWork"))
+        assert other.sent_lists() == 0
+
+        # A change on the box that does not publish reaches the list through the holder.
+        del other.ports["1"]
+        await stub.wait_until(lambda: set(stub.numbers) == numbers(a, b), timeout=10.0)
+        assert other.sent_lists() == 0
+
+        # The holder's connection dies (and the lock with it), then the box stops.
+        await holder_pid(dsn)
+        started = time.monotonic()
+        await holder.stop()
+        await wait_until(lambda: _published(other), limit=TAKEOVER_BOUND)
+        took = time.monotonic() - started
+        assert other.fleet.holding
+        assert took < TAKEOVER_BOUND
+        # The lease of the stopped box ended with its stop: the list is the other box's now.
+        await stub.wait_until(lambda: set(stub.numbers) == numbers(other), timeout=10.0)
+
+
+async def _published(b: Box) -> bool:
+    return b.sent_lists() > 0
+
+
+async def _called(b: Box, endpoint: str) -> bool:
+    return endpoint in b.calls
+
+
+async def _sent_more(b: Box, than: int) -> bool:
+    return b.sent_lists() > than
+
+
+async def test_a_box_leaving_leaves_the_list(dsn: str, tmp_path: Path) -> None:
+    async with stand_in() as (stub, url), box("a", 1, 2, dsn, url, tmp_path) as a:
+        async with box("b", 2, 2, dsn, url, tmp_path) as b:
+            await stub.wait_until(lambda: set(stub.numbers) == numbers(a, b), timeout=10.0)
+            assert a.fleet.holding or b.fleet.holding
+        # b stopped; whichever box published, the list is a's numbers alone soon after.
+        await stub.wait_until(lambda: set(stub.numbers) == numbers(a), timeout=15.0)
+
+
+async def test_postgres_down_no_list_from_stale_data(
+    private_postgres: ThrowawayPostgres, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="muxd.cluster.v2list")
+    dsn = await fresh_database(private_postgres)
+    async with stand_in() as (stub, url), box("a", 1, 3, dsn, url, tmp_path) as a:
+        await stub.wait_until(lambda: set(stub.numbers) == numbers(a), timeout=10.0)
+        await wait_until(lambda: _published(a))
+        sent = a.sent_lists()
+        private_postgres.stop("immediate")
+        # A number goes; the list the box could build from what it read before is stale.
+        del a.ports["2"]
+        a.publisher.request()
+        await wait_until(_unreachable(a.fleet), limit=10.0)
+        attempts = a.fleet.attempts
+        await wait_until(_more_attempts(a.fleet, attempts + 2), limit=3 * OUTAGE_RETRY)
+        assert await a.fleet.entries() is None
+        assert a.sent_lists() == sent  # nothing published while PostgreSQL is down
+        assert len(stub.numbers) == 3  # the last list stays upstream, the gone number too
+        said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert sum("stops publishing the fleet's v2 list" in m for m in said) == 1, said
+        # Said once: one line per state change of each loop, however many attempts failed.
+        assert len({m[:40] for m in said}) == len(said), said
+        private_postgres.start()
+        await stub.wait_until(lambda: set(stub.numbers) == numbers(a), timeout=20.0)
+        await wait_until(lambda: _sent_more(a, sent))
+        assert any("answers box a again" in r.getMessage() for r in caplog.records)
+
+
+def _unreachable(fleet: FleetList):  # type: ignore[no-untyped-def]
+    async def check() -> bool:
+        return fleet.reachable is False
+
+    return check
+
+
+def _more_attempts(fleet: FleetList, n: int):  # type: ignore[no-untyped-def]
+    async def check() -> bool:
+        return fleet.attempts >= n
+
+    return check
+
+
+class VirtualTime:
+    """An injected sleep that advances a clock of its own instantly, up to ``end``."""
+
+    def __init__(self, end: float) -> None:
+        self.now = 0.0
+        self.end = end
+        self.done = asyncio.Event()
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        assert delay > 0
+        self.now += delay
+        if self.now >= self.end:
+            self.done.set()
+            await asyncio.Event().wait()  # parked until cancelled
+        await asyncio.sleep(0)
+
+
+async def run_for_an_hour(vt: VirtualTime, coro: object) -> None:
+    task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(vt.done.wait(), 60.0)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_attempts_in_an_hour_long_outage_are_bounded(
+    private_postgres: ThrowawayPostgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="muxd.cluster.v2list")
+    dsn = await fresh_database(private_postgres)
+    async with ClusterStore(dsn, "a", call_timeout=0.5, connect_timeout=0.5) as store:
+        await store.migrate()
+        private_postgres.stop("immediate")  # every attempt is refused at once
+        bound = HOUR / OUTAGE_RETRY + 1
+
+        vt = VirtualTime(HOUR)
+        fleet = FleetList(store, rent=False, sleep=vt.sleep)
+        fleet.ready = True
+        await run_for_an_hour(vt, fleet.run())
+        assert 0 < fleet.attempts <= bound
+
+        vt = VirtualTime(HOUR)
+        ports = {"0": port(1, 0)}
+        mine = BoxNumbers(
+            store,
+            lambda: own_entries(ports.values()),
+            clock=vt.clock,
+            sleep=vt.sleep,
+            startup_grace=0.0,
+        )
+        await run_for_an_hour(vt, mine.run())
+        assert 0 < mine.attempts <= bound
+
+        vt = VirtualTime(HOUR)
+        cluster = ClusterV2(store, mine, None, sleep=vt.sleep)
+        await run_for_an_hour(vt, cluster.migrate())
+        assert 0 < cluster.migrate_attempts <= bound
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 3, errors  # one line per loop, not one per attempt
+
+
+async def test_a_new_holder_publishes_again_after_a_late_list_could_have_landed(
+    store: ClusterStore,
+) -> None:
+    """The previous holder's last list may still be on the wire when the lock changes hands:
+    the new holder publishes once more after the longest such request could last."""
+    vt = VirtualTime(HOUR)
+    requests: list[float] = []
+    fleet = FleetList(store, rent=False, clock=vt.clock, on_change=lambda: requests.append(vt.now))
+    fleet.ready = True
+    await fleet.step()  # takes the lock: publish at once
+    assert fleet.holding
+    assert requests == [0.0]
+    vt.now = TAKEOVER_AGAIN - 1
+    await fleet.step()
+    assert requests == [0.0]  # nothing changed yet
+    vt.now = TAKEOVER_AGAIN
+    await fleet.step()
+    assert requests == [0.0, TAKEOVER_AGAIN]
+    vt.now += 60
+    await fleet.step()
+    assert len(requests) == 2  # once, not on every look
+    await fleet.release()
