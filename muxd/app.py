@@ -142,7 +142,7 @@ class Daemon:
                     cfg.cluster,
                     v1,
                     journal,
-                    self.ports,
+                    self.status.ports,
                     fleet.changed,
                     self.v1.names,
                     self.metrics.registry,
@@ -165,7 +165,7 @@ class Daemon:
         if cfg.cluster is not None:  # this box's lease and numbers; list mode: the fleet's list
             from muxd.cluster.v2list import ClusterV2
 
-            cluster = ClusterV2.from_config(cfg, self.ports, journal)
+            cluster = ClusterV2.from_config(cfg, self.status.ports, journal)
         self.publisher = publisher = NumbersPublisher(
             client,
             self.status.ports,

@@ -19,6 +19,7 @@ _PART_COLUMNS = (
     " total, state, error, message_id, cgen, scts, seen_mono"
 )
 
+
 def _state_count_triggers(table: str) -> tuple[str, ...]:
     """Triggers keeping ``state_counts`` for ``table`` (a row inserted, deleted, or its state
     changed). A REPLACE conflict deletes without firing a delete trigger (recursive triggers
