@@ -51,7 +51,7 @@ from muxd.upstream.v1.metrics import EarningsCollector, MetricsV1Observer
 from muxd.upstream.v1.push_policy import PushPolicy
 from muxd.upstream.v1.sales import Earnings
 from muxd.upstream.v2 import V2Client
-from muxd.web import make_app, make_metrics_app
+from muxd.web import STATUS_CACHE_TTL, make_app, make_metrics_app
 
 if TYPE_CHECKING:
     from muxd.cluster.box import ClusterBox
@@ -65,8 +65,16 @@ UPSTREAM_CONNECTIONS = 8
 class Daemon:
     """Builds the services from the config and runs them in one TaskGroup (:meth:`run`)."""
 
-    def __init__(self, cfg: Config, *, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        registry: CollectorRegistry | None = None,
+        status_cache_ttl: float = STATUS_CACHE_TTL,
+    ) -> None:
         self.cfg = cfg
+        # How long /api/outbox and /api/totals answers are shared between callers (0: never).
+        self.status_cache_ttl = status_cache_ttl
         self.metrics = Metrics(registry)
         self.metrics.start_at_zero(cfg.upstream.api)
         # SMS kept but never forwarded (raises ConfigError when deny.file went bad since load).
@@ -240,6 +248,7 @@ class Daemon:
                 hosts=http_cfg.hosts,
                 upstream=status.upstream_state,
                 degraded=status.upstream_degraded,
+                cache_ttl=self.status_cache_ttl,
             ),
             access_log=None,
         )

@@ -59,7 +59,7 @@ def config(tmp_path: Path, upstream: UpstreamConfig, **kw: Any) -> Config:
 
 @contextlib.asynccontextmanager
 async def running(cfg: Config) -> AsyncIterator[Daemon]:
-    daemon = Daemon(cfg)
+    daemon = Daemon(cfg, status_cache_ttl=0.0)  # each check reads the journal afresh
     task = asyncio.create_task(daemon.run())
     try:
         async with asyncio.timeout(WAIT):

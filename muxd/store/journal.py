@@ -453,4 +453,9 @@ class Journal:
         commit is failing too."""
         if self._reads is None:
             raise JournalError(f"{self.path}: the journal is closed")
+        if self.failed is None:
+            # Deferred writes queued so far (a delivered mark) are committed first, so the
+            # counts include everything this process has recorded: at most one commit's wait,
+            # never a query inside the writer. A failing journal answers with what it holds.
+            await self._commits.flush()
         return await self._reads.stats()
