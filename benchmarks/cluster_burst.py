@@ -1,5 +1,5 @@
 """A burst of GET_NUMBERs from a process of its own (no simulated modems beside it), each
-answered operation finished again: ``python -m tests.cluster.bench_burst URL KEY MASK N``.
+answered operation finished again: ``python -m benchmarks.cluster_burst URL KEY MASK N``.
 Prints the p50 and p99 latency of each of three rounds."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 throwaway PostgreSQL; box a's idle CPU with the cluster on, then GET_NUMBER through box a for
 numbers whose SIMs are on boxes b and c: one at a time, and rounds of 100 at once.
 
-``python -m tests.cluster.bench_boxes [PORTS] [IDLE_SECONDS]`` (defaults 256 and 30). The
+``python -m benchmarks.cluster_boxes [PORTS] [IDLE_SECONDS]`` (defaults 256 and 30). The
 Onlinesim stand-in and every simulated modem run in this process, beside the measurement.
 """
 
@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 
 from muxd.cluster.throwaway import ThrowawayPostgres
-
-from . import boxes as bx
+from tests.cluster import boxes as bx
 
 CONCURRENT = 100
 ROUNDS = 3
@@ -87,7 +86,7 @@ async def main(ports: int, idle: float) -> None:
             print(f"driver checks failed: {len(driver.failed())}")
             print("the same from a process of its own:")
             burst = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tests.cluster.bench_burst", a.url, bx.KEY,
+                sys.executable, "-m", "benchmarks.cluster_burst", a.url, bx.KEY,
                 str(mask[0]), str(CONCURRENT),
             )  # fmt: skip
             await burst.wait()
