@@ -93,6 +93,12 @@ class ClusterBackend:
         if not self.enabled:
             self._metrics.reservations.labels("unavailable").inc()
             return None
+        deadline = self.deadline if r.within is None else min(r.within, self.deadline)
+        if r.within is not None and r.within <= 0:
+            # Its body came too late: an answer would not reach Onlinesim in time.
+            LOGGER.error("GET_NUMBER: its body came too late to answer in time")
+            self._metrics.reservations.labels("unavailable").inc()
+            return None
         token = uuid.uuid4()
         task = asyncio.ensure_future(
             self._gate.run(
@@ -110,7 +116,7 @@ class ClusterBackend:
             )
         )
         try:
-            async with asyncio.timeout(self.deadline):
+            async with asyncio.timeout(deadline):
                 found = await asyncio.shield(task)
         except NotTried:
             self._metrics.reservations.labels("unavailable").inc()
@@ -124,7 +130,7 @@ class ClusterBackend:
             # Late, or the request was cancelled: its answer will not reach Onlinesim.
             task.add_done_callback(lambda _t: self._abandon(token))
             if isinstance(exc, TimeoutError):
-                LOGGER.error("GET_NUMBER: the cluster did not answer within %.0f s", self.deadline)
+                LOGGER.error("GET_NUMBER: the cluster did not answer within %.1f s", deadline)
                 self._metrics.reservations.labels("unavailable").inc()
                 return None
             raise

@@ -90,6 +90,17 @@ class _Carried:
         self.then = then
 
 
+class _Recount:
+    """A backlog recount in flight: what delivered marks queued after its read moved the
+    in-memory backlog meanwhile (the read does not see them)."""
+
+    __slots__ = ("first", "moved")
+
+    def __init__(self, first: int) -> None:
+        self.first = first  # the first mark queued after the read
+        self.moved = 0
+
+
 def _pending_rows(conn: sqlite3.Connection, limit: int) -> list[PendingMessage]:
     rows = conn.execute(_PENDING_ROWS, (limit,)).fetchall()
     return [PendingMessage(*r) for r in rows]
@@ -140,6 +151,10 @@ class Journal:
         # take_batch's own operation, which fails while they do (so the shipper waits with its
         # floor, and never re-sends a message whose delivered mark is not recorded).
         self._carried: list[_Carried] = []
+        # Delivered marks are numbered as they are queued; recounts in flight, each with the
+        # backlog moves of the marks queued after its read (it must not undo them).
+        self._marks = 0
+        self._recounts: list[_Recount] = []
 
     @property
     def failed(self) -> JournalError | None:
@@ -320,12 +335,21 @@ class Journal:
         once it is committed (an operator parked one meanwhile)."""
         rows = [(when, i) for i in ids]
         expected = len(ids)
+        mark = self._marks
 
         def counted(changed: int) -> None:
-            self.backlog += expected - changed
+            self._move_backlog(mark, expected - changed)
 
         self._defer(lambda conn: conn.executemany(_DELIVERED, rows).rowcount, counted)
-        self.backlog -= expected
+        self._marks += 1
+        self._move_backlog(mark, -expected)
+
+    def _move_backlog(self, mark: int, by: int) -> None:
+        """Move the backlog for delivered mark number ``mark`` (queued, or committed)."""
+        self.backlog += by
+        for recount in self._recounts:
+            if mark >= recount.first:
+                recount.moved += by
 
     async def park(self, ids: list[int], reason: str) -> None:
         """Take messages out of the delivery queue, keeping them (visible, replayable)."""
@@ -412,7 +436,15 @@ class Journal:
             (n,) = conn.execute(_COUNT_BACKLOG).fetchone()
             return int(n)
 
-        self.backlog = await self._submit(op)
+        # Delivered marks queued after the read (the backlog counted them out when queued,
+        # the read still counts them in) keep their effect.
+        recount = _Recount(self._marks)
+        self._recounts.append(recount)
+        try:
+            counted = await self._submit(op)
+        finally:
+            self._recounts.remove(recount)
+        self.backlog = counted + recount.moved
 
     async def remember_numbers(self, rows: list[tuple[str, str, int | None]], when: float) -> None:
         """Upsert published numbers: (number, entry as JSON, Onlinesim id)."""

@@ -162,7 +162,9 @@ class V2Client:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._base = base_url.rstrip("/")
         # Built once: every request reuses them (no per-request parsing or conversion).
-        # Answers are a few bytes of JSON: asked for uncompressed and read as they come.
+        # Answers are a few bytes of JSON: asked for uncompressed; one compressed all the same
+        # (a proxy that gzips everything) is still decompressed, or its acknowledgement would
+        # be unreadable and the SMS sent again.
         self._headers: CIMultiDict[str] = CIMultiDict(
             {
                 "Authorization": f"Bearer {api_key}",
@@ -212,7 +214,6 @@ class V2Client:
                 params=params or None,
                 timeout=self._timeout,
                 allow_redirects=False,
-                auto_decompress=False,
             ) as resp:
                 text = await self._read(resp)
                 result = str(resp.status)
@@ -327,7 +328,6 @@ class V2Client:
                 params=params,
                 timeout=self._timeout,
                 allow_redirects=False,
-                auto_decompress=False,
             ) as resp:
                 text = await self._read(resp)
                 result = str(resp.status)

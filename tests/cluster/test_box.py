@@ -92,3 +92,13 @@ async def test_a_cancelled_request_releases_its_reservation(tmp_path: Path, dsn:
         op = await box.backend.reserve(REQUEST)
         assert op is not None
         assert [o.activation_id for o in await observer.open_operations(None)] == [op.activation_id]
+
+
+async def test_a_request_with_no_time_left_reserves_nothing(tmp_path: Path, dsn: str) -> None:
+    # Its body took the whole GET_NUMBER budget: an answer would come after Onlinesim gave up.
+    async with running_box(tmp_path, dsn) as (box, _registry, observer):
+        late = NumberRequest("russia", "any", "vk", 10.0, (), False, within=-0.5)
+        assert await box.backend.reserve(late) is None
+        assert await observer.open_operations(None) == []
+        counts = await observer.service_counts(["vk"])
+        assert counts["russia"]["mts"]["vk"] == len(NUMBERS)

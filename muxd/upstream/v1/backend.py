@@ -25,6 +25,10 @@ class NumberRequest:
     amount: float | None
     masks: tuple[str, ...]
     rent: bool
+    # Seconds left, when the request was built, to answer in time (counted from when the
+    # request's headers arrived); None: the backend's own deadline alone. An answer later than
+    # this no longer reaches Onlinesim, so no number is reserved for it.
+    within: float | None = None
 
 
 class V1Backend(Protocol):

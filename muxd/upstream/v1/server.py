@@ -176,7 +176,7 @@ class LocalBackend:
     async def reserve(self, request: NumberRequest) -> Operation | None:
         r = request
         return await self._handlers._reserve(
-            r.country, r.operator, r.service, r.amount, r.masks, r.rent
+            r.country, r.operator, r.service, r.amount, r.masks, r.rent, within=r.within
         )
 
     async def finish(
@@ -233,6 +233,7 @@ class V1Handlers:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
+        arrived = self._monotonic()  # the headers are in; the body may still be on its way
         label = "unknown"
         if hdrs.USER_AGENT not in request.headers:
             self._observer.missing_user_agent()
@@ -252,7 +253,7 @@ class V1Handlers:
                 raise _error(
                     400, f"unknown action {_echo(action)} for {request.path}", "bad_request"
                 )
-            payload, result = await self._dispatch(label, body, rent)
+            payload, result = await self._dispatch(label, body, rent, arrived=arrived)
         except Fail as fail:
             status, payload, result = fail.status, fail.payload, fail.result
             if status == 401:  # a guesser gets one line a minute, not one per guess
@@ -298,7 +299,7 @@ class V1Handlers:
             raise _error(401, "ERROR_WRONG_KEY", "unauthorized")
 
     async def _dispatch(
-        self, action: str, body: dict[str, Any], rent_path: bool
+        self, action: str, body: dict[str, Any], rent_path: bool, *, arrived: float | None = None
     ) -> tuple[dict[str, Any], str]:
         if action == GET_SERVICES:
             if rent_path and not self.cfg.rent:
@@ -306,7 +307,7 @@ class V1Handlers:
             country_list = await self.backend.country_list(rent_only=rent_path)
             return {"countryList": country_list, "status": "SUCCESS"}, "success"
         if action == GET_NUMBER:
-            return await self.get_number(body, rent_path=rent_path)
+            return await self.get_number(body, rent_path=rent_path, arrived=arrived)
         return await self.finish(body)
 
     # -- actions ------------------------------------------------------------------------------
@@ -331,8 +332,10 @@ class V1Handlers:
         return payload, "no_numbers"
 
     async def get_number(
-        self, body: dict[str, Any], *, rent_path: bool = False
+        self, body: dict[str, Any], *, rent_path: bool = False, arrived: float | None = None
     ) -> tuple[dict[str, Any], str]:
+        """``arrived``: when the request's headers came (monotonic); the GET_NUMBER deadline
+        counts from then, so a body that took long leaves less time to reserve in."""
         country = _text(body, "country")
         operator = _text(body, "operator", ANY)
         service = _text(body, "service", RENT if rent_path else None)
@@ -352,8 +355,9 @@ class V1Handlers:
             return self._no_numbers()
         else:
             service = self._services[service.lower()]
+        within = None if arrived is None else arrived + GET_NUMBER_DEADLINE - self._monotonic()
         op = await self.backend.reserve(
-            NumberRequest(country, operator, service, amount, masks, rent)
+            NumberRequest(country, operator, service, amount, masks, rent, within)
         )
         if op is None:
             return self._no_numbers()
@@ -370,9 +374,15 @@ class V1Handlers:
         amount: float | None,
         masks: tuple[str, ...],
         rent: bool,
+        *,
+        within: float | None = None,
     ) -> Operation | None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + GET_NUMBER_DEADLINE
+        budget = GET_NUMBER_DEADLINE if within is None else min(within, GET_NUMBER_DEADLINE)
+        if budget <= 0:
+            LOGGER.error("GET_NUMBER: its body came too late to answer in time")
+            return None
+        deadline = loop.time() + budget
         pool = self.live.refresh().pool(country)
         tried: set[str] = set()
         while True:
