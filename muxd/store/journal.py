@@ -22,6 +22,7 @@ short. Nothing is lost: parts are committed before they leave the modem, as befo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -99,6 +100,10 @@ class _Recount:
     def __init__(self, first: int) -> None:
         self.first = first  # the first mark queued after the read
         self.moved = 0
+
+
+def _nothing(conn: sqlite3.Connection) -> None:
+    """An operation that writes nothing: awaiting it waits for everything queued before it."""
 
 
 def _pending_rows(conn: sqlite3.Connection, limit: int) -> list[PendingMessage]:
@@ -487,7 +492,10 @@ class Journal:
             raise JournalError(f"{self.path}: the journal is closed")
         if self.failed is None:
             # Deferred writes queued so far (a delivered mark) are committed first, so the
-            # counts include everything this process has recorded: at most one commit's wait,
-            # never a query inside the writer. A failing journal answers with what it holds.
-            await self._commits.flush()
+            # counts include everything this process has recorded: an empty operation queued
+            # behind them (FIFO) returns once they are committed, the commit in progress and the
+            # next one at most, however busy intake is; never a query inside the writer. A
+            # failing journal answers with what it holds.
+            with contextlib.suppress(JournalError):
+                await self._submit(_nothing)
         return await self._reads.stats()

@@ -330,3 +330,37 @@ async def test_stats_answer_while_commits_fail(full_disk: Path) -> None:
         assert stats["messages_pending"] == stats["parts_assembled"] >= 1
     finally:
         await journal.close()
+
+
+async def test_stats_answer_while_intake_never_pauses(journal: Journal, tmp_path: Path) -> None:
+    """Stats first let the deferred writes queued before them commit, but never wait for the
+    commit loop to go idle: with ports storing parts back to back, the answer comes within a
+    commit or two, and it includes a delivered mark queued just before it."""
+    (enc,) = encode_deliver("Bank", "code 0", scts=SCTS)
+    first = await journal.put_part(part(enc.hex, enc.tpdu_length, index=0))
+    assert first.message_id is not None
+    batch, _ = await journal.take_batch(10)
+    assert [m.id for m in batch] == [first.message_id]
+    stop = asyncio.Event()
+    stored = 0
+
+    async def port(n: int) -> None:
+        nonlocal stored
+        i = 0
+        while not stop.is_set():
+            i += 1
+            (e,) = encode_deliver("Bank", f"code {n}-{i}", scts=SCTS)
+            await journal.put_part(part(e.hex, e.tpdu_length, index=i, sim=f"sim-{n}"))
+            stored += 1
+
+    ports = [asyncio.create_task(port(n)) for n in range(8)]
+    try:
+        while stored < 50:  # the commit loop is busy with no gap from here on
+            await asyncio.sleep(0)
+        await journal.mark_delivered([first.message_id], READ_AT)
+        async with asyncio.timeout(PROMPT):
+            stats = await journal.stats()
+        assert stats["messages_delivered"] == 1
+    finally:
+        stop.set()
+        await asyncio.gather(*ports)
