@@ -156,6 +156,9 @@ class BenchSource:
         self.journal = journal
         self.old = False
 
+    def health_of(self, number: str | None) -> dict[str, Any] | None:
+        return None
+
     def ports(self) -> list[PortInfo]:
         return []
 

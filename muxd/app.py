@@ -208,7 +208,9 @@ class Daemon:
                 publisher.listed_numbers,
                 interval=cfg.upstream.check_interval,
             )
-            self.metrics.registry.register(HealthCollector(self.status.ports))
+            self.metrics.registry.register(
+                HealthCollector(self.status.ports, self.health.health_of)
+            )
             tasks["number-health"] = self.health.run()
         return tasks
 

@@ -19,6 +19,7 @@ from muxd.fleet import Fleet
 from muxd.ports import PortInfo, PortStatus
 from muxd.store import Journal
 from muxd.upstream.backoff import RetryLoop
+from muxd.upstream.health import NumberHealth
 from muxd.upstream.publisher import NumbersPublisher
 from muxd.upstream.shipper import Shipper
 from muxd.upstream.v1 import V1Service
@@ -40,6 +41,7 @@ class Services(Protocol):
     shipper: Shipper | None
     v1: V1Service | None
     publisher: NumbersPublisher | None
+    health: NumberHealth | None
 
 
 @dataclass
@@ -73,6 +75,10 @@ class DaemonStatus:
     def ports(self) -> list[PortInfo]:
         fleet = self._services.fleet
         return list(fleet.ports.values()) if fleet else []
+
+    def health_of(self, number: str | None) -> dict[str, Any] | None:
+        health = self._services.health
+        return health.health_of(number) if health is not None else None
 
     def port_of(self, number: str) -> str | None:
         """The port whose SIM has ``number`` now (None: on no port)."""

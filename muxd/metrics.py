@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -354,8 +355,13 @@ class UpstreamLoopCollector(Collector):
 class HealthCollector(Collector):
     """v2 checkNumber results per port (``upstream.check_numbers``), read at scrape time."""
 
-    def __init__(self, ports: Callable[[], Iterable[PortInfo]]) -> None:
+    def __init__(
+        self,
+        ports: Callable[[], Iterable[PortInfo]],
+        health_of: Callable[[str | None], dict[str, Any] | None],
+    ) -> None:
         self._ports = ports
+        self._health_of = health_of
 
     def collect(self) -> Iterator[Metric]:
         labels = ["port"]
@@ -373,7 +379,7 @@ class HealthCollector(Collector):
             labels=labels,
         )
         for info in self._ports():
-            health = info.current_health
+            health = self._health_of(info.number)
             if health is None:
                 continue
             banned.add_metric([info.name], 1 if health["banned"] else 0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import msgspec
 
@@ -45,8 +45,6 @@ class PortInfo:
     last_error: str | None = None
     # Monotonic time the modem lost its registration (None: registered, or never was).
     unregistered_at: float | None = None
-    # What checkNumber last said about this port's number (v2, upstream.check_numbers).
-    health: dict[str, Any] | None = None
 
     @property
     def sim(self) -> str | None:
@@ -61,14 +59,6 @@ class PortInfo:
             and self.number is not None
             and self.country_id is not None
         )
-
-    @property
-    def current_health(self) -> dict[str, Any] | None:
-        """:attr:`health` if it is about the number in the port now (a swapped SIM's is not)."""
-        health = self.health
-        if health is None or self.number is None or health.get("number") != self.number:
-            return None
-        return health
 
     def sellable_held(self, now: float, hold: float) -> bool:
         """Sellable, counting a registration lost less than ``hold`` seconds ago (monotonic

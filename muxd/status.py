@@ -7,8 +7,9 @@ from typing import Any, Protocol
 from muxd.ports import PortInfo
 
 
-def port_status(info: PortInfo) -> dict[str, Any]:
-    """One port as JSON (no IMSI: the SIM is identified by its ICCID)."""
+def port_status(info: PortInfo, health: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One port as JSON (no IMSI: the SIM is identified by its ICCID); ``health``: what
+    checkNumber last said about the number in the port now."""
     return {
         "port": info.name,
         "path": info.path,
@@ -30,13 +31,17 @@ def port_status(info: PortInfo) -> dict[str, Any]:
         "at_timeouts": info.at_timeouts,
         "resyncs": info.resyncs,
         "last_error": info.last_error,
-        "health": info.current_health,  # v2 checkNumber (upstream.check_numbers), or None
+        "health": health,  # v2 checkNumber (upstream.check_numbers), or None
     }
 
 
 class StatusSource(Protocol):
     def ports(self) -> list[PortInfo]:
         """Every port the fleet knows."""
+        ...
+
+    def health_of(self, number: str | None) -> dict[str, Any] | None:
+        """What checkNumber last said about ``number`` (None: not checked, or not in v2)."""
         ...
 
     def numbers(self) -> list[dict[str, Any]]:

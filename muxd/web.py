@@ -186,7 +186,9 @@ def make_app(
         return web.Response(status=503, text=reason + "\n")
 
     async def api_ports(_request: web.Request) -> web.Response:
-        return _json({"ports": [port_status(p) for p in source.ports()]})
+        return _json(
+            {"ports": [port_status(p, source.health_of(p.number)) for p in source.ports()]}
+        )
 
     async def api_numbers(_request: web.Request) -> web.Response:
         return _json({"numbers": source.numbers()})

@@ -67,6 +67,9 @@ class FakeSource:
     problem_text: str | None = None
     ready_text: str | None = None
 
+    def health_of(self, number: str | None) -> dict[str, Any] | None:
+        return None
+
     def ports(self) -> list[PortInfo]:
         return list(self.port_list)
 

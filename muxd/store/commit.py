@@ -206,6 +206,10 @@ class GroupCommit:
                 await self._timer
             self._timer = None
 
+    def busy(self) -> bool:
+        """Operations are queued or a transaction is running."""
+        return bool(self._queue) or self._flush_task is not None
+
     def _start(self) -> None:
         if self._flush_task is None:
             self._flush_task = asyncio.create_task(self._flush_loop(), name="journal-commit")

@@ -60,6 +60,8 @@ JOURNAL_FILE = "journal.sqlite3"
 WRITE_PROBE = ".muxd-write-probe"
 # How long a writer waits on a lock held by another process (e.g. `muxd outbox` run by hand).
 BUSY_TIMEOUT_MS = 5000
+# Status counts wait this long at most for the writes queued before them to commit.
+STATS_WAIT = 0.5
 
 T = TypeVar("T")
 
@@ -490,12 +492,14 @@ class Journal:
         commit is failing too."""
         if self._reads is None:
             raise JournalError(f"{self.path}: the journal is closed")
-        if self.failed is None:
-            # Deferred writes queued so far (a delivered mark) are committed first, so the
+        if self.failed is None and self._commits.busy():
+            # Writes queued so far (a deferred delivered mark) are committed first, so the
             # counts include everything this process has recorded: an empty operation queued
             # behind them (FIFO) returns once they are committed, the commit in progress and the
-            # next one at most, however busy intake is; never a query inside the writer. A
-            # failing journal answers with what it holds.
-            with contextlib.suppress(JournalError):
-                await self._submit(_nothing)
+            # next one, however busy intake is; never a query inside the writer. Waited for
+            # STATS_WAIT at most (another process holding the write lock, a slow disk): then
+            # the counts are those last committed. A failing journal answers with what it holds.
+            with contextlib.suppress(JournalError, TimeoutError):
+                async with asyncio.timeout(STATS_WAIT):
+                    await self._submit(_nothing)
         return await self._reads.stats()

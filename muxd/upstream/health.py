@@ -109,11 +109,12 @@ class NumberHealth:
         before = self.health.get(number)
         self.health[number] = health
         self._log_change(before, health)
-        for info in self._ports():
-            if info.number == number:
-                info.health = health
         self.progress.set()
         return number
+
+    def health_of(self, number: str | None) -> dict[str, Any] | None:
+        """What checkNumber last said about ``number`` (None: never checked, or no number)."""
+        return self.health.get(number) if number is not None else None
 
     def _log_change(self, before: dict[str, Any] | None, now: dict[str, Any]) -> None:
         # Numbers masked (the status page and /api/ports show the port and the whole number).

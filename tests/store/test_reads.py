@@ -342,6 +342,7 @@ async def test_stats_answer_while_intake_never_pauses(journal: Journal, tmp_path
     batch, _ = await journal.take_batch(10)
     assert [m.id for m in batch] == [first.message_id]
     stop = asyncio.Event()
+    busy = asyncio.Event()  # the commit loop is busy with no gap from here on
     stored = 0
 
     async def port(n: int) -> None:
@@ -352,11 +353,13 @@ async def test_stats_answer_while_intake_never_pauses(journal: Journal, tmp_path
             (e,) = encode_deliver("Bank", f"code {n}-{i}", scts=SCTS)
             await journal.put_part(part(e.hex, e.tpdu_length, index=i, sim=f"sim-{n}"))
             stored += 1
+            if stored >= 50:
+                busy.set()
 
     ports = [asyncio.create_task(port(n)) for n in range(8)]
     try:
-        while stored < 50:  # the commit loop is busy with no gap from here on
-            await asyncio.sleep(0)
+        async with asyncio.timeout(PROMPT):
+            await busy.wait()
         await journal.mark_delivered([first.message_id], READ_AT)
         async with asyncio.timeout(PROMPT):
             stats = await journal.stats()

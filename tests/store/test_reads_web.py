@@ -35,6 +35,9 @@ class JournalSource:
     entered: asyncio.Event = field(default_factory=asyncio.Event)
     gate: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def health_of(self, number: str | None) -> dict[str, Any] | None:
+        return None
+
     def ports(self) -> list[PortInfo]:
         return []
 

@@ -74,19 +74,19 @@ async def test_one_number_per_interval_each_once_an_hour(upstream: Upstream) -> 
     clock.now = RECHECK_AFTER + 1
     assert health.next_number() == NUMBERS[0]  # the oldest check first
 
-    banned = port_status(fleet[1])["health"]
+    banned = port_status(fleet[1], health.health_of(fleet[1].number))["health"]
     assert banned["banned"] is True
     assert banned["errors"] == 3
-    assert port_status(fleet[0])["health"]["banned"] is False
+    assert port_status(fleet[0], health.health_of(fleet[0].number))["health"]["banned"] is False
     registry = CollectorRegistry()
-    registry.register(HealthCollector(lambda: fleet))
+    registry.register(HealthCollector(lambda: fleet, health.health_of))
     text = generate_latest(registry).decode()
     assert 'muxd_port_number_banned{port="port1"} 1.0' in text
     assert 'muxd_port_number_errors{port="port1"} 3.0' in text
     assert 'muxd_port_number_banned{port="port0"} 0.0' in text
     # Another SIM in the port: the old number's health is not shown for it.
     fleet[1].number = "+79009999999"
-    assert port_status(fleet[1])["health"] is None
+    assert port_status(fleet[1], health.health_of(fleet[1].number))["health"] is None
     assert 'port="port1"' not in generate_latest(registry).decode()
 
 
