@@ -83,6 +83,11 @@ UNAVAILABLE: Final = (
     asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up, terminated
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
     asyncpg.exceptions.InternalClientError,  # a connection cut mid-exchange
+    # A standby after a failover, or a server set read-only: writes fail until the primary is
+    # back. Authentication refused (a password changed on the server): the box keeps receiving
+    # while an operator fixes it. Either way retried with the loops' floors, never fatal.
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,
 )
 
 if TYPE_CHECKING:

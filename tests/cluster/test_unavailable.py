@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
+import asyncpg
 import pytest
 
 from muxd.cluster.notify import PublisherLock, listen
@@ -96,3 +97,27 @@ async def test_a_box_can_start_while_the_server_is_down(
         private_postgres.start()
         await store.migrate()
         await _all_work(store)
+
+
+async def test_a_read_only_server_is_unavailable_not_fatal(postgres: ThrowawayPostgres) -> None:
+    """After a failover to a standby (or a server set read-only), every write fails with a
+    PostgreSQL error of its own: the box treats it as PostgreSQL unavailable (and retries with
+    its floors) instead of letting it end the cluster's tasks, and the daemon with them."""
+    dsn = await fresh_database(postgres)
+    name = dsn.rsplit("/", 1)[1]
+    async with ClusterStore(dsn, "a", call_timeout=CALL_TIMEOUT) as store:
+        await store.migrate()
+        await _all_work(store)
+    admin = await asyncpg.connect(postgres.dsn)
+    try:
+        await admin.execute(f"ALTER DATABASE {name} SET default_transaction_read_only = on")
+        async with ClusterStore(dsn, "a", call_timeout=CALL_TIMEOUT) as store:
+            with pytest.raises(ClusterUnavailable, match="read-only"):
+                await store.heartbeat()
+            with pytest.raises(ClusterUnavailable):
+                await store.publish_numbers([entry("+4915100000001")])
+        await admin.execute(f"ALTER DATABASE {name} SET default_transaction_read_only = off")
+        async with ClusterStore(dsn, "a", call_timeout=CALL_TIMEOUT) as store:
+            await _all_work(store)
+    finally:
+        await admin.close()
