@@ -36,6 +36,7 @@ def pct(sorted_values: list[float], p: float) -> float:
 
 async def main(ports: int, idle: float) -> None:
     bx.START_WAIT = 240.0
+    bx.UVLOOP = True  # as `muxd run` runs by default
     with ThrowawayPostgres() as pg, tempfile.TemporaryDirectory() as tmp_dir:
         started = time.monotonic()
         async with bx.cluster(Path(tmp_dir), pg.dsn, ["a", "b", "c"], ports) as (
