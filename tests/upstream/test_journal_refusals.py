@@ -25,7 +25,13 @@ from muxd.upstream.v1.pusher import Pusher
 from muxd_sim.clock import FakeClock
 from tests.upstream.conftest import KEY, NUMBERS, Upstream
 from tests.upstream.outage import HOST, PhaseResolver, PushEndpoint, session
-from tests.upstream.test_loop_outage import MAX_LOG_LINES, muxd_lines, running
+from tests.upstream.test_loop_outage import (
+    MAX_LOG_LINES,
+    RENT_NUMBERS,
+    muxd_lines,
+    open_rent_operations,
+    running,
+)
 from tests.upstream.test_publisher import ready_port
 from tests.v1.conftest import receive
 
@@ -108,14 +114,9 @@ async def test_pusher_logs_once_while_a_journal_operation_fails(
     await push.start()
     resolver = PhaseResolver(push.port)
     journal = await Journal.open(tmp_path)
-    numbers = ("+79002220001", "+79002220002", "+79002220003")
+    numbers = RENT_NUMBERS
     try:
-        for number in numbers:
-            op = await reserve(
-                journal,
-                Reservation(number, "rent", "russia", "mts", None, True, clock.now - 60, None),
-            )
-            assert op is not None
+        await open_rent_operations(journal, clock.now)
         async with session(resolver) as http:
             url = f"http://{HOST}:{push.port}/v1/PUSH_SMS"
             pusher = Pusher(

@@ -285,6 +285,19 @@ async def test_shipper_survives_an_hour_long_outage_quietly(
     assert await journal.pending(100) == []
 
 
+# Numbers in an open rent operation each, for the PUSH_SMS pusher's outage tests.
+RENT_NUMBERS = ("+79002220001", "+79002220002", "+79002220003")
+
+
+async def open_rent_operations(journal: Journal, now: float) -> None:
+    """One open rent operation per number of RENT_NUMBERS, opened a minute before ``now``."""
+    for number in RENT_NUMBERS:
+        op = await reserve(
+            journal, Reservation(number, "rent", "russia", "mts", None, True, now - 60, None)
+        )
+        assert op is not None
+
+
 async def test_pusher_survives_an_hour_long_outage_quietly(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -294,14 +307,9 @@ async def test_pusher_survives_an_hour_long_outage_quietly(
     await push.start()
     resolver = PhaseResolver(push.port)
     journal = await Journal.open(tmp_path)
-    numbers = ("+79002220001", "+79002220002", "+79002220003")
+    numbers = RENT_NUMBERS
     try:
-        for number in numbers:
-            op = await reserve(
-                journal,
-                Reservation(number, "rent", "russia", "mts", None, True, clock.now - 60, None),
-            )
-            assert op is not None
+        await open_rent_operations(journal, clock.now)
         async with session(resolver) as http:
             url = f"http://{HOST}:{push.port}/v1/PUSH_SMS"
             pusher = Pusher(
