@@ -12,7 +12,6 @@ saveConfig): ``income[number]``
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Final, Literal
 
 import msgspec
 
+from muxd_sim.changes import Changes
 from muxd_sim.onlinesim_dialects import V2_DIALECTS, parse_dialects
 from muxd_sim.onlinesim_faults import RandomErrors, Reset, TokenBucket, check_rate
 from muxd_sim.onlinesim_model import (
@@ -164,7 +164,7 @@ class Onlinesim:
         self.version = 0  # bumped on every change; wakes the wait_* helpers
         self._by_id: dict[int, str] = {}
         self._seen: set[tuple[str, str, str, str]] = set()
-        self._waiters: set[asyncio.Future[None]] = set()
+        self._changes = Changes()
 
     # --- fault injection ------------------------------------------------------------------
 
@@ -447,10 +447,7 @@ class Onlinesim:
 
     def _changed(self) -> None:
         self.version += 1
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._waiters.clear()
+        self._changes.bump()
 
     async def wait_until(
         self,
@@ -463,19 +460,11 @@ class Onlinesim:
 
         Raises TimeoutError after ``timeout`` seconds; ``what()`` describes the wait in its text.
         """
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                while not predicate():
-                    waiter: asyncio.Future[None] = loop.create_future()
-                    self._waiters.add(waiter)
-                    try:
-                        await waiter
-                    finally:
-                        self._waiters.discard(waiter)
-        except TimeoutError as exc:
-            wanted = "condition" if what is None else what()
-            raise TimeoutError(f"onlinesim stub: {wanted} not met in {timeout} s") from exc
+        await self._changes.wait_until(
+            predicate,
+            timeout=timeout,
+            what=lambda: "onlinesim stub: " + ("condition" if what is None else what()),
+        )
 
     async def wait_for_messages(
         self,

@@ -27,7 +27,7 @@ from muxd.store import admin
 from muxd_sim.modem import ModemSimulator, write_numbers_csv
 from muxd_sim.onlinesim import Onlinesim, serve
 from muxd_sim.onlinesim_v1 import V1Driver
-from tests.v1.conftest import make_config
+from tests.v1.conftest import make_config, v1_ready
 
 KEY = "deny-pipeline-key"
 PORTS = 2
@@ -180,10 +180,7 @@ async def test_v1_activation_and_rent_pushes_skip_denied_sms(tmp_path: Path) -> 
             assert daemon.v1 is not None
             assert daemon.fleet is not None
             async with asyncio.timeout(WAIT):
-                await daemon.v1.started.wait()
-                while sum(1 for p in daemon.status.ports() if p.sellable) < PORTS:
-                    daemon.fleet.changed.clear()
-                    await daemon.fleet.changed.wait()
+                await v1_ready(daemon, PORTS)
             driver.base_url = f"http://127.0.0.1:{daemon.v1.port}"
             activation = await driver.get_number("russia", "any", "vk", 12)
             rent = await driver.get_number("russia", "any", "rent", 12, rent=True)

@@ -38,6 +38,7 @@ from typing import IO, Self
 from aiohttp import web
 
 from muxd.store.journal import JOURNAL_FILE
+from muxd_sim.changes import Changes
 from muxd_sim.ledger import Delivery, Key, Ledger
 from muxd_sim.modem import ModemSimulator, SimPort, write_numbers_csv
 from muxd_sim.onlinesim import Onlinesim, make_app
@@ -126,35 +127,6 @@ def _toml_str(value: str) -> str:
 
 class DaemonError(RuntimeError):
     """The daemon did something the experiment did not ask for (exited, hung)."""
-
-
-class Changes:
-    """A change counter with waiters: ``wait_until`` re-checks its predicate on every bump."""
-
-    def __init__(self) -> None:
-        self._waiters: set[asyncio.Future[None]] = set()
-
-    def bump(self) -> None:
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._waiters.clear()
-
-    async def wait_until(
-        self, predicate: Callable[[], bool], *, timeout: float, what: Callable[[], str]
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                while not predicate():
-                    waiter: asyncio.Future[None] = loop.create_future()
-                    self._waiters.add(waiter)
-                    try:
-                        await waiter
-                    finally:
-                        self._waiters.discard(waiter)
-        except TimeoutError as exc:
-            raise TimeoutError(f"{what()} not met in {timeout} s") from exc
 
 
 class AckGate:

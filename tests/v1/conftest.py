@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -24,6 +24,9 @@ from muxd.store import Journal, PartIn
 from muxd.upstream.v1 import V1Observer, V1Service
 from muxd_sim.clock import FakeClock
 from muxd_sim.onlinesim_v1 import V1Driver
+
+if TYPE_CHECKING:
+    from muxd.app import Daemon
 
 KEY = "v1-partner-key"
 SERVICES = ["vk", "wa", "tg"]
@@ -220,3 +223,15 @@ async def wait_stats(
             if tick:
                 await env.clock.advance(tick)
             await asyncio.sleep(0.01)
+
+
+async def v1_ready(daemon: Daemon, ports: int) -> None:
+    """Return once the daemon's v1 service is up and ``ports`` of its ports are sellable (the
+    caller bounds the wait)."""
+    await daemon.started.wait()
+    assert daemon.v1 is not None
+    await daemon.v1.started.wait()
+    while sum(1 for p in daemon.status.ports() if p.sellable) < ports:
+        assert daemon.fleet is not None
+        daemon.fleet.changed.clear()
+        await daemon.fleet.changed.wait()

@@ -12,7 +12,7 @@ from muxd.config import Config, HttpConfig, ModemsConfig, NumbersConfig, Upstrea
 from muxd_sim.modem import ModemSimulator, write_numbers_csv
 from muxd_sim.onlinesim_v1 import V1Driver
 
-from .conftest import KEY, make_config
+from .conftest import KEY, make_config, v1_ready
 
 PORTS = 3
 # Bounds of event-driven waits on a loaded CI machine.
@@ -36,13 +36,8 @@ async def test_daemon_serves_v1_and_pushes_sms(tmp_path: Path) -> None:
         task = asyncio.create_task(daemon.run())
         try:
             async with asyncio.timeout(WAIT):
-                await daemon.started.wait()
-                assert daemon.v1 is not None
-                await daemon.v1.started.wait()
-                while sum(1 for p in daemon.status.ports() if p.sellable) < PORTS:
-                    assert daemon.fleet is not None
-                    daemon.fleet.changed.clear()
-                    await daemon.fleet.changed.wait()
+                await v1_ready(daemon, PORTS)
+            assert daemon.v1 is not None
             driver.base_url = f"http://127.0.0.1:{daemon.v1.port}"
             services = await driver.get_services()
             (russia,) = services["countryList"]

@@ -23,7 +23,7 @@ from muxd.config import load
 from muxd_sim.modem import ModemSimulator, write_numbers_csv
 from muxd_sim.onlinesim_v1 import V1Driver
 
-from .conftest import KEY
+from .conftest import KEY, v1_ready
 
 PORTS = 3
 SERVICES = ["vk", "wa"]
@@ -66,13 +66,8 @@ async def daemon_up(tmp: Path) -> AsyncIterator[tuple[Daemon, V1Driver, ModemSim
         task = asyncio.create_task(daemon.run())
         try:
             async with asyncio.timeout(WAIT):
-                await daemon.started.wait()
-                assert daemon.v1 is not None
-                await daemon.v1.started.wait()
-                while sum(1 for p in daemon.status.ports() if p.sellable) < PORTS:
-                    assert daemon.fleet is not None
-                    daemon.fleet.changed.clear()
-                    await daemon.fleet.changed.wait()
+                await v1_ready(daemon, PORTS)
+            assert daemon.v1 is not None
             driver.base_url = f"http://127.0.0.1:{daemon.v1.port}"
             yield daemon, driver, sim, config
         finally:
