@@ -78,7 +78,7 @@ class PartIn(msgspec.Struct, frozen=True):
 class PutResult(msgspec.Struct, frozen=True):
     part_id: int
     new: bool  # False: the journal already held this part (a re-read after a crash)
-    state: str  # "assembled" | "waiting" | "status_report" | "submit" | "parked"
+    state: PartState
     message_id: int | None
     # Messages of older sets under the part's key released incomplete to make room (the cap).
     released: tuple[int, ...] = ()
@@ -246,7 +246,7 @@ def _store(
         if message_id is not None:
             state = PartState.ASSEMBLED
     return PutResult(
-        part_id=new_id, new=True, state=state.value, message_id=message_id, released=released
+        part_id=new_id, new=True, state=state, message_id=message_id, released=released
     )
 
 
@@ -262,7 +262,7 @@ def put_part_op(
             "SELECT id, state, message_id FROM parts WHERE fingerprint = ?", (fp,)
         ).fetchone()
         if row is not None:
-            return PutResult(part_id=row[0], new=False, state=row[1], message_id=row[2])
+            return PutResult(part_id=row[0], new=False, state=PartState(row[1]), message_id=row[2])
         return _store(conn, part, fp, mono, classified, cache)
 
     return op

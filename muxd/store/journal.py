@@ -65,6 +65,15 @@ STATS_WAIT = 0.5
 
 T = TypeVar("T")
 
+
+class PublishedNumber(msgspec.Struct, frozen=True):
+    """What the upstream was last told of one number."""
+
+    number: str
+    entry: str | None  # the list entry as JSON (None: never listed, an id only)
+    onlinesim_id: int | None  # the upstream's id for it, where it gave one
+
+
 M = MessageState
 UNLISTED = "number not listed upstream"  # why an SMS is held
 
@@ -453,8 +462,8 @@ class Journal:
             self._recounts.remove(recount)
         self.backlog = counted + recount.moved
 
-    async def remember_numbers(self, rows: list[tuple[str, str, int | None]], when: float) -> None:
-        """Upsert published numbers: (number, entry as JSON, Onlinesim id)."""
+    async def remember_numbers(self, rows: list[PublishedNumber], when: float) -> None:
+        """Upsert published numbers (an id of None keeps the id known before)."""
 
         def op(conn: sqlite3.Connection) -> None:
             conn.executemany(
@@ -462,7 +471,7 @@ class Journal:
                 " ON CONFLICT(number) DO UPDATE SET entry = excluded.entry,"
                 " onlinesim_id = coalesce(excluded.onlinesim_id, numbers.onlinesim_id),"
                 " published_at = excluded.published_at",
-                [(number, entry, nid, when) for number, entry, nid in rows],
+                [(r.number, r.entry, r.onlinesim_id, when) for r in rows],
             )
 
         await self._submit(op)
@@ -473,12 +482,12 @@ class Journal:
 
         await self._submit(op)
 
-    async def published_numbers(self) -> dict[str, tuple[str | None, int | None]]:
-        """What the upstream was last told: number -> (entry JSON, Onlinesim id)."""
+    async def published_numbers(self) -> dict[str, PublishedNumber]:
+        """What the upstream was last told, by number."""
 
-        def op(conn: sqlite3.Connection) -> dict[str, tuple[str | None, int | None]]:
+        def op(conn: sqlite3.Connection) -> dict[str, PublishedNumber]:
             return {
-                n: (e, i)
+                n: PublishedNumber(n, e, i)
                 for n, e, i in conn.execute("SELECT number, entry, onlinesim_id FROM numbers")
             }
 

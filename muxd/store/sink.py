@@ -15,14 +15,12 @@ from collections.abc import Callable
 from muxd.ports import ALREADY_STORED, PartRead, PartStored
 from muxd.store.intake import PartIn
 from muxd.store.journal import Journal
+from muxd.store.states import PartState
 
 __all__ = ["Intake"]
 
-# The state a part is journaled in when it does not decode (kept for an operator).
-PARKED = "parked"
 
-
-def _ignore_part(_state: str) -> None:
+def _ignore_part(_state: PartState) -> None:
     pass
 
 
@@ -33,8 +31,8 @@ def _ignore_message() -> None:
 class Intake:
     """A :class:`~muxd.ports.PartSink` over :meth:`Journal.put_part`.
 
-    ``on_part(state)``: a new part was journaled in ``state`` ("assembled", "waiting",
-    "parked", ...). ``on_message()``: a new part completed a message. Neither is called for a
+    ``on_part(state)``: a new part was journaled in ``state`` (a :class:`PartState`).
+    ``on_message()``: a new part completed a message. Neither is called for a
     part the journal already held (the same PDU read again after a crash or a failed delete).
     """
 
@@ -42,7 +40,7 @@ class Intake:
         self,
         journal: Journal,
         *,
-        on_part: Callable[[str], None] = _ignore_part,
+        on_part: Callable[[PartState], None] = _ignore_part,
         on_message: Callable[[], None] = _ignore_message,
     ) -> None:
         self.journal = journal
@@ -68,4 +66,5 @@ class Intake:
         completed = result.message_id is not None
         if completed:
             self._on_message()
-        return PartStored(new=True, decodable=result.state != PARKED, completed=completed)
+        decodable = result.state is not PartState.PARKED
+        return PartStored(new=True, decodable=decodable, completed=completed)

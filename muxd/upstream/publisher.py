@@ -32,6 +32,7 @@ import msgspec
 from muxd.errors import JournalError, UpstreamError
 from muxd.ports import PortInfo
 from muxd.store import Journal
+from muxd.store.journal import PublishedNumber
 from muxd.upstream.backoff import Policy, RetryLoop
 from muxd.upstream.v2 import NumberEntry, V2Client
 
@@ -184,8 +185,8 @@ class NumbersPublisher:
 
     async def run(self) -> None:
         known = await self._journal.published_numbers()
-        self.published = {n: e for n, (e, _i) in known.items() if e is not None}
-        self.ids = {n: i for n, (_e, i) in known.items()}
+        self.published = {n: k.entry for n, k in known.items() if k.entry is not None}
+        self.ids = {n: k.onlinesim_id for n, k in known.items()}
         self._next_heartbeat = self._clock() + self._startup_grace
         dirty = False  # a change waits to be published
         while True:
@@ -339,7 +340,9 @@ class NumbersPublisher:
         self._force = False
         now = time.time()
         removed = [n for n in self.published if n not in wanted]
-        await self._journal.remember_numbers([(n, e, ids.get(n)) for n, e in wanted.items()], now)
+        await self._journal.remember_numbers(
+            [PublishedNumber(n, e, ids.get(n)) for n, e in wanted.items()], now
+        )
         if removed:
             await self._journal.forget_numbers(removed)
         self.published = wanted
@@ -370,7 +373,7 @@ class NumbersPublisher:
                     return
             js = entry_json(entry)
             await self._journal.remember_numbers(
-                [(entry.number, js, ids.get(entry.number))], time.time()
+                [PublishedNumber(entry.number, js, ids.get(entry.number))], time.time()
             )
             self.published[entry.number] = js
             self.ids[entry.number] = ids.get(entry.number)
