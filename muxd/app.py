@@ -145,6 +145,7 @@ class Daemon:
             if cfg.cluster is not None:
                 # Several boxes, one partner account: the v1 actions go through PostgreSQL.
                 from muxd.cluster.box import ClusterBox
+                from muxd.cluster.supervise import supervise
 
                 self.cluster = ClusterBox(
                     cfg.cluster,
@@ -157,7 +158,10 @@ class Daemon:
                     on_operations=self.v1.operations_changed,
                 )
                 self.v1.handlers.backend = self.cluster.backend
-                tasks["cluster"] = self.cluster.run()
+                box = self.cluster
+                tasks["cluster"] = supervise(
+                    "v1", box.run, on_stopped=lambda _why: box.metrics.stopped.inc()
+                )
             return tasks
         client = V2Client(
             http,
@@ -171,6 +175,7 @@ class Daemon:
         )
         cluster = None
         if cfg.cluster is not None:  # this box's lease and numbers; list mode: the fleet's list
+            from muxd.cluster.supervise import supervise
             from muxd.cluster.v2list import ClusterV2
 
             cluster = ClusterV2.from_config(cfg, self.status.ports, journal)
@@ -200,7 +205,7 @@ class Daemon:
         if cluster is not None:
             if cluster.fleet is not None:
                 cluster.fleet.on_change = publisher.request
-            tasks["cluster"] = cluster.run()
+            tasks["cluster"] = supervise("v2 list", cluster.run)
         if cfg.upstream.check_numbers:
             self.health = NumberHealth(
                 client,

@@ -165,8 +165,9 @@ class ClusterBox:
                 continue
             except ClusterError:
                 raise  # a schema newer than this muxd: the operator must act
+            if not self.migrated.is_set():  # (not again on each start after an error)
+                LOGGER.info("cluster: box %s in the cluster's database", self.name)
             self.migrated.set()
-            LOGGER.info("cluster: box %s in the cluster's database", self.name)
             return
 
     async def _leave(self) -> None:

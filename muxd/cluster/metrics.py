@@ -67,6 +67,12 @@ class ClusterMetrics:
         )
         for via in LEARNED_VIA:
             self.learned.labels(via)
+        self.stopped = Counter(
+            "muxd_cluster_stopped_on_error",
+            "Times the cluster's tasks ended on an error other than PostgreSQL being away"
+            " (started again after a floor; the box went on receiving)",
+            registry=registry,
+        )
         self.up = Gauge(
             "muxd_cluster_postgresql_up",
             "1 when the last call to the cluster's PostgreSQL was answered",
