@@ -21,6 +21,7 @@ import asyncpg
 from muxd.cluster.records import ClusterUnavailable
 from muxd.cluster.store import ClusterStore
 from muxd_sim.modem import ModemSimulator, write_numbers_csv
+from muxd_sim.modem_state import DEFAULT_CAPACITY
 from muxd_sim.onlinesim_v1 import V1Driver
 
 KEY = "cluster-partner-key"
@@ -142,6 +143,15 @@ lease = {LEASE}
         ):
             return await resp.text()
 
+    async def totals(self) -> dict[str, Any]:
+        """The box's ``/api/totals`` (the v1 service's queues among them)."""
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{self.http_port}/api/totals") as resp,
+        ):
+            answer: dict[str, Any] = await resp.json()
+            return answer
+
 
 async def call(driver: V1Driver, box: Box, method: str, *args: Any, **kw: Any) -> Any:
     """One driver call against ``box`` (the driver talks to one URL at a time)."""
@@ -175,17 +185,17 @@ async def live_counts(observer: ClusterStore) -> dict[str, int]:
 
 @contextlib.asynccontextmanager
 async def cluster(
-    tmp: Path, dsn: str, names: list[str], ports: int
+    tmp: Path, dsn: str, names: list[str], ports: int, *, capacity: int = DEFAULT_CAPACITY
 ) -> AsyncIterator[tuple[list[Box], V1Driver, ClusterStore]]:
-    """Start a box per name (``ports`` simulated modems each) and wait until every box's
-    numbers count; yield the boxes, the driver and an observing store."""
+    """Start a box per name (``ports`` simulated modems each, ``capacity`` SMS per SIM) and
+    wait until every box's numbers count; yield the boxes, the driver and an observing store."""
     async with contextlib.AsyncExitStack() as stack:
         driver = await stack.enter_async_context(V1Driver(api_key=KEY))
         boxes = []
         for i, name in enumerate(names):
             (tmp / name / "dev").mkdir(parents=True)
             sim = await stack.enter_async_context(
-                ModemSimulator(ports, tmp / name / "dev", seed=i + 1)
+                ModemSimulator(ports, tmp / name / "dev", seed=i + 1, capacity=capacity)
             )
             write_numbers_csv(sim, tmp / name / "numbers.csv", share=1.0)
             boxes.append(Box(name, tmp, sim, dsn, driver))
