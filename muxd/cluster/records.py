@@ -85,6 +85,7 @@ class Operation:
     created: datetime
     expires: datetime | None  # None: no expiry (rent)
     finished: datetime | None
+    finish_sum: float | None = None  # the FINISH's sum, when Onlinesim sent one
 
 
 @dataclass(frozen=True, slots=True)

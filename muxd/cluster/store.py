@@ -113,6 +113,7 @@ def _operation(row: asyncpg.Record) -> Operation:
         created=row["created"],
         expires=row["expires"],
         finished=row["finished"],
+        finish_sum=None if row["finish_sum"] is None else float(row["finish_sum"]),
     )
 
 
