@@ -246,7 +246,12 @@ class ClusterBox:
         while True:
             await self._notify_wake.wait()
             self._notify_wake.clear()
+            # Taken out now: an id announced again while these are read (opened, then
+            # finished) is read once more, in the next round.
             ids = sorted(self._notified)
+            self._notified.clear()
+            if not ids:
+                continue
             try:
                 ops = await self.gate.run(
                     "operations", functools.partial(self.store.operations, ids)
@@ -254,10 +259,9 @@ class ClusterBox:
                 await self._take(ops, "notify")
             except (ClusterUnavailable, JournalError) as exc:
                 LOGGER.debug("cluster: operations %s not taken in yet: %s", ids, exc)
-                self._notify_wake.set()  # the ids stay; the reconcile covers them too
+                self._notified.update(ids)  # the reconcile covers them too
+                self._notify_wake.set()
                 await self._sleep(LEARN_RETRY)
-                continue
-            self._notified.difference_update(ids)
 
     async def _take(self, ops: list[ClusterOperation], via: str) -> None:
         known = set(await open_here(self._journal))

@@ -1,17 +1,19 @@
 """A box's cluster side in-process, on a real journal and a throwaway PostgreSQL: a GET_NUMBER
 whose answer cannot reach Onlinesim (late, or the request cancelled) does not hold its number;
-a FINISH answered by another box is credited here, on the box holding the SIM, once."""
+a FINISH answered by another box is credited here, on the box holding the SIM, once; an
+operation announced again while it is being read is read again."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from muxd.cluster.box import ClusterBox
+from muxd.cluster.records import Operation as ClusterOperation
 from muxd.cluster.store import ClusterStore
 from muxd.config import ClusterConfig, V1Config
 from muxd.store import Journal
@@ -23,6 +25,8 @@ from ..v1.conftest import ports_for
 from .helpers import wait_until
 
 NUMBERS = ["+79001110001", "+79001110002"]
+# Well inside the reconcile's period (RECONCILE_INTERVAL): what a notification brings.
+NOTIFIED_WITHIN = 5.0
 REQUEST = NumberRequest("russia", "any", "vk", 10.0, (), False)
 
 
@@ -146,3 +150,43 @@ async def test_a_finish_answered_elsewhere_is_credited_by_the_holder_once(
         assert credits[1] == (second.activation_id, 3, None)
         await box.reconcile()
         assert len(credits) == 2
+
+
+async def test_an_operation_announced_again_while_it_is_read_is_read_again(
+    tmp_path: Path, dsn: str
+) -> None:
+    credits: list[int] = []
+    async with running_box(tmp_path, dsn, lambda op, _s, _f: credits.append(op.activation_id)) as (
+        box,
+        _registry,
+        observer,
+    ):
+        read = box.store.operations
+        finished: list[int] = []
+
+        async def read_then_finish(ids: Sequence[int]) -> list[ClusterOperation]:
+            """Read the operations; meanwhile another box finishes the first, and its
+            notification arrives before this read's result is taken in."""
+            ops = await read(ids)
+            if not finished:
+                finished.append(ids[0])
+                await observer.finish(ids[0], 3, None, sells=True)
+                await wait_until(_is_set(box))
+            return ops
+
+        box.store.operations = read_then_finish  # type: ignore[method-assign]
+        op = await box.backend.reserve(REQUEST)
+        assert op is not None
+
+        async def credited() -> bool:
+            return credits == [op.activation_id]
+
+        await wait_until(credited, NOTIFIED_WITHIN)
+        assert finished == [op.activation_id]
+
+
+def _is_set(box: ClusterBox) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return box._notify_wake.is_set()
+
+    return check
