@@ -88,6 +88,8 @@ def number_entries(ports: Iterable[PortInfo], names: Names) -> list[NumberEntry]
             country=names.country(info.number, info.country_id),
             country_id=info.country_id,
             operator=names.operator(info.operator),
+            operator_code=info.operator,
+            date_start=int(info.since) if info.since else None,
         )
     return list(seen.values())
 

@@ -55,6 +55,8 @@ class NumberEntry:
     country_id: int | None  # E.164 calling code
     operator: str  # the operator name GET_SERVICES and GET_NUMBER use
     sellable: bool = True
+    operator_code: int | None = None  # the SIM's MCC+MNC (v2's "operator")
+    date_start: int | None = None  # since when the SIM is in its port, UNIX seconds
 
 
 @dataclass(frozen=True, slots=True)
