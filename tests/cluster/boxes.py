@@ -159,6 +159,11 @@ async def call(driver: V1Driver, box: Box, method: str, *args: Any, **kw: Any) -
     return await getattr(driver, method)(*args, **kw)
 
 
+def tails(boxes: Sequence[Box]) -> str:
+    """The end of each box's log, for a failure's message."""
+    return "\n".join(f"--- {b.name}\n{b.log()[-3000:]}" for b in boxes)
+
+
 async def until(
     check: Callable[[], Awaitable[bool]], what: str, limit: float = WAIT, boxes: Sequence[Box] = ()
 ) -> float:
@@ -166,8 +171,7 @@ async def until(
     start = time.monotonic()
     while not await check():
         if time.monotonic() - start > limit:
-            logs = "\n".join(f"--- {b.name}\n{b.log()[-3000:]}" for b in boxes)
-            raise AssertionError(f"{what}: not within {limit} s\n{logs}")
+            raise AssertionError(f"{what}: not within {limit} s\n{tails(boxes)}")
         await asyncio.sleep(POLL)
     return time.monotonic() - start
 
