@@ -7,11 +7,10 @@ GET_SERVICES counts what the live boxes offer, the killed box's numbers gone wit
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -21,7 +20,7 @@ from muxd.cluster.throwaway import ThrowawayPostgres
 from muxd_sim.ledger import Delivery, Ledger
 from muxd_sim.onlinesim_v1 import V1Driver
 
-from .boxes import LEASE, WAIT, Box, call, cluster, tails, until
+from .boxes import LEASE, RATE, WAIT, Box, Load, call, cluster, tails, until
 from .conftest import fresh_database
 
 BOXES: Final = ["a", "b", "c"]
@@ -33,9 +32,6 @@ PORTS: Final = 4
 FIRST: Final = (0, 1)
 LATER: Final = 2
 STRAY: Final = 3
-SENDER: Final = "VK"
-# SMS per second over every box's SIMs (3 to 4 per SIM).
-RATE: Final = 30.0
 # A killed box's SIMs keep what arrives until it is back: some 10 s at 3 to 4 SMS/s each.
 CAPACITY: Final = 100
 # Pushes stored before the kill or the stop: the load is in full flow.
@@ -48,49 +44,6 @@ NO_NUMBERS_WITHIN: Final = 1.0
 # Settling at the end: every SMS pushed, every SIM emptied, every pusher idle.
 SETTLE_WAIT: Final = 60.0
 RESENT: Final = "push: never again after SUCCESS"
-
-
-class Load:
-    """SMS injected round-robin over the boxes' SIMs at :data:`RATE`, each with a text of its
-    own. One to a number in an operation goes into the ledger (it must be pushed once); the
-    others are counted apart (they must not be pushed)."""
-
-    def __init__(self, boxes: Sequence[Box], rate: float = RATE) -> None:
-        self.boxes = list(boxes)
-        self.rate = rate
-        self.ledger = Ledger()
-        self.in_operation: set[str] = set()
-        self.quiet: set[str] = set()  # numbers whose SIMs get nothing for now
-        self.stray = 0  # SMS to numbers in no operation
-
-    def opened(self, number: str) -> None:
-        self.quiet.discard(number)
-        self.in_operation.add(number)
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        task = asyncio.create_task(self._inject())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _inject(self) -> None:
-        ports = [(box, port) for box in self.boxes for port in box.sim.ports]
-        started, k = time.monotonic(), 0
-        while True:
-            reached = [(box, port) for box, port in ports if port.number not in self.quiet]
-            box, port = reached[k % len(reached)]
-            k += 1
-            text = f"VK: {k:06d} is your code"
-            box.sim.inject(port.index, SENDER, text)
-            if port.number in self.in_operation:
-                self.ledger.add(port.number, SENDER, text, t=time.time())
-            else:
-                self.stray += 1
-            await asyncio.sleep(max(0.0, started + k / self.rate - time.monotonic()))
 
 
 def _key(push: Any) -> tuple[str, str, str]:
