@@ -127,13 +127,14 @@ class Daemon:
             self.metrics.registry.register(EarningsCollector(earnings, status.ports))
             # The v1 filters in effect: each service's own, plus the built-in patterns asked for.
             v1 = msgspec.structs.replace(cfg.v1, filter=resolve_filters(cfg.v1))
+            observer = MetricsV1Observer(self.metrics, self.sinks.v1_pushed, earnings)
             self.v1 = V1Service(
                 v1,
                 cfg.upstream.api_key,
                 journal,
                 status.ports,
                 http,
-                observer=MetricsV1Observer(self.metrics, self.sinks.v1_pushed, earnings),
+                observer=observer,
                 sms_id=cfg.v1.sms_id,
                 retry_verdicts=cfg.v1.retry_verdicts,
                 status1_blocks=cfg.v1.status1_blocks,
@@ -156,6 +157,8 @@ class Daemon:
                     self.v1.names,
                     self.metrics.registry,
                     on_operations=self.v1.operations_changed,
+                    # The sales of its SIMs, whichever box answered their FINISH.
+                    on_finished=observer.finished,
                 )
                 self.v1.handlers.backend = self.cluster.backend
                 box = self.cluster

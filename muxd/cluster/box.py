@@ -11,7 +11,8 @@
   is opened again with a floor when it breaks), and by a periodic reconcile as the fallback
   (notifications are not kept for a box that is not listening). Each is copied into the
   local journal (:mod:`muxd.cluster.mirror`), where the v1 matching and pusher take it up as
-  a local one.
+  a local one. Its FINISH, answered by any box, comes the same way: this box, holding the
+  SIM, credits the sale to its port's earnings (``on_finished``), once.
 - Reservations whose GET_NUMBER answer never reached Onlinesim are released.
 - A clean stop ends the lease at once (its numbers leave the counts now).
 
@@ -47,6 +48,7 @@ from muxd.errors import JournalError
 from muxd.ports import PortInfo
 from muxd.store import Journal
 from muxd.upstream.v1.names import Names
+from muxd.upstream.v1.operations import Operation
 
 LOGGER = logging.getLogger(__name__)
 
@@ -86,6 +88,8 @@ def number_entries(ports: Iterable[PortInfo], names: Names) -> list[NumberEntry]
             country=names.country(info.number, info.country_id),
             country_id=info.country_id,
             operator=names.operator(info.operator),
+            operator_code=info.operator,
+            date_start=int(info.since) if info.since else None,
         )
     return list(seen.values())
 
@@ -102,6 +106,7 @@ class ClusterBox:
         registry: CollectorRegistry,
         *,
         on_operations: Callable[[str], None] = lambda _number: None,
+        on_finished: Callable[[Operation, int, float | None], None] = lambda _o, _s, _f: None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -117,6 +122,7 @@ class ClusterBox:
         self._changed = changed
         self._names = names
         self._on_operations = on_operations  # an operation on this number changed locally
+        self._on_finished = on_finished  # (operation, status, FINISH sum): first time here
         self._sleep = sleep
         self._monotonic = monotonic
         self.migrated = asyncio.Event()
@@ -243,7 +249,12 @@ class ClusterBox:
         while True:
             await self._notify_wake.wait()
             self._notify_wake.clear()
+            # Taken out now: an id announced again while these are read (opened, then
+            # finished) is read once more, in the next round.
             ids = sorted(self._notified)
+            self._notified.clear()
+            if not ids:
+                continue
             try:
                 ops = await self.gate.run(
                     "operations", functools.partial(self.store.operations, ids)
@@ -251,18 +262,19 @@ class ClusterBox:
                 await self._take(ops, "notify")
             except (ClusterUnavailable, JournalError) as exc:
                 LOGGER.debug("cluster: operations %s not taken in yet: %s", ids, exc)
-                self._notify_wake.set()  # the ids stay; the reconcile covers them too
+                self._notified.update(ids)  # the reconcile covers them too
+                self._notify_wake.set()
                 await self._sleep(LEARN_RETRY)
-                continue
-            self._notified.difference_update(ids)
 
     async def _take(self, ops: list[ClusterOperation], via: str) -> None:
         known = set(await open_here(self._journal))
-        numbers = await mirror(self._journal, ops)
+        copied = await mirror(self._journal, ops)
         new = [op for op in ops if op.activation_id not in known and op.state == "open"]
         if new:
             self.metrics.learned.labels(via).inc(len(new))
-        for number in dict.fromkeys(numbers):
+        for credit in copied.credited:
+            self._on_finished(credit.op, credit.status, credit.finish_sum)
+        for number in dict.fromkeys(copied.numbers):
             self._on_operations(number)
 
     async def reconcile(self) -> None:

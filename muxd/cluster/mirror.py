@@ -7,9 +7,13 @@ an SMS is matched and pushed exactly as for a local operation, once per (message
 The cluster's times (PostgreSQL's clock) become the window's ends.
 
 A copy is written open, then updated when the cluster says the operation is closed (finished,
-or expired: its number was released and no FINISH is expected). A closed operation never seen
-open (this box was down meanwhile) is copied closed: SMS that reached the SIM during its
-window are still pushed.
+or expired: its number was released and no FINISH is expected) or gets its FINISH's status
+(a FINISH after the expiry). A closed operation never seen open (this box was down meanwhile)
+is copied closed: SMS that reached the SIM during its window are still pushed.
+
+The FINISH reaches the box holding the SIM this way, whichever box answered it: a copy taking
+its status for the first time is *credited* (:attr:`Copied.credited`), so the holder counts
+the sale under its port once, however often the cluster repeats what it already copied.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import sqlite3
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from muxd.cluster.records import Operation as SharedOperation
@@ -47,15 +52,33 @@ def local_operation(op: SharedOperation) -> Operation:
     )
 
 
-async def mirror(journal: Journal, ops: Sequence[SharedOperation]) -> list[str]:
-    """Copy ``ops`` into the journal; return the numbers whose operations changed there."""
-    rows = [local_operation(op) for op in ops]
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """An operation whose FINISH status this box took in for the first time."""
 
-    def write(conn: sqlite3.Connection) -> list[str]:
-        changed: list[str] = []
-        for op in rows:
+    op: Operation
+    status: int
+    finish_sum: float | None
+
+
+@dataclass(slots=True)
+class Copied:
+    """What :func:`mirror` changed in the journal."""
+
+    numbers: list[str] = field(default_factory=list)  # whose operations changed
+    credited: list[Credit] = field(default_factory=list)
+
+
+async def mirror(journal: Journal, ops: Sequence[SharedOperation]) -> Copied:
+    """Copy ``ops`` into the journal; return the numbers whose operations changed there and the
+    FINISHes taken in for the first time."""
+    rows = [(local_operation(op), op.finish_sum) for op in ops]
+
+    def write(conn: sqlite3.Connection) -> Copied:
+        out = Copied()
+        for op, finish_sum in rows:
             found = conn.execute(
-                "SELECT state, finished_at FROM operations WHERE activation_id = ?",
+                "SELECT state, finished_at, status FROM operations WHERE activation_id = ?",
                 (op.activation_id,),
             ).fetchone()
             if found is None:
@@ -71,7 +94,7 @@ async def mirror(journal: Journal, ops: Sequence[SharedOperation]) -> list[str]:
                 conn.execute(
                     "INSERT INTO operations(activation_id, number, service, country, operator,"
                     " sum, rent, state, status, created_at, expires_at, finished_at,"
-                    " expired_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " expired_at, finish_sum) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         op.activation_id,
                         op.number,
@@ -86,19 +109,38 @@ async def mirror(journal: Journal, ops: Sequence[SharedOperation]) -> list[str]:
                         op.expires_at,
                         op.finished_at,
                         op.expired_at,
+                        finish_sum,
                     ),
                 )
-                changed.append(op.number)
-            elif (str(found[0]), found[1]) != (op.state, op.finished_at) and op.state != "open":
+                out.numbers.append(op.number)
+                status_before = None
+            elif op.state != "open" and (str(found[0]), found[1], found[2]) != (
+                op.state,
+                op.finished_at,
+                op.status,
+            ):
                 conn.execute(
                     "UPDATE operations SET state = ?, status = ?, finished_at = ?,"
-                    " expired_at = ? WHERE activation_id = ?",
-                    (op.state, op.status, op.finished_at, op.expired_at, op.activation_id),
+                    " expired_at = ?, finish_sum = ? WHERE activation_id = ?",
+                    (
+                        op.state,
+                        op.status,
+                        op.finished_at,
+                        op.expired_at,
+                        finish_sum,
+                        op.activation_id,
+                    ),
                 )
-                changed.append(op.number)
-        return changed
+                out.numbers.append(op.number)
+                status_before = found[2]
+            else:
+                continue
+            # The cluster records one FINISH status per operation, never changed after.
+            if op.status is not None and status_before is None:
+                out.credited.append(Credit(op, op.status, finish_sum))
+        return out
 
-    result: list[str] = await journal.execute(write)
+    result: Copied = await journal.execute(write)
     return result
 
 

@@ -89,12 +89,15 @@ class PublisherLock:
 
     :meth:`try_acquire` never waits for the holder; :meth:`held` pings the lock's connection
     and, when it does not answer, drops it (so the lock is surely released) and says False:
-    the caller stops publishing at once.
+    the caller stops publishing at once. Calls take turns on the connection (the fleet's loop
+    and the publisher both ask): two at once on one connection would fail the second, which
+    would read as the connection failing and give the lock up.
     """
 
     def __init__(self, store: ClusterStore) -> None:
         self._store = store
         self._conn: asyncpg.Connection[asyncpg.Record] | None = None
+        self._turn = asyncio.Lock()
 
     @property
     def holding(self) -> bool:
@@ -103,8 +106,12 @@ class PublisherLock:
 
     async def try_acquire(self) -> bool:
         """Take the lock if nobody holds it; True when this box holds it now."""
-        if self.holding:
-            return await self.held()
+        async with self._turn:
+            if self.holding:
+                return await self._held()
+            return await self._acquire()
+
+    async def _acquire(self) -> bool:
         conn = await self._store.connect()
         try:
             async with asyncio.timeout(self._store.call_timeout):
@@ -120,6 +127,10 @@ class PublisherLock:
 
     async def held(self) -> bool:
         """Whether the lock is still ours: its connection answers and holds it."""
+        async with self._turn:
+            return await self._held()
+
+    async def _held(self) -> bool:
         conn = self._conn
         if conn is None:
             return False
@@ -139,13 +150,14 @@ class PublisherLock:
 
     async def release(self) -> None:
         """Give the lock up (closing its connection releases it)."""
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        with contextlib.suppress(*UNAVAILABLE, TimeoutError):
-            async with asyncio.timeout(PING_TIMEOUT):
-                await conn.close()
-        conn.terminate()
+        async with self._turn:
+            conn, self._conn = self._conn, None
+            if conn is None:
+                return
+            with contextlib.suppress(*UNAVAILABLE, TimeoutError):
+                async with asyncio.timeout(PING_TIMEOUT):
+                    await conn.close()
+            conn.terminate()
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None

@@ -9,7 +9,7 @@ from muxd.cluster.records import ANY, CHANNEL_PREFIX, RENT
 
 OP_COLUMNS: Final = (
     "activation_id, number, box, service, country, operator, sum, rent, state, status,"
-    " created, expires, finished"
+    " created, expires, finished, finish_sum"
 )
 
 

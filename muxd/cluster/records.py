@@ -55,6 +55,8 @@ class NumberEntry:
     country_id: int | None  # E.164 calling code
     operator: str  # the operator name GET_SERVICES and GET_NUMBER use
     sellable: bool = True
+    operator_code: int | None = None  # the SIM's MCC+MNC (v2's "operator")
+    date_start: int | None = None  # since when the SIM is in its port, UNIX seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,7 @@ class Operation:
     created: datetime
     expires: datetime | None  # None: no expiry (rent)
     finished: datetime | None
+    finish_sum: float | None = None  # the FINISH's sum, when Onlinesim sent one
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,8 @@ Tables:
   against the database's own clock (``now()``), never a box's wall clock.
 - ``numbers``: the numbers each box offers, replaced by that box as a whole; ``last_used``
   orders GET_NUMBER's choice (least recently used first) and survives the replacement.
+  ``operator_code`` (MCC+MNC) and ``date_start`` (since when the SIM is in its port) are what
+  the v2 list sends of a number, as one box alone sends them.
   ``busy`` mirrors "in an open operation" on the row GET_NUMBER locks, so that a reservation
   racing another one re-checks it on the row's newest version (PostgreSQL re-evaluates the
   conditions on the locked row itself) instead of colliding on the unique index.
@@ -104,6 +106,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         assigned timestamptz NOT NULL DEFAULT now()
     );
     CREATE INDEX pushes_box ON pushes (box);
+    """,
+    # 3: what v2's list says of each number besides its country: the SIM's operator code
+    # (MCC+MNC) and since when the SIM is in its port (UNIX seconds).
+    """
+    ALTER TABLE numbers ADD COLUMN operator_code integer, ADD COLUMN date_start bigint;
     """,
 )
 

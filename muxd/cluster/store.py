@@ -113,6 +113,7 @@ def _operation(row: asyncpg.Record) -> Operation:
         created=row["created"],
         expires=row["expires"],
         finished=row["finished"],
+        finish_sum=None if row["finish_sum"] is None else float(row["finish_sum"]),
     )
 
 
@@ -310,18 +311,21 @@ class ClusterStore:
             )
             await conn.execute(
                 "INSERT INTO numbers (box, number, port, iccid, country, country_id, operator,"
-                " sellable) SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[],"
-                " $5::text[], $6::int[], $7::text[], $8::bool[])"
+                " sellable, operator_code, date_start) SELECT $1, * FROM unnest($2::text[],"
+                " $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::bool[],"
+                " $9::int[], $10::bigint[])"
                 " ON CONFLICT (box, number) DO UPDATE SET port = excluded.port,"
                 " iccid = excluded.iccid, country = excluded.country,"
                 " country_id = excluded.country_id, operator = excluded.operator,"
-                " sellable = excluded.sellable, updated = now()"
+                " sellable = excluded.sellable, operator_code = excluded.operator_code,"
+                " date_start = excluded.date_start, updated = now()"
                 # An unchanged row is neither written nor locked (a republication every few
                 # seconds must not hold up the reservations of those numbers).
                 " WHERE (numbers.port, numbers.iccid, numbers.country, numbers.country_id,"
-                " numbers.operator, numbers.sellable) IS DISTINCT FROM (excluded.port,"
-                " excluded.iccid, excluded.country, excluded.country_id, excluded.operator,"
-                " excluded.sellable)",
+                " numbers.operator, numbers.sellable, numbers.operator_code,"
+                " numbers.date_start) IS DISTINCT FROM (excluded.port, excluded.iccid,"
+                " excluded.country, excluded.country_id, excluded.operator, excluded.sellable,"
+                " excluded.operator_code, excluded.date_start)",
                 self.box,
                 [e.number for e in values],
                 [e.port for e in values],
@@ -330,6 +334,8 @@ class ClusterStore:
                 [e.country_id for e in values],
                 [e.operator.strip().lower() for e in values],
                 [e.sellable for e in values],
+                [e.operator_code for e in values],
+                [e.date_start for e in values],
             )
             await conn.execute(
                 "UPDATE numbers n SET busy = b.open FROM (SELECT m.number, EXISTS (SELECT 1"

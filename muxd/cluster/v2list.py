@@ -69,15 +69,16 @@ UNKNOWN_OPERATOR: Final = "unknown"
 # The fleet's list: one row per number (the newest if two boxes claim it), sellable, on a box
 # whose lease is valid by the database's clock, with a calling code (v2 requires one).
 FLEET: Final = (
-    "SELECT DISTINCT ON (n.number) n.number, n.box, n.port, n.country_id, n.operator"
+    "SELECT DISTINCT ON (n.number) n.number, n.box, n.port, n.country_id, n.operator_code,"
+    " n.date_start"
     " FROM numbers n JOIN boxes b ON b.name = n.box"
     " WHERE b.lease_until > now() AND n.sellable AND n.country_id IS NOT NULL"
     " ORDER BY n.number, n.updated DESC"
 )
 # What the holder polls: a digest of the list, one short row instead of the list itself.
 FLEET_DIGEST: Final = (
-    "SELECT md5(coalesce(string_agg(concat_ws('|', number, box, port, country_id, operator),"
-    f" ',' ORDER BY number), '')) FROM ({FLEET}) f"
+    "SELECT md5(coalesce(string_agg(concat_ws('|', number, box, port, country_id,"
+    f" operator_code, date_start), ',' ORDER BY number), '')) FROM ({FLEET}) f"
 )
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -88,7 +89,8 @@ def own_entries(
 ) -> list[NumberEntry]:
     """This box's sellable numbers as the cluster stores them (one entry per number); a
     registration lost less than ``hold`` s before ``now`` (monotonic) still counts. The country
-    is the calling code and the operator the SIM's MCC+MNC, both as text."""
+    is the calling code and the operator the SIM's MCC+MNC, both as text; the operator code and
+    ``date_start`` as one box alone lists them."""
     seen: set[str] = set()
     out: list[NumberEntry] = []
     for info in sorted(ports, key=lambda p: p.name):
@@ -106,20 +108,30 @@ def own_entries(
                 country=str(info.country_id),
                 country_id=info.country_id,
                 operator=UNKNOWN_OPERATOR if info.operator is None else str(info.operator),
+                operator_code=info.operator,
+                date_start=int(info.since) if info.since else None,
             )
         )
     return out
 
 
 def list_entry(
-    box: str, port: str, number: str, country_id: int, operator: str, rent: bool
+    box: str,
+    port: str,
+    number: str,
+    country_id: int,
+    operator: int | None,
+    date_start: int | None,
+    rent: bool,
 ) -> ListEntry:
-    """One sendNumbersOnline entry of the fleet's list. Port names repeat across boxes, so the
-    port label Onlinesim shows names the box too."""
+    """One sendNumbersOnline entry of the fleet's list: what the box holding the SIM would list
+    alone, but for the port label. Port names repeat across boxes, so the label Onlinesim shows
+    names the box too."""
     return ListEntry(
         number=number,
         country_id=country_id,
-        operator=int(operator) if operator.isascii() and operator.isdigit() else None,
+        operator=operator,
+        date_start=date_start,
         port_id=f"{box}/{port}"[:100],
         rent=1 if rent else 0,
     )
@@ -278,7 +290,15 @@ class FleetList:
             return None
         self._up()
         return [
-            list_entry(r["box"], r["port"], r["number"], r["country_id"], r["operator"], self._rent)
+            list_entry(
+                r["box"],
+                r["port"],
+                r["number"],
+                r["country_id"],
+                r["operator_code"],
+                r["date_start"],
+                self._rent,
+            )
             for r in rows
         ]
 

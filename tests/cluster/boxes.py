@@ -20,7 +20,9 @@ import asyncpg
 
 from muxd.cluster.records import ClusterUnavailable
 from muxd.cluster.store import ClusterStore
+from muxd_sim.ledger import Ledger
 from muxd_sim.modem import ModemSimulator, write_numbers_csv
+from muxd_sim.modem_state import DEFAULT_CAPACITY
 from muxd_sim.onlinesim_v1 import V1Driver
 
 KEY = "cluster-partner-key"
@@ -29,6 +31,9 @@ SERVICES = ["vk", "wa", "tg"]
 START_WAIT = 60.0
 WAIT = 30.0
 POLL = 0.1
+# The load: SMS per second over every box's SIMs, from this sender.
+RATE = 30.0
+SENDER = "VK"
 # A short lease, so a dead box leaves the counts quickly (the config's minimum is 3 s).
 LEASE = 3.0
 STOP_WAIT = 20.0
@@ -52,6 +57,8 @@ class Box:
     sim: ModemSimulator
     dsn: str
     driver: V1Driver
+    # API v2 instead of v1: the URL of Onlinesim's stand-in (the fleet's list, in list mode).
+    upstream: str | None = None
     v1_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     proc: asyncio.subprocess.Process | None = None
@@ -75,6 +82,26 @@ class Box:
 
     def config(self) -> Path:
         path = self.tmp / f"{self.name}.toml"
+        upstream = (
+            f"""
+[upstream]
+api = "v1"
+api_key = "{KEY}"
+[v1]
+listen = "127.0.0.1:{self.v1_port}"
+push_sms_url = "{self.driver.push_url}"
+push_sms_rent_url = "{self.driver.rent_url}"
+services = {SERVICES!r}
+rent = true"""
+            if self.upstream is None
+            else f"""
+[upstream]
+api = "v2"
+url = "{self.upstream}"
+api_key = "{KEY}"
+numbers_mode = "list"
+"""
+        )
         path.write_text(
             f"""
 state_dir = "{self.tmp / self.name / "state"}"
@@ -82,17 +109,9 @@ state_dir = "{self.tmp / self.name / "state"}"
 ports = ["{self.tmp / self.name / "dev" / "port*"}"]
 [numbers]
 file = "{self.tmp / self.name / "numbers.csv"}"
-[upstream]
-api = "v1"
-api_key = "{KEY}"
 [http]
 listen = "127.0.0.1:{self.http_port}"
-[v1]
-listen = "127.0.0.1:{self.v1_port}"
-push_sms_url = "{self.driver.push_url}"
-push_sms_rent_url = "{self.driver.rent_url}"
-services = {SERVICES!r}
-rent = true
+{upstream}
 [cluster]
 database = "{self.dsn}"
 box = "{self.name}"
@@ -142,11 +161,25 @@ lease = {LEASE}
         ):
             return await resp.text()
 
+    async def totals(self) -> dict[str, Any]:
+        """The box's ``/api/totals`` (the v1 service's queues among them)."""
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{self.http_port}/api/totals") as resp,
+        ):
+            answer: dict[str, Any] = await resp.json()
+            return answer
+
 
 async def call(driver: V1Driver, box: Box, method: str, *args: Any, **kw: Any) -> Any:
     """One driver call against ``box`` (the driver talks to one URL at a time)."""
     driver.base_url = box.url
     return await getattr(driver, method)(*args, **kw)
+
+
+def tails(boxes: Sequence[Box]) -> str:
+    """The end of each box's log, for a failure's message."""
+    return "\n".join(f"--- {b.name}\n{b.log()[-3000:]}" for b in boxes)
 
 
 async def until(
@@ -156,8 +189,7 @@ async def until(
     start = time.monotonic()
     while not await check():
         if time.monotonic() - start > limit:
-            logs = "\n".join(f"--- {b.name}\n{b.log()[-3000:]}" for b in boxes)
-            raise AssertionError(f"{what}: not within {limit} s\n{logs}")
+            raise AssertionError(f"{what}: not within {limit} s\n{tails(boxes)}")
         await asyncio.sleep(POLL)
     return time.monotonic() - start
 
@@ -175,20 +207,27 @@ async def live_counts(observer: ClusterStore) -> dict[str, int]:
 
 @contextlib.asynccontextmanager
 async def cluster(
-    tmp: Path, dsn: str, names: list[str], ports: int
+    tmp: Path,
+    dsn: str,
+    names: list[str],
+    ports: int,
+    *,
+    capacity: int = DEFAULT_CAPACITY,
+    upstream: str | None = None,
 ) -> AsyncIterator[tuple[list[Box], V1Driver, ClusterStore]]:
-    """Start a box per name (``ports`` simulated modems each) and wait until every box's
-    numbers count; yield the boxes, the driver and an observing store."""
+    """Start a box per name (``ports`` simulated modems each, ``capacity`` SMS per SIM; API v2
+    to ``upstream`` when given) and wait until every box's numbers count; yield the boxes, the
+    driver and an observing store."""
     async with contextlib.AsyncExitStack() as stack:
         driver = await stack.enter_async_context(V1Driver(api_key=KEY))
         boxes = []
         for i, name in enumerate(names):
             (tmp / name / "dev").mkdir(parents=True)
             sim = await stack.enter_async_context(
-                ModemSimulator(ports, tmp / name / "dev", seed=i + 1)
+                ModemSimulator(ports, tmp / name / "dev", seed=i + 1, capacity=capacity)
             )
             write_numbers_csv(sim, tmp / name / "numbers.csv", share=1.0)
-            boxes.append(Box(name, tmp, sim, dsn, driver))
+            boxes.append(Box(name, tmp, sim, dsn, driver, upstream))
         observer = await stack.enter_async_context(ClusterStore(dsn, "observer"))
         try:
             for box in boxes:
@@ -203,3 +242,46 @@ async def cluster(
         finally:
             for box in boxes:
                 await box.stop()
+
+
+class Load:
+    """SMS injected round-robin over the boxes' SIMs at :data:`RATE`, each with a text of its
+    own. One to a number in an operation (v1; in v2, a listed number) goes into the ledger (it
+    must be delivered once); the others are counted apart (they must not be)."""
+
+    def __init__(self, boxes: Sequence[Box], rate: float = RATE) -> None:
+        self.boxes = list(boxes)
+        self.rate = rate
+        self.ledger = Ledger()
+        self.in_operation: set[str] = set()
+        self.quiet: set[str] = set()  # numbers whose SIMs get nothing for now
+        self.stray = 0  # SMS to numbers in no operation
+
+    def opened(self, number: str) -> None:
+        self.quiet.discard(number)
+        self.in_operation.add(number)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        task = asyncio.create_task(self._inject())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _inject(self) -> None:
+        ports = [(box, port) for box in self.boxes for port in box.sim.ports]
+        started, k = time.monotonic(), 0
+        while True:
+            reached = [(box, port) for box, port in ports if port.number not in self.quiet]
+            box, port = reached[k % len(reached)]
+            k += 1
+            text = f"VK: {k:06d} is your code"
+            box.sim.inject(port.index, SENDER, text)
+            if port.number in self.in_operation:
+                self.ledger.add(port.number, SENDER, text, t=time.time())
+            else:
+                self.stray += 1
+            await asyncio.sleep(max(0.0, started + k / self.rate - time.monotonic()))

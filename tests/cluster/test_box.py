@@ -1,32 +1,40 @@
 """A box's cluster side in-process, on a real journal and a throwaway PostgreSQL: a GET_NUMBER
-whose answer cannot reach Onlinesim (late, or the request cancelled) does not hold its number."""
+whose answer cannot reach Onlinesim (late, or the request cancelled) does not hold its number;
+a FINISH answered by another box is credited here, on the box holding the SIM, once; an
+operation announced again while it is being read is read again."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from muxd.cluster.box import ClusterBox
+from muxd.cluster.records import Operation as ClusterOperation
 from muxd.cluster.store import ClusterStore
 from muxd.config import ClusterConfig, V1Config
 from muxd.store import Journal
 from muxd.upstream.v1.backend import NumberRequest
 from muxd.upstream.v1.names import Names
+from muxd.upstream.v1.operations import Operation
 
 from ..v1.conftest import ports_for
 from .helpers import wait_until
 
 NUMBERS = ["+79001110001", "+79001110002"]
+# Well inside the reconcile's period (RECONCILE_INTERVAL): what a notification brings.
+NOTIFIED_WITHIN = 5.0
 REQUEST = NumberRequest("russia", "any", "vk", 10.0, (), False)
 
 
 @contextlib.asynccontextmanager
 async def running_box(
-    tmp_path: Path, dsn: str
+    tmp_path: Path,
+    dsn: str,
+    on_finished: Callable[[Operation, int, float | None], None] = lambda _o, _s, _f: None,
 ) -> AsyncIterator[tuple[ClusterBox, CollectorRegistry, ClusterStore]]:
     journal = await Journal.open(tmp_path)
     registry = CollectorRegistry()
@@ -38,6 +46,7 @@ async def running_box(
         asyncio.Event(),
         Names(),
         registry,
+        on_finished=on_finished,
     )
     task = asyncio.create_task(box.run())
     try:
@@ -102,3 +111,82 @@ async def test_a_request_with_no_time_left_reserves_nothing(tmp_path: Path, dsn:
         assert await observer.open_operations(None) == []
         counts = await observer.service_counts(["vk"])
         assert counts["russia"]["mts"]["vk"] == len(NUMBERS)
+
+
+async def test_a_finish_answered_elsewhere_is_credited_by_the_holder_once(
+    tmp_path: Path, dsn: str
+) -> None:
+    credits: list[tuple[int, int, float | None]] = []
+
+    def credit(op: Operation, status: int, finish_sum: float | None) -> None:
+        credits.append((op.activation_id, status, finish_sum))
+
+    async with running_box(tmp_path, dsn, credit) as (box, _registry, observer):
+        op = await box.backend.reserve(REQUEST)
+        assert op is not None
+        aid = op.activation_id
+        # Another box answers the FINISH: this one hears of it and credits it.
+        assert (await observer.finish(aid, 3, 20.0, sells=True))[0] == "finished"
+
+        async def credited() -> bool:
+            return credits != []
+
+        await wait_until(credited)
+        assert credits == [(aid, 3, 20.0)]
+        # A repeated FINISH and the reconcile credit nothing more.
+        assert (await observer.finish(aid, 3, 20.0, sells=True))[0] == "repeat"
+        await box.reconcile()
+        assert credits == [(aid, 3, 20.0)]
+        # Its own FINISH too: credited as the box learns of it, not as it answers.
+        second = await box.backend.reserve(REQUEST)
+        assert second is not None
+        outcome, _op = await box.backend.finish(second.activation_id, 3, None, sells=True)
+        assert outcome == "finished"
+
+        async def both() -> bool:
+            return len(credits) == 2
+
+        await wait_until(both)
+        assert credits[1] == (second.activation_id, 3, None)
+        await box.reconcile()
+        assert len(credits) == 2
+
+
+async def test_an_operation_announced_again_while_it_is_read_is_read_again(
+    tmp_path: Path, dsn: str
+) -> None:
+    credits: list[int] = []
+    async with running_box(tmp_path, dsn, lambda op, _s, _f: credits.append(op.activation_id)) as (
+        box,
+        _registry,
+        observer,
+    ):
+        read = box.store.operations
+        finished: list[int] = []
+
+        async def read_then_finish(ids: Sequence[int]) -> list[ClusterOperation]:
+            """Read the operations; meanwhile another box finishes the first, and its
+            notification arrives before this read's result is taken in."""
+            ops = await read(ids)
+            if not finished:
+                finished.append(ids[0])
+                await observer.finish(ids[0], 3, None, sells=True)
+                await wait_until(_is_set(box))
+            return ops
+
+        box.store.operations = read_then_finish  # type: ignore[method-assign]
+        op = await box.backend.reserve(REQUEST)
+        assert op is not None
+
+        async def credited() -> bool:
+            return credits == [op.activation_id]
+
+        await wait_until(credited, NOTIFIED_WITHIN)
+        assert finished == [op.activation_id]
+
+
+def _is_set(box: ClusterBox) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return box._notify_wake.is_set()
+
+    return check

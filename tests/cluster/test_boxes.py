@@ -1,13 +1,18 @@
 """Several ``muxd run`` boxes on simulated modems sharing one PostgreSQL, driven by the
 Onlinesim stand-in: v1 from any box (GET_NUMBER on one box, the SMS pushed by the box holding
-the SIM, FINISH on a third), a box killed with -9, PostgreSQL stopped."""
+the SIM, FINISH on a third, the sale credited to the holder's port), a box killed with -9,
+PostgreSQL stopped."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
 from muxd.cluster.throwaway import ThrowawayPostgres
+from muxd.upstream.v1.sales import SaleRow, sales
 
 from .boxes import LEASE, WAIT, Box, call, cluster, live_counts, until
 from .conftest import fresh_database
@@ -18,6 +23,26 @@ PORTS = 2
 async def learned(box: Box) -> bool:
     """Whether ``box`` took in an operation opened elsewhere for one of its SIMs."""
     return 'muxd_cluster_operations_learned_total{via="notify"} 1.0' in await box.metrics()
+
+
+def earned(text: str) -> dict[tuple[str, str], float]:
+    """``muxd_v1_earned`` by (service, port): the series above 0."""
+    out: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "muxd_v1_earned_total" and sample.value:
+                out[(sample.labels["service"], sample.labels["port"])] = sample.value
+    return out
+
+
+async def port_of(box: Box, number: str) -> str:
+    """The name of ``box``'s port whose SIM has ``number`` (its ``/api/ports``)."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{box.http_port}/api/ports") as resp,
+    ):
+        ports = (await resp.json())["ports"]
+    return str(next(p["port"] for p in ports if p["number"] == number))
 
 
 def _vk(services: dict[str, object]) -> int:
@@ -73,6 +98,39 @@ async def test_number_from_one_box_sms_pushed_by_its_holder_finished_on_a_third(
         text = await a.metrics()
         assert 'muxd_cluster_reservations_total{result="reserved"} 1.0' in text
         assert "muxd_cluster_postgresql_up 1.0" in text
+
+
+async def test_a_sale_answered_by_one_box_is_credited_to_the_port_holding_the_sim(
+    tmp_path: Path, dsn: str
+) -> None:
+    async with cluster(tmp_path, dsn, ["a", "b"], PORTS) as (boxes, driver, _observer):
+        a, b = boxes
+        credits: dict[tuple[str, str], float] = {}
+        for amount in (15.0, 7.0):  # both of b's numbers, each sold through a
+            answer = await call(driver, a, "get_number", "russia", "any", "vk", 10, [int(a.prefix)])
+            assert answer["status"] == "SUCCESS", answer
+            number = "+" + str(answer["number"])
+            assert number in b.numbers
+            aid = answer["activationId"]
+            assert (await call(driver, a, "finish", aid, 3, amount))["status"] == "SUCCESS"
+            credits[("vk", await port_of(b, number))] = amount
+
+            async def credited() -> bool:
+                return earned(await b.metrics()) == credits
+
+            await until(credited, "b credits the sale to its port", WAIT, boxes)
+            # Once in the fleet: a, which answered, credits nothing.
+            assert earned(await a.metrics()) == {}
+            # The same FINISH again, on a and on b: nothing more (the next sale, learned
+            # after these, finds the first one credited once).
+            assert (await call(driver, a, "finish", aid, 3, amount))["status"] == "SUCCESS"
+            assert (await call(driver, b, "finish", aid, 3, amount))["status"] == "SUCCESS"
+        assert earned(await b.metrics()) == credits
+        assert 'muxd_v1_sales_total{service="vk"} 2.0' in await b.metrics()
+        assert 'muxd_v1_sales_total{service="vk"} 0.0' in await a.metrics()
+        # b's journal has the FINISH sums too (``muxd v1 sales`` on b).
+        assert sales(tmp_path / "b" / "state", None, "service") == [SaleRow("vk", 2, 22.0)]
+        assert driver.failed() == [], driver.report()
 
 
 async def test_a_killed_box_leaves_the_counts_and_pushes_after_it_returns(

@@ -126,6 +126,19 @@ async def test_publisher_lock_is_taken_over_when_its_connection_dies(
         await mine.release()
 
 
+async def test_publisher_lock_checked_twice_at_once_stays_held(
+    dsn: str, store: ClusterStore
+) -> None:
+    # The holder's fleet loop and its publisher both ask, on the one connection holding it.
+    async with ClusterStore(dsn, "b") as b:
+        mine, theirs = store.publisher_lock(), b.publisher_lock()
+        assert await mine.try_acquire()
+        assert await asyncio.gather(mine.held(), mine.held(), mine.try_acquire()) == [True] * 3
+        assert mine.holding
+        assert not await theirs.try_acquire()
+        await mine.release()
+
+
 async def test_publisher_lock_is_taken_over_when_its_holder_is_killed(
     dsn: str, store: ClusterStore
 ) -> None:

@@ -3,6 +3,7 @@ to the operation opened on another box, and pushed with an smsId no other box us
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from muxd.cluster.mirror import mirror, open_here, sms_id_start, spread_sms_ids
 from muxd.cluster.records import Operation
 from muxd.store import Journal
+from muxd.store.journal import JOURNAL_FILE
 from muxd.upstream.v1.operations import assign_pending
 
 from ..v1.conftest import receive
@@ -18,7 +20,13 @@ NUMBER = "+79001234567"
 
 
 def shared(
-    aid: int, created: float, *, state: str = "open", finished: float | None = None
+    aid: int,
+    created: float,
+    *,
+    state: str = "open",
+    finished: float | None = None,
+    status: int | None = 3,
+    finish_sum: float | None = None,
 ) -> Operation:
     def at(t: float | None) -> datetime | None:
         return None if t is None else datetime.fromtimestamp(t, UTC)
@@ -33,10 +41,11 @@ def shared(
         sum=10.0,
         rent=False,
         state=state,
-        status=None if state == "open" else 3,
+        status=None if state == "open" else status,
         created=datetime.fromtimestamp(created, UTC),
         expires=None,
         finished=at(finished),
+        finish_sum=finish_sum,
     )
 
 
@@ -45,9 +54,9 @@ async def test_an_sms_is_matched_to_an_operation_opened_on_another_box(tmp_path:
     try:
         start = await spread_sms_ids(journal, "b")
         now = time.time()
-        assert await mirror(journal, [shared(7, now - 300)]) == [NUMBER]
+        assert (await mirror(journal, [shared(7, now - 300)])).numbers == [NUMBER]
         assert await open_here(journal) == [7]
-        assert await mirror(journal, [shared(7, now - 300)]) == []  # nothing new: no change
+        assert (await mirror(journal, [shared(7, now - 300)])).numbers == []  # no change
         await receive(journal, NUMBER, "VK", "VK: 123456", now - 250)
         done = await assign_pending(journal, 100, lambda *_: True, now)
         (push,) = done.pushes
@@ -56,7 +65,8 @@ async def test_an_sms_is_matched_to_an_operation_opened_on_another_box(tmp_path:
 
         # Finished on another box: the window closes; an SMS well after it (beyond the SMSC's
         # clock tolerance) is not this operation's.
-        assert await mirror(journal, [shared(7, now - 300, state="finished", finished=now - 200)])
+        closed = shared(7, now - 300, state="finished", finished=now - 200)
+        assert (await mirror(journal, [closed])).numbers == [NUMBER]
         assert await open_here(journal) == []
         await receive(journal, NUMBER, "VK", "VK: 654321", now)
         later = await assign_pending(journal, 100, lambda *_: True, now)
@@ -76,6 +86,36 @@ async def test_a_missed_close_is_repaired_by_the_next_operation(tmp_path: Path) 
         # An operation opened and finished while this box was away is copied closed.
         await mirror(journal, [shared(3, now - 40, state="finished", finished=now - 45)])
         assert await open_here(journal) == [2]
+    finally:
+        await journal.close()
+
+
+async def test_a_finish_is_credited_once_when_its_status_arrives(tmp_path: Path) -> None:
+    journal = await Journal.open(tmp_path)
+    try:
+        now = time.time()
+        assert (await mirror(journal, [shared(1, now - 100)])).credited == []
+        done = shared(1, now - 100, state="finished", finished=now - 10, finish_sum=12.5)
+        (credit,) = (await mirror(journal, [done])).credited
+        assert (credit.op.activation_id, credit.status, credit.finish_sum) == (1, 3, 12.5)
+        # The same again (a repeated notification, the reconcile): nothing more.
+        assert (await mirror(journal, [done, done])).credited == []
+        # Expired without a FINISH: no status, nothing credited; its late FINISH is, once.
+        await mirror(journal, [shared(2, now - 50)])
+        expired = shared(2, now - 50, state="expired", finished=now - 5, status=None)
+        assert (await mirror(journal, [expired])).credited == []
+        late = shared(2, now - 50, state="expired", finished=now - 5, status=3)
+        assert [c.op.activation_id for c in (await mirror(journal, [late])).credited] == [2]
+        assert (await mirror(journal, [late])).credited == []
+        # Finished before this box heard of it: credited as it is copied, once.
+        gone = shared(3, now - 40, state="finished", finished=now - 30, status=4)
+        assert [c.status for c in (await mirror(journal, [gone, gone])).credited] == [4]
+        # The journal keeps the FINISH's sum (``muxd v1 sales`` reports it).
+        with sqlite3.connect(tmp_path / JOURNAL_FILE) as conn:
+            rows = conn.execute(
+                "SELECT activation_id, status, finish_sum FROM operations ORDER BY 1"
+            ).fetchall()
+        assert rows == [(1, 3, 12.5), (2, 3, None), (3, 4, None)]
     finally:
         await journal.close()
 

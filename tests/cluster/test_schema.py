@@ -8,8 +8,8 @@ import sys
 import asyncpg
 import pytest
 
-from muxd.cluster.records import ClusterError
-from muxd.cluster.schema import SCHEMA_VERSION, current_version
+from muxd.cluster.records import ClusterError, NumberEntry
+from muxd.cluster.schema import MIGRATIONS, SCHEMA_VERSION, current_version
 from muxd.cluster.store import ClusterStore
 
 # Each process migrates the database given as argv[1] and prints (before, after).
@@ -70,6 +70,47 @@ async def test_concurrent_migrations_end_at_one_version(dsn: str) -> None:
     finally:
         await conn.close()
     assert tables == {"schema_version", "boxes", "numbers", "operations", "sales", "pushes"}
+
+
+async def test_boxes_upgrading_at_once_migrate_once_and_keep_the_rows(dsn: str) -> None:
+    # The database as the muxd before the last migration left it, with a box's number.
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            await conn.execute("CREATE TABLE schema_version (version integer NOT NULL)")
+            for migration in MIGRATIONS[:-1]:
+                await conn.execute(migration)
+            await conn.execute("INSERT INTO schema_version VALUES ($1)", SCHEMA_VERSION - 1)
+            await conn.execute(
+                "INSERT INTO boxes (name, lease_until) VALUES ('a', now() + interval '1 hour')"
+            )
+            await conn.execute(
+                "INSERT INTO numbers (box, number, port, country, country_id, operator, sellable)"
+                " VALUES ('a', '+79001110001', 'port000', '7', 7, '25001', true)"
+            )
+    finally:
+        await conn.close()
+    stores = [ClusterStore(dsn, "a" if i == 0 else f"c{i}") for i in range(CONNECTIONS)]
+    for s in stores:
+        await s.open()
+    try:
+        results = await asyncio.gather(*(s.migrate() for s in stores))
+        assert sorted(results) == [(SCHEMA_VERSION - 1, SCHEMA_VERSION)] + [
+            (SCHEMA_VERSION, SCHEMA_VERSION)
+        ] * (CONNECTIONS - 1)
+        (number,) = await stores[0].live_numbers()
+        assert (number.number, number.port) == ("+79001110001", "port000")
+        # The box's next store fills what the new columns hold.
+        entry = NumberEntry(
+            "+79001110001", "port000", None, "7", 7, "25001", operator_code=25001, date_start=17
+        )
+        await stores[0].publish_numbers([entry])
+        async with stores[0]._conn("test") as c:
+            row = await c.fetchrow("SELECT operator_code, date_start FROM numbers")
+        assert tuple(row) == (25001, 17)
+    finally:
+        for s in stores:
+            await s.close()
 
 
 async def test_a_newer_schema_is_refused_with_a_clear_error(dsn: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import msgspec
 import pytest
 
 from muxd.cluster.notify import PUBLISHER_LOCK
@@ -33,7 +35,7 @@ from muxd.cluster.v2list import (
 )
 from muxd.ports import PortInfo, PortStatus
 from muxd.store import Journal
-from muxd.upstream.publisher import NumbersPublisher
+from muxd.upstream.publisher import NumbersPublisher, sellable_entries
 from muxd.upstream.v2 import V2Client
 from muxd_sim.onlinesim import Onlinesim, serve
 from tests.cluster.conftest import fresh_database
@@ -45,6 +47,8 @@ DEBOUNCE = 0.05
 # ACQUIRE_INTERVAL), then its first publication (debounce) and the request itself.
 TAKEOVER_BOUND = ACQUIRE_INTERVAL + FLEET_POLL + 2.0
 HOUR = 3600.0
+# When the test SIMs came up in their ports (wall time, UNIX seconds).
+SINCE = 1_750_000_000.0
 
 
 def port(box: int, i: int) -> PortInfo:
@@ -57,6 +61,7 @@ def port(box: int, i: int) -> PortInfo:
         operator=25001,
         country_id=7,
         registered=True,
+        since=SINCE + 100 * box + i,
     )
 
 
@@ -196,6 +201,37 @@ async def test_only_the_holder_publishes_the_union_and_a_dead_holder_is_replaced
         assert took < TAKEOVER_BOUND
         # The lease of the stopped box ended with its stop: the list is the other box's now.
         await stub.wait_until(lambda: set(stub.numbers) == numbers(other), timeout=10.0)
+
+
+async def test_a_fleet_list_entry_is_what_its_box_lists_alone(dsn: str, tmp_path: Path) -> None:
+    async with (
+        stand_in() as (stub, url),
+        box("a", 1, 2, dsn, url, tmp_path) as a,
+        box("b", 2, 3, dsn, url, tmp_path) as b,
+    ):
+        await stub.wait_until(lambda: set(stub.numbers) == numbers(a, b), timeout=10.0)
+        holder = a if a.fleet.holding else b
+        fleet = {e.number: e for e in await holder.fleet.entries() or []}
+        assert set(fleet) == numbers(a, b)
+        for x in (a, b):
+            for alone in sellable_entries(x.ports.values(), rent=False):
+                assert alone.operator is not None
+                assert alone.date_start is not None
+                # The same entry, but for the port label, which names the box.
+                labelled = msgspec.structs.replace(alone, port_id=f"{x.name}/{alone.port_id}")
+                assert fleet[alone.number] == labelled
+                got = stub.numbers[alone.number]
+                assert (got.operator, got.date_start) == (alone.operator, alone.date_start)
+
+        # The SIM in one of b's ports came up again: nothing else changed, and the list says
+        # since when (b stores it, the holder sees the change and publishes).
+        number = b.ports["1"].number or ""
+        b.ports["1"] = dataclasses.replace(b.ports["1"], since=SINCE + 7)
+
+        async def listed_since() -> bool:
+            return stub.numbers[number].date_start == int(SINCE + 7)
+
+        await wait_until(listed_since)
 
 
 async def _published(b: Box) -> bool:

@@ -44,5 +44,7 @@ class V1Backend(Protocol):
     async def finish(
         self, activation_id: int, status: int, amount: float | None, *, sells: bool
     ) -> tuple[FinishOutcome, Operation | None]:
-        """FINISH_ACTIVATION, idempotent (see :func:`muxd.upstream.v1.operations.finish`)."""
+        """FINISH_ACTIVATION, idempotent (see :func:`muxd.upstream.v1.operations.finish`).
+        The first FINISH of an operation is credited to the earnings by the box holding its
+        SIM: here for one box alone, in a cluster when the holder learns of it."""
         ...

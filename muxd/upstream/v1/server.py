@@ -458,7 +458,6 @@ class V1Handlers:
             return {"status": "ERROR", "error": "NO_OPERATION"}, "unknown_operation"
         if outcome != "repeat":
             LOGGER.info("operation %d finished: status %d (%s)", activation_id, status, outcome)
-            self._observer.finished(op, status, amount)
         return {"status": "SUCCESS"}, "success"
 
     async def _finish_local(
@@ -474,6 +473,7 @@ class V1Handlers:
             self._observer.operations_open(len(self.book.open_by_id))
         if outcome in ("finished", "late"):
             self._on_change(op.number)
+            self._observer.finished(op, status, amount)
         if outcome != "repeat" and sells and not op.rent:
             self.book.mark_sold(op.number, op.service)
         return outcome, op
