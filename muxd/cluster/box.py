@@ -151,6 +151,7 @@ class ClusterBox:
                         tg.create_task(self._expiry_loop(), name="cluster-expiry")
             finally:
                 self.backend.enabled = False
+                await self.backend.close()
                 if self.migrated.is_set():
                     await self._leave()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal
@@ -55,6 +56,30 @@ class NumberEntry:
     country_id: int | None  # E.164 calling code
     operator: str  # the operator name GET_SERVICES and GET_NUMBER use
     sellable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Criteria:
+    """What a GET_NUMBER asks for, as its reservation statement takes it (see
+    :meth:`of`): requests with equal criteria are reserved together, one statement a group."""
+
+    country: str  # stripped, lower case
+    operator: str  # stripped, lower case; "any" for any operator
+    service: str  # "rent" for a rent request
+    masks: tuple[str, ...]  # exception prefixes (digits), sorted, each once
+    rent: bool
+
+    @classmethod
+    def of(
+        cls, country: str, operator: str, service: str, masks: Iterable[str], rent: bool
+    ) -> Criteria:
+        return cls(
+            country=country.strip().lower(),
+            operator=operator.strip().lower() or ANY,
+            service=RENT if rent else service,
+            masks=tuple(sorted(set(masks))),
+            rent=rent,
+        )
 
 
 @dataclass(frozen=True, slots=True)

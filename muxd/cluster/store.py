@@ -7,10 +7,11 @@ when PostgreSQL refuses, drops the connection or does not answer in time, the ca
 store decides it decides in one transaction, by the database's clock (``now()``): a box's
 wall clock never decides a lease or an expiry.
 
-GET_NUMBER's reservation is one statement: it picks the least recently used fitting number
-``FOR UPDATE SKIP LOCKED`` (concurrent reservations skip each other's candidates instead of
-waiting), marks it busy, inserts the operation, assigns its pushes to the box holding the SIM
-and notifies that box, all or nothing. FINISH_ACTIVATION is one statement too. The unique index
+GET_NUMBER's reservation is one statement, for one request or a group of requests with the
+same criteria: it picks the least recently used fitting numbers ``FOR UPDATE SKIP LOCKED``
+(concurrent reservations skip each other's candidates instead of waiting), marks them busy,
+inserts the operations, assigns their pushes to the boxes holding the SIMs and notifies those
+boxes, all or nothing. FINISH_ACTIVATION is one statement too. The unique index
 on open operations per number is the last word: a race it catches is retried with the next
 number.
 """
@@ -22,18 +23,18 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import asyncpg
 
 from muxd import __version__
 from muxd.cluster import queries
 from muxd.cluster.records import (
-    ANY,
     RENT,
     BoxState,
     ClusterError,
     ClusterUnavailable,
+    Criteria,
     FinishOutcome,
     LiveNumber,
     NumberEntry,
@@ -385,28 +386,51 @@ class ClusterStore:
         matching an exception mask, never one sold for ``service`` (unless rent). ``request``
         identifies this GET_NUMBER for :meth:`abandon` when its answer never left the box.
         """
-        patterns = mask_patterns(masks)
-        params: tuple[Any, ...] = (
-            country.strip().lower(),
-            operator.strip().lower() or ANY,
-            patterns,
-            rent,
-            RENT if rent else service,
-            sum,
-            hold,
-            self.box,
-            request,
-        )
+        criteria = Criteria.of(country, operator, service, masks, rent)
+        token = uuid.uuid4() if request is None else request
+        (found,) = await self.reserve_group(criteria, [(token, sum)], hold=hold)
+        return found
+
+    async def reserve_group(
+        self,
+        criteria: Criteria,
+        requests: Sequence[tuple[uuid.UUID, float | None]],
+        *,
+        hold: float = RESERVATION,
+    ) -> list[Operation | None]:
+        """:meth:`reserve` for several GET_NUMBERs of the same ``criteria`` at once, in one
+        statement (all or nothing): ``requests`` are (request token, sum) pairs; the answer
+        holds each one's operation, or None, in their order. When fewer numbers fit than there
+        are requests, the first requests get them."""
+        patterns = mask_patterns(criteria.masks)
+        found: dict[uuid.UUID, Operation] = {}
+        left = list(requests)
         async with self._conn("reserve") as conn:
             for _ in range(RESERVE_ATTEMPTS):
                 try:
-                    row = await conn.fetchrow(queries.RESERVE, *params)
+                    rows = await conn.fetch(
+                        queries.RESERVE,
+                        criteria.country,
+                        criteria.operator,
+                        patterns,
+                        criteria.rent,
+                        criteria.service,
+                        [amount for _, amount in left],
+                        hold,
+                        self.box,
+                        [token for token, _ in left],
+                    )
                 except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError) as exc:
                     if getattr(exc, "constraint_name", None) == "operations_request_key":
-                        raise ValueError(f"request {request} was used before") from exc
-                    continue  # another box took that number a moment before us: next one
-                return None if row is None else _operation(row)
-        return None
+                        raise ValueError("a request token was used before") from exc
+                    continue  # another box took one of those numbers a moment before us
+                for row in rows:
+                    found[row["request"]] = _operation(row)
+                if not rows or len(rows) == len(left) or rows[0]["candidates"] == len(rows):
+                    break  # all served, or no more numbers fit (or all others are held)
+                # A number listed by two boxes took two of the rows: the rest try again.
+                left = [(token, amount) for token, amount in left if token not in found]
+        return [found.get(token) for token, _ in requests]
 
     async def abandon(self, request: uuid.UUID) -> int | None:
         """Release the operation a GET_NUMBER opened when its answer never reached Onlinesim
