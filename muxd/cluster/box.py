@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry
 from muxd.cluster.gate import Gate
 from muxd.cluster.lease import LeaseKeeper
 from muxd.cluster.metrics import ClusterMetrics
-from muxd.cluster.mirror import mirror, open_here, spread_sms_ids
+from muxd.cluster.mirror import open_here, spread_sms_ids, take_in
 from muxd.cluster.records import ClusterError, ClusterUnavailable, NumberEntry
 from muxd.cluster.records import Operation as ClusterOperation
 from muxd.cluster.store import ClusterStore
@@ -257,11 +257,9 @@ class ClusterBox:
             self._notified.difference_update(ids)
 
     async def _take(self, ops: list[ClusterOperation], via: str) -> None:
-        known = set(await open_here(self._journal))
-        numbers = await mirror(self._journal, ops)
-        new = [op for op in ops if op.activation_id not in known and op.state == "open"]
-        if new:
-            self.metrics.learned.labels(via).inc(len(new))
+        numbers, opened = await take_in(self._journal, ops)  # one journal transaction
+        if opened:
+            self.metrics.learned.labels(via).inc(len(opened))
         for number in dict.fromkeys(numbers):
             self._on_operations(number)
 

@@ -49,10 +49,18 @@ def local_operation(op: SharedOperation) -> Operation:
 
 async def mirror(journal: Journal, ops: Sequence[SharedOperation]) -> list[str]:
     """Copy ``ops`` into the journal; return the numbers whose operations changed there."""
+    changed, _opened = await take_in(journal, ops)
+    return changed
+
+
+async def take_in(journal: Journal, ops: Sequence[SharedOperation]) -> tuple[list[str], list[int]]:
+    """:func:`mirror`, in one journal transaction; also returns the ids of the operations
+    copied open (new to this box)."""
     rows = [local_operation(op) for op in ops]
 
-    def write(conn: sqlite3.Connection) -> list[str]:
+    def write(conn: sqlite3.Connection) -> tuple[list[str], list[int]]:
         changed: list[str] = []
+        opened: list[int] = []
         for op in rows:
             found = conn.execute(
                 "SELECT state, finished_at FROM operations WHERE activation_id = ?",
@@ -89,6 +97,8 @@ async def mirror(journal: Journal, ops: Sequence[SharedOperation]) -> list[str]:
                     ),
                 )
                 changed.append(op.number)
+                if op.state == "open":
+                    opened.append(op.activation_id)
             elif (str(found[0]), found[1]) != (op.state, op.finished_at) and op.state != "open":
                 conn.execute(
                     "UPDATE operations SET state = ?, status = ?, finished_at = ?,"
@@ -96,9 +106,9 @@ async def mirror(journal: Journal, ops: Sequence[SharedOperation]) -> list[str]:
                     (op.state, op.status, op.finished_at, op.expired_at, op.activation_id),
                 )
                 changed.append(op.number)
-        return changed
+        return changed, opened
 
-    result: list[str] = await journal.execute(write)
+    result: tuple[list[str], list[int]] = await journal.execute(write)
     return result
 
 
