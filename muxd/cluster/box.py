@@ -1,7 +1,8 @@
 """What a box in a cluster runs beside its own receive path (``[cluster]`` with API v1).
 
 - At start: the schema is migrated (several boxes starting at once is safe), retried with a
-  floor while PostgreSQL is not there.
+  floor while PostgreSQL is not there; then a few pooled connections are opened ahead, so the
+  first GET_NUMBER burst does not wait for them.
 - The lease (:class:`LeaseKeeper`): renewed three times per lease; a box that stops renewing
   leaves the fleet's counts within the lease.
 - Its sellable numbers (the ports' state, named as GET_SERVICES names them) are published on
@@ -141,6 +142,7 @@ class ClusterBox:
                 await self._migrate()
                 self.backend.enabled = True
                 async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._warm(), name="cluster-warm")
                     tg.create_task(self._lease_loop(), name="cluster-lease")
                     tg.create_task(self._publish_loop(), name="cluster-publish")
                     tg.create_task(self._listen_loop(), name="cluster-listen")
@@ -177,6 +179,12 @@ class ClusterBox:
             LOGGER.info("cluster: box %s left (its numbers no longer count)", self.name)
         except (ClusterUnavailable, TimeoutError):
             LOGGER.warning("cluster: box %s could not leave; its lease runs out", self.name)
+
+    async def _warm(self) -> None:
+        """Open pooled connections ahead, now that PostgreSQL answered (once: when it fails,
+        connections open on demand, as they would anyway)."""
+        with contextlib.suppress(ClusterUnavailable):
+            await self.gate.run("warm", self.store.warm)
 
     # -- loops ------------------------------------------------------------------------------
 

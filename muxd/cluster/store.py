@@ -59,6 +59,13 @@ RELEASE_TIMEOUT: Final = 1.0
 CLOSE_TIMEOUT: Final = 2.0
 # Connections per box: GET_NUMBER bursts share them (each call holds one for about a ms).
 POOL_MAX: Final = 10
+# Connections opened ahead once PostgreSQL answers (:meth:`ClusterStore.warm`), so the first
+# burst after a start finds them open, their hot statements' types known. Idle connections
+# still close after asyncpg's inactivity limit (5 minutes); those in use stay warm.
+POOL_WARM: Final = 3
+# What the connections opened ahead prepare (asyncpg learns a statement's parameter and result
+# types once per connection: a round trip, or an introspection query, on first use otherwise).
+HOT_STATEMENTS: Final = (queries.RESERVE, queries.FINISH)
 # GET_NUMBER: how many times a reservation that lost a race is retried with the next number.
 RESERVE_ATTEMPTS: Final = 5
 # A single-service reservation lasts 15 minutes; rent operations have no expiry of their own.
@@ -174,6 +181,30 @@ class ClusterStore:
                 server_settings=dict(SERVER_SETTINGS),
                 reset=_no_reset,
             )
+
+    async def warm(self, connections: int = POOL_WARM) -> None:
+        """Open ``connections`` pooled connections now (at once), each having learned the hot
+        statements' types, instead of on the first burst's demand (call it once the schema is
+        migrated). Raises ClusterUnavailable."""
+        all_open = asyncio.Event()
+        opened = 0
+
+        async def hold() -> None:
+            nonlocal opened
+            async with self._conn("warm") as conn:
+                for statement in HOT_STATEMENTS:
+                    await conn.prepare(statement)
+                opened += 1
+                if opened == connections:
+                    all_open.set()
+                await all_open.wait()  # each stays in use until all are open: none is reused
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(connections):
+                    tg.create_task(hold())
+        except* ClusterUnavailable as group:
+            raise group.exceptions[0] from None
 
     async def close(self) -> None:
         """Close the pool: calls in flight get :data:`CLOSE_TIMEOUT` to finish, then their

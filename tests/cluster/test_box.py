@@ -102,3 +102,15 @@ async def test_a_request_with_no_time_left_reserves_nothing(tmp_path: Path, dsn:
         assert await observer.open_operations(None) == []
         counts = await observer.service_counts(["vk"])
         assert counts["russia"]["mts"]["vk"] == len(NUMBERS)
+
+
+async def test_a_box_opens_connections_ahead_once_in_the_cluster(tmp_path: Path, dsn: str) -> None:
+    async with running_box(tmp_path, dsn) as (_box, registry, _observer):
+
+        async def warmed() -> bool:
+            ok = registry.get_sample_value(
+                "muxd_cluster_calls_total", {"call": "warm", "result": "ok"}
+            )
+            return ok == 1
+
+        await wait_until(warmed)
