@@ -47,7 +47,7 @@ SMALL_GZIP: Final = 1000
 # Answers are small: the fastest level compresses them almost as well as the best.
 GZIP_LEVEL: Final = 1
 # An answer up to this size (GET_NUMBER's, FINISH_ACTIVATION's, every error) is compressed with
-# a window as large as itself and zlib's smallest hash table: the same few bytes out, without
+# a window as large as itself and zlib's smallest hash table: as few bytes out, without
 # setting up (and clearing) the default window and tables, which costs ten times as much as
 # compressing them.
 SMALL_ANSWER: Final = 512
