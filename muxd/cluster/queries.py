@@ -1,5 +1,6 @@
-"""The cluster's hot statements, each one round trip (see :class:`muxd.cluster.store.ClusterStore`
-for what they are for). Every statement runs in READ COMMITTED, PostgreSQL's default."""
+"""The cluster's hot statements and the publication's, each one round trip (see
+:class:`muxd.cluster.store.ClusterStore` for what they are for). Every statement runs in READ
+COMMITTED, PostgreSQL's default."""
 
 from __future__ import annotations
 
@@ -17,6 +18,36 @@ LIVE: Final = (
     "SELECT DISTINCT ON (n.number) n.number, n.box, n.port, n.country, n.operator"
     " FROM numbers n JOIN boxes b ON b.name = n.box"
     " WHERE b.lease_until > now() AND n.sellable ORDER BY n.number, n.updated DESC"
+)
+
+# A box's numbers replaced in one transaction (ClusterStore.publish_numbers): the box row if
+# new ($1 box, $2 version); its numbers no longer listed dropped ($2 the numbers); the listed
+# ones upserted; each one's busy flag set from its open operations.
+PUBLISH_BOX: Final = (
+    "INSERT INTO boxes (name, lease_until, version) VALUES ($1, now(), $2)"
+    " ON CONFLICT (name) DO NOTHING"
+)
+PUBLISH_DROP: Final = "DELETE FROM numbers WHERE box = $1 AND NOT number = ANY($2::text[])"
+PUBLISH_UPSERT: Final = (
+    "INSERT INTO numbers (box, number, port, iccid, country, country_id, operator,"
+    " sellable) SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[],"
+    " $5::text[], $6::int[], $7::text[], $8::bool[])"
+    " ON CONFLICT (box, number) DO UPDATE SET port = excluded.port,"
+    " iccid = excluded.iccid, country = excluded.country,"
+    " country_id = excluded.country_id, operator = excluded.operator,"
+    " sellable = excluded.sellable, updated = now()"
+    # An unchanged row is neither written nor locked (a republication every few seconds must
+    # not hold up the reservations of those numbers).
+    " WHERE (numbers.port, numbers.iccid, numbers.country, numbers.country_id,"
+    " numbers.operator, numbers.sellable) IS DISTINCT FROM (excluded.port,"
+    " excluded.iccid, excluded.country, excluded.country_id, excluded.operator,"
+    " excluded.sellable)"
+)
+PUBLISH_BUSY: Final = (
+    "UPDATE numbers n SET busy = b.open FROM (SELECT m.number, EXISTS (SELECT 1"
+    " FROM operations o WHERE o.number = m.number AND o.state = 'open') AS open"
+    " FROM numbers m WHERE m.box = $1) b"
+    " WHERE n.box = $1 AND n.number = b.number AND n.busy <> b.open"
 )
 
 # GET_SERVICES: per live country, operator and service ($1: the services, "rent" among them),

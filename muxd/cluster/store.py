@@ -40,6 +40,8 @@ from muxd.cluster.records import (
     NumberEntry,
     Operation,
     check_box_name,
+    mask_patterns,
+    operation_from_row,
 )
 from muxd.cluster.schema import SchemaTooNew, current_version, migrate
 
@@ -104,35 +106,6 @@ if TYPE_CHECKING:
     from muxd.cluster.notify import Listener, PublisherLock
 
     Conn = PoolConnectionProxy[asyncpg.Record]
-
-
-def _operation(row: asyncpg.Record) -> Operation:
-    return Operation(
-        activation_id=int(row["activation_id"]),
-        number=str(row["number"]),
-        box=str(row["box"]),
-        service=str(row["service"]),
-        country=str(row["country"]),
-        operator=str(row["operator"]),
-        sum=None if row["sum"] is None else float(row["sum"]),
-        rent=bool(row["rent"]),
-        state=str(row["state"]),
-        status=None if row["status"] is None else int(row["status"]),
-        created=row["created"],
-        expires=row["expires"],
-        finished=row["finished"],
-    )
-
-
-def mask_patterns(masks: Iterable[str]) -> list[str]:
-    """``exceptionPhoneSet`` prefixes (digits) -> LIKE patterns; anything else is refused, a
-    mask that cannot be read must not be ignored (the number it excludes could go out)."""
-    out = []
-    for mask in masks:
-        if not mask.isascii() or not mask.isdigit():
-            raise ValueError(f"exception mask must be digits, got {mask!r}")
-        out.append(mask + "%")
-    return out
 
 
 async def _no_reset(conn: object) -> None:
@@ -329,31 +302,10 @@ class ClusterStore:
             rows.setdefault(e.number, e)
         values = list(rows.values())
         async with self._conn("publish numbers") as conn, conn.transaction():
+            await conn.execute(queries.PUBLISH_BOX, self.box, self.version)
+            await conn.execute(queries.PUBLISH_DROP, self.box, [e.number for e in values])
             await conn.execute(
-                "INSERT INTO boxes (name, lease_until, version) VALUES ($1, now(), $2)"
-                " ON CONFLICT (name) DO NOTHING",
-                self.box,
-                self.version,
-            )
-            await conn.execute(
-                "DELETE FROM numbers WHERE box = $1 AND NOT number = ANY($2::text[])",
-                self.box,
-                [e.number for e in values],
-            )
-            await conn.execute(
-                "INSERT INTO numbers (box, number, port, iccid, country, country_id, operator,"
-                " sellable) SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[],"
-                " $5::text[], $6::int[], $7::text[], $8::bool[])"
-                " ON CONFLICT (box, number) DO UPDATE SET port = excluded.port,"
-                " iccid = excluded.iccid, country = excluded.country,"
-                " country_id = excluded.country_id, operator = excluded.operator,"
-                " sellable = excluded.sellable, updated = now()"
-                # An unchanged row is neither written nor locked (a republication every few
-                # seconds must not hold up the reservations of those numbers).
-                " WHERE (numbers.port, numbers.iccid, numbers.country, numbers.country_id,"
-                " numbers.operator, numbers.sellable) IS DISTINCT FROM (excluded.port,"
-                " excluded.iccid, excluded.country, excluded.country_id, excluded.operator,"
-                " excluded.sellable)",
+                queries.PUBLISH_UPSERT,
                 self.box,
                 [e.number for e in values],
                 [e.port for e in values],
@@ -363,13 +315,7 @@ class ClusterStore:
                 [e.operator.strip().lower() for e in values],
                 [e.sellable for e in values],
             )
-            await conn.execute(
-                "UPDATE numbers n SET busy = b.open FROM (SELECT m.number, EXISTS (SELECT 1"
-                " FROM operations o WHERE o.number = m.number AND o.state = 'open') AS open"
-                " FROM numbers m WHERE m.box = $1) b"
-                " WHERE n.box = $1 AND n.number = b.number AND n.busy <> b.open",
-                self.box,
-            )
+            await conn.execute(queries.PUBLISH_BUSY, self.box)
         return len(values)
 
     async def live_numbers(self) -> list[LiveNumber]:
@@ -456,7 +402,7 @@ class ClusterStore:
                         raise ValueError("a request token was used before") from exc
                     continue  # another box took one of those numbers a moment before us
                 for row in rows:
-                    found[row["request"]] = _operation(row)
+                    found[row["request"]] = operation_from_row(row)
                 if not rows or len(rows) == len(left) or rows[0]["candidates"] == len(rows):
                     break  # all served, or no more numbers fit (or all others are held)
                 # A number listed by two boxes took two of the rows: the rest try again.
@@ -489,7 +435,7 @@ class ClusterStore:
             row = await conn.fetchrow(queries.FINISH, activation_id, status, amount, sells)
         if row is None:
             return "unknown", None
-        found = _operation(row)
+        found = operation_from_row(row)
         if not row["changed"]:
             return "repeat", found
         return ("finished" if found.state == "open" else "late"), found
@@ -516,7 +462,7 @@ class ClusterStore:
                 " ORDER BY o.activation_id",
                 box,
             )
-        return [_operation(r) for r in rows]
+        return [operation_from_row(r) for r in rows]
 
     async def operations(self, activation_ids: Sequence[int]) -> list[Operation]:
         """The operations with these ids, whatever their state (unknown ids are left out)."""
@@ -526,7 +472,7 @@ class ClusterStore:
                 " WHERE activation_id = ANY($1::bigint[]) ORDER BY activation_id",
                 list(activation_ids),
             )
-        return [_operation(r) for r in rows]
+        return [operation_from_row(r) for r in rows]
 
     async def boxes(self) -> list[BoxState]:
         """Every box known, with its lease (by the database's clock) and counts."""
