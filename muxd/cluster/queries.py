@@ -65,16 +65,10 @@ FROM state st CROSS JOIN unnest($1::text[]) AS k(service)
 GROUP BY st.country, st.operator, k.service
 """
 
-# GET_NUMBER for a group of requests with the same criteria, in one statement: k = the number
-# of requests; up to k fitting numbers are locked, least recently used first, skipping those a
-# concurrent reservation holds; a number listed by two boxes counts once; the i-th number goes
-# to the i-th request (the earliest requests are served first). Each returned row names its
-# request; ``candidates`` is how many rows were locked (more than rows returned: a number
-# listed twice took two, and the requests left over may be tried again).
-# $1 country, $2 operator, $3 mask patterns, $4 rent, $5 service, $6 the requests' sums,
-# $7 hold seconds, $8 answering box, $9 the requests' tokens.
-RESERVE: Final = f"""
-WITH cand AS (
+
+# GET_NUMBER's candidates: fitting numbers of live boxes in no open operation, least recently
+# used first. $1 country, $2 operator, $3 mask patterns, $4 rent, $5 service.
+_FITTING: Final = f"""
     SELECT n.box, n.number, n.country, n.operator, n.last_used
     FROM numbers n JOIN boxes b ON b.name = n.box
     WHERE n.country = $1 AND n.sellable AND NOT n.busy AND b.lease_until > now()
@@ -83,30 +77,62 @@ WITH cand AS (
       AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.number = n.number AND o.state = 'open')
       AND ($4 OR NOT EXISTS (
           SELECT 1 FROM sales s WHERE s.number = n.number AND s.service = $5))
-    ORDER BY n.last_used NULLS FIRST, n.number
+    ORDER BY n.last_used NULLS FIRST, n.number"""
+
+# The operations opened (``op``): their pushes go to the boxes holding the SIMs, their numbers
+# are marked used and busy, and each holding box is notified.
+_OPENED: Final = f"""
+, push AS (
+    INSERT INTO pushes (activation_id, box) SELECT activation_id, box FROM op
+), touch AS (
+    UPDATE numbers SET last_used = now(), busy = true
+    WHERE number = ANY (ARRAY(SELECT number FROM op))  -- the index on number, however many
+)
+SELECT op.*, pg_notify('{CHANNEL_PREFIX}' || op.box, op.activation_id::text) AS notified,
+       (SELECT count(*) FROM cand) AS candidates
+FROM op
+"""
+
+_INSERT: Final = """
+    INSERT INTO operations (number, box, service, country, operator, sum, rent, expires,
+                            answered_by, request)"""
+
+# GET_NUMBER for a group of requests with the same criteria, in one statement: k = the number
+# of requests; up to k fitting numbers are locked, skipping those a concurrent reservation
+# holds; a number listed by two boxes counts once; the i-th number goes to the i-th request
+# (the earliest requests are served first). Each returned row names its request;
+# ``candidates`` is how many rows were locked (more than rows returned: a number listed twice
+# took two, and the requests left over may be tried again). $6 the requests' sums, $7 hold
+# seconds, $8 answering box, $9 the requests' tokens.
+RESERVE: Final = f"""
+WITH cand AS ({_FITTING}
     LIMIT cardinality($9::uuid[])
     FOR UPDATE OF n SKIP LOCKED
 ), pick AS (
     SELECT d.*, row_number() OVER (ORDER BY d.last_used NULLS FIRST, d.number) AS i
     FROM (SELECT DISTINCT ON (c.number) c.* FROM cand c
           ORDER BY c.number, c.last_used NULLS FIRST) d
-), op AS (
-    INSERT INTO operations (number, box, service, country, operator, sum, rent, expires,
-                            answered_by, request)
+), op AS ({_INSERT}
     SELECT p.number, p.box, $5, p.country, p.operator, r.sum, $4,
            CASE WHEN $4 THEN NULL ELSE now() + make_interval(secs => $7) END, $8, r.request
     FROM pick p
     JOIN unnest($9::uuid[], $6::float8[]) WITH ORDINALITY AS r(request, sum, i) ON r.i = p.i
     RETURNING {OP_COLUMNS}, request
-), push AS (
-    INSERT INTO pushes (activation_id, box) SELECT activation_id, box FROM op
-), touch AS (
-    UPDATE numbers SET last_used = now(), busy = true WHERE number IN (SELECT number FROM op)
-)
-SELECT op.*, pg_notify('{CHANNEL_PREFIX}' || op.box, op.activation_id::text) AS notified,
-       (SELECT count(*) FROM cand) AS candidates
-FROM op
-"""
+){_OPENED}"""
+
+# The same for one request (the parameters as for a group of one), in the plainest form: a
+# constant limit lets the planner stop at the first fitting number of the index it walks.
+RESERVE_ONE: Final = f"""
+WITH cand AS ({_FITTING}
+    LIMIT 1
+    FOR UPDATE OF n SKIP LOCKED
+), op AS ({_INSERT}
+    SELECT number, box, $5, country, operator, ($6::float8[])[1], $4,
+           CASE WHEN $4 THEN NULL ELSE now() + make_interval(secs => $7) END, $8,
+           ($9::uuid[])[1]
+    FROM cand
+    RETURNING {OP_COLUMNS}, request
+){_OPENED}"""
 
 
 # After an operation closed: its number is free again (unless another operation is open on it).

@@ -67,7 +67,7 @@ POOL_MAX: Final = 10
 POOL_WARM: Final = 3
 # What the connections opened ahead prepare (asyncpg learns a statement's parameter and result
 # types once per connection: a round trip, or an introspection query, on first use otherwise).
-HOT_STATEMENTS: Final = (queries.RESERVE, queries.FINISH)
+HOT_STATEMENTS: Final = (queries.RESERVE_ONE, queries.RESERVE, queries.FINISH)
 # GET_NUMBER: how many times a reservation that lost a race is retried with the next number.
 RESERVE_ATTEMPTS: Final = 5
 # A single-service reservation lasts 15 minutes; rent operations have no expiry of their own.
@@ -386,7 +386,7 @@ class ClusterStore:
             for _ in range(RESERVE_ATTEMPTS):
                 try:
                     rows = await conn.fetch(
-                        queries.RESERVE,
+                        queries.RESERVE_ONE if len(left) == 1 else queries.RESERVE,
                         criteria.country,
                         criteria.operator,
                         patterns,
