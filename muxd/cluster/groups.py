@@ -77,14 +77,15 @@ class ReserveGroups:
         return ticket
 
     async def close(self) -> None:
-        """Wait for the flight in progress (each statement runs under the store's call
-        timeout) and withdraw whatever still waits."""
+        """Stop: what waits for a flight is answered "no number" (never sent), and the flight
+        in progress is waited for (each statement runs under the store's call timeout)."""
+        waiting, self._waiting = self._waiting, {}
+        for tickets in waiting.values():
+            for ticket in tickets:
+                if not ticket.future.done():
+                    ticket.future.set_result(None)
         while self._flight is not None:
             await asyncio.shield(self._flight)
-        for tickets in self._waiting.values():
-            for ticket in tickets:
-                ticket.withdraw()
-        self._waiting.clear()
 
     def _take(self) -> dict[Criteria, list[Ticket]]:
         groups, self._waiting = self._waiting, {}

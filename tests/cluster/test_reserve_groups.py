@@ -8,14 +8,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 from prometheus_client import CollectorRegistry
 
 from muxd.cluster.gate import Gate
+from muxd.cluster.groups import ReserveGroups
 from muxd.cluster.metrics import ClusterMetrics
 from muxd.cluster.records import Criteria
+from muxd.cluster.records import Operation as SharedOperation
 from muxd.cluster.store import ClusterStore
 from muxd.cluster.v1 import ClusterBackend
 from muxd.config import V1Config
@@ -197,3 +199,30 @@ async def test_a_number_listed_twice_counts_once(dsn: str, store: ClusterStore) 
             None,
             None,
         ]
+
+
+async def test_closing_answers_what_waits_and_lets_the_flight_land() -> None:
+    # No database: a stand-in statement that returns when told to.
+    sent: list[int] = []
+    release = asyncio.Event()
+
+    async def send(
+        criteria: Criteria, requests: Sequence[tuple[uuid.UUID, float | None]]
+    ) -> list[SharedOperation | None]:
+        sent.append(len(requests))
+        await release.wait()
+        return [None] * len(requests)
+
+    groups = ReserveGroups(send)
+    criteria = Criteria.of("germany", "any", "vk", (), False)
+    first = groups.submit(criteria, 1.0)
+    second = groups.submit(criteria, 2.0)
+    assert (first.sent, second.sent) == (True, False)
+    closing = asyncio.create_task(groups.close())
+    await asyncio.sleep(0)  # close() runs up to its wait for the flight
+    assert second.future.result() is None  # answered at once, never sent
+    assert not closing.done()  # the flight in progress is waited for
+    release.set()
+    await closing
+    assert await first.future is None
+    assert sent == [1]
