@@ -1,6 +1,8 @@
 """Benchmark (not collected by pytest): three ``muxd run`` boxes of N simulated modems on a
 throwaway PostgreSQL; box a's idle CPU with the cluster on, then GET_NUMBER through box a for
-numbers whose SIMs are on boxes b and c: one at a time, and rounds of 100 at once.
+numbers whose SIMs are on boxes b and c: one at a time, and rounds of 100 at once (from the
+benchmark's process, then from a client process of its own: the figure); then, as a variant,
+rounds of 100 spread over the three boxes, each request masking the SIMs of the box it reaches.
 
 ``python -m benchmarks.cluster_boxes [PORTS] [IDLE_SECONDS]`` (defaults 256 and 30). The
 Onlinesim stand-in and every simulated modem run in this process, beside the measurement.
@@ -89,6 +91,16 @@ async def main(ports: int, idle: float) -> None:
             burst = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "benchmarks.cluster_burst", a.url, bx.KEY,
                 str(mask[0]), str(CONCURRENT),
+            )  # fmt: skip
+            await burst.wait()
+            print(
+                "variant, not the figure: the same spread over the three boxes in turn, as a"
+                " load balancer would, each request masking the SIMs of the box it goes to:"
+            )
+            spread = [arg for box in boxes for arg in (box.url, box.prefix)]
+            burst = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "benchmarks.cluster_burst", a.url, bx.KEY,
+                str(mask[0]), str(CONCURRENT), *spread[2:],
             )  # fmt: skip
             await burst.wait()
 

@@ -1,7 +1,8 @@
 """What a box in a cluster runs beside its own receive path (``[cluster]`` with API v1).
 
 - At start: the schema is migrated (several boxes starting at once is safe), retried with a
-  floor while PostgreSQL is not there.
+  floor while PostgreSQL is not there; then a few pooled connections are opened ahead (their
+  hot statements prepared), so a burst soon after the start need not open them.
 - The lease (:class:`LeaseKeeper`): renewed three times per lease; a box that stops renewing
   leaves the fleet's counts within the lease.
 - Its sellable numbers (the ports' state, named as GET_SERVICES names them) are published on
@@ -147,6 +148,7 @@ class ClusterBox:
                 await self._migrate()
                 self.backend.enabled = True
                 async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._warm(), name="cluster-warm")
                     tg.create_task(self._lease_loop(), name="cluster-lease")
                     tg.create_task(self._publish_loop(), name="cluster-publish")
                     tg.create_task(self._listen_loop(), name="cluster-listen")
@@ -157,6 +159,7 @@ class ClusterBox:
                         tg.create_task(self._expiry_loop(), name="cluster-expiry")
             finally:
                 self.backend.enabled = False
+                await self.backend.close()
                 if self.migrated.is_set():
                     await self._leave()
 
@@ -183,6 +186,12 @@ class ClusterBox:
             LOGGER.info("cluster: box %s left (its numbers no longer count)", self.name)
         except (ClusterUnavailable, TimeoutError):
             LOGGER.warning("cluster: box %s could not leave; its lease runs out", self.name)
+
+    async def _warm(self) -> None:
+        """Open pooled connections ahead, now that PostgreSQL answered (once: when it fails,
+        connections open on demand, as they would anyway)."""
+        with contextlib.suppress(ClusterUnavailable):
+            await self.gate.run("warm", self.store.warm)
 
     # -- loops ------------------------------------------------------------------------------
 
@@ -267,11 +276,9 @@ class ClusterBox:
                 await self._sleep(LEARN_RETRY)
 
     async def _take(self, ops: list[ClusterOperation], via: str) -> None:
-        known = set(await open_here(self._journal))
-        copied = await mirror(self._journal, ops)
-        new = [op for op in ops if op.activation_id not in known and op.state == "open"]
-        if new:
-            self.metrics.learned.labels(via).inc(len(new))
+        copied = await mirror(self._journal, ops)  # one journal transaction
+        if copied.opened:
+            self.metrics.learned.labels(via).inc(len(copied.opened))
         for credit in copied.credited:
             self._on_finished(credit.op, credit.status, credit.finish_sum)
         for number in dict.fromkeys(copied.numbers):

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 # The calls a box makes to PostgreSQL, as counted.
 CALLS: Final = (
     "migrate",
+    "warm",
     "heartbeat",
     "publish",
     "services",

@@ -67,11 +67,12 @@ class Copied:
 
     numbers: list[str] = field(default_factory=list)  # whose operations changed
     credited: list[Credit] = field(default_factory=list)
+    opened: list[int] = field(default_factory=list)  # copied open: new to this box
 
 
 async def mirror(journal: Journal, ops: Sequence[SharedOperation]) -> Copied:
-    """Copy ``ops`` into the journal; return the numbers whose operations changed there and the
-    FINISHes taken in for the first time."""
+    """Copy ``ops`` into the journal, in one transaction; return the numbers whose operations
+    changed there, the FINISHes taken in for the first time and the operations copied open."""
     rows = [(local_operation(op), op.finish_sum) for op in ops]
 
     def write(conn: sqlite3.Connection) -> Copied:
@@ -113,6 +114,8 @@ async def mirror(journal: Journal, ops: Sequence[SharedOperation]) -> Copied:
                     ),
                 )
                 out.numbers.append(op.number)
+                if op.state == "open":
+                    out.opened.append(op.activation_id)
                 status_before = None
             elif op.state != "open" and (str(found[0]), found[1], found[2]) != (
                 op.state,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from muxd.errors import MuxdError
 
@@ -60,6 +61,30 @@ class NumberEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Criteria:
+    """What a GET_NUMBER asks for, as its reservation statement takes it (see
+    :meth:`of`): requests with equal criteria are reserved together, one statement a group."""
+
+    country: str  # stripped, lower case
+    operator: str  # stripped, lower case; "any" for any operator
+    service: str  # "rent" for a rent request
+    masks: tuple[str, ...]  # exception prefixes (digits), sorted, each once
+    rent: bool
+
+    @classmethod
+    def of(
+        cls, country: str, operator: str, service: str, masks: Iterable[str], rent: bool
+    ) -> Criteria:
+        return cls(
+            country=country.strip().lower(),
+            operator=operator.strip().lower() or ANY,
+            service=RENT if rent else service,
+            masks=tuple(sorted(set(masks))),
+            rent=rent,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class LiveNumber:
     """A sellable number on a box whose lease is valid."""
 
@@ -106,3 +131,40 @@ class BoxState:
     @property
     def live(self) -> bool:
         return self.lease_left > 0
+
+
+class Row(Protocol):
+    """A database row read by column name (an asyncpg record)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def operation_from_row(row: Row) -> Operation:
+    """An ``operations`` row (the columns of :data:`muxd.cluster.queries.OP_COLUMNS`)."""
+    return Operation(
+        activation_id=int(row["activation_id"]),
+        number=str(row["number"]),
+        box=str(row["box"]),
+        service=str(row["service"]),
+        country=str(row["country"]),
+        operator=str(row["operator"]),
+        sum=None if row["sum"] is None else float(row["sum"]),
+        rent=bool(row["rent"]),
+        state=str(row["state"]),
+        status=None if row["status"] is None else int(row["status"]),
+        created=row["created"],
+        expires=row["expires"],
+        finished=row["finished"],
+        finish_sum=None if row["finish_sum"] is None else float(row["finish_sum"]),
+    )
+
+
+def mask_patterns(masks: Iterable[str]) -> list[str]:
+    """``exceptionPhoneSet`` prefixes (digits) -> LIKE patterns; anything else is refused, a
+    mask that cannot be read must not be ignored (the number it excludes could go out)."""
+    out = []
+    for mask in masks:
+        if not mask.isascii() or not mask.isdigit():
+            raise ValueError(f"exception mask must be digits, got {mask!r}")
+        out.append(mask + "%")
+    return out

@@ -7,10 +7,11 @@ when PostgreSQL refuses, drops the connection or does not answer in time, the ca
 store decides it decides in one transaction, by the database's clock (``now()``): a box's
 wall clock never decides a lease or an expiry.
 
-GET_NUMBER's reservation is one statement: it picks the least recently used fitting number
-``FOR UPDATE SKIP LOCKED`` (concurrent reservations skip each other's candidates instead of
-waiting), marks it busy, inserts the operation, assigns its pushes to the box holding the SIM
-and notifies that box, all or nothing. FINISH_ACTIVATION is one statement too. The unique index
+GET_NUMBER's reservation is one statement, for one request or a group of requests with the
+same criteria: it picks the least recently used fitting numbers ``FOR UPDATE SKIP LOCKED``
+(concurrent reservations skip each other's candidates instead of waiting), marks them busy,
+inserts the operations, assigns their pushes to the boxes holding the SIMs and notifies those
+boxes, all or nothing. FINISH_ACTIVATION is one statement too. The unique index
 on open operations per number is the last word: a race it catches is retried with the next
 number.
 """
@@ -22,23 +23,25 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import asyncpg
 
 from muxd import __version__
 from muxd.cluster import queries
 from muxd.cluster.records import (
-    ANY,
     RENT,
     BoxState,
     ClusterError,
     ClusterUnavailable,
+    Criteria,
     FinishOutcome,
     LiveNumber,
     NumberEntry,
     Operation,
     check_box_name,
+    mask_patterns,
+    operation_from_row,
 )
 from muxd.cluster.schema import SchemaTooNew, current_version, migrate
 
@@ -58,6 +61,13 @@ RELEASE_TIMEOUT: Final = 1.0
 CLOSE_TIMEOUT: Final = 2.0
 # Connections per box: GET_NUMBER bursts share them (each call holds one for about a ms).
 POOL_MAX: Final = 10
+# Connections opened ahead once PostgreSQL answers (:meth:`ClusterStore.warm`), so the first
+# burst after a start finds them open, their hot statements' types known. Idle connections
+# still close after asyncpg's inactivity limit (5 minutes); those in use stay warm.
+POOL_WARM: Final = 3
+# What the connections opened ahead prepare (asyncpg learns a statement's parameter and result
+# types once per connection: a round trip, or an introspection query, on first use otherwise).
+HOT_STATEMENTS: Final = (queries.RESERVE_ONE, queries.RESERVE, queries.FINISH)
 # GET_NUMBER: how many times a reservation that lost a race is retried with the next number.
 RESERVE_ATTEMPTS: Final = 5
 # A single-service reservation lasts 15 minutes; rent operations have no expiry of their own.
@@ -96,36 +106,6 @@ if TYPE_CHECKING:
     from muxd.cluster.notify import Listener, PublisherLock
 
     Conn = PoolConnectionProxy[asyncpg.Record]
-
-
-def _operation(row: asyncpg.Record) -> Operation:
-    return Operation(
-        activation_id=int(row["activation_id"]),
-        number=str(row["number"]),
-        box=str(row["box"]),
-        service=str(row["service"]),
-        country=str(row["country"]),
-        operator=str(row["operator"]),
-        sum=None if row["sum"] is None else float(row["sum"]),
-        rent=bool(row["rent"]),
-        state=str(row["state"]),
-        status=None if row["status"] is None else int(row["status"]),
-        created=row["created"],
-        expires=row["expires"],
-        finished=row["finished"],
-        finish_sum=None if row["finish_sum"] is None else float(row["finish_sum"]),
-    )
-
-
-def mask_patterns(masks: Iterable[str]) -> list[str]:
-    """``exceptionPhoneSet`` prefixes (digits) -> LIKE patterns; anything else is refused, a
-    mask that cannot be read must not be ignored (the number it excludes could go out)."""
-    out = []
-    for mask in masks:
-        if not mask.isascii() or not mask.isdigit():
-            raise ValueError(f"exception mask must be digits, got {mask!r}")
-        out.append(mask + "%")
-    return out
 
 
 async def _no_reset(conn: object) -> None:
@@ -174,6 +154,30 @@ class ClusterStore:
                 server_settings=dict(SERVER_SETTINGS),
                 reset=_no_reset,
             )
+
+    async def warm(self, connections: int = POOL_WARM) -> None:
+        """Open ``connections`` pooled connections now (at once), each having learned the hot
+        statements' types, instead of on the first burst's demand (call it once the schema is
+        migrated). Raises ClusterUnavailable."""
+        all_open = asyncio.Event()
+        opened = 0
+
+        async def hold() -> None:
+            nonlocal opened
+            async with self._conn("warm") as conn:
+                for statement in HOT_STATEMENTS:
+                    await conn.prepare(statement)
+                opened += 1
+                if opened == connections:
+                    all_open.set()
+                await all_open.wait()  # each stays in use until all are open: none is reused
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(connections):
+                    tg.create_task(hold())
+        except* ClusterUnavailable as group:
+            raise group.exceptions[0] from None
 
     async def close(self) -> None:
         """Close the pool: calls in flight get :data:`CLOSE_TIMEOUT` to finish, then their
@@ -298,34 +302,10 @@ class ClusterStore:
             rows.setdefault(e.number, e)
         values = list(rows.values())
         async with self._conn("publish numbers") as conn, conn.transaction():
+            await conn.execute(queries.PUBLISH_BOX, self.box, self.version)
+            await conn.execute(queries.PUBLISH_DROP, self.box, [e.number for e in values])
             await conn.execute(
-                "INSERT INTO boxes (name, lease_until, version) VALUES ($1, now(), $2)"
-                " ON CONFLICT (name) DO NOTHING",
-                self.box,
-                self.version,
-            )
-            await conn.execute(
-                "DELETE FROM numbers WHERE box = $1 AND NOT number = ANY($2::text[])",
-                self.box,
-                [e.number for e in values],
-            )
-            await conn.execute(
-                "INSERT INTO numbers (box, number, port, iccid, country, country_id, operator,"
-                " sellable, operator_code, date_start) SELECT $1, * FROM unnest($2::text[],"
-                " $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::bool[],"
-                " $9::int[], $10::bigint[])"
-                " ON CONFLICT (box, number) DO UPDATE SET port = excluded.port,"
-                " iccid = excluded.iccid, country = excluded.country,"
-                " country_id = excluded.country_id, operator = excluded.operator,"
-                " sellable = excluded.sellable, operator_code = excluded.operator_code,"
-                " date_start = excluded.date_start, updated = now()"
-                # An unchanged row is neither written nor locked (a republication every few
-                # seconds must not hold up the reservations of those numbers).
-                " WHERE (numbers.port, numbers.iccid, numbers.country, numbers.country_id,"
-                " numbers.operator, numbers.sellable, numbers.operator_code,"
-                " numbers.date_start) IS DISTINCT FROM (excluded.port, excluded.iccid,"
-                " excluded.country, excluded.country_id, excluded.operator, excluded.sellable,"
-                " excluded.operator_code, excluded.date_start)",
+                queries.PUBLISH_UPSERT,
                 self.box,
                 [e.number for e in values],
                 [e.port for e in values],
@@ -337,13 +317,7 @@ class ClusterStore:
                 [e.operator_code for e in values],
                 [e.date_start for e in values],
             )
-            await conn.execute(
-                "UPDATE numbers n SET busy = b.open FROM (SELECT m.number, EXISTS (SELECT 1"
-                " FROM operations o WHERE o.number = m.number AND o.state = 'open') AS open"
-                " FROM numbers m WHERE m.box = $1) b"
-                " WHERE n.box = $1 AND n.number = b.number AND n.busy <> b.open",
-                self.box,
-            )
+            await conn.execute(queries.PUBLISH_BUSY, self.box)
         return len(values)
 
     async def live_numbers(self) -> list[LiveNumber]:
@@ -391,28 +365,51 @@ class ClusterStore:
         matching an exception mask, never one sold for ``service`` (unless rent). ``request``
         identifies this GET_NUMBER for :meth:`abandon` when its answer never left the box.
         """
-        patterns = mask_patterns(masks)
-        params: tuple[Any, ...] = (
-            country.strip().lower(),
-            operator.strip().lower() or ANY,
-            patterns,
-            rent,
-            RENT if rent else service,
-            sum,
-            hold,
-            self.box,
-            request,
-        )
+        criteria = Criteria.of(country, operator, service, masks, rent)
+        token = uuid.uuid4() if request is None else request
+        (found,) = await self.reserve_group(criteria, [(token, sum)], hold=hold)
+        return found
+
+    async def reserve_group(
+        self,
+        criteria: Criteria,
+        requests: Sequence[tuple[uuid.UUID, float | None]],
+        *,
+        hold: float = RESERVATION,
+    ) -> list[Operation | None]:
+        """:meth:`reserve` for several GET_NUMBERs of the same ``criteria`` at once, in one
+        statement (all or nothing): ``requests`` are (request token, sum) pairs; the answer
+        holds each one's operation, or None, in their order. When fewer numbers fit than there
+        are requests, the first requests get them."""
+        patterns = mask_patterns(criteria.masks)
+        found: dict[uuid.UUID, Operation] = {}
+        left = list(requests)
         async with self._conn("reserve") as conn:
             for _ in range(RESERVE_ATTEMPTS):
                 try:
-                    row = await conn.fetchrow(queries.RESERVE, *params)
+                    rows = await conn.fetch(
+                        queries.RESERVE_ONE if len(left) == 1 else queries.RESERVE,
+                        criteria.country,
+                        criteria.operator,
+                        patterns,
+                        criteria.rent,
+                        criteria.service,
+                        [amount for _, amount in left],
+                        hold,
+                        self.box,
+                        [token for token, _ in left],
+                    )
                 except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError) as exc:
                     if getattr(exc, "constraint_name", None) == "operations_request_key":
-                        raise ValueError(f"request {request} was used before") from exc
-                    continue  # another box took that number a moment before us: next one
-                return None if row is None else _operation(row)
-        return None
+                        raise ValueError("a request token was used before") from exc
+                    continue  # another box took one of those numbers a moment before us
+                for row in rows:
+                    found[row["request"]] = operation_from_row(row)
+                if not rows or len(rows) == len(left) or rows[0]["candidates"] == len(rows):
+                    break  # all served, or no more numbers fit (or all others are held)
+                # A number listed by two boxes took two of the rows: the rest try again.
+                left = [(token, amount) for token, amount in left if token not in found]
+        return [found.get(token) for token, _ in requests]
 
     async def abandon(self, request: uuid.UUID) -> int | None:
         """Release the operation a GET_NUMBER opened when its answer never reached Onlinesim
@@ -440,7 +437,7 @@ class ClusterStore:
             row = await conn.fetchrow(queries.FINISH, activation_id, status, amount, sells)
         if row is None:
             return "unknown", None
-        found = _operation(row)
+        found = operation_from_row(row)
         if not row["changed"]:
             return "repeat", found
         return ("finished" if found.state == "open" else "late"), found
@@ -467,7 +464,7 @@ class ClusterStore:
                 " ORDER BY o.activation_id",
                 box,
             )
-        return [_operation(r) for r in rows]
+        return [operation_from_row(r) for r in rows]
 
     async def operations(self, activation_ids: Sequence[int]) -> list[Operation]:
         """The operations with these ids, whatever their state (unknown ids are left out)."""
@@ -477,7 +474,7 @@ class ClusterStore:
                 " WHERE activation_id = ANY($1::bigint[]) ORDER BY activation_id",
                 list(activation_ids),
             )
-        return [_operation(r) for r in rows]
+        return [operation_from_row(r) for r in rows]
 
     async def boxes(self) -> list[BoxState]:
         """Every box known, with its lease (by the database's clock) and counts."""

@@ -4,8 +4,10 @@ GET_SERVICES counts the live numbers of live boxes; GET_NUMBER reserves one in P
 (atomically: never a number twice, exception masks and sales honoured) under a request id, and
 when its answer cannot reach Onlinesim (the deadline passed, the request was cancelled, the
 connection broke after the statement was sent) the reservation is abandoned, so a number never
-stays held by an operation Onlinesim does not know; FINISH_ACTIVATION closes an operation
-whichever box opened it, idempotent.
+stays held by an operation Onlinesim does not know. Requests that arrive while a reservation
+is in flight go together when it returns, one statement per group of equal criteria
+(:mod:`muxd.cluster.groups`); one that gives up while it waits is never reserved.
+FINISH_ACTIVATION closes an operation whichever box opened it, idempotent.
 
 PostgreSQL down or slow: GET_NUMBER answers "no numbers" at once (at most
 :data:`RESERVE_DEADLINE`, well inside Onlinesim's 10 s), GET_SERVICES answers an empty list
@@ -19,13 +21,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from muxd.cluster.gate import Gate, NotTried
+from muxd.cluster.groups import ReserveGroups
 from muxd.cluster.metrics import ClusterMetrics
 from muxd.cluster.mirror import local_operation
-from muxd.cluster.records import ClusterUnavailable
+from muxd.cluster.records import ClusterUnavailable, Criteria
+from muxd.cluster.records import Operation as SharedOperation
 from muxd.cluster.store import ClusterStore
 from muxd.config import V1Config
 from muxd.upstream.v1.backend import NumberRequest
@@ -63,6 +67,19 @@ class ClusterBackend:
         self.deadline = deadline
         self.hold = RESERVATION + cfg.reservation_grace
         self.enabled = False  # until the box is in the cluster's database (migrated)
+        self.groups = ReserveGroups(self._send)
+
+    async def _send(
+        self, criteria: Criteria, requests: Sequence[tuple[uuid.UUID, float | None]]
+    ) -> list[SharedOperation | None]:
+        """One group's reservation statement (see :mod:`muxd.cluster.groups`)."""
+        return await self._gate.run(
+            "reserve", lambda: self._store.reserve_group(criteria, requests, hold=self.hold)
+        )
+
+    async def close(self) -> None:
+        """Wait for the reservations in flight (the box stops)."""
+        await self.groups.close()
 
     async def country_list(self, *, rent_only: bool) -> list[dict[str, object]]:
         cfg = self._cfg
@@ -99,36 +116,24 @@ class ClusterBackend:
             LOGGER.error("GET_NUMBER: its body came too late to answer in time")
             self._metrics.reservations.labels("unavailable").inc()
             return None
-        token = uuid.uuid4()
-        task = asyncio.ensure_future(
-            self._gate.run(
-                "reserve",
-                lambda: self._store.reserve(
-                    country=r.country,
-                    operator=r.operator,
-                    service=r.service,
-                    masks=r.masks,
-                    rent=r.rent,
-                    sum=r.amount,
-                    hold=self.hold,
-                    request=token,
-                ),
-            )
-        )
+        criteria = Criteria.of(r.country, r.operator, r.service, r.masks, r.rent)
+        ticket = self.groups.submit(criteria, r.amount)
         try:
             async with asyncio.timeout(deadline):
-                found = await asyncio.shield(task)
+                found = await asyncio.shield(ticket.future)
         except NotTried:
             self._metrics.reservations.labels("unavailable").inc()
             return None
         except ClusterUnavailable:
             # The statement may have committed before the connection broke: release it.
             self._metrics.reservations.labels("unavailable").inc()
-            self._abandon(token)
+            self._abandon(ticket.token)
             return None
         except BaseException as exc:
-            # Late, or the request was cancelled: its answer will not reach Onlinesim.
-            task.add_done_callback(lambda _t: self._abandon(token))
+            # Late, or the request was cancelled: its answer will not reach Onlinesim. Still
+            # waiting for its group to go: it never will. Sent: release what it gets.
+            if not ticket.withdraw():
+                ticket.settled(lambda: self._abandon(ticket.token))
             if isinstance(exc, TimeoutError):
                 LOGGER.error("GET_NUMBER: the cluster did not answer within %.1f s", deadline)
                 self._metrics.reservations.labels("unavailable").inc()

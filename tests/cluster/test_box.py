@@ -190,3 +190,15 @@ def _is_set(box: ClusterBox) -> Callable[[], Awaitable[bool]]:
         return box._notify_wake.is_set()
 
     return check
+
+
+async def test_a_box_opens_connections_ahead_once_in_the_cluster(tmp_path: Path, dsn: str) -> None:
+    async with running_box(tmp_path, dsn) as (_box, registry, _observer):
+
+        async def warmed() -> bool:
+            ok = registry.get_sample_value(
+                "muxd_cluster_calls_total", {"call": "warm", "result": "ok"}
+            )
+            return ok == 1
+
+        await wait_until(warmed)

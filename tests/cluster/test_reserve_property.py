@@ -1,17 +1,19 @@
 """Property: many concurrent GET_NUMBERs from three boxes (three pools, as three muxd would
-have) never reserve a number twice, never hand out a number an exception mask, a sale, an
-operator filter or a dead box excludes, and answer "none" only when nothing fitting was left."""
+have; one statement per request, or grouped by equal criteria as a box sends them under load)
+never reserve a number twice, never hand out a number an exception mask, a sale, an operator
+filter or a dead box excludes, and answer "none" only when nothing fitting was left."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass
 
 import asyncpg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from muxd.cluster.records import Operation
+from muxd.cluster.records import Criteria, Operation
 from muxd.cluster.store import ClusterStore
 from muxd.cluster.throwaway import ThrowawayPostgres
 from tests.cluster.conftest import fresh_database
@@ -78,12 +80,40 @@ def fits(n: Number, req: Request, *, dead: str | None, sold: set[tuple[str, str]
     )
 
 
+def _criteria(r: Request) -> Criteria:
+    return Criteria.of("germany", r.operator, r.service, r.masks, False)
+
+
+async def _grouped(
+    stores: dict[str, ClusterStore], requests: list[Request]
+) -> list[Operation | None]:
+    """The requests as a box groups them: one statement per box and criteria, all at once."""
+    groups: dict[tuple[str, Criteria], list[int]] = {}
+    for i, r in enumerate(requests):
+        groups.setdefault((r.box, _criteria(r)), []).append(i)
+    keys = list(groups)
+    answers = await asyncio.gather(
+        *(
+            stores[box].reserve_group(
+                criteria, [(uuid.uuid4(), None) for _ in groups[box, criteria]]
+            )
+            for box, criteria in keys
+        )
+    )
+    results: list[Operation | None] = [None] * len(requests)
+    for key, found in zip(keys, answers, strict=True):
+        for i, op in zip(groups[key], found, strict=True):
+            results[i] = op
+    return results
+
+
 async def _round(
     dsn: str,
     numbers: list[Number],
     requests: list[Request],
     dead: str | None,
     sold_idx: list[int],
+    grouped: bool,
 ) -> None:
     conn = await asyncpg.connect(dsn)
     try:
@@ -114,14 +144,17 @@ async def _round(
                 )
             if dead is not None:
                 await stores[dead].leave()
-            results: list[Operation | None] = await asyncio.gather(
-                *(
-                    stores[r.box].reserve(
-                        country="germany", operator=r.operator, service=r.service, masks=r.masks
+            if grouped:
+                results = await _grouped(stores, requests)
+            else:
+                results = await asyncio.gather(
+                    *(
+                        stores[r.box].reserve(
+                            country="germany", operator=r.operator, service=r.service, masks=r.masks
+                        )
+                        for r in requests
                     )
-                    for r in requests
                 )
-            )
         finally:
             for s in stores.values():
                 await s.close()
@@ -156,6 +189,7 @@ async def _round(
     requests=requests_st,
     dead=st.sampled_from((None, *BOXES)),
     sold_idx=st.lists(st.integers(0, 100), max_size=5),
+    grouped=st.booleans(),
 )
 def test_concurrent_reservations_never_collide(
     postgres: ThrowawayPostgres,
@@ -163,8 +197,9 @@ def test_concurrent_reservations_never_collide(
     requests: list[Request],
     dead: str | None,
     sold_idx: list[int],
+    grouped: bool,
 ) -> None:
-    asyncio.run(_round(_database(postgres), numbers, requests, dead, sold_idx))
+    asyncio.run(_round(_database(postgres), numbers, requests, dead, sold_idx, grouped))
 
 
 _MIGRATED: dict[int, str] = {}

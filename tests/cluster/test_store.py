@@ -8,7 +8,7 @@ import uuid
 import asyncpg
 import pytest
 
-from muxd.cluster.store import ClusterStore
+from muxd.cluster.store import POOL_WARM, ClusterStore
 from tests.cluster.helpers import entry, wait_until
 
 
@@ -186,3 +186,22 @@ async def test_a_sim_moved_to_another_box_keeps_its_open_operation(
         again = await b.reserve(country="germany", operator="any", service="wa")
     assert again is not None
     assert again.box == "b"
+
+
+async def test_warm_opens_connections_ahead(dsn: str, store: ClusterStore) -> None:
+    async def muxd_backends() -> int:
+        conn = await asyncpg.connect(dsn)
+        try:
+            count = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'muxd'"
+                " AND datname = current_database()"
+            )
+        finally:
+            await conn.close()
+        return int(count)
+
+    assert await muxd_backends() == 1  # the one the fixture's calls used
+    await store.warm()
+    assert await muxd_backends() == POOL_WARM  # open, idle in the pool, ready for a burst
+    await store.warm()
+    assert await muxd_backends() == POOL_WARM  # the same ones, not more

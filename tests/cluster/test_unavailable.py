@@ -36,6 +36,7 @@ def _calls(store: ClusterStore) -> dict[str, Callable[[], Awaitable[object]]]:
         "boxes": store.boxes,
         "listen": lambda: listen(store, "a", lambda aid: None),
         "lock": PublisherLock(store).try_acquire,
+        "warm": store.warm,
     }
 
 

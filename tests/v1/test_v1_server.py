@@ -9,8 +9,10 @@ import threading
 import aiohttp
 import orjson
 import pytest
+from aiohttp.test_utils import make_mocked_request
 
 from muxd.upstream.v1 import server
+from muxd.upstream.v1.edge import SMALL_ANSWER, json_response
 from muxd.upstream.v1.operations import operation_counts
 from muxd.upstream.v1.server import RESERVATION
 from muxd.upstream.v1.service import EXPIRY_CHECK
@@ -420,3 +422,17 @@ async def test_totals_and_last_request(env: Env) -> None:
         assert svc.last_request_age() == 0.0
         await env.clock.advance(5.0)
         assert svc.last_request_age() == 5.0
+
+
+@pytest.mark.parametrize("size", [1, 2000])
+def test_small_and_large_answers_are_gzip_when_accepted(size: int) -> None:
+    # Small answers take the small-window compressor, large ones the default: both are gzip
+    # any decoder reads.
+    payload = {"status": "SUCCESS", "countryList": [{"country": f"c{i}"} for i in range(size)]}
+    request = make_mocked_request("POST", "/", headers={"Accept-Encoding": "gzip, deflate"})
+    response = json_response(request, payload, 200)
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert isinstance(response.body, bytes)
+    plain = gzip.decompress(response.body)
+    assert (len(plain) <= SMALL_ANSWER) == (size == 1)
+    assert orjson.loads(plain) == payload
