@@ -166,6 +166,9 @@ def read_answer(text: str, reading: Reading = _ignore) -> Answer:
     return Answer(False, code=f"bad reply: {stripped[:EXCERPT]}", echo=response is msgspec.UNSET)
 
 
+ASCII_SPACE = " \t\r\n\f\v"
+
+
 def read_ids(value: object, reading: Reading = _ignore) -> dict[str, int | None]:
     """``ids`` (number -> Onlinesim id, removed numbers -> null): ids as integers or digit
     strings; ``[]`` (an empty PHP object) or a missing map is empty. Other values: null."""
@@ -179,8 +182,14 @@ def read_ids(value: object, reading: Reading = _ignore) -> dict[str, int | None]
     for number, raw in value.items():
         if isinstance(raw, int) and not isinstance(raw, bool):
             out[str(number)] = raw
-        elif isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit():
-            out[str(number)] = int(raw)
+        elif (
+            isinstance(raw, str)
+            and (digits := raw.strip(ASCII_SPACE)).isascii()
+            and digits.isdigit()
+        ):
+            # (Only ASCII white space is stripped: str.strip() also takes control characters
+            # such as \x1f, which int() refuses.)
+            out[str(number)] = int(digits)
             as_string = True
         else:
             out[str(number)] = None

@@ -230,3 +230,11 @@ def test_refusals_in_flight_together_move_the_reading_once(tmp_path: Path) -> No
     # A 429-like refusal in a 400 is no reason to change the body.
     assert policy.verdict(400, "TOO_MANY_ATTEMPTS", attempt=policy.encode(body))[0] == "retry"
     assert policy.phone_type == "integer"
+
+
+def test_an_id_with_a_control_character_is_null_not_a_crash() -> None:
+    # str.strip() takes \x1f as white space, int() does not.
+    assert read_ids({"+79001234567": "0\x1f", "+79001234568": " 42 "}) == {
+        "+79001234567": None,
+        "+79001234568": 42,
+    }
