@@ -107,14 +107,29 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX pushes_box ON pushes (box);
     """,
-    # 3: what v2's list says of each number besides its country: the SIM's operator code
-    # (MCC+MNC) and since when the SIM is in its port (UNIX seconds).
-    """
-    ALTER TABLE numbers ADD COLUMN operator_code integer, ADD COLUMN date_start bigint;
-    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+# Additions a box of an older muxd lives with (nullable columns it neither reads nor writes):
+# made where missing, under the migration lock, without a version of their own. A version
+# would stop every older box that restarts during a rolling upgrade ("schema too new"), for
+# columns it can ignore. (table, column, type)
+ADDITIONS: Final = (
+    # What v2's list says of each number besides its country: the SIM's operator code
+    # (MCC+MNC) and since when the SIM is in its port (UNIX seconds).
+    ("numbers", "operator_code", "integer"),
+    ("numbers", "date_start", "bigint"),
+)
+# An addition waits this long at most for the table's lock (a long transaction of another
+# box must not hold every box's reservations up behind the ALTER); retried at the next start.
+ADDITION_LOCK_TIMEOUT: Final = "2s"
+
+_MISSING = (
+    "SELECT a.t, a.c FROM unnest($1::text[], $2::text[]) AS a(t, c) WHERE NOT EXISTS ("
+    " SELECT 1 FROM information_schema.columns i WHERE i.table_schema = current_schema()"
+    " AND i.table_name = a.t AND i.column_name = a.c)"
+)
 
 
 class SchemaTooNew(Exception):
@@ -162,4 +177,16 @@ async def migrate(conn: AnyConnection, timeout: float) -> tuple[int, int]:
             await conn.execute(
                 "INSERT INTO schema_version (version) VALUES ($1)", SCHEMA_VERSION, timeout=timeout
             )
+        missing = await conn.fetch(
+            _MISSING, [t for t, _c, _k in ADDITIONS], [c for _t, c, _k in ADDITIONS]
+        )
+        if missing:
+            kinds = {(t, c): k for t, c, k in ADDITIONS}
+            await conn.execute(f"SET LOCAL lock_timeout = '{ADDITION_LOCK_TIMEOUT}'")
+            for table, column in missing:
+                await conn.execute(
+                    f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}"
+                    f" {kinds[(table, column)]}",
+                    timeout=timeout,
+                )
         return before, SCHEMA_VERSION

@@ -261,6 +261,9 @@ class ClusterStore:
                 before, after = await migrate(conn, MIGRATE_TIMEOUT)
             except SchemaTooNew as exc:
                 raise ClusterError(str(exc)) from exc
+            except asyncpg.exceptions.LockNotAvailableError as exc:
+                # An addition waited too long for its table's lock: tried again with the floor.
+                raise ClusterUnavailable(f"migrate: {exc}") from exc
         if before != after:
             LOGGER.info("cluster schema migrated from version %d to %d", before, after)
         return before, after

@@ -69,8 +69,10 @@ UNKNOWN_OPERATOR: Final = "unknown"
 # The fleet's list: one row per number (the newest if two boxes claim it), sellable, on a box
 # whose lease is valid by the database's clock, with a calling code (v2 requires one).
 FLEET: Final = (
-    "SELECT DISTINCT ON (n.number) n.number, n.box, n.port, n.country_id, n.operator_code,"
-    " n.date_start"
+    "SELECT DISTINCT ON (n.number) n.number, n.box, n.port, n.country_id,"
+    # A box of an older muxd fills only the operator as text (its MCC+MNC, or "unknown").
+    " coalesce(n.operator_code, CASE WHEN n.operator ~ '^[0-9]{1,9}$'"
+    " THEN n.operator::integer END) AS operator_code, n.date_start"
     " FROM numbers n JOIN boxes b ON b.name = n.box"
     " WHERE b.lease_until > now() AND n.sellable AND n.country_id IS NOT NULL"
     " ORDER BY n.number, n.updated DESC"

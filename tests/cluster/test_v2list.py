@@ -386,3 +386,28 @@ async def test_a_new_holder_publishes_again_after_a_late_list_could_have_landed(
     await fleet.step()
     assert len(requests) == 2  # once, not on every look
     await fleet.release()
+
+
+async def test_a_number_of_an_older_box_keeps_its_operator_code(dsn: str, tmp_path: Path) -> None:
+    async with stand_in() as (_stub, url), box("a", 1, 2, dsn, url, tmp_path) as a:
+
+        async def holding() -> bool:
+            return a.fleet.holding
+
+        await wait_until(holding)
+        # A box of the muxd before the operator_code column stores the MCC+MNC as text only.
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(
+                "INSERT INTO boxes (name, lease_until) VALUES ('old', now() + interval '1 hour')"
+            )
+            await conn.execute(
+                "INSERT INTO numbers (box, number, port, country, country_id, operator, sellable)"
+                " VALUES ('old', '+79009990001', 'port000', '7', 7, '25001', true),"
+                " ('old', '+79009990002', 'port001', '7', 7, 'unknown', true)"
+            )
+        finally:
+            await conn.close()
+        fleet = {e.number: e for e in await a.fleet.entries() or []}
+        assert fleet["+79009990001"].operator == 25001
+        assert fleet["+79009990002"].operator is None
