@@ -64,6 +64,11 @@ class ReserveGroups:
         self._flight: asyncio.Task[None] | None = None
 
     @property
+    def flying(self) -> bool:
+        """Whether a flight is in progress."""
+        return self._flight is not None
+
+    @property
     def waiting(self) -> int:
         """Requests waiting for the flight in progress to return."""
         return sum(len(t) for t in self._waiting.values())

@@ -116,6 +116,11 @@ class ClusterBackend:
             LOGGER.error("GET_NUMBER: its body came too late to answer in time")
             self._metrics.reservations.labels("unavailable").inc()
             return None
+        if self._gate.up is False and self.groups.flying:
+            # PostgreSQL is known to be down and the flight in progress is finding out whether
+            # it is back: as for any call then (the gate), the others answer at once.
+            self._metrics.reservations.labels("unavailable").inc()
+            return None
         criteria = Criteria.of(r.country, r.operator, r.service, r.masks, r.rent)
         ticket = self.groups.submit(criteria, r.amount)
         try:
@@ -135,7 +140,8 @@ class ClusterBackend:
             if not ticket.withdraw():
                 ticket.settled(lambda: self._abandon(ticket.token))
             if isinstance(exc, TimeoutError):
-                LOGGER.error("GET_NUMBER: the cluster did not answer within %.1f s", deadline)
+                # Said once per outage (the gate logs changes of state, not each request).
+                self._gate.failed(f"GET_NUMBER: no answer within {deadline:.1f} s")
                 self._metrics.reservations.labels("unavailable").inc()
                 return None
             raise

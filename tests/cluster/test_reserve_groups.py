@@ -26,6 +26,9 @@ from muxd.upstream.v1.operations import Operation
 
 from .helpers import entry, wait_until
 
+# An answer that waits for no statement comes well within this.
+AT_ONCE = 1.0
+
 VK = NumberRequest("germany", "any", "vk", 10.0, (), False)
 
 
@@ -226,3 +229,18 @@ async def test_closing_answers_what_waits_and_lets_the_flight_land() -> None:
     await closing
     assert await first.future is None
     assert sent == [1]
+
+
+async def test_postgresql_known_down_a_request_does_not_wait_for_the_probing_flight(
+    store: ClusterStore, dsn: str
+) -> None:
+    async with fixture(store, dsn, 6) as f:
+        f.backend._gate.failed("PostgreSQL went away")
+        async with f.held():
+            probe = f.start()  # finds out whether PostgreSQL is back: it hangs
+            await f.blocked()
+            second = f.start()
+            async with asyncio.timeout(AT_ONCE):
+                assert await second is None
+            assert f.backend.groups.waiting == 0
+        assert await probe is not None  # the lock went: PostgreSQL answered the probe
