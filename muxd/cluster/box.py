@@ -1,8 +1,8 @@
 """What a box in a cluster runs beside its own receive path (``[cluster]`` with API v1).
 
 - At start: the schema is migrated (several boxes starting at once is safe), retried with a
-  floor while PostgreSQL is not there; then a few pooled connections are opened ahead (their
-  hot statements prepared), so a burst soon after the start need not open them.
+  floor while PostgreSQL is not there; then a few pooled connections are opened ahead, so a
+  burst soon after the start need not open them.
 - The lease (:class:`LeaseKeeper`): renewed three times per lease; a box that stops renewing
   leaves the fleet's counts within the lease.
 - Its sellable numbers (the ports' state, named as GET_SERVICES names them) are published on

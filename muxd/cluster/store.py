@@ -67,7 +67,6 @@ POOL_MAX: Final = 10
 POOL_WARM: Final = 3
 # What the connections opened ahead prepare (asyncpg learns a statement's parameter and result
 # types once per connection: a round trip, or an introspection query, on first use otherwise).
-HOT_STATEMENTS: Final = (queries.RESERVE_ONE, queries.RESERVE, queries.FINISH)
 # GET_NUMBER: how many times a reservation that lost a race is retried with the next number.
 RESERVE_ATTEMPTS: Final = 5
 # A single-service reservation lasts 15 minutes; rent operations have no expiry of their own.
@@ -156,17 +155,15 @@ class ClusterStore:
             )
 
     async def warm(self, connections: int = POOL_WARM) -> None:
-        """Open ``connections`` pooled connections now (at once), each having learned the hot
-        statements' types, instead of on the first burst's demand (call it once the schema is
-        migrated). Raises ClusterUnavailable."""
+        """Open ``connections`` pooled connections now (at once) instead of on the first
+        burst's demand (call it once the schema is migrated). Statements are not prepared
+        here: asyncpg caches only what a query prepared itself. Raises ClusterUnavailable."""
         all_open = asyncio.Event()
         opened = 0
 
         async def hold() -> None:
             nonlocal opened
-            async with self._conn("warm") as conn:
-                for statement in HOT_STATEMENTS:
-                    await conn.prepare(statement)
+            async with self._conn("warm"):
                 opened += 1
                 if opened == connections:
                     all_open.set()
