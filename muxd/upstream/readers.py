@@ -167,6 +167,10 @@ def read_answer(text: str, reading: Reading = _ignore) -> Answer:
 
 
 ASCII_SPACE = " \t\r\n\f\v"
+# An id the journal can store (SQLite's integers are 64-bit); anything larger reads as null.
+# Digit strings are measured first: int() refuses strings of over 4,300 digits.
+MAX_ID = 2**63 - 1
+MAX_ID_DIGITS = len(str(MAX_ID))
 
 
 def read_ids(value: object, reading: Reading = _ignore) -> dict[str, int | None]:
@@ -180,12 +184,14 @@ def read_ids(value: object, reading: Reading = _ignore) -> dict[str, int | None]
     out: dict[str, int | None] = {}
     as_string = False
     for number, raw in value.items():
-        if isinstance(raw, int) and not isinstance(raw, bool):
+        if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= MAX_ID:
             out[str(number)] = raw
         elif (
             isinstance(raw, str)
             and (digits := raw.strip(ASCII_SPACE)).isascii()
             and digits.isdigit()
+            and len(digits) <= MAX_ID_DIGITS
+            and int(digits) <= MAX_ID
         ):
             # (Only ASCII white space is stripped: str.strip() also takes control characters
             # such as \x1f, which int() refuses.)

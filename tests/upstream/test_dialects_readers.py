@@ -238,3 +238,13 @@ def test_an_id_with_a_control_character_is_null_not_a_crash() -> None:
         "+79001234567": None,
         "+79001234568": 42,
     }
+
+
+def test_an_id_the_journal_cannot_store_is_null() -> None:
+    assert read_ids(
+        {"+7901": "9" * 5000, "+7902": "18446744073709551615", "+7903": 2**64, "+7904": -1}
+    ) == dict.fromkeys(("+7901", "+7902", "+7903", "+7904"))
+    assert read_ids({"+7905": str(2**63 - 1), "+7906": 2**63 - 1}) == {
+        "+7905": 2**63 - 1,
+        "+7906": 2**63 - 1,
+    }
