@@ -39,7 +39,7 @@ from prometheus_client import CollectorRegistry
 from muxd.cluster.gate import Gate
 from muxd.cluster.lease import LeaseKeeper
 from muxd.cluster.metrics import ClusterMetrics
-from muxd.cluster.mirror import mirror, open_here, spread_sms_ids
+from muxd.cluster.mirror import mirror, open_here, spread_sms_ids, unfinished_here
 from muxd.cluster.records import ClusterError, ClusterUnavailable, NumberEntry
 from muxd.cluster.records import Operation as ClusterOperation
 from muxd.cluster.store import ClusterStore
@@ -62,6 +62,9 @@ LISTEN_RETRY: Final = 2.0
 # The reconcile: open operations of this box's SIMs read from the cluster (what a missed
 # notification costs at most), and what the journal holds open checked against them.
 RECONCILE_INTERVAL: Final = 10.0
+# An expired operation's late FINISH (its status, a sale) is looked for by the reconcile this
+# long after the expiry (a wall-clock window: a clock step only moves which are looked at).
+LATE_FINISH_WINDOW: Final = 86400.0
 # After a failed read of notified operations or a failed journal write, try again this late.
 LEARN_RETRY: Final = 1.0
 # Releasing reservations whose answer never reached Onlinesim: retried this often while
@@ -285,11 +288,13 @@ class ClusterBox:
             self._on_operations(number)
 
     async def reconcile(self) -> None:
-        """Take in every open operation of this box's SIMs, and close what the journal holds
-        open but the cluster closed. Raises ClusterUnavailable or JournalError."""
+        """Take in every open operation of this box's SIMs, close what the journal holds
+        open but the cluster closed, and take in late FINISHes of what expired here within
+        :data:`LATE_FINISH_WINDOW`. Raises ClusterUnavailable or JournalError."""
         shared = await self.gate.run("operations", lambda: self.store.open_operations(self.name))
         open_ids = {op.activation_id for op in shared}
         missed = [aid for aid in await open_here(self._journal) if aid not in open_ids]
+        missed += await unfinished_here(self._journal, time.time() - LATE_FINISH_WINDOW)
         closed = []
         if missed:
             closed = await self.gate.run(

@@ -147,6 +147,25 @@ async def mirror(journal: Journal, ops: Sequence[SharedOperation]) -> Copied:
     return result
 
 
+async def unfinished_here(journal: Journal, since: float) -> list[int]:
+    """Activation ids the journal holds expired with no FINISH status, expired after ``since``
+    (UNIX seconds): a FINISH that comes late sets the status of an expired operation, and
+    its one notification may have been missed (the listener reconnecting, the box away)."""
+
+    def read(conn: sqlite3.Connection) -> list[int]:
+        return [
+            int(aid)
+            for (aid,) in conn.execute(
+                "SELECT activation_id FROM operations WHERE state = 'expired'"
+                " AND status IS NULL AND expired_at > ?",
+                (since,),
+            )
+        ]
+
+    result: list[int] = await journal.execute(read)
+    return result
+
+
 async def open_here(journal: Journal) -> list[int]:
     """Activation ids the journal holds open (copies whose close may have been missed)."""
 

@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
+import asyncpg
 from prometheus_client import CollectorRegistry
 
 from muxd.cluster.box import ClusterBox
@@ -202,3 +203,48 @@ async def test_a_box_opens_connections_ahead_once_in_the_cluster(tmp_path: Path,
             return ok == 1
 
         await wait_until(warmed)
+
+
+async def test_a_late_finish_whose_notification_was_missed_is_credited_by_the_reconcile(
+    tmp_path: Path, dsn: str
+) -> None:
+    credits: list[tuple[int, int, float | None]] = []
+
+    def credit(op: Operation, status: int, finish_sum: float | None) -> None:
+        credits.append((op.activation_id, status, finish_sum))
+
+    async with running_box(tmp_path, dsn, credit) as (box, _registry, observer):
+        op = await box.backend.reserve(REQUEST)
+        assert op is not None
+        aid = op.activation_id
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(
+                "UPDATE operations SET expires = now() WHERE activation_id = $1", aid
+            )
+            assert aid in await observer.expire_due()
+
+            async def expired_here() -> bool:
+                row = await box._journal.execute(
+                    lambda c: c.execute(
+                        "SELECT state FROM operations WHERE activation_id = ?", (aid,)
+                    ).fetchone()
+                )
+                return row is not None and row[0] == "expired"
+
+            await wait_until(expired_here)
+            # The late FINISH's one notification never reaches this box: it is sent on a
+            # channel nobody listens to (as while the box's listener reconnects).
+            await conn.execute(
+                "UPDATE operations SET box = 'elsewhere' WHERE activation_id = $1", aid
+            )
+            assert (await observer.finish(aid, 3, 20.0, sells=True))[0] == "late"
+            await conn.execute(
+                "UPDATE operations SET box = $2 WHERE activation_id = $1", aid, box.name
+            )
+        finally:
+            await conn.close()
+        await box.reconcile()
+        assert credits == [(aid, 3, 20.0)]
+        await box.reconcile()  # once
+        assert credits == [(aid, 3, 20.0)]
