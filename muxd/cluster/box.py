@@ -146,6 +146,7 @@ class ClusterBox:
 
     async def run(self) -> None:
         await spread_sms_ids(self._journal, self.name)
+        stopping = True  # (a cancel, the clean stop, ends the run as a BaseException)
         async with self.store:
             try:
                 await self._migrate()
@@ -160,11 +161,14 @@ class ClusterBox:
                     tg.create_task(self._abandon_loop(), name="cluster-abandon")
                     if self._v1.reservation_expiry:
                         tg.create_task(self._expiry_loop(), name="cluster-expiry")
+            except Exception:
+                stopping = False  # an error: started again (muxd.cluster.supervise), quietly
+                raise
             finally:
                 self.backend.enabled = False
                 await self.backend.close()
                 if self.migrated.is_set():
-                    await self._leave()
+                    await self._leave(log=stopping)
 
     # -- start and stop ---------------------------------------------------------------------
 
@@ -182,13 +186,18 @@ class ClusterBox:
             self.migrated.set()
             return
 
-    async def _leave(self) -> None:
+    async def _leave(self, *, log: bool = True) -> None:
+        level = logging.INFO if log else logging.DEBUG
         try:
             async with asyncio.timeout(LEAVE_TIMEOUT):
                 await self.gate.run("leave", self.store.leave)
-            LOGGER.info("cluster: box %s left (its numbers no longer count)", self.name)
+            LOGGER.log(level, "cluster: box %s left (its numbers no longer count)", self.name)
         except (ClusterUnavailable, TimeoutError):
-            LOGGER.warning("cluster: box %s could not leave; its lease runs out", self.name)
+            LOGGER.log(
+                logging.WARNING if log else level,
+                "cluster: box %s could not leave; its lease runs out",
+                self.name,
+            )
 
     async def _warm(self) -> None:
         """Open pooled connections ahead, now that PostgreSQL answered (once: when it fails,
