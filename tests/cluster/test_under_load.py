@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
+import pytest
 
 from muxd.cluster.throwaway import ThrowawayPostgres
 from muxd_sim.ledger import Delivery, Ledger
@@ -202,6 +203,8 @@ async def test_a_box_killed_under_load_pushes_every_sms_once_and_leaves_the_coun
         assert len(ledger.sent) > PUSHES_BEFORE
 
 
+# The outage alone lasts OUTAGE (60 s), past the suite's per-test limit.
+@pytest.mark.timeout(OUTAGE + 120)
 async def test_postgresql_stopped_a_minute_under_load_pushes_every_sms_once(
     tmp_path: Path, private_postgres: ThrowawayPostgres
 ) -> None:
