@@ -114,13 +114,22 @@ async def test_a_request_with_no_time_left_reserves_nothing(tmp_path: Path, dsn:
         assert counts["russia"]["mts"]["vk"] == len(NUMBERS)
 
 
+def recorder(
+    credits: list[tuple[int, int, float | None]],
+) -> Callable[[Operation, int, float | None], None]:
+    """An ``on_finished`` that records (activation id, status, sum) of each credit."""
+
+    def credit(op: Operation, status: int, finish_sum: float | None) -> None:
+        credits.append((op.activation_id, status, finish_sum))
+
+    return credit
+
+
 async def test_a_finish_answered_elsewhere_is_credited_by_the_holder_once(
     tmp_path: Path, dsn: str
 ) -> None:
     credits: list[tuple[int, int, float | None]] = []
-
-    def credit(op: Operation, status: int, finish_sum: float | None) -> None:
-        credits.append((op.activation_id, status, finish_sum))
+    credit = recorder(credits)
 
     async with running_box(tmp_path, dsn, credit) as (box, _registry, observer):
         op = await box.backend.reserve(REQUEST)
@@ -209,9 +218,7 @@ async def test_a_late_finish_whose_notification_was_missed_is_credited_by_the_re
     tmp_path: Path, dsn: str
 ) -> None:
     credits: list[tuple[int, int, float | None]] = []
-
-    def credit(op: Operation, status: int, finish_sum: float | None) -> None:
-        credits.append((op.activation_id, status, finish_sum))
+    credit = recorder(credits)
 
     async with running_box(tmp_path, dsn, credit) as (box, _registry, observer):
         op = await box.backend.reserve(REQUEST)
