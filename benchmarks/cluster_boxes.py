@@ -1,8 +1,9 @@
 """Benchmark (not collected by pytest): three ``muxd run`` boxes of N simulated modems on a
 throwaway PostgreSQL; box a's idle CPU with the cluster on, then GET_NUMBER through box a for
 numbers whose SIMs are on boxes b and c: one at a time, and rounds of 100 at once (from the
-benchmark's process, then from a client process of its own: the figure); then, as a variant,
-rounds of 100 spread over the three boxes, each request masking the SIMs of the box it reaches.
+benchmark's process, then from a lean client process of its own: the figure); then, as
+variants, the same from an aiohttp client process, and rounds of 100 spread over the three
+boxes, each request masking the SIMs of the box it reaches.
 
 ``python -m benchmarks.cluster_boxes [PORTS] [IDLE_SECONDS]`` (defaults 256 and 30). The
 Onlinesim stand-in and every simulated modem run in this process, beside the measurement.
@@ -87,9 +88,15 @@ async def main(ports: int, idle: float) -> None:
                 for x in ok:
                     await driver.finish(int(str(x["activationId"])), 4)
             print(f"driver checks failed: {len(driver.failed())}")
-            print("the same from a process of its own:")
+            print("the figure: the same from a lean client process (benchmarks.http_load):")
             burst = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "benchmarks.cluster_burst", a.url, bx.KEY,
+                str(mask[0]), str(CONCURRENT),
+            )  # fmt: skip
+            await burst.wait()
+            print("variant, not the figure: the same from an aiohttp client process:")
+            burst = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "benchmarks.cluster_burst", "--aiohttp", a.url, bx.KEY,
                 str(mask[0]), str(CONCURRENT),
             )  # fmt: skip
             await burst.wait()
