@@ -27,6 +27,22 @@ PUBLISHER_LOCK: Final = 0x6D7578647075626C
 # Checking that the lock's connection still answers (and so still holds the lock).
 PING_TIMEOUT: Final = 2.0
 
+_MINE = (
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
+    " AND pid = pg_backend_pid() AND granted"
+    " AND ((classid::bigint << 32) | objid::bigint) = $1)"
+)
+_RECORDED_BY = (
+    "INSERT INTO fleet_published (id, box, at) VALUES (1, $1, now())"
+    " ON CONFLICT (id) DO UPDATE SET box = excluded.box, at = excluded.at"
+)
+
+_TOUCH = (
+    "UPDATE fleet_published SET at = now() WHERE box = $1 AND EXISTS (SELECT 1 FROM pg_locks"
+    " WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted"
+    " AND ((classid::bigint << 32) | objid::bigint) = $2)"
+)
+
 # callback(activation_id): a new operation whose SMS this box pushes. Called on the event loop;
 # it must not block (put the id on a queue).
 OperationCallback = Callable[[int], None]
@@ -136,17 +152,53 @@ class PublisherLock:
             return False
         try:
             async with asyncio.timeout(PING_TIMEOUT):
-                mine = await conn.fetchval(
-                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
-                    " AND pid = pg_backend_pid() AND granted"
-                    " AND ((classid::bigint << 32) | objid::bigint) = $1)",
-                    PUBLISHER_LOCK,
-                )
+                mine = await conn.fetchval(_MINE, PUBLISHER_LOCK)
         except (TimeoutError, *UNAVAILABLE):
             mine = False
         if not mine:
             self._drop()
         return bool(mine)
+
+    async def record(self, listed: list[tuple[str, str]]) -> bool:
+        """Record the list Onlinesim accepted, as (box, number) pairs, replacing the last one,
+        on the lock's own connection and only while it holds the lock (a holder that lost it
+        never overwrites its successor's record). False: not the holder (any more)."""
+        async with self._turn:
+            conn = self._conn
+            if conn is None:
+                return False
+            try:
+                async with asyncio.timeout(self._store.call_timeout), conn.transaction():
+                    if not await conn.fetchval(_MINE, PUBLISHER_LOCK):
+                        self._drop()
+                        return False
+                    await conn.execute("DELETE FROM fleet_listed")
+                    await conn.execute(
+                        "INSERT INTO fleet_listed (box, number)"
+                        " SELECT DISTINCT * FROM unnest($1::text[], $2::text[])",
+                        [box for box, _ in listed],
+                        [number for _, number in listed],
+                    )
+                    await conn.execute(_RECORDED_BY, self._store.box)
+            except (TimeoutError, *UNAVAILABLE) as exc:
+                self._drop()  # the connection's state is unknown: the lock with it
+                raise ClusterUnavailable(f"record the list: {type(exc).__name__}: {exc}") from exc
+            return True
+
+    async def touch(self) -> bool:
+        """Renew the record's time while this box holds the lock (a record nobody renews is
+        stale: the publisher died, or is a muxd that does not record); False: not held."""
+        async with self._turn:
+            conn = self._conn
+            if conn is None:
+                return False
+            try:
+                async with asyncio.timeout(PING_TIMEOUT):
+                    done = await conn.execute(_TOUCH, self._store.box, PUBLISHER_LOCK)
+            except (TimeoutError, *UNAVAILABLE):
+                self._drop()
+                return False
+            return done != "UPDATE 0"
 
     async def release(self) -> None:
         """Give the lock up (closing its connection releases it)."""

@@ -183,3 +183,11 @@ ANNOUNCE: Final = (
     f"SELECT pg_notify('{CHANNEL_PREFIX}' || p.box, p.activation_id::text)"
     " FROM pushes p WHERE p.activation_id = ANY($1::bigint[])"
 )
+
+# v2 list mode: this box's numbers on the last list Onlinesim accepted from the publisher, and
+# whether that record was renewed within $2 seconds (no row: nobody recorded one yet).
+FLEET_LISTED: Final = (
+    "SELECT p.at > now() - make_interval(secs => $2) AS fresh,"
+    " ARRAY(SELECT number FROM fleet_listed WHERE box = $1) AS numbers"
+    " FROM fleet_published p WHERE p.id = 1"
+)

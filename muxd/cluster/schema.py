@@ -24,6 +24,10 @@ Tables:
   GET_NUMBER, to release an operation whose answer never left (see ``ClusterStore.abandon``).
 - ``sales``: (number, service) pairs closed as sold; not offered for that service again.
 - ``pushes``: which box pushes the SMS of which operation (the box holding the SIM).
+- ``fleet_listed`` and ``fleet_published`` (v2 ``list`` mode): the numbers of the last list
+  Onlinesim accepted from the publishing box, each with its box, and which box recorded it and
+  when (renewed while it holds the publisher lock). A box delivers SMS only for its numbers on
+  that list, so an SMS never meets ``NO_NUMBER`` for a number stored but not yet published.
 """
 
 from __future__ import annotations
@@ -121,6 +125,14 @@ ADDITIONS: Final = (
     ("numbers", "operator_code", "integer"),
     ("numbers", "date_start", "bigint"),
 )
+# Tables an older muxd neither reads nor writes: created where missing, under the same lock and
+# for the same reason as ADDITIONS.
+TABLE_ADDITIONS: Final = (
+    "CREATE TABLE IF NOT EXISTS fleet_listed (box text NOT NULL, number text NOT NULL,"
+    " PRIMARY KEY (box, number))",
+    "CREATE TABLE IF NOT EXISTS fleet_published (id smallint PRIMARY KEY CHECK (id = 1),"
+    " box text NOT NULL, at timestamptz NOT NULL)",
+)
 # An addition waits this long at most for the table's lock (a long transaction of another
 # box must not hold every box's reservations up behind the ALTER); retried at the next start.
 ADDITION_LOCK_TIMEOUT: Final = "2s"
@@ -189,4 +201,11 @@ async def migrate(conn: AnyConnection, timeout: float) -> tuple[int, int]:
                     f" {kinds[(table, column)]}",
                     timeout=timeout,
                 )
+        tables = await conn.fetchval(
+            "SELECT count(*) FROM unnest($1::text[]) t WHERE to_regclass(t) IS NULL",
+            ["fleet_listed", "fleet_published"],
+        )
+        if tables:
+            for statement in TABLE_ADDITIONS:
+                await conn.execute(statement, timeout=timeout)
         return before, SCHEMA_VERSION

@@ -320,6 +320,16 @@ class ClusterStore:
             await conn.execute(queries.PUBLISH_BUSY, self.box)
         return len(values)
 
+    async def fleet_listed(self, fresh: float) -> frozenset[str] | None:
+        """This box's numbers on the last list Onlinesim accepted from the publishing box; None
+        when that record was not renewed within ``fresh`` s (the publisher is gone, or is an
+        older muxd that records nothing) or there is none."""
+        async with self._conn("fleet listed") as conn:
+            row = await conn.fetchrow(queries.FLEET_LISTED, self.box, float(fresh))
+        if row is None or not row["fresh"]:
+            return None
+        return frozenset(row["numbers"])
+
     async def live_numbers(self) -> list[LiveNumber]:
         """Sellable numbers of boxes whose lease is valid now (one entry per number)."""
         async with self._conn("live numbers") as conn:

@@ -12,9 +12,13 @@ The list is read from PostgreSQL right before each publication, never from a cop
 PostgreSQL does not answer, the holder publishes nothing (the list Onlinesim has stays, and
 without its uptime proof Onlinesim stops counting on it) and says so once; it resumes when
 PostgreSQL answers again. A box whose lease lapsed leaves the list with the next publication.
-Each box ships its own SMS as before; a number counts as listed for its shipper once the box
-stored it in PostgreSQL under a valid lease (the holder lists it within :data:`FLEET_POLL` plus
-the publisher's debounce).
+Each box ships its own SMS as before, for the numbers the holder's last accepted list gave it:
+the holder records that list in PostgreSQL (on its lock's connection, only while it holds the
+lock) and renews the record every :data:`FLEET_POLL`; each box reads its share every
+:data:`OWN_CHECK`. An SMS for a number stored but not yet on Onlinesim's list is held, not sent
+to meet ``NO_NUMBER``, and goes out once the list with its number was accepted. A record not
+renewed within :data:`RECORD_FRESH` (the holder died, or is an older muxd that records nothing)
+is not trusted: a number then counts as listed once its box stored it, as before.
 
 Paces, whatever PostgreSQL does: the holder looks every :data:`FLEET_POLL` s, the others try
 the lock every :data:`ACQUIRE_INTERVAL` s, and while PostgreSQL fails every loop waits
@@ -63,6 +67,9 @@ STARTUP_GRACE: Final = 30.0
 # land after the new holder's): the new holder publishes once more this long after taking over,
 # the v2 client's request timeout and a margin, so the newest list is the one that stays.
 TAKEOVER_AGAIN: Final = REQUEST_TIMEOUT + 5.0
+# The holder's record of the accepted list is trusted while renewed within this (every
+# FLEET_POLL while it holds the lock; a takeover takes ACQUIRE_INTERVAL and a few seconds).
+RECORD_FRESH: Final = 30.0
 # The operator name stored for a SIM whose MCC+MNC is unknown.
 UNKNOWN_OPERATOR: Final = "unknown"
 
@@ -142,9 +149,11 @@ def list_entry(
 class BoxNumbers:
     """Stores this box's sellable numbers in PostgreSQL when they change (:meth:`run`).
 
-    :attr:`stored` is what PostgreSQL has for this box (as far as this box knows); it is what
-    the box's shipper counts as listed. ``on_stored(numbers)`` is awaited with the numbers a
-    store added (their held SMS can go out now)."""
+    :attr:`stored` is what PostgreSQL has for this box (as far as this box knows). What the
+    box's shipper counts as listed (:meth:`listed`) is that, or, with ``follow_list`` (v2 list
+    mode), those of them on the last list Onlinesim accepted from the publishing box, when its
+    record is fresh. ``on_stored(numbers)`` is awaited with the numbers that became listed
+    (their held SMS can go out now)."""
 
     def __init__(
         self,
@@ -155,6 +164,7 @@ class BoxNumbers:
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         startup_grace: float = STARTUP_GRACE,
+        follow_list: bool = False,
     ) -> None:
         self._store = store
         self._entries = entries
@@ -162,24 +172,26 @@ class BoxNumbers:
         self._clock = clock
         self._sleep = sleep
         self._grace_until = clock() + startup_grace
+        self._follow_list = follow_list
         self._last: list[NumberEntry] | None = None  # stored as is; None: nothing yet
         self.stored: frozenset[str] = frozenset()
+        # This box's numbers on the publisher's fresh record (None: no fresh record).
+        self.on_list: frozenset[str] | None = None
+        self._listed: frozenset[str] = frozenset()
         self.failing = False
         self.attempts = 0  # round trips to PostgreSQL, failed or not
 
     def listed(self) -> frozenset[str]:
-        return self.stored
+        return self._listed
 
     async def store_once(self) -> bool:
-        """Store the numbers if they changed; False when PostgreSQL failed (logged once)."""
-        entries = self._entries()
-        if entries == self._last:
-            return True
-        if not entries and self._last is None and self._clock() < self._grace_until:
-            return True  # ports still coming up: do not withdraw what an earlier run stored
-        self.attempts += 1
+        """Store the numbers if they changed, then (``follow_list``) read which of them the
+        accepted list has; False when PostgreSQL failed (logged once)."""
         try:
-            await self._store.publish_numbers(entries)
+            await self._store_changes()
+            if self._follow_list:
+                self.attempts += 1
+                self.on_list = await self._store.fleet_listed(RECORD_FRESH)
         except ClusterUnavailable as exc:
             if not self.failing:
                 LOGGER.error(
@@ -190,23 +202,34 @@ class BoxNumbers:
                 )
             self.failing = True
             return False
-        self._last = entries
-        before, self.stored = self.stored, frozenset(e.number for e in entries)
-        added = sorted(self.stored - before)
+        listed = self.stored if self.on_list is None else self.stored & self.on_list
+        added = sorted(listed - self._listed)
         if added and self._on_stored is not None:
             try:
                 await self._on_stored(added)
             except JournalError as exc:
-                # Their held SMS stay held: store (and release) again at the next attempt.
+                # Their held SMS stay held, and these numbers unlisted: released next round.
                 if not self.failing:
                     LOGGER.error("cluster: numbers stored, held SMS not released: %s", exc)
                 self.failing = True
-                self._last, self.stored = None, before
+                self._listed &= listed
                 return False
+        self._listed = listed
         if self.failing:
             LOGGER.warning("cluster: numbers of box %s stored again", self._store.box)
         self.failing = False
         return True
+
+    async def _store_changes(self) -> None:
+        entries = self._entries()
+        if entries == self._last:
+            return
+        if not entries and self._last is None and self._clock() < self._grace_until:
+            return  # ports still coming up: do not withdraw what an earlier run stored
+        self.attempts += 1
+        await self._store.publish_numbers(entries)
+        self._last = entries
+        self.stored = frozenset(e.number for e in entries)
 
     async def run(self) -> None:
         while True:
@@ -261,6 +284,8 @@ class FleetList:
         self.attempts = 0  # round trips to PostgreSQL, failed or not
         self._digest: str | None = None
         self._holder = False  # this box held the lock at its last look (its role, for the log)
+        self._boxes: dict[str, str] = {}  # number -> its box, on the list read last
+        self._recorded = False  # this holder recorded an accepted list: renew the record
 
     @property
     def holding(self) -> bool:
@@ -291,6 +316,7 @@ class FleetList:
             self._lost()
             return None
         self._up()
+        self._boxes = {r["number"]: r["box"] for r in rows}
         return [
             list_entry(
                 r["box"],
@@ -304,6 +330,19 @@ class FleetList:
             for r in rows
         ]
 
+    async def published(self, entries: list[ListEntry]) -> None:
+        """Onlinesim accepted ``entries`` (the list :meth:`entries` gave): record it, so each
+        box delivers SMS for its numbers on it. A failure gives the lock up (its connection's
+        state is unknown): the next holder publishes and records afresh."""
+        if not self._lock.holding:
+            return
+        rows = [(self._boxes[e.number], e.number) for e in entries if e.number in self._boxes]
+        try:
+            self._recorded = await self._lock.record(rows)
+        except ClusterUnavailable as exc:
+            self._recorded = False
+            self._down(exc)
+
     async def step(self) -> float:
         """One round (take the lock, or check it and the list); the seconds until the next."""
         if not self.ready:
@@ -316,6 +355,7 @@ class FleetList:
                     return ACQUIRE_INTERVAL
                 LOGGER.info("cluster: box %s publishes the fleet's v2 number list", self._store.box)
                 self._holder = True
+                self._recorded = False  # the record is the previous holder's until we publish
                 self._again_at = self._clock() + TAKEOVER_AGAIN
                 self._up()
                 self._digest = None
@@ -327,6 +367,9 @@ class FleetList:
             self.attempts += 1
             async with self._store._conn("fleet digest") as conn:
                 digest = str(await conn.fetchval(FLEET_DIGEST))
+            if self._recorded:
+                self.attempts += 1
+                await self._lock.touch()  # a lost lock shows at the next look
         except ClusterUnavailable as exc:
             self._down(exc)
             return OUTAGE_RETRY
@@ -441,6 +484,7 @@ class ClusterV2:
             clock=clock,
             sleep=sleep,
             startup_grace=startup_grace,
+            follow_list=list_mode,
         )
         fleet = None
         if list_mode:

@@ -74,6 +74,10 @@ class FleetSource(Protocol):
         does, or the list cannot be read fresh)."""
         ...
 
+    async def published(self, entries: list[NumberEntry]) -> None:
+        """Onlinesim accepted ``entries``, the list :meth:`entries` gave (never raises)."""
+        ...
+
     def listed(self) -> frozenset[str]:
         """This box's numbers on the fleet's list (its shipper delivers SMS for these)."""
         ...
@@ -335,6 +339,8 @@ class NumbersPublisher:
             return
         started = self._clock()
         ids = await self._client.send_numbers_online(entries)
+        if self._fleet is not None:
+            await self._fleet.published(entries)
         # Every accepted list proves uptime: the next heartbeat is counted from its start.
         self._next_heartbeat = started + self._interval
         self._force = False

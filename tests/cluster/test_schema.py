@@ -69,7 +69,10 @@ async def test_concurrent_migrations_end_at_one_version(dsn: str) -> None:
         }
     finally:
         await conn.close()
-    assert tables == {"schema_version", "boxes", "numbers", "operations", "sales", "pushes"}
+    assert tables == {
+        *("schema_version", "boxes", "numbers", "operations", "sales", "pushes"),
+        *("fleet_listed", "fleet_published"),
+    }
 
 
 async def test_boxes_upgrading_at_once_add_the_columns_once_and_keep_the_rows(dsn: str) -> None:

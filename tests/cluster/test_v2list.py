@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -27,6 +28,7 @@ from muxd.cluster.v2list import (
     ACQUIRE_INTERVAL,
     FLEET_POLL,
     OUTAGE_RETRY,
+    RECORD_FRESH,
     TAKEOVER_AGAIN,
     BoxNumbers,
     ClusterV2,
@@ -411,3 +413,85 @@ async def test_a_number_of_an_older_box_keeps_its_operator_code(dsn: str, tmp_pa
         fleet = {e.number: e for e in await a.fleet.entries() or []}
         assert fleet["+79009990001"].operator == 25001
         assert fleet["+79009990002"].operator is None
+
+
+async def test_a_number_counts_as_listed_once_a_list_with_it_was_accepted(
+    dsn: str, tmp_path: Path
+) -> None:
+    async with (
+        stand_in() as (stub, url),
+        box("a", 1, 2, dsn, url, tmp_path) as a,
+        box("b", 2, 2, dsn, url, tmp_path) as b,
+    ):
+        await stub.wait_until(lambda: set(stub.numbers) == numbers(a, b), timeout=10.0)
+        holder, other = (a, b) if a.fleet.holding else (b, a)
+
+        async def both_listed_by_record() -> bool:
+            return all(
+                x.cluster.numbers.on_list == numbers(x) == x.publisher.listed_numbers()
+                for x in (a, b)
+            )
+
+        await wait_until(both_listed_by_record)
+
+        # Onlinesim refuses the next list. A SIM that comes up on the other box is stored in
+        # PostgreSQL at once, but it is not on Onlinesim's list: its SMS must be held, not sent
+        # to meet NO_NUMBER, so the box does not count it as listed.
+        stub.fail_next("sendNumbersOnline", 503)
+        index = 1 if other is a else 2
+        other.ports["9"] = port(index, 9)
+        new = other.ports["9"].number or ""
+        refused = holder.sent_lists()
+
+        async def stored_and_refused_and_read() -> bool:
+            return (
+                new in other.cluster.numbers.stored
+                and holder.sent_lists() >= refused + 1
+                and other.cluster.numbers.attempts >= reads + 2
+            )
+
+        reads = other.cluster.numbers.attempts
+        await wait_until(stored_and_refused_and_read)
+        assert new not in stub.numbers
+        assert new not in other.publisher.listed_numbers()
+        assert other.publisher.listed_numbers() == numbers(other) - {new}
+
+        # The list with it is accepted: the box counts it as listed from the record.
+        await stub.wait_until(lambda: new in stub.numbers, timeout=30.0)
+
+        async def listed_now() -> bool:
+            return new in other.publisher.listed_numbers()
+
+        await wait_until(listed_now)
+
+
+async def test_a_record_nobody_renews_is_not_trusted(dsn: str) -> None:
+    """A publisher that records nothing (an older muxd) or died: a stored number counts as
+    listed, as before the record existed; a renewed record narrows it to the list."""
+    async with ClusterStore(dsn, "b", call_timeout=1.0, connect_timeout=0.5) as store:
+        await store.migrate()
+        await store.heartbeat()
+        mine = [port(2, i) for i in range(3)]
+        numbers_b = BoxNumbers(
+            store, lambda: own_entries(mine), startup_grace=0.0, follow_list=True
+        )
+        every = {p.number for p in mine if p.number is not None}
+        assert await numbers_b.store_once()
+        assert numbers_b.listed() == every  # no record at all
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(
+                "INSERT INTO fleet_listed (box, number) VALUES ('b', $1)", mine[0].number
+            )
+            await conn.execute(
+                "INSERT INTO fleet_published (id, box, at) VALUES (1, 'a', now() - $1::interval)",
+                datetime.timedelta(seconds=RECORD_FRESH + 60),
+            )
+            assert await numbers_b.store_once()
+            assert numbers_b.on_list is None
+            assert numbers_b.listed() == every  # stale: not trusted
+            await conn.execute("UPDATE fleet_published SET at = now()")
+            assert await numbers_b.store_once()
+            assert numbers_b.listed() == {mine[0].number}
+        finally:
+            await conn.close()
