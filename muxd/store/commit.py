@@ -8,8 +8,11 @@ earlier write, whether submitted or deferred.
 A *deferred* write (:meth:`GroupCommit.defer`) does not start a transaction of its own: it
 rides in the next one any caller starts, and at the latest :data:`DEFERRED_WITHIN` after it was
 queued a transaction is started for it. Nobody awaits it; an optional callback receives its
-result once it is committed. A kill -9 loses the deferred writes not yet committed: at most
-those queued within the last :data:`DEFERRED_WITHIN`.
+result once it is committed. A transaction that takes the queue takes the deferred writes with
+it, and their timer with them: the next deferred write gets a full :data:`DEFERRED_WITHIN` of
+its own (under a steady trickle of SMS, the delivered mark of one rides in the next one's
+transaction instead of forcing a commit every DEFERRED_WITHIN). A kill -9 loses the deferred
+writes not yet committed: at most those queued within the last :data:`DEFERRED_WITHIN`.
 
 When one operation of a batch raises (a constraint, a bug), the batch is rolled back and run
 again with each operation in a savepoint, so only the failing one's work is undone and only its
@@ -218,7 +221,8 @@ class GroupCommit:
         try:
             await self._sleep(DEFERRED_WITHIN)
         finally:
-            self._timer = None
+            if self._timer is asyncio.current_task():  # not a successor started meanwhile
+                self._timer = None
         if self._queue:
             self._due = True
             self._start()
@@ -229,6 +233,9 @@ class GroupCommit:
                 batch, self._queue = self._queue, []
                 self._awaited = 0
                 self._due = False
+                if self._timer is not None:  # its deferred writes are in this batch
+                    self._timer.cancel()
+                    self._timer = None
                 await self._commit(batch)
         finally:
             self._flush_task = None

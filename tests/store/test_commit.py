@@ -219,3 +219,52 @@ async def test_a_recount_keeps_a_delivered_mark_committed_with_it_counted_once(
     timer.fire()
     await journal.flush()
     assert journal.backlog == len(await journal.pending(1000)) == 1
+
+
+class VirtualTimer:
+    """The journal's sleep on a clock of the test's own: ``advance`` wakes what is due."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._due: list[tuple[float, asyncio.Future[None]]] = []
+
+    async def sleep(self, delay: float) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._due.append((self.now + delay, fut))
+        await fut
+
+    async def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for at, fut in self._due:
+            if at <= self.now and not fut.done():
+                fut.set_result(None)
+        self._due = [(at, fut) for at, fut in self._due if not fut.done()]
+        for _ in range(5):  # let the woken timer start its transaction (no wall time passes)
+            await asyncio.sleep(0)
+
+
+async def test_a_deferred_write_waits_its_own_deferred_within_not_an_earlier_writes(
+    tmp_path: Path,
+) -> None:
+    # A trickle of SMS 30 ms apart: each delivered mark rides in the next SMS's transaction.
+    # The timer started for the first mark must not fire for the second one 20 ms after it was
+    # queued (one commit more per two SMS at 50 SMS/s).
+    clock, commits = VirtualTimer(), Commits()
+    journal = await Journal.open(tmp_path, sleep=clock.sleep, on_commit=commits)
+    try:
+        step = 0.03
+        assert 2 * step > DEFERRED_WITHIN > step
+        for i in range(1, 6):
+            await journal.put_part(sms(i))
+            (msg,), _ = await journal.take_batch(10)
+            await journal.mark_delivered([msg.id], 1000.0)
+            await clock.advance(step)
+        assert commits.count == 5  # the five SMS, nothing else
+        await clock.advance(DEFERRED_WITHIN)
+        await journal.flush()
+        assert commits.count == 6  # the last mark, within DEFERRED_WITHIN of being queued
+        assert on_disk(tmp_path, "SELECT count(*) FROM messages WHERE state = 'delivered'") == [
+            (5,)
+        ]
+    finally:
+        await journal.close()
