@@ -46,6 +46,7 @@ from muxd.cluster.store import ClusterStore
 from muxd.cluster.v1 import ClusterBackend
 from muxd.config import ClusterConfig, V1Config
 from muxd.errors import JournalError
+from muxd.log import mask_number
 from muxd.ports import PortInfo
 from muxd.store import Journal
 from muxd.upstream.v1.names import Names
@@ -292,9 +293,15 @@ class ClusterBox:
         if copied.opened:
             self.metrics.learned.labels(via).inc(len(copied.opened))
         for credit in copied.credited:
-            self._on_finished(credit.op, credit.status, credit.finish_sum)
+            try:
+                self._on_finished(credit.op, credit.status, credit.finish_sum)
+            except Exception:  # a callback's bug must not lose the other credits of the batch
+                LOGGER.exception("cluster: crediting activation %d failed", credit.op.activation_id)
         for number in dict.fromkeys(copied.numbers):
-            self._on_operations(number)
+            try:
+                self._on_operations(number)
+            except Exception:
+                LOGGER.exception("cluster: waking the pusher for %s failed", mask_number(number))
 
     async def reconcile(self) -> None:
         """Take in every open operation of this box's SIMs, close what the journal holds

@@ -135,6 +135,12 @@ class PublisherLock:
         except (TimeoutError, *UNAVAILABLE) as exc:
             conn.terminate()
             raise ClusterUnavailable(f"publisher lock: {type(exc).__name__}: {exc}") from exc
+        except BaseException:
+            # Cancelled (a stop, a supervised restart) with the query on its way: the server may
+            # still grant the lock to this connection, which nobody would hold any more; closing
+            # it gives the lock back (else no box publishes until this process ends).
+            conn.terminate()
+            raise
         if not got:
             conn.terminate()
             return False
@@ -168,22 +174,36 @@ class PublisherLock:
             if conn is None:
                 return False
             try:
-                async with asyncio.timeout(self._store.call_timeout), conn.transaction():
+                async with asyncio.timeout(self._store.call_timeout):
+                    # A session lock held by this very connection: nobody else can take it
+                    # while the connection lives, so checking it first is enough.
                     if not await conn.fetchval(_MINE, PUBLISHER_LOCK):
                         self._drop()
                         return False
-                    await conn.execute("DELETE FROM fleet_listed")
-                    await conn.execute(
-                        "INSERT INTO fleet_listed (box, number)"
-                        " SELECT DISTINCT * FROM unnest($1::text[], $2::text[])",
-                        [box for box, _ in listed],
-                        [number for _, number in listed],
-                    )
-                    await conn.execute(_RECORDED_BY, self._store.box)
-            except (TimeoutError, *UNAVAILABLE) as exc:
-                self._drop()  # the connection's state is unknown: the lock with it
+                    async with conn.transaction():
+                        await self._replace(conn, listed)
+            except TimeoutError as exc:
+                self._drop()  # a statement may still run: the connection, and the lock, go
+                raise ClusterUnavailable(f"record the list: {type(exc).__name__}: {exc}") from exc
+            except UNAVAILABLE as exc:
+                # A refusal on a live connection (a read-only server) keeps the lock: dropping
+                # it would make the boxes take turns publishing the list again and again.
+                if conn.is_closed():
+                    self._drop()
                 raise ClusterUnavailable(f"record the list: {type(exc).__name__}: {exc}") from exc
             return True
+
+    async def _replace(
+        self, conn: asyncpg.Connection[asyncpg.Record], listed: list[tuple[str, str]]
+    ) -> None:
+        await conn.execute("DELETE FROM fleet_listed")
+        await conn.execute(
+            "INSERT INTO fleet_listed (box, number)"
+            " SELECT DISTINCT ON (n) b, n FROM unnest($1::text[], $2::text[]) AS u(b, n)",
+            [box for box, _ in listed],
+            [number for _, number in listed],
+        )
+        await conn.execute(_RECORDED_BY, self._store.box)
 
     async def touch(self) -> bool:
         """Renew the record's time while this box holds the lock (a record nobody renews is
@@ -195,8 +215,12 @@ class PublisherLock:
             try:
                 async with asyncio.timeout(PING_TIMEOUT):
                     done = await conn.execute(_TOUCH, self._store.box, PUBLISHER_LOCK)
-            except (TimeoutError, *UNAVAILABLE):
+            except TimeoutError:
                 self._drop()
+                return False
+            except UNAVAILABLE:
+                if conn.is_closed():
+                    self._drop()
                 return False
             return done != "UPDATE 0"
 

@@ -184,10 +184,13 @@ ANNOUNCE: Final = (
     " FROM pushes p WHERE p.activation_id = ANY($1::bigint[])"
 )
 
-# v2 list mode: this box's numbers on the last list Onlinesim accepted from the publisher, and
-# whether that record was renewed within $2 seconds (no row: nobody recorded one yet).
+# v2 list mode: the numbers this box stored that are on the last list Onlinesim accepted from
+# the publisher (whichever box the list gave them to), and whether that record was renewed
+# within $2 seconds (no row: nobody recorded one yet). A record dated ahead of the database's
+# clock (the clock stepped back) is not fresh: a live holder renews it at once, a dead one never.
 FLEET_LISTED: Final = (
-    "SELECT p.at > now() - make_interval(secs => $2) AS fresh,"
-    " ARRAY(SELECT number FROM fleet_listed WHERE box = $1) AS numbers"
+    "SELECT p.at > now() - make_interval(secs => $2) AND p.at <= now() AS fresh,"
+    " ARRAY(SELECT l.number FROM fleet_listed l JOIN numbers n ON n.number = l.number"
+    " WHERE n.box = $1) AS numbers"
     " FROM fleet_published p WHERE p.id = 1"
 )

@@ -128,8 +128,7 @@ ADDITIONS: Final = (
 # Tables an older muxd neither reads nor writes: created where missing, under the same lock and
 # for the same reason as ADDITIONS.
 TABLE_ADDITIONS: Final = (
-    "CREATE TABLE IF NOT EXISTS fleet_listed (box text NOT NULL, number text NOT NULL,"
-    " PRIMARY KEY (box, number))",
+    "CREATE TABLE IF NOT EXISTS fleet_listed (number text PRIMARY KEY, box text NOT NULL)",
     "CREATE TABLE IF NOT EXISTS fleet_published (id smallint PRIMARY KEY CHECK (id = 1),"
     " box text NOT NULL, at timestamptz NOT NULL)",
 )

@@ -54,7 +54,7 @@ FLEET_POLL: Final = 2.0
 # when another box holds it).
 ACQUIRE_INTERVAL: Final = 3.0
 # A box compares its sellable numbers with what it stored this often (no round trip unless
-# they differ).
+# they differ), and in list mode reads which of them the accepted list has (one round trip).
 OWN_CHECK: Final = 1.0
 # After a failed round trip, every loop waits this long before the next attempt, even when each
 # attempt fails at once (PostgreSQL down refuses connections instantly).
@@ -178,6 +178,7 @@ class BoxNumbers:
         # This box's numbers on the publisher's fresh record (None: no fresh record).
         self.on_list: frozenset[str] | None = None
         self._listed: frozenset[str] = frozenset()
+        self._unreleased: frozenset[str] = frozenset()  # listed; their held SMS not released
         self.failing = False
         self.attempts = 0  # round trips to PostgreSQL, failed or not
 
@@ -187,15 +188,19 @@ class BoxNumbers:
     async def store_once(self) -> bool:
         """Store the numbers if they changed, then (``follow_list``) read which of them the
         accepted list has; False when PostgreSQL failed (logged once)."""
+        what = "store the numbers"
         try:
             await self._store_changes()
             if self._follow_list:
+                what = "read the fleet's accepted list for the numbers"
                 self.attempts += 1
                 self.on_list = await self._store.fleet_listed(RECORD_FRESH)
         except ClusterUnavailable as exc:
+            self._listed &= self.stored  # a number withdrawn is unlisted at once, whatever
             if not self.failing:
                 LOGGER.error(
-                    "cluster: cannot store the numbers of box %s: %s (retrying every %.0f s)",
+                    "cluster: cannot %s of box %s: %s (retrying every %.0f s)",
+                    what,
                     self._store.box,
                     exc,
                     OUTAGE_RETRY,
@@ -203,18 +208,20 @@ class BoxNumbers:
             self.failing = True
             return False
         listed = self.stored if self.on_list is None else self.stored & self.on_list
-        added = sorted(listed - self._listed)
-        if added and self._on_stored is not None:
+        # Listed before the release is queued: a batch the shipper takes after this sees
+        # them listed, and one it took before runs (holds) before the release (one queue).
+        release = sorted((listed - self._listed) | (self._unreleased & listed))
+        self._listed, self._unreleased = listed, frozenset(release)
+        if release and self._on_stored is not None:
             try:
-                await self._on_stored(added)
+                await self._on_stored(release)
             except JournalError as exc:
-                # Their held SMS stay held, and these numbers unlisted: released next round.
+                # Their held SMS stay held: released again at the next round.
                 if not self.failing:
-                    LOGGER.error("cluster: numbers stored, held SMS not released: %s", exc)
+                    LOGGER.error("cluster: numbers listed, held SMS not released: %s", exc)
                 self.failing = True
-                self._listed &= listed
                 return False
-        self._listed = listed
+        self._unreleased = frozenset()
         if self.failing:
             LOGGER.warning("cluster: numbers of box %s stored again", self._store.box)
         self.failing = False
@@ -286,6 +293,10 @@ class FleetList:
         self._holder = False  # this box held the lock at its last look (its role, for the log)
         self._boxes: dict[str, str] = {}  # number -> its box, on the list read last
         self._recorded = False  # this holder recorded an accepted list: renew the record
+        # An accepted list not recorded yet (PostgreSQL refused): recorded again by step().
+        self._unrecorded: list[tuple[str, str]] | None = None
+        self._record_again_at = 0.0
+        self._record_failing: str | None = None  # why recording fails (logged once per reason)
 
     @property
     def holding(self) -> bool:
@@ -336,12 +347,41 @@ class FleetList:
         state is unknown): the next holder publishes and records afresh."""
         if not self._lock.holding:
             return
-        rows = [(self._boxes[e.number], e.number) for e in entries if e.number in self._boxes]
+        self._unrecorded = [
+            (self._boxes[e.number], e.number) for e in entries if e.number in self._boxes
+        ]
+        await self._record()
+
+    async def _record(self) -> None:
+        """Record the accepted list not recorded yet; never raises. A failure keeps the lock
+        (the list Onlinesim has is this box's) and is tried again by :meth:`step`, at most
+        every OUTAGE_RETRY; meanwhile the record is the previous one, stale after
+        RECORD_FRESH (then a stored number counts as listed)."""
+        rows = self._unrecorded
+        if rows is None:
+            return
+        self.attempts += 1
         try:
             self._recorded = await self._lock.record(rows)
-        except ClusterUnavailable as exc:
+        except Exception as exc:  # noqa: BLE001 - the publisher loop must go on whatever
             self._recorded = False
-            self._down(exc)
+            self._record_again_at = self._clock() + OUTAGE_RETRY
+            reason = f"{type(exc).__name__}: {exc}"
+            if reason != self._record_failing:
+                LOGGER.error(
+                    "cluster: box %s cannot record the list Onlinesim accepted (%s); the boxes"
+                    " hold SMS of numbers not on the last recorded list, and after %.0f s count"
+                    " their stored numbers as listed",
+                    self._store.box,
+                    reason,
+                    RECORD_FRESH,
+                )
+            self._record_failing = reason
+            return
+        self._unrecorded = None
+        if self._record_failing is not None:
+            LOGGER.warning("cluster: box %s records the accepted list again", self._store.box)
+            self._record_failing = None
 
     async def step(self) -> float:
         """One round (take the lock, or check it and the list); the seconds until the next."""
@@ -356,6 +396,7 @@ class FleetList:
                 LOGGER.info("cluster: box %s publishes the fleet's v2 number list", self._store.box)
                 self._holder = True
                 self._recorded = False  # the record is the previous holder's until we publish
+                self._unrecorded = None
                 self._again_at = self._clock() + TAKEOVER_AGAIN
                 self._up()
                 self._digest = None
@@ -367,6 +408,8 @@ class FleetList:
             self.attempts += 1
             async with self._store._conn("fleet digest") as conn:
                 digest = str(await conn.fetchval(FLEET_DIGEST))
+            if self._unrecorded is not None and self._clock() >= self._record_again_at:
+                await self._record()
             if self._recorded:
                 self.attempts += 1
                 await self._lock.touch()  # a lost lock shows at the next look

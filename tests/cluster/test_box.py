@@ -255,3 +255,29 @@ async def test_a_late_finish_whose_notification_was_missed_is_credited_by_the_re
         assert credits == [(aid, 3, 20.0)]
         await box.reconcile()  # once
         assert credits == [(aid, 3, 20.0)]
+
+
+async def test_a_credit_callback_that_raises_loses_no_other_credit(
+    tmp_path: Path, dsn: str
+) -> None:
+    credits: list[int] = []
+    first: list[int] = []
+
+    def credit(op: Operation, _status: int, _sum: float | None) -> None:
+        if op.activation_id in first:
+            raise RuntimeError("a bug in the earnings metrics")
+        credits.append(op.activation_id)
+
+    async with running_box(tmp_path, dsn, credit) as (box, _registry, observer):
+        ops = [await box.backend.reserve(REQUEST) for _ in NUMBERS]
+        ids = [op.activation_id for op in ops if op is not None]
+        assert len(ids) == len(NUMBERS)
+        first.append(ids[0])
+        for aid in ids:  # finished elsewhere, taken in here together or one by one
+            assert (await observer.finish(aid, 3, 20.0, sells=True))[0] == "finished"
+        await box.reconcile()
+
+        async def second_credited() -> bool:
+            return credits == ids[1:]
+
+        await wait_until(second_credited)

@@ -11,6 +11,8 @@ import contextlib
 import dataclasses
 import datetime
 import logging
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -428,7 +430,7 @@ async def test_a_number_counts_as_listed_once_a_list_with_it_was_accepted(
 
         async def both_listed_by_record() -> bool:
             return all(
-                x.cluster.numbers.on_list == numbers(x) == x.publisher.listed_numbers()
+                x.cluster.numbers.on_list == frozenset(numbers(x)) == x.publisher.listed_numbers()
                 for x in (a, b)
             )
 
@@ -472,26 +474,123 @@ async def test_a_record_nobody_renews_is_not_trusted(dsn: str) -> None:
         await store.migrate()
         await store.heartbeat()
         mine = [port(2, i) for i in range(3)]
+        released: list[tuple[list[str], frozenset[str]]] = []
+
+        async def on_stored(numbers_now: list[str]) -> None:
+            await asyncio.sleep(0)  # a release is a journal round trip: the shipper runs meanwhile
+            released.append((numbers_now, numbers_b.listed()))
+
         numbers_b = BoxNumbers(
-            store, lambda: own_entries(mine), startup_grace=0.0, follow_list=True
+            store,
+            lambda: own_entries(mine),
+            startup_grace=0.0,
+            follow_list=True,
+            on_stored=on_stored,
         )
         every = {p.number for p in mine if p.number is not None}
         assert await numbers_b.store_once()
         assert numbers_b.listed() == every  # no record at all
+        # Released once listed, and listed before the release (a batch taken meanwhile must
+        # not hold them again after the release ran).
+        assert released == [(sorted(every), frozenset(every))]
         conn = await asyncpg.connect(dsn)
         try:
+            # The list gave mine[1] to box a (it is on the list all the same).
             await conn.execute(
-                "INSERT INTO fleet_listed (box, number) VALUES ('b', $1)", mine[0].number
+                "INSERT INTO fleet_listed (box, number) VALUES ('b', $1), ('a', $2)",
+                mine[0].number,
+                mine[1].number,
             )
+            stale = datetime.timedelta(seconds=RECORD_FRESH + 60)
             await conn.execute(
                 "INSERT INTO fleet_published (id, box, at) VALUES (1, 'a', now() - $1::interval)",
-                datetime.timedelta(seconds=RECORD_FRESH + 60),
+                stale,
             )
             assert await numbers_b.store_once()
             assert numbers_b.on_list is None
             assert numbers_b.listed() == every  # stale: not trusted
+            # Dated ahead of the database's clock (its clock stepped back): not trusted either.
+            await conn.execute("UPDATE fleet_published SET at = now() + interval '2 hours'")
+            assert await numbers_b.store_once()
+            assert numbers_b.on_list is None
             await conn.execute("UPDATE fleet_published SET at = now()")
             assert await numbers_b.store_once()
-            assert numbers_b.listed() == {mine[0].number}
+            assert numbers_b.listed() == {mine[0].number, mine[1].number}
         finally:
             await conn.close()
+
+
+async def test_a_record_that_fails_keeps_the_lock_and_is_tried_again(dsn: str) -> None:
+    async with ClusterStore(dsn, "a", call_timeout=1.0, connect_timeout=0.5) as store:
+        await store.migrate()
+        await store.heartbeat()
+        mine = [port(1, i) for i in range(2)]
+        await store.publish_numbers(own_entries(mine))
+        vt = VirtualTime(HOUR)
+        requests: list[int] = []
+        fleet = FleetList(store, rent=False, on_change=lambda: requests.append(1), clock=vt.clock)
+        fleet.ready = True
+        await fleet.step()
+        assert fleet.holding
+        assert requests == [1]
+        listing = await fleet.entries()
+        assert listing is not None
+        assert len(listing) == 2
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("ALTER TABLE fleet_listed RENAME TO fleet_listed_away")
+            await fleet.published(listing)  # refused by PostgreSQL: never raises
+            assert fleet.holding  # and the lock stays: no other box publishes the list again
+            for _ in range(3):
+                await fleet.step()
+            assert requests == [1]  # nothing asked to publish again
+            await conn.execute("ALTER TABLE fleet_listed_away RENAME TO fleet_listed")
+            vt.now += OUTAGE_RETRY
+            await fleet.step()
+            rows = await conn.fetch("SELECT number, box FROM fleet_listed ORDER BY number")
+            assert [(r["number"], r["box"]) for r in rows] == sorted(
+                (p.number, "a") for p in mine if p.number is not None
+            )
+            assert await conn.fetchval("SELECT box FROM fleet_published") == "a"
+        finally:
+            await conn.close()
+            await fleet.release()
+
+
+class FreezingStore(ClusterStore):
+    """Stops (SIGSTOP) the server process of each dedicated connection it opens, so that a
+    query on it stays unanswered until the test continues it (SIGCONT)."""
+
+    frozen: int | None = None
+
+    async def connect(self) -> asyncpg.Connection[asyncpg.Record]:
+        conn = await super().connect()
+        self.frozen = conn.get_server_pid()
+        os.kill(self.frozen, signal.SIGSTOP)
+        return conn
+
+
+async def test_a_lock_attempt_cancelled_midway_leaves_the_lock_free(dsn: str) -> None:
+    async with (
+        FreezingStore(dsn, "a", call_timeout=30.0, connect_timeout=5.0) as frozen_store,
+        ClusterStore(dsn, "b", call_timeout=1.0, connect_timeout=0.5) as store_b,
+    ):
+        attempt = asyncio.create_task(frozen_store.publisher_lock().try_acquire())
+
+        async def connected() -> bool:
+            return frozen_store.frozen is not None
+
+        await wait_until(connected)
+        await asyncio.sleep(0)  # the lock's query is written to the stopped server
+        attempt.cancel()  # the box stops (or its cluster tasks restart) meanwhile
+        with contextlib.suppress(asyncio.CancelledError):
+            await attempt
+        assert frozen_store.frozen is not None
+        os.kill(frozen_store.frozen, signal.SIGCONT)  # the server may grant the lock now
+        other = store_b.publisher_lock()
+
+        async def taken_by_another_box() -> bool:
+            return await other.try_acquire()
+
+        await wait_until(taken_by_another_box)
+        await other.release()
