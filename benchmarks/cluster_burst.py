@@ -5,10 +5,11 @@ URL (each with the mask its request carries), the requests of a round go to them
 a load balancer in front of the boxes would spread them.
 
 The client stands for Onlinesim, which runs on other machines: here it shares the boxes' two
-cores, so it costs as little as it can. By default it is :mod:`benchmarks.http_load` (keep-alive
-connections opened before the first round, each request written in one call: about 30 us of
-CPU per request); ``--aiohttp`` as the first argument uses an aiohttp client instead (about
-0.3 ms per request, opening its connections in the first round), for comparison."""
+cores, so it costs as little as it can. By default it is :mod:`benchmarks.http_load`
+(keep-alive connections opened, and answered once, before the first round; each request
+written in one call: about 30 us of CPU per request); ``--aiohttp`` as the first argument uses
+an aiohttp client instead (about 0.3 ms per request, opening its connections in the first
+round), for comparison."""
 
 from __future__ import annotations
 
@@ -38,9 +39,16 @@ def report(r: int, n: int, results: list[tuple[float, dict[str, object]]]) -> No
 
 
 async def lean(targets: list[tuple[str, int]], key: str, n: int) -> None:
-    """Rounds of ``n`` requests, one per connection, all opened before the first round."""
+    """Rounds of ``n`` requests, one per connection, all opened before the first round and
+    answered once (a TCP connect returns before the server accepted the connection: without
+    this, the first round would measure the box setting up 100 connections)."""
     conns = [Connection(targets[i % len(targets)][0]) for i in range(n)]
     await asyncio.gather(*(c.open() for c in conns))
+    # An unknown action: answered 400 by the box's HTTP layer, nothing reserved or read.
+    hello = [c.request_bytes(orjson.dumps({"action": "HELLO", "key": key})) for c in conns]
+    for answer in await asyncio.gather(*(c.send(h) for c, h in zip(conns, hello, strict=True))):
+        if answer.status != 400:
+            raise RuntimeError(f"warm-up: HTTP {answer.status}: {answer.body[:200]!r}")
     requests = [
         c.request_bytes(orjson.dumps(request_body(key, targets[i % len(targets)][1])))
         for i, c in enumerate(conns)
