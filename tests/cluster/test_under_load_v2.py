@@ -98,3 +98,7 @@ async def test_a_box_killed_under_load_leaves_the_list_and_delivers_every_sms(
         assert sum(n - 1 for n in again.values()) <= DEFAULT_BATCH_MAX, again
         assert load.stray == 0
         assert len(ledger.sent) > 2 * ACCEPTED
+        # No SMS went out for a number Onlinesim's list did not have: the restarted box held
+        # its SMS until a list with its numbers was accepted (and recorded).
+        refused = [r for r in stub.requests if r.reason == "NO_NUMBER"]
+        assert refused == [], refused[:3]
