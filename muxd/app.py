@@ -201,7 +201,7 @@ class Daemon:
             batch_delay=cfg.upstream.batch_delay,
             on_delivered=self.sinks.delivered,
             on_parked=self.sinks.parked,
-            republish=publisher.request,
+            republish=publisher.republish,
             listed=publisher.listed_numbers,
         )
         tasks = {"publisher": publisher.run(), "shipper": shipper.run()}

@@ -37,10 +37,14 @@ _RECORDED_BY = (
     " ON CONFLICT (id) DO UPDATE SET box = excluded.box, at = excluded.at"
 )
 
+# Renews the record and takes a box's request for a new publication (its old value).
 _TOUCH = (
-    "UPDATE fleet_published SET at = now() WHERE box = $1 AND EXISTS (SELECT 1 FROM pg_locks"
+    "WITH old AS (SELECT republish FROM fleet_published WHERE id = 1 AND box = $1 FOR UPDATE)"
+    " UPDATE fleet_published p SET at = now(), republish = false FROM old"
+    " WHERE p.id = 1 AND EXISTS (SELECT 1 FROM pg_locks"
     " WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted"
     " AND ((classid::bigint << 32) | objid::bigint) = $2)"
+    " RETURNING old.republish"
 )
 
 # callback(activation_id): a new operation whose SMS this box pushes. Called on the event loop;
@@ -207,14 +211,15 @@ class PublisherLock:
 
     async def touch(self) -> bool:
         """Renew the record's time while this box holds the lock (a record nobody renews is
-        stale: the publisher died, or is a muxd that does not record); False: not held."""
+        stale: the publisher died, or is a muxd that does not record). True when a box asked
+        for a new publication meanwhile (:meth:`ClusterStore.ask_republish`)."""
         async with self._turn:
             conn = self._conn
             if conn is None:
                 return False
             try:
                 async with asyncio.timeout(PING_TIMEOUT):
-                    done = await conn.execute(_TOUCH, self._store.box, PUBLISHER_LOCK)
+                    asked = await conn.fetchval(_TOUCH, self._store.box, PUBLISHER_LOCK)
             except TimeoutError:
                 self._drop()
                 return False
@@ -222,7 +227,7 @@ class PublisherLock:
                 if conn.is_closed():
                     self._drop()
                 return False
-            return done != "UPDATE 0"
+            return asked is True
 
     async def release(self) -> None:
         """Give the lock up (closing its connection releases it)."""

@@ -28,6 +28,8 @@ Tables:
   Onlinesim accepted from the publishing box, each with its box, and which box recorded it and
   when (renewed while it holds the publisher lock). A box delivers SMS only for its numbers on
   that list, so an SMS never meets ``NO_NUMBER`` for a number stored but not yet published.
+  ``republish``: a box whose SMS met ``NO_NUMBER`` all the same asks the holder for a new
+  publication (Onlinesim lost a number, or an older list landed after the recorded one).
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ ADDITIONS: Final = (
 TABLE_ADDITIONS: Final = (
     "CREATE TABLE IF NOT EXISTS fleet_listed (number text PRIMARY KEY, box text NOT NULL)",
     "CREATE TABLE IF NOT EXISTS fleet_published (id smallint PRIMARY KEY CHECK (id = 1),"
-    " box text NOT NULL, at timestamptz NOT NULL)",
+    " box text NOT NULL, at timestamptz NOT NULL, republish boolean NOT NULL DEFAULT false)",
 )
 # An addition waits this long at most for the table's lock (a long transaction of another
 # box must not hold every box's reservations up behind the ALTER); retried at the next start.

@@ -330,6 +330,13 @@ class ClusterStore:
             return None
         return frozenset(row["numbers"])
 
+    async def ask_republish(self) -> bool:
+        """Ask the box publishing the v2 list to publish it again (it looks every FLEET_POLL);
+        False when there is no record yet (nobody published one)."""
+        async with self._conn("ask for a new list") as conn:
+            done = await conn.execute("UPDATE fleet_published SET republish = true WHERE id = 1")
+        return done != "UPDATE 0"
+
     async def live_numbers(self) -> list[LiveNumber]:
         """Sellable numbers of boxes whose lease is valid now (one entry per number)."""
         async with self._conn("live numbers") as conn:

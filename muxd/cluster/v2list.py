@@ -297,6 +297,7 @@ class FleetList:
         self._unrecorded: list[tuple[str, str]] | None = None
         self._record_again_at = 0.0
         self._record_failing: str | None = None  # why recording fails (logged once per reason)
+        self._republish_wanted = False  # this box's SMS met NO_NUMBER: ask the holder
 
     @property
     def holding(self) -> bool:
@@ -383,6 +384,14 @@ class FleetList:
             LOGGER.warning("cluster: box %s records the accepted list again", self._store.box)
             self._record_failing = None
 
+    def ask_republish(self) -> None:
+        """An SMS of this box met NO_NUMBER for a number it counts as listed: the holder (this
+        box, or another one asked through PostgreSQL at the next step) publishes again."""
+        if self._lock.holding:
+            self._request()
+        else:
+            self._republish_wanted = True
+
     async def step(self) -> float:
         """One round (take the lock, or check it and the list); the seconds until the next."""
         if not self.ready:
@@ -391,6 +400,10 @@ class FleetList:
             if not self._still_holding():
                 self.attempts += 1
                 if not await self._lock.try_acquire():
+                    if self._republish_wanted:
+                        self.attempts += 1
+                        await self._store.ask_republish()
+                        self._republish_wanted = False
                     self._up()
                     return ACQUIRE_INTERVAL
                 LOGGER.info("cluster: box %s publishes the fleet's v2 number list", self._store.box)
@@ -410,9 +423,10 @@ class FleetList:
                 digest = str(await conn.fetchval(FLEET_DIGEST))
             if self._unrecorded is not None and self._clock() >= self._record_again_at:
                 await self._record()
+            asked = False
             if self._recorded:
                 self.attempts += 1
-                await self._lock.touch()  # a lost lock shows at the next look
+                asked = await self._lock.touch()  # a lost lock shows at the next look
         except ClusterUnavailable as exc:
             self._down(exc)
             return OUTAGE_RETRY
@@ -420,7 +434,7 @@ class FleetList:
         again = self._again_at is not None and self._clock() >= self._again_at
         if again:
             self._again_at = None
-        if digest != self._digest or again:
+        if digest != self._digest or again or asked:
             self._digest = digest
             self._request()
         return FLEET_POLL

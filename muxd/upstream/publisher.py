@@ -78,6 +78,11 @@ class FleetSource(Protocol):
         """Onlinesim accepted ``entries``, the list :meth:`entries` gave (never raises)."""
         ...
 
+    def ask_republish(self) -> None:
+        """Onlinesim does not have a number this box counts as listed: have the box that
+        publishes the list publish it again."""
+        ...
+
     def listed(self) -> frozenset[str]:
         """This box's numbers on the fleet's list (its shipper delivers SMS for these)."""
         ...
@@ -181,6 +186,14 @@ class NumbersPublisher:
         if self._fleet is not None and not self._incremental:
             return self._fleet.listed()
         return frozenset(self.published)
+
+    def republish(self) -> None:
+        """An SMS met NO_NUMBER for a number counted as listed: publish again, or, when another
+        box publishes the fleet's list, ask it to."""
+        if self._fleet is not None and not self._incremental:
+            self._fleet.ask_republish()
+        else:
+            self.request()
 
     def request(self) -> None:
         """Publish soon even if the list looks unchanged (the upstream forgot a number)."""
