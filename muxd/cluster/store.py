@@ -321,9 +321,10 @@ class ClusterStore:
         return len(values)
 
     async def fleet_listed(self, fresh: float) -> frozenset[str] | None:
-        """This box's numbers on the last list Onlinesim accepted from the publishing box; None
-        when that record was not renewed within ``fresh`` s (the publisher is gone, or is an
-        older muxd that records nothing) or there is none."""
+        """The numbers this box stored that are on the last list Onlinesim accepted from the
+        publishing box; None when that record was not renewed within ``fresh`` s (the publisher
+        is gone, or is an older muxd that records nothing), is dated ahead of the database's
+        clock, or there is none."""
         async with self._conn("fleet listed") as conn:
             row = await conn.fetchrow(queries.FLEET_LISTED, self.box, float(fresh))
         if row is None or not row["fresh"]:

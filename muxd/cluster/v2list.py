@@ -344,8 +344,7 @@ class FleetList:
 
     async def published(self, entries: list[ListEntry]) -> None:
         """Onlinesim accepted ``entries`` (the list :meth:`entries` gave): record it, so each
-        box delivers SMS for its numbers on it. A failure gives the lock up (its connection's
-        state is unknown): the next holder publishes and records afresh."""
+        box delivers SMS for its numbers on it; never raises (see :meth:`_record`)."""
         if not self._lock.holding:
             return
         self._unrecorded = [
