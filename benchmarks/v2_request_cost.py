@@ -10,7 +10,6 @@ request less that of the same loop with no request (the wake-ups alone).
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import aiohttp
 import orjson
 import uvloop
 
+from benchmarks.e2e_core import free_port
 from benchmarks.http_load import Connection
 from muxd.upstream.v2 import MessageItem, NumberEntry, V2Client
 
@@ -29,12 +29,6 @@ NUMBER = "+79001234567"
 GAP = 0.002
 WARM = 50
 STAND_IN_START = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def wait_listening(port: int) -> None:

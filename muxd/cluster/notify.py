@@ -27,11 +27,17 @@ PUBLISHER_LOCK: Final = 0x6D7578647075626C
 # Checking that the lock's connection still answers (and so still holds the lock).
 PING_TIMEOUT: Final = 2.0
 
-_MINE = (
-    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
-    " AND pid = pg_backend_pid() AND granted"
-    " AND ((classid::bigint << 32) | objid::bigint) = $1)"
-)
+
+def _held_here(key: str) -> str:
+    """SQL: this session holds the advisory lock whose 64-bit key is the parameter ``key``."""
+    return (
+        "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
+        " AND pid = pg_backend_pid() AND granted"
+        f" AND ((classid::bigint << 32) | objid::bigint) = {key})"
+    )
+
+
+_MINE = f"SELECT {_held_here('$1')}"
 _RECORDED_BY = (
     "INSERT INTO fleet_published (id, box, at) VALUES (1, $1, now())"
     " ON CONFLICT (id) DO UPDATE SET box = excluded.box, at = excluded.at"
@@ -41,9 +47,7 @@ _RECORDED_BY = (
 _TOUCH = (
     "WITH old AS (SELECT republish FROM fleet_published WHERE id = 1 AND box = $1 FOR UPDATE)"
     " UPDATE fleet_published p SET at = now(), republish = false FROM old"
-    " WHERE p.id = 1 AND EXISTS (SELECT 1 FROM pg_locks"
-    " WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted"
-    " AND ((classid::bigint << 32) | objid::bigint) = $2)"
+    f" WHERE p.id = 1 AND {_held_here('$2')}"
     " RETURNING old.republish"
 )
 

@@ -417,16 +417,16 @@ async def test_a_number_of_an_older_box_keeps_its_operator_code(dsn: str, tmp_pa
         assert fleet["+79009990002"].operator is None
 
 
-async def test_a_number_counts_as_listed_once_a_list_with_it_was_accepted(
-    dsn: str, tmp_path: Path
-) -> None:
+@contextlib.asynccontextmanager
+async def recorded_pair(dsn: str, tmp_path: Path) -> AsyncIterator[tuple[Onlinesim, Box, Box]]:
+    """Boxes a and b listed, each counting its numbers as listed from the holder's record:
+    (the stand-in, the holder, the other box)."""
     async with (
         stand_in() as (stub, url),
         box("a", 1, 2, dsn, url, tmp_path) as a,
         box("b", 2, 2, dsn, url, tmp_path) as b,
     ):
         await stub.wait_until(lambda: set(stub.numbers) == numbers(a, b), timeout=10.0)
-        holder, other = (a, b) if a.fleet.holding else (b, a)
 
         async def both_listed_by_record() -> bool:
             return all(
@@ -435,12 +435,18 @@ async def test_a_number_counts_as_listed_once_a_list_with_it_was_accepted(
             )
 
         await wait_until(both_listed_by_record)
+        yield (stub, a, b) if a.fleet.holding else (stub, b, a)
 
+
+async def test_a_number_counts_as_listed_once_a_list_with_it_was_accepted(
+    dsn: str, tmp_path: Path
+) -> None:
+    async with recorded_pair(dsn, tmp_path) as (stub, holder, other):
         # Onlinesim refuses the next list. A SIM that comes up on the other box is stored in
         # PostgreSQL at once, but it is not on Onlinesim's list: its SMS must be held, not sent
         # to meet NO_NUMBER, so the box does not count it as listed.
         stub.fail_next("sendNumbersOnline", 503)
-        index = 1 if other is a else 2
+        index = 1 if other.name == "a" else 2
         other.ports["9"] = port(index, 9)
         new = other.ports["9"].number or ""
         refused = holder.sent_lists()
@@ -599,18 +605,7 @@ async def test_a_lock_attempt_cancelled_midway_leaves_the_lock_free(dsn: str) ->
 async def test_a_box_whose_number_onlinesim_lacks_has_the_holder_publish_again(
     dsn: str, tmp_path: Path
 ) -> None:
-    async with (
-        stand_in() as (stub, url),
-        box("a", 1, 2, dsn, url, tmp_path) as a,
-        box("b", 2, 2, dsn, url, tmp_path) as b,
-    ):
-        await stub.wait_until(lambda: set(stub.numbers) == numbers(a, b), timeout=10.0)
-        holder, other = (a, b) if a.fleet.holding else (b, a)
-
-        async def recorded() -> bool:
-            return other.cluster.numbers.on_list == frozenset(numbers(other))
-
-        await wait_until(recorded)
+    async with recorded_pair(dsn, tmp_path) as (stub, holder, other):
         # Onlinesim lost one of the other box's numbers (or an older list landed after the
         # recorded one): the box still counts it as listed, and its SMS meet NO_NUMBER. Twice:
         # a publication of the start-up still on its way could bring it back the first time.
