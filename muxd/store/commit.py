@@ -14,6 +14,12 @@ its own (under a steady trickle of SMS, the delivered mark of one rides in the n
 transaction instead of forcing a commit every DEFERRED_WITHIN). A kill -9 loses the deferred
 writes not yet committed: at most those queued within the last :data:`DEFERRED_WITHIN`.
 
+A *rider* (:meth:`GroupCommit.ride`) is a read that waits for the next transaction anyone
+starts and runs at its end, seeing what that transaction wrote: the shipper, idle, takes its
+next batch that way, in the very transaction that stores the SMS, instead of asking the writer
+thread again once it has. :meth:`GroupCommit.kick` starts a transaction for the waiting riders
+(something they must see was committed before they came).
+
 When one operation of a batch raises (a constraint, a bug), the batch is rolled back and run
 again with each operation in a savepoint, so only the failing one's work is undone and only its
 caller sees the error. A storage failure (full disk, I/O error) fails the whole batch and is
@@ -165,6 +171,12 @@ class GroupCommit:
         self._due = False  # the deferred timer fired: commit even if nobody awaits
         self._flush_task: asyncio.Task[None] | None = None
         self._timer: asyncio.Task[None] | None = None
+        # Riders waiting for a transaction: each builds its operation when one is formed.
+        self._riders: list[
+            tuple[Callable[[], Callable[[sqlite3.Connection], Any]], asyncio.Future[Any]]
+        ] = []
+        self._kicked = False  # the riders want a transaction of their own
+        self.transactions = 0  # batches run in the writer thread, read-only ones included
         self.failed: JournalError | None = None
 
     async def submit(self, op: Callable[[sqlite3.Connection], T]) -> T:
@@ -192,6 +204,28 @@ class GroupCommit:
         self._queue.append(_Entry(op, None, then, or_else))
         if self._timer is None:
             self._timer = asyncio.create_task(self._deferred_timer(), name="journal-deferred")
+
+    def ride(self, make: Callable[[], Callable[[sqlite3.Connection], T]]) -> asyncio.Future[T]:
+        """Run an operation at the end of the next transaction anyone starts; ``make`` builds
+        it, on the event loop, when that transaction is formed (so what it reads of the loop's
+        state is current then). Nothing starts a transaction for it but :meth:`kick`; cancel
+        the future to withdraw it."""
+        if self.failed is not None:
+            raise self.failed
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._riders.append((make, fut))
+        return fut
+
+    def riding(self) -> int:
+        """Riders waiting for a transaction."""
+        return sum(not fut.done() for _, fut in self._riders)
+
+    def kick(self) -> None:
+        """Start a transaction for the riders waiting, if any."""
+        self._riders = [r for r in self._riders if not r[1].done()]
+        if self._riders:
+            self._kicked = True
+            self._start()
 
     async def flush(self) -> None:
         """Commit everything queued so far (deferred writes included) and wait for it."""
@@ -229,14 +263,23 @@ class GroupCommit:
 
     async def _flush_loop(self) -> None:
         try:
-            while self._queue and (self._awaited or self._due):
+            while (self._queue and (self._awaited or self._due)) or self._kicked:
                 batch, self._queue = self._queue, []
                 self._awaited = 0
-                self._due = False
+                self._due = self._kicked = False
                 if self._timer is not None:  # its deferred writes are in this batch
                     self._timer.cancel()
                     self._timer = None
-                await self._commit(batch)
+                riders, self._riders = self._riders, []
+                for make, fut in riders:
+                    if fut.done():  # withdrawn
+                        continue
+                    try:
+                        batch.append(_Entry(make(), fut))
+                    except Exception as exc:  # noqa: BLE001 - handed to the rider's caller
+                        fut.set_exception(exc)
+                if batch:
+                    await self._commit(batch)
         finally:
             self._flush_task = None
 
@@ -253,6 +296,7 @@ class GroupCommit:
             for entry in batch:
                 entry.settle(err)
             return
+        self.transactions += 1
         # A read-only batch costs no fsync: only transactions that wrote are counted.
         if wrote and self._on_commit is not None:
             self._on_commit(time.perf_counter() - started, len(batch))

@@ -126,6 +126,18 @@ def _hold_rows(conn: sqlite3.Connection, ids: list[int], reason: str) -> None:
     conn.executemany(_HOLD, [(reason[:500], i) for i in ids])
 
 
+def _take(
+    conn: sqlite3.Connection, limit: int, listed: AbstractSet[str] | None
+) -> tuple[list[PendingMessage], int]:
+    """The oldest ``limit`` pending messages, less those of numbers not ``listed`` (held), and
+    how many were looked at."""
+    looked_at = batch = _pending_rows(conn, limit)
+    if listed is not None:
+        _hold_rows(conn, [m.id for m in batch if m.number not in listed], UNLISTED)
+        batch = [m for m in batch if m.number in listed]
+    return batch, len(looked_at)
+
+
 class Journal:
     """Durable store behind one interface. Open with :meth:`open`, close with :meth:`close`."""
 
@@ -226,6 +238,16 @@ class Journal:
             self._conn = None
         self._writer.stop()
 
+    @property
+    def transactions(self) -> int:
+        """Transactions run so far (each one hand-off to the writer thread)."""
+        return self._commits.transactions
+
+    @property
+    def riding(self) -> int:
+        """Takes waiting to ride in the next transaction (an idle shipper's)."""
+        return self._commits.riding()
+
     async def _submit(self, op: Callable[[sqlite3.Connection], T]) -> T:
         return await self._commits.submit(op)
 
@@ -281,7 +303,7 @@ class Journal:
         self._count_denied(result.denied)
         if added:
             self.backlog += added
-            self.new_messages.set()
+            self._announce()
         return result
 
     # -- shipping -----------------------------------------------------------------------------
@@ -306,11 +328,7 @@ class Journal:
 
         def op(conn: sqlite3.Connection) -> tuple[list[PendingMessage], int, list[int]]:
             redone = [c.op(conn) for c in carried]
-            looked_at = batch = _pending_rows(conn, limit)
-            if listed is not None:
-                _hold_rows(conn, [m.id for m in batch if m.number not in listed], UNLISTED)
-                batch = [m for m in batch if m.number in listed]
-            return batch, len(looked_at), redone
+            return (*_take(conn, limit, listed), redone)
 
         try:
             batch, looked_at, redone = await self._submit(op)
@@ -330,6 +348,36 @@ class Journal:
             ids = [(m.id,) for m in batch]
             self._defer(lambda conn: conn.executemany(_ATTEMPTED, ids).rowcount)
         return batch, looked_at
+
+    async def take_riding(
+        self, limit: int, listed: Callable[[], AbstractSet[str]] | None = None
+    ) -> tuple[list[PendingMessage], int]:
+        """:meth:`take_batch`, run at the end of the next transaction anyone starts (the one
+        that stores the next SMS, typically) rather than in one of its own: for a shipper with
+        nothing to send, waiting for the next SMS. ``listed`` is read when that transaction is
+        formed. A new message announced while it waits (its transaction committed before this
+        came) starts a transaction for it. Cancel it to stop waiting."""
+        if self._carried:
+            # Failed deferred writes are redone first, in a transaction of take_batch's own.
+            return await self.take_batch(limit, listed() if listed is not None else None)
+
+        def make() -> Callable[[sqlite3.Connection], tuple[list[PendingMessage], int]]:
+            numbers = listed() if listed is not None else None
+            return lambda conn: _take(conn, limit, numbers)
+
+        batch, looked_at = await self._commits.ride(make)
+        if self._carried:
+            # A deferred write of the same transaction failed: see take_batch.
+            raise JournalError(f"{self.path}: a deferred write failed; it is redone first")
+        if batch:
+            ids = [(m.id,) for m in batch]
+            self._defer(lambda conn: conn.executemany(_ATTEMPTED, ids).rowcount)
+        return batch, looked_at
+
+    def _announce(self) -> None:
+        """New messages are committed: wake the shipper, and run the take waiting to ride."""
+        self.new_messages.set()
+        self._commits.kick()
 
     def _defer(
         self, op: Callable[[sqlite3.Connection], int], then: Callable[[int], None] | None = None
@@ -384,7 +432,7 @@ class Journal:
         rows = [(n,) for n in numbers]
         released = await self._submit(lambda conn: conn.executemany(_RELEASE_HELD, rows).rowcount)
         if released:
-            self.new_messages.set()
+            self._announce()
         return released
 
     async def park_held(self, max_age: float, reason: str) -> int:
@@ -412,7 +460,7 @@ class Journal:
         self._count_denied(denied)
         if len(released) > len(denied):
             self.backlog += len(released) - len(denied)
-            self.new_messages.set()
+            self._announce()
         return len(released)
 
     def _count_denied(self, rules: tuple[str, ...] | list[str]) -> None:

@@ -138,6 +138,11 @@ class Shipper:
                 # SMS arrived while the last request was in flight: they have waited since it
                 # was taken at most.
                 since = self._timer() if self._taken_at is None else self._taken_at
+            elif self._batch_delay is None and not self._unrecorded:
+                taken = await self._ride()
+                new_messages.clear()  # the batch was taken after everything announced so far
+                await self.drain(taken)
+                continue
             else:
                 try:
                     async with asyncio.timeout(IDLE_POLL):
@@ -149,6 +154,23 @@ class Shipper:
                 await self._fill(since + self._batch_delay)
             new_messages.clear()
             await self.drain()
+
+    async def _ride(self) -> tuple[list[PendingMessage], int] | None:
+        """Idle, adaptive batches: the next batch is taken at the end of the transaction that
+        stores the next SMS (no round trip of its own to the writer thread). None after
+        IDLE_POLL without one, or when the journal failed (``drain`` waits that out)."""
+        listed = self._listed
+        try:
+            async with asyncio.timeout(IDLE_POLL):
+                while True:
+                    taken = await self._journal.take_riding(self._batch_max, listed)
+                    if taken[0] or taken[1] >= self._batch_max:  # something, or all held
+                        self._taken_at = self._timer()
+                        return taken
+                    # A transaction that made nothing to send (a part of a set, a v1 write):
+                    # wait for the next.
+        except (TimeoutError, JournalError):
+            return None
 
     async def _fill(self, deadline: float) -> None:
         """Wait until ``batch_max`` SMS are waiting (the backlog counts held ones too, which
@@ -167,11 +189,15 @@ class Shipper:
                 arrival.cancel()
                 timer.cancel()
 
-    async def drain(self) -> None:
-        """Ship until the journal has nothing pending, sleeping between failed attempts."""
+    async def drain(self, taken: tuple[list[PendingMessage], int] | None = None) -> None:
+        """Ship until the journal has nothing pending, sleeping between failed attempts;
+        ``taken``: a batch already taken, shipped first."""
         while True:
             try:
-                delay = await self.ship_once()
+                # Taken once: after a failure the next attempt takes again (what was
+                # acknowledged meanwhile must not be sent twice).
+                first, taken = taken, None
+                delay = await self.ship_once(first)
             except JournalError as exc:
                 # The disk is full or broken: nothing can be recorded, so nothing is sent.
                 if not self._journal_failing:  # one line per state change, not per attempt
@@ -188,17 +214,22 @@ class Shipper:
             if delay > 0:
                 await self._sleep(delay)
 
-    async def ship_once(self) -> float | None:
-        """One attempt. None: nothing left to ship. Otherwise the delay before the next one."""
+    async def ship_once(
+        self, taken: tuple[list[PendingMessage], int] | None = None
+    ) -> float | None:
+        """One attempt (of ``taken`` when given). None: nothing left to ship. Otherwise the
+        delay before the next one."""
         if self._unrecorded:
             # Acknowledged upstream while the journal could not record it: record it first, so
             # it is never sent again.
             unrecorded, self._unrecorded = self._unrecorded, []
             await self._delivered(unrecorded)
-        # One transaction picks the batch, holds what is unlisted and records the attempt.
-        listed = self._listed() if self._listed is not None else None
-        self._taken_at = self._timer()
-        batch, looked_at = await self._journal.take_batch(self._batch_max, listed)
+        if taken is None:
+            # One transaction picks the batch, holds what is unlisted and records the attempt.
+            listed = self._listed() if self._listed is not None else None
+            self._taken_at = self._timer()
+            taken = await self._journal.take_batch(self._batch_max, listed)
+        batch, looked_at = taken
         more = looked_at >= self._batch_max  # fewer: this was all that was pending
         if not batch:
             return 0.0 if more else None

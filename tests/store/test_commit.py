@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,8 @@ from muxd.store.journal import JOURNAL_FILE
 
 SCTS = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 NUMBER = "+79001234567"
+# Bounds on waits for what the test caused; they only stop a hang.
+WAIT = 10.0
 
 
 class Timer:
@@ -268,3 +271,60 @@ async def test_a_deferred_write_waits_its_own_deferred_within_not_an_earlier_wri
         ]
     finally:
         await journal.close()
+
+
+async def test_a_rider_waits_for_the_next_transaction_and_sees_its_write(
+    journal: Journal,
+) -> None:
+    # The idle shipper's take: no transaction of its own; it runs at the end of the one that
+    # stores the next SMS, and sees that SMS.
+    await journal.put_part(sms(1))
+    (first,), _ = await journal.take_batch(100)
+    await journal.mark_delivered([first.id], 1000.0)
+    before = journal.transactions
+    rider = asyncio.ensure_future(journal.take_riding(100))
+    await asyncio.sleep(0)  # one turn: the rider is registered
+    assert not rider.done()
+    assert journal.transactions == before
+    await journal.put_part(sms(2))
+    async with asyncio.timeout(WAIT):
+        batch, looked_at = await rider
+    assert [m.text for m in batch] == ["code 2"]  # not the delivered one: marks run first
+    assert looked_at == 1
+    assert journal.transactions == before + 1
+
+
+async def test_a_rider_armed_while_a_message_commits_is_given_a_transaction(
+    journal: Journal,
+) -> None:
+    # The race the kick closes: an SMS's transaction is already in the writer when the rider
+    # comes, so it cannot ride in it; the announcement of that SMS starts one for the rider.
+    loop = asyncio.get_running_loop()
+    running, gate = threading.Event(), threading.Event()
+
+    def hold(conn: sqlite3.Connection) -> None:
+        running.set()
+        gate.wait(WAIT)
+
+    held = asyncio.ensure_future(journal.execute(hold))
+    put = asyncio.ensure_future(journal.put_part(sms(1)))  # the same transaction
+    await loop.run_in_executor(None, running.wait, WAIT)
+    rider = asyncio.ensure_future(journal.take_riding(100))
+    await asyncio.sleep(0)  # one turn: the rider is registered, after the batch was formed
+    gate.set()
+    await held
+    await put
+    async with asyncio.timeout(WAIT):
+        batch, _ = await rider
+    assert [m.text for m in batch] == ["code 1"]
+
+
+async def test_a_withdrawn_rider_is_not_run(journal: Journal) -> None:
+    # Run, this rider would hold the next SMS (its number is not on its list).
+    rider = asyncio.ensure_future(journal.take_riding(100, lambda: frozenset()))
+    await asyncio.sleep(0)
+    rider.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await rider
+    await journal.put_part(sms(1))
+    assert [m.text for m in await journal.pending(10)] == ["code 1"]

@@ -270,3 +270,35 @@ async def test_an_outage_does_not_make_the_adaptive_loop_spin(
         assert up.stub.duplicates == 0
     finally:
         await stop(task)
+
+
+async def test_an_idle_shipper_takes_each_sms_in_the_transaction_that_stores_it(
+    gated: tuple[Upstream, Gate], tmp_path: Path
+) -> None:
+    # One hand-off to the journal's thread per SMS, not two (store, then take): the idle
+    # shipper's take rides in the SMS's own transaction. Deferred writes (the delivered mark)
+    # ride too: their timer never fires here.
+    up, _gate = gated
+    never = asyncio.Event()
+
+    async def no_timer(delay: float) -> None:
+        await never.wait()
+
+    journal = await Journal.open(tmp_path / "own", sleep=no_timer)
+    mine = Upstream(stub=up.stub, client=up.client, journal=journal, url=up.url, http=up.http)
+    ship = Shipper(journal, up.client, batch_max=10)
+    task = await start(ship, journal)
+    try:
+        for i in range(5):
+            async with asyncio.timeout(WAIT):
+                # Idle again (the last answer handled): a yield per turn, no time passes.
+                while not journal.riding:  # noqa: ASYNC110
+                    await asyncio.sleep(0)
+            before = journal.transactions
+            await mine.receive(NUMBERS[0], "Bank", f"code {i}")
+            await up.stub.wait_for_messages(i + 1)
+            assert journal.transactions == before + 1
+    finally:
+        await stop(task)
+        never.set()
+        await journal.close()
