@@ -340,6 +340,13 @@ class Journal:
             for c, result in zip(carried, redone, strict=True):
                 if c.then is not None:
                     c.then(result)
+        return self._taken(batch, looked_at)
+
+    def _taken(
+        self, batch: list[PendingMessage], looked_at: int
+    ) -> tuple[list[PendingMessage], int]:
+        """A take's result, once committed: refused if a deferred write of its transaction
+        failed; otherwise the attempt is recorded (deferred)."""
         if self._carried:
             # A deferred write of this very transaction failed (it was queued before this
             # read): the batch may hold a message whose delivered mark was undone.
@@ -365,14 +372,7 @@ class Journal:
             numbers = listed() if listed is not None else None
             return lambda conn: _take(conn, limit, numbers)
 
-        batch, looked_at = await self._commits.ride(make)
-        if self._carried:
-            # A deferred write of the same transaction failed: see take_batch.
-            raise JournalError(f"{self.path}: a deferred write failed; it is redone first")
-        if batch:
-            ids = [(m.id,) for m in batch]
-            self._defer(lambda conn: conn.executemany(_ATTEMPTED, ids).rowcount)
-        return batch, looked_at
+        return self._taken(*await self._commits.ride(make))
 
     def _announce(self) -> None:
         """New messages are committed: wake the shipper, and run the take waiting to ride."""
