@@ -107,10 +107,14 @@ async def test_pusher_waits_as_long_as_retry_after_says(tmp_path: Path) -> None:
             )  # fmt: skip
             task = asyncio.create_task(pusher.run())
             try:
-                await clock.run_until(lambda: not pusher.loop.ok and pusher.sending == 0)
+                # Idle only while no push is in flight: else the clock jumps to the next
+                # wake-up (the idle poll) while a request is on its way, and the failure is
+                # stamped later than the attempt the backoff counts from.
+                await clock.run_until(
+                    lambda: not pusher.loop.ok and pusher.sending == 0,
+                    lambda: pusher.sending == 0,
+                )
                 failed_at = clock.now
-                # Idle only while no push is in flight: else the clock jumps past the
-                # retry to the next wake-up while its request is on its way.
                 await clock.run_until(
                     lambda: push.requests["503"] == 2, lambda: pusher.sending == 0
                 )
