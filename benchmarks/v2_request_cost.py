@@ -1,6 +1,7 @@
 """CPU of one addMessages request, as the shipper sends one SMS at low load: muxd's V2Client
-(aiohttp) against a lean keep-alive HTTP/1.1 exchange (:mod:`benchmarks.http_load`) with the
-same body, both against the Onlinesim stand-in in a process of its own.
+over aiohttp and over its own HTTP/1.1 client (:mod:`muxd.upstream.http_client`, what the
+daemon uses), against a bare keep-alive HTTP/1.1 exchange (:mod:`benchmarks.http_load`) with
+the same body, all against the Onlinesim stand-in in a process of its own.
 
 ``python -m benchmarks.v2_request_cost [N]`` (default 1500). Requests go one at a time, 2 ms
 apart (an idle loop between them, as at 50 SMS/s); the figure is this process's CPU time per
@@ -21,6 +22,7 @@ import uvloop
 
 from benchmarks.e2e_core import free_port
 from benchmarks.http_load import Connection
+from muxd.upstream.http_client import HttpClient
 from muxd.upstream.v2 import MessageItem, NumberEntry, V2Client
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +75,15 @@ async def main(n: int, port: int, stand_in: subprocess.Popen[bytes]) -> None:
             for _ in range(WARM):
                 await v2client()
             aiohttp_us = await per_request(n, v2client)
+        async with HttpClient() as lean_http:
+            client = V2Client(lean_http, url, KEY)
+
+            async def v2lean() -> None:
+                await client.add_messages([item])
+
+            for _ in range(WARM):
+                await v2lean()
+            v2lean_us = await per_request(n, v2lean)
         conn = Connection(f"{url}/api/resellers/addMessages")
         await conn.open()
         body = orjson.dumps({"messages": [{"date": item.date, "number": NUMBER, "from": "Bank",
@@ -98,8 +109,9 @@ async def main(n: int, port: int, stand_in: subprocess.Popen[bytes]) -> None:
     finally:
         stand_in.terminate()
     print(f"{n} requests, {GAP * 1000:.0f} ms apart; CPU per request, net of the idle loop:")
-    print(f"  V2Client (aiohttp): {aiohttp_us - idle_us:6.0f} us")
-    print(f"  lean HTTP/1.1:      {lean_us - idle_us:6.0f} us")
+    print(f"  V2Client over aiohttp:    {aiohttp_us - idle_us:6.0f} us")
+    print(f"  V2Client over HttpClient: {v2lean_us - idle_us:6.0f} us   (the daemon's)")
+    print(f"  bare HTTP/1.1 exchange:   {lean_us - idle_us:6.0f} us")
     print(f"  (the idle loop alone: {idle_us:.0f} us per round)")
 
 

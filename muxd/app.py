@@ -43,6 +43,7 @@ from muxd.store import Journal
 from muxd.store.maintenance import DAY, JournalMaintenance, watch_journal
 from muxd.store.sink import Intake
 from muxd.upstream.health import NumberHealth
+from muxd.upstream.http_client import HttpClient
 from muxd.upstream.learned import Learned
 from muxd.upstream.publisher import NumbersPublisher
 from muxd.upstream.shipper import Shipper
@@ -115,9 +116,10 @@ class Daemon:
         )
 
     def _upstream_tasks(
-        self, http: aiohttp.ClientSession, journal: Journal, fleet: Fleet
+        self, http: aiohttp.ClientSession, lean: HttpClient, journal: Journal, fleet: Fleet
     ) -> dict[str, Coroutine[Any, Any, None]]:
-        """The services that talk to Onlinesim: v2 publisher + shipper, or the v1 service."""
+        """The services that talk to Onlinesim: v2 publisher + shipper (their requests by the
+        lean HTTP/1.1 client: one per SMS at low load), or the v1 service."""
         cfg = self.cfg
         self.metrics.set_box(cfg.cluster.box_name if cfg.cluster is not None else None)
         if cfg.upstream.api == "v1":
@@ -167,7 +169,7 @@ class Daemon:
                 )
             return tasks
         client = V2Client(
-            http,
+            lean,
             cfg.upstream.url,
             cfg.upstream.api_key,
             test=cfg.upstream.test,
@@ -269,9 +271,12 @@ class Daemon:
             )
         try:
             # No cookies: both APIs authenticate per request (and a jar costs CPU on every call).
-            async with aiohttp.ClientSession(
-                connector=connector, cookie_jar=aiohttp.DummyCookieJar()
-            ) as http:
+            async with (
+                aiohttp.ClientSession(
+                    connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+                ) as http,
+                HttpClient() as lean,
+            ):
                 self.http_port = await listen(runner, "http.listen", http_cfg.listen)
                 if metrics_runner is not None:
                     self.metrics_port = await listen(
@@ -280,7 +285,8 @@ class Daemon:
                 try:
                     async with asyncio.TaskGroup() as tg:
                         tg.create_task(fleet.run(), name="fleet")
-                        for name, coro in self._upstream_tasks(http, journal, fleet).items():
+                        tasks = self._upstream_tasks(http, lean, journal, fleet)
+                        for name, coro in tasks.items():
                             tg.create_task(coro, name=name)
                         tg.create_task(self.sinks.watch_loop_lag(), name="loop-lag")
                         tg.create_task(self._maintenance(journal).run(), name="maintenance")

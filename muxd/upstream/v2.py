@@ -24,13 +24,15 @@ from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
-from multidict import CIMultiDict
-from yarl import URL
 
+from muxd import __version__
 from muxd.errors import UpstreamError
 from muxd.upstream.backoff import parse_retry_after
+from muxd.upstream.http1 import Answer
+from muxd.upstream.http_client import HttpClient, HttpError
 from muxd.upstream.learned import Learned
 from muxd.upstream.readers import Reading, error_text, read_answer, read_ids
+from muxd.upstream.transport import transport_for
 
 LOGGER = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ REQUEST_TIMEOUT = 30.0
 NO_ENDPOINT = (404, 405)
 CHECK_WORK_KEY = "upstream.check_work_method"
 TEST_MODE_REASON = "test mode: Onlinesim stores nothing, the SMS stays pending"
+USER_AGENT = f"muxd/{__version__}"
 
 
 class NumberEntry(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -140,6 +143,13 @@ def _services(value: dict[str, str] | list[str]) -> dict[str, str]:
     return value if isinstance(value, dict) else {name: name for name in value}
 
 
+def _failure(exc: HttpError | TimeoutError) -> str:
+    """What a request that got no answer says: the carrier's reason, or that time ran out."""
+    if isinstance(exc, HttpError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
 # observer(endpoint, result, seconds): result is "ok", an HTTP status, or "error".
 Observer = Callable[[str, str, float], None]
 
@@ -147,7 +157,7 @@ Observer = Callable[[str, str, float], None]
 class V2Client:
     def __init__(
         self,
-        http: aiohttp.ClientSession,
+        http: aiohttp.ClientSession | HttpClient,
         base_url: str,
         api_key: str,
         *,
@@ -158,32 +168,23 @@ class V2Client:
         check_work_method: str = "GET",
         learned: Learned | None = None,
     ) -> None:
-        self._http = http
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._base = base_url.rstrip("/")
-        # Built once: every request reuses them (no per-request parsing or conversion).
         # Answers are a few bytes of JSON: asked for uncompressed; one compressed all the same
         # (a proxy that gzips everything) is still decompressed, or its acknowledgement would
         # be unreadable and the SMS sent again.
-        self._headers: CIMultiDict[str] = CIMultiDict(
-            {
-                "Authorization": f"Bearer {api_key}",
-                "Content-Type": "application/json; charset=utf-8",
-                "Accept-Encoding": "identity",
-            }
-        )
-        self._urls: dict[str, URL] = {}
+        headers = {
+            "Accept": "*/*",
+            "Accept-Encoding": "identity",
+            "Authorization": f"Bearer {api_key}",
+            "Content-Type": "application/json; charset=utf-8",
+            "User-Agent": USER_AGENT,
+        }
+        self._transport = transport_for(http, base_url, headers)
+        self._timeout = timeout
         self._test = test
         self._observer = observer
         self._reading = reading or _no_reading
         self._check_work_method = check_work_method
         self._learned = learned or Learned()
-
-    def _url(self, path: str) -> URL:
-        url = self._urls.get(path)
-        if url is None:
-            url = self._urls[path] = URL(f"{self._base}{path}")
-        return url
 
     async def _call(
         self,
@@ -201,54 +202,48 @@ class V2Client:
             body["test"] = self._test
         if body is None and encoded is None and self._test is not None:
             params["test"] = self._test
-        url = self._url(f"/api/resellers{'/' + endpoint if endpoint else ''}")
+        path = f"/api/resellers{'/' + endpoint if endpoint else ''}"
         data = _ENCODER.encode(body) if body is not None else encoded
+        name = endpoint or "checkWork"
         started = time.perf_counter()
         result = "error"
         try:
-            async with self._http.request(
-                method,
-                url,
-                data=data,
-                headers=self._headers,
-                params=params or None,
-                timeout=self._timeout,
-                allow_redirects=False,
-            ) as resp:
-                text = await self._read(resp)
-                result = str(resp.status)
-                if resp.status != 200:
-                    raise UpstreamError(
-                        endpoint or "checkWork",
-                        resp.status,
-                        text,
-                        retry_after=parse_retry_after(resp.headers.get("Retry-After")),
-                    )
-                try:
-                    answer = read_answer(text, self._reading)  # takes any text
-                except (ValueError, TypeError) as exc:  # a reader's bug: a bad reply, no crash
-                    raise UpstreamError(endpoint, resp.status, f"bad reply: {text}") from exc
-                if not answer.ok and not (answer.echo and self._test is not None):
-                    result = "refused"
-                    raise UpstreamError(endpoint or "checkWork", answer.status, answer.code)
-                if not answer.ok:
-                    self._reading("response", "echo")  # test2: the request echoed back
-                result = "ok"
-                ids = answer.data.get("ids")
-                return _Reply(1, None if ids is None else read_ids(ids, self._reading))
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamError(endpoint or "checkWork", 0, f"{type(exc).__name__}: {exc}") from exc
+            resp = await self._transport.request(
+                method, path, query=params or None, body=data, timeout=self._timeout
+            )
+            text = self._read(resp)
+            result = str(resp.status)
+            if resp.status != 200:
+                raise UpstreamError(
+                    name,
+                    resp.status,
+                    text,
+                    retry_after=parse_retry_after(resp.header("retry-after")),
+                )
+            try:
+                answer = read_answer(text, self._reading)  # takes any text
+            except (ValueError, TypeError) as exc:  # a reader's bug: a bad reply, no crash
+                raise UpstreamError(endpoint, resp.status, f"bad reply: {text}") from exc
+            if not answer.ok and not (answer.echo and self._test is not None):
+                result = "refused"
+                raise UpstreamError(name, answer.status, answer.code)
+            if not answer.ok:
+                self._reading("response", "echo")  # test2: the request echoed back
+            result = "ok"
+            ids = answer.data.get("ids")
+            return _Reply(1, None if ids is None else read_ids(ids, self._reading))
+        except (HttpError, TimeoutError) as exc:
+            raise UpstreamError(name, 0, _failure(exc)) from exc
         finally:
             if self._observer is not None:
-                self._observer(endpoint or "checkWork", result, time.perf_counter() - started)
+                self._observer(name, result, time.perf_counter() - started)
 
-    async def _read(self, resp: aiohttp.ClientResponse) -> str:
+    def _read(self, resp: Answer) -> str:
         """A 200's body as text (JSON: UTF-8); any other answer's as the code it carries (any
         shape, in the charset it declares)."""
         if resp.status == 200:
-            return (await resp.read()).decode("utf-8", "replace")
-        text = await resp.text(errors="replace")
-        return error_text(resp.status, text, resp.headers.get("Location"), self._reading)
+            return resp.body.decode("utf-8", "replace")
+        return error_text(resp.status, resp.text(), resp.header("location"), self._reading)
 
     async def send_numbers_online(self, numbers: list[NumberEntry]) -> dict[str, int | None]:
         body = {"numbers": [msgspec.to_builtins(n) for n in numbers]}
@@ -315,41 +310,34 @@ class V2Client:
     ) -> _R:
         """Like ``_call`` for any path under the base URL and any reply type: non-200, a reply
         that does not decode, or ``response`` other than 1 raise UpstreamError."""
-        url = self._url(path)
         data = _ENCODER.encode(body) if body is not None else None
         started = time.perf_counter()
         result = "error"
         try:
-            async with self._http.request(
-                method,
-                url,
-                data=data,
-                headers=self._headers,
-                params=params,
-                timeout=self._timeout,
-                allow_redirects=False,
-            ) as resp:
-                text = await self._read(resp)
-                result = str(resp.status)
-                if resp.status != 200:
-                    raise UpstreamError(
-                        endpoint,
-                        resp.status,
-                        text,
-                        retry_after=parse_retry_after(resp.headers.get("Retry-After")),
-                    )
-                try:
-                    answer = read_answer(text, self._reading)
-                    if not answer.ok:
-                        result = "refused"
-                        raise UpstreamError(endpoint, answer.status, answer.code)
-                    reply = decoder.decode(text)
-                except msgspec.DecodeError as exc:
-                    raise UpstreamError(endpoint, resp.status, f"bad reply: {text}") from exc
-                result = "ok"
-                return reply
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamError(endpoint, 0, f"{type(exc).__name__}: {exc}") from exc
+            resp = await self._transport.request(
+                method, path, query=params, body=data, timeout=self._timeout
+            )
+            text = self._read(resp)
+            result = str(resp.status)
+            if resp.status != 200:
+                raise UpstreamError(
+                    endpoint,
+                    resp.status,
+                    text,
+                    retry_after=parse_retry_after(resp.header("retry-after")),
+                )
+            try:
+                answer = read_answer(text, self._reading)
+                if not answer.ok:
+                    result = "refused"
+                    raise UpstreamError(endpoint, answer.status, answer.code)
+                reply = decoder.decode(text)
+            except msgspec.DecodeError as exc:
+                raise UpstreamError(endpoint, resp.status, f"bad reply: {text}") from exc
+            result = "ok"
+            return reply
+        except (HttpError, TimeoutError) as exc:
+            raise UpstreamError(endpoint, 0, _failure(exc)) from exc
         finally:
             if self._observer is not None:
                 self._observer(endpoint, result, time.perf_counter() - started)

@@ -1,4 +1,8 @@
-"""A real stand-in server, a real client session and a real journal for upstream tests."""
+"""A real stand-in server, a real client session and a real journal for upstream tests.
+
+The ``upstream`` fixture runs each test twice: with the daemon's HTTP/1.1 client
+(:class:`muxd.upstream.http_client.HttpClient`) and with an aiohttp session (the one-off
+commands' carrier)."""
 
 from __future__ import annotations
 
@@ -12,11 +16,15 @@ import pytest
 
 from muxd.pdu import encode_deliver
 from muxd.store import Journal, PartIn
+from muxd.upstream.http_client import HttpClient
 from muxd.upstream.v2 import NumberEntry, V2Client
 from muxd_sim.onlinesim import Onlinesim, serve
 
 KEY = "upstream-key"
 NUMBERS = ("+79001110001", "+79001110002", "+79001110003")
+
+# What V2Client's requests travel by (the ``carrier`` fixture).
+Carrier = aiohttp.ClientSession | HttpClient
 
 
 @dataclass
@@ -25,7 +33,7 @@ class Upstream:
     client: V2Client
     journal: Journal
     url: str
-    http: aiohttp.ClientSession
+    http: Carrier
     counter: int = 0
 
     async def receive(self, number: str, sender: str, text: str) -> int:
@@ -50,17 +58,24 @@ class Upstream:
         return result.message_id
 
 
+@pytest.fixture(params=["lean", "aiohttp"])
+async def carrier(request: pytest.FixtureRequest) -> AsyncIterator[Carrier]:
+    """What V2Client's requests travel by: the daemon's HTTP/1.1 client, or aiohttp."""
+    http: Carrier = HttpClient() if request.param == "lean" else aiohttp.ClientSession()
+    async with http:
+        yield http
+
+
 @pytest.fixture
-async def upstream(tmp_path: Path) -> AsyncIterator[Upstream]:
+async def upstream(tmp_path: Path, carrier: Carrier) -> AsyncIterator[Upstream]:
     stub = Onlinesim(api_key=KEY)
     served = await serve(stub, "127.0.0.1", 0)
     journal = await Journal.open(tmp_path)
     url = f"http://127.0.0.1:{served.port}"
     try:
-        async with aiohttp.ClientSession() as http:
-            client = V2Client(http, url, KEY)
-            await client.send_numbers_online([NumberEntry(number=n, country_id=7) for n in NUMBERS])
-            yield Upstream(stub=stub, client=client, journal=journal, url=url, http=http)
+        client = V2Client(carrier, url, KEY)
+        await client.send_numbers_online([NumberEntry(number=n, country_id=7) for n in NUMBERS])
+        yield Upstream(stub=stub, client=client, journal=journal, url=url, http=carrier)
     finally:
         await journal.close()
         await served.runner.cleanup()

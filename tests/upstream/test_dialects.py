@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -27,6 +26,7 @@ from muxd.upstream.shipper import NO_NUMBER_ATTEMPTS, Shipper
 from muxd.upstream.v2 import TEST_MODE_REASON, MessageItem, NumberEntry, V2Client
 from muxd_sim.onlinesim import Onlinesim, serve
 from muxd_sim.onlinesim_dialects import V2_DIALECTS
+from tests.upstream.conftest import Carrier
 from tests.upstream.test_publisher import ready_port
 
 KEY = "dialect-key"
@@ -42,7 +42,7 @@ class Rig:
     stub: Onlinesim
     client: V2Client
     journal: Journal
-    http: aiohttp.ClientSession
+    http: Carrier
     url: str
     learned_path: Path
     readings: list[tuple[str, str]] = field(default_factory=list)
@@ -95,7 +95,7 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def rig_for(tmp_path: Path, dialect: str) -> AsyncIterator[Rig]:
+async def rig_for(tmp_path: Path, dialect: str, http: Carrier) -> AsyncIterator[Rig]:
     stub = Onlinesim(api_key=KEY)
     if dialect != "strict":
         stub.set_dialects(dialect)
@@ -103,11 +103,10 @@ async def rig_for(tmp_path: Path, dialect: str) -> AsyncIterator[Rig]:
     journal = await Journal.open(tmp_path / "state")
     url = f"http://127.0.0.1:{served.port}"
     try:
-        async with aiohttp.ClientSession() as http:
-            learned_path = tmp_path / "state" / FILE_NAME
-            rig = Rig(stub, V2Client(http, url, KEY), journal, http, url, learned_path)
-            rig.client = rig.new_client()
-            yield rig
+        learned_path = tmp_path / "state" / FILE_NAME
+        rig = Rig(stub, V2Client(http, url, KEY), journal, http, url, learned_path)
+        rig.client = rig.new_client()
+        yield rig
     finally:
         await journal.close()
         await served.runner.cleanup()
@@ -146,8 +145,10 @@ async def running(publisher: NumbersPublisher) -> AsyncIterator[None]:
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-async def test_shipper_delivers_once_in_every_dialect(tmp_path: Path, dialect: str) -> None:
-    async with rig_for(tmp_path, dialect) as rig:
+async def test_shipper_delivers_once_in_every_dialect(
+    tmp_path: Path, dialect: str, carrier: Carrier
+) -> None:
+    async with rig_for(tmp_path, dialect, carrier) as rig:
         ids = await rig.client.send_numbers_online([NumberEntry(n, 7) for n in NUMBERS])
         assert all(isinstance(i, int) for i in ids.values()), ids
         sent = [await rig.receive(NUMBERS[k % 2], f"code {k}") for k in range(7)]
@@ -162,12 +163,12 @@ async def test_shipper_delivers_once_in_every_dialect(tmp_path: Path, dialect: s
 
 @pytest.mark.parametrize("dialect", ["strict", "json-errors", "errors-in-200"])
 async def test_a_refused_sms_is_read_the_same_in_every_error_shape(
-    tmp_path: Path, dialect: str
+    tmp_path: Path, dialect: str, carrier: Carrier
 ) -> None:
     # NO_NUMBER as a bare text/html code, as {"response": "NO_NUMBER"} with 400, or inside a
     # 200 answer: the shipper republishes, retries a bounded number of times, then parks it,
     # and everything else is delivered.
-    async with rig_for(tmp_path, dialect) as rig:
+    async with rig_for(tmp_path, dialect, carrier) as rig:
         await rig.client.send_numbers_online([NumberEntry(NUMBERS[0], 7)])
         await rig.receive(NUMBERS[0], "good 1")
         await rig.receive("+79001119999", "to an unlisted number")
@@ -182,8 +183,10 @@ async def test_a_refused_sms_is_read_the_same_in_every_error_shape(
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-async def test_list_publisher_in_every_dialect(tmp_path: Path, dialect: str) -> None:
-    async with rig_for(tmp_path, dialect) as rig:
+async def test_list_publisher_in_every_dialect(
+    tmp_path: Path, dialect: str, carrier: Carrier
+) -> None:
+    async with rig_for(tmp_path, dialect, carrier) as rig:
         ports = {i: ready_port(i) for i in range(5)}
         changed = asyncio.Event()
         published = Published()
@@ -208,8 +211,10 @@ async def test_list_publisher_in_every_dialect(tmp_path: Path, dialect: str) -> 
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-async def test_incremental_publisher_in_every_dialect(tmp_path: Path, dialect: str) -> None:
-    async with rig_for(tmp_path, dialect) as rig:
+async def test_incremental_publisher_in_every_dialect(
+    tmp_path: Path, dialect: str, carrier: Carrier
+) -> None:
+    async with rig_for(tmp_path, dialect, carrier) as rig:
         ports = {i: ready_port(i) for i in range(4)}
         changed = asyncio.Event()
         published = Published()
@@ -238,8 +243,8 @@ async def test_incremental_publisher_in_every_dialect(tmp_path: Path, dialect: s
 # --- readings, checkWork, test mode, redirects ------------------------------------------------
 
 
-async def test_string_response_is_read_and_counted(tmp_path: Path) -> None:
-    async with rig_for(tmp_path, "string-response") as rig:
+async def test_string_response_is_read_and_counted(tmp_path: Path, carrier: Carrier) -> None:
+    async with rig_for(tmp_path, "string-response", carrier) as rig:
         registry = CollectorRegistry()
         metrics = Metrics(registry)
         client = V2Client(rig.http, rig.url, KEY, reading=metrics.count_reading)
@@ -253,8 +258,10 @@ async def test_string_response_is_read_and_counted(tmp_path: Path) -> None:
     assert (value, zero) == (1.0, 0.0)
 
 
-async def test_check_work_falls_back_to_post_and_remembers(tmp_path: Path) -> None:
-    async with rig_for(tmp_path, "post-checkwork") as rig:
+async def test_check_work_falls_back_to_post_and_remembers(
+    tmp_path: Path, carrier: Carrier
+) -> None:
+    async with rig_for(tmp_path, "post-checkwork", carrier) as rig:
         await rig.client.check_work()
         first = [(r.method, r.status) for r in rig.stub.requests]
         assert first == [("GET", 405), ("POST", 200)]
@@ -274,8 +281,10 @@ async def test_check_work_falls_back_to_post_and_remembers(tmp_path: Path) -> No
     assert ("check_work", "POST") in rig.readings
 
 
-async def test_test_mode_keeps_sms_pending_until_it_is_switched_off(tmp_path: Path) -> None:
-    async with rig_for(tmp_path, "strict") as rig:
+async def test_test_mode_keeps_sms_pending_until_it_is_switched_off(
+    tmp_path: Path, carrier: Carrier
+) -> None:
+    async with rig_for(tmp_path, "strict", carrier) as rig:
         await rig.client.send_numbers_online([NumberEntry(n, 7) for n in NUMBERS])
         for k in range(3):
             await rig.receive(NUMBERS[0], f"code {k}")
@@ -295,7 +304,7 @@ async def test_test_mode_keeps_sms_pending_until_it_is_switched_off(tmp_path: Pa
     assert [m.message for m in rig.stub.messages] == ["code 0", "code 1", "code 2"]
 
 
-async def test_a_redirect_is_never_followed(tmp_path: Path) -> None:
+async def test_a_redirect_is_never_followed(tmp_path: Path, carrier: Carrier) -> None:
     stolen: list[bytes] = []
 
     async def elsewhere(request: web.Request) -> web.Response:
@@ -318,11 +327,10 @@ async def test_a_redirect_is_never_followed(tmp_path: Path) -> None:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
-        async with aiohttp.ClientSession() as http:
-            client = V2Client(http, f"http://127.0.0.1:{runner.addresses[0][1]}", KEY)
-            item = MessageItem(date="1", number=NUMBERS[0], sender="VK", message="secret 1")
-            with pytest.raises(UpstreamError) as caught:
-                await client.add_message(item)
+        client = V2Client(carrier, f"http://127.0.0.1:{runner.addresses[0][1]}", KEY)
+        item = MessageItem(date="1", number=NUMBERS[0], sender="VK", message="secret 1")
+        with pytest.raises(UpstreamError) as caught:
+            await client.add_message(item)
     finally:
         await runner.cleanup()
         await other_runner.cleanup()
@@ -331,7 +339,7 @@ async def test_a_redirect_is_never_followed(tmp_path: Path) -> None:
     assert caught.value.body == f"redirect to {target} not followed"
 
 
-async def test_a_proxy_page_in_a_stray_charset_is_an_upstream_error() -> None:
+async def test_a_proxy_page_in_a_stray_charset_is_an_upstream_error(carrier: Carrier) -> None:
     # A proxy's page in Latin-1 without a charset: read as text anyway, never a crash of the
     # delivery loop (which only expects UpstreamError).
     async def proxy(_request: web.Request) -> web.Response:
@@ -344,21 +352,22 @@ async def test_a_proxy_page_in_a_stray_charset_is_an_upstream_error() -> None:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
-        async with aiohttp.ClientSession() as http:
-            client = V2Client(http, f"http://127.0.0.1:{runner.addresses[0][1]}", KEY)
-            item = MessageItem(date="1", number=NUMBERS[0], sender="VK", message="x")
-            with pytest.raises(UpstreamError) as caught:
-                await client.add_message(item)
+        client = V2Client(carrier, f"http://127.0.0.1:{runner.addresses[0][1]}", KEY)
+        item = MessageItem(date="1", number=NUMBERS[0], sender="VK", message="x")
+        with pytest.raises(UpstreamError) as caught:
+            await client.add_message(item)
     finally:
         await runner.cleanup()
     assert caught.value.status == 502
     assert caught.value.body.startswith("HTML page (not an API answer): Passerelle d")
 
 
-async def test_test2_echo_without_response_still_publishes(tmp_path: Path) -> None:
+async def test_test2_echo_without_response_still_publishes(
+    tmp_path: Path, carrier: Carrier
+) -> None:
     # test2's answer shape is unpublished: an echo of the request without "response" counts
     # as accepted in test mode (and only there); SMS stay pending all the same.
-    async with rig_for(tmp_path, "strict") as rig:
+    async with rig_for(tmp_path, "strict", carrier) as rig:
         echo = '{"numbers": [{"number": "+79001110001", "country_id": 7}], "test": "test2"}'
         rig.stub.fail_next("sendNumbersOnline", 200, 2, echo, content_type="application/json")
         await rig.new_client(test="test2").send_numbers_online([NumberEntry(NUMBERS[0], 7)])
