@@ -26,11 +26,14 @@ What it guarantees to :class:`muxd.upstream.v2.V2Client`:
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlencode, urlsplit
+
+import aiohappyeyeballs
 
 from muxd.upstream.http1 import Answer, HttpProtocolError, ResponseParser
 
@@ -41,6 +44,8 @@ KEEPALIVE_IDLE = 15.0
 # 9.2.2; a keep-alive connection the server closed as the request went out): never a POST,
 # which may have been acted on.
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# Seconds before the next address is tried while a connect hangs (RFC 8305's 250 ms).
+HAPPY_EYEBALLS_DELAY = 0.25
 # Idle connections kept for reuse; more in flight at once are opened and closed after.
 MAX_IDLE = 4
 
@@ -222,13 +227,23 @@ class HttpClient:
             self._drop(conn)
         tls = self._ssl() if origin.tls else None
         try:
-            _transport, conn = await loop.create_connection(
-                lambda: _Connection(loop),
-                origin.host,
-                origin.port,
-                ssl=tls,
-                server_hostname=origin.host if tls is not None else None,
+            infos = await loop.getaddrinfo(origin.host, origin.port, type=socket.SOCK_STREAM)
+            # Every address the name has, IPv6 and IPv4 interleaved, a new attempt every
+            # HAPPY_EYEBALLS_DELAY while earlier ones hang (a host whose IPv6 route is a black
+            # hole still answers over IPv4), as aiohttp does.
+            sock = await aiohappyeyeballs.start_connection(
+                infos, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY, interleave=1
             )
+            try:
+                _transport, conn = await loop.create_connection(
+                    lambda: _Connection(loop),
+                    sock=sock,
+                    ssl=tls,
+                    server_hostname=origin.host if tls is not None else None,
+                )
+            except BaseException:  # a failed TLS handshake, a deadline: the socket is ours
+                sock.close()
+                raise
         except OSError as exc:  # refused, unreachable, name lookup (gaierror), TLS (SSLError)
             raise HttpError(f"{type(exc).__name__}: {exc}") from exc
         self._open.add(conn)
