@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from muxd.store import Journal
@@ -31,7 +30,7 @@ from muxd.upstream.shipper import Shipper
 from muxd.upstream.v2 import NumberEntry, V2Client
 from muxd_sim.clock import FakeClock
 from muxd_sim.onlinesim import Onlinesim, serve
-from tests.upstream.conftest import KEY, NUMBERS, Upstream
+from tests.upstream.conftest import KEY, NUMBERS, Carrier, Upstream
 
 ROUNDS = 120
 # The client gives up after this; a "timeout" fault makes the stand-in slower than it.
@@ -92,7 +91,7 @@ class Campaign:
 
 
 @pytest.fixture
-async def chaos(tmp_path: Path) -> AsyncIterator[Campaign]:
+async def chaos(tmp_path: Path, carrier: Carrier) -> AsyncIterator[Campaign]:
     # Sleeping advances the clock at once; it starts just after the SCTS.
     fake = FakeClock(datetime(2026, 11, 25, 12, 5, tzinfo=UTC).timestamp(), jump=True)
     stub = Onlinesim(api_key=KEY, clock=fake, seed=11)
@@ -100,11 +99,10 @@ async def chaos(tmp_path: Path) -> AsyncIterator[Campaign]:
     journal = await Journal.open(tmp_path)
     url = f"http://127.0.0.1:{served.port}"
     try:
-        async with aiohttp.ClientSession() as http:
-            client = V2Client(http, url, KEY, timeout=CLIENT_TIMEOUT)
-            await client.send_numbers_online([NumberEntry(number=n, country_id=7) for n in NUMBERS])
-            up = Upstream(stub=stub, client=client, journal=journal, url=url, http=http)
-            yield Campaign(up=up, fake=fake, rng=random.Random(2026))
+        client = V2Client(carrier, url, KEY, timeout=CLIENT_TIMEOUT)
+        await client.send_numbers_online([NumberEntry(number=n, country_id=7) for n in NUMBERS])
+        up = Upstream(stub=stub, client=client, journal=journal, url=url, http=carrier)
+        yield Campaign(up=up, fake=fake, rng=random.Random(2026))
     finally:
         await journal.close()
         await served.runner.cleanup()
