@@ -27,6 +27,11 @@ MAX_BODY = 16 * 1024 * 1024
 MAX_CHUNK_LINE = 1024
 
 _NO_BODY_STATUSES = frozenset({204, 304})
+# Fields that hold one value (RFC 9110 5.3): a repeat is ignored, as aiohttp's headers.get did
+# (joined, "60, 60" is no Retry-After at all).
+SINGLETONS = frozenset({"retry-after", "location", "content-type"})
+# A Content-Length longer than this is refused (int() refuses > 4300 digits with ValueError).
+_MAX_LENGTH_DIGITS = 18
 _HEX_DIGITS = b"0123456789abcdefABCDEF"
 
 
@@ -78,6 +83,8 @@ class ResponseParser:
         self._keep_alive = True
         self._remaining = 0  # length: bytes of body left; chunk_data: of this chunk
         self._body = bytearray()
+        self._scan = 0  # head: where the search for its end resumes
+        self._eol: bytes | None = None  # head: its line end, CRLF or LF
         self.done = False
 
     # -- feeding -------------------------------------------------------------------------------
@@ -169,16 +176,36 @@ class ResponseParser:
         del self._buf[: end + 2]
         return line
 
-    def _read_head(self) -> bool:
-        end = self._buf.find(b"\r\n\r\n")
+    def _head_end(self) -> tuple[int, int] | None:
+        """Where the head ends and the body starts. Lines end as the status line does: CRLF,
+        or a bare LF throughout (RFC 9112 2.2 lets a recipient take it; aiohttp does). The
+        search resumes where the last one stopped (linear in the head, however fed)."""
+        buf = self._buf
+        if self._eol is None:
+            first = buf.find(b"\n")
+            if first < 0:
+                return None
+            self._eol = b"\r\n" if first > 0 and buf[first - 1] == 13 else b"\n"
+        blank = self._eol * 2
+        end = buf.find(blank, self._scan)
         if end < 0:
+            self._scan = max(0, len(buf) - len(blank) + 1)
+            return None
+        return end, end + len(blank)
+
+    def _read_head(self) -> bool:
+        found = self._head_end()
+        if found is None:
             if len(self._buf) > MAX_HEAD:
                 raise HttpProtocolError(f"answer head longer than {MAX_HEAD} bytes")
             return False
+        end, start = found
         if end > MAX_HEAD:
             raise HttpProtocolError(f"answer head longer than {MAX_HEAD} bytes")
-        lines = bytes(self._buf[:end]).decode("latin-1").split("\r\n")
-        del self._buf[: end + 4]
+        eol = (self._eol or b"\r\n").decode()
+        lines = bytes(self._buf[:end]).decode("latin-1").split(eol)
+        del self._buf[:start]
+        self._scan, self._eol = 0, None
         version, status, reason = _status_line(lines[0])
         headers: dict[str, str] = {}
         for line in lines[1:]:
@@ -190,7 +217,10 @@ class ResponseParser:
             if not colon or not name or " " in name or "\t" in name:
                 raise HttpProtocolError(f"bad header line {line[:60]!r}")
             value = value.strip()
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+            if name not in headers:
+                headers[name] = value
+            elif name not in SINGLETONS:
+                headers[name] = f"{headers[name]}, {value}"
         if 100 <= status < 200 and status != 101:
             return True  # an interim answer: the real one follows (state stays "head")
         if status == 101:
@@ -207,6 +237,10 @@ class ResponseParser:
         coding = headers.get("transfer-encoding")
         if coding is not None:
             codings = [c.strip().lower() for c in coding.split(",") if c.strip()]
+            if any(c not in ("chunked", "identity") for c in codings):
+                # gzip, chunked: a transfer coding this parser does not undo; its bytes must
+                # never be read as the body.
+                raise HttpProtocolError(f"unsupported Transfer-Encoding {coding[:40]!r}")
             if not codings or codings[-1] != "chunked":
                 self._to_close()  # RFC 9112 6.3: read until the connection ends
                 return True
@@ -219,7 +253,8 @@ class ResponseParser:
             self._to_close()
             return True
         values = {v.strip() for v in length.split(",")}
-        if len(values) != 1 or not _is_number(next(iter(values))):
+        text = next(iter(values))
+        if len(values) != 1 or not _is_number(text) or len(text) > _MAX_LENGTH_DIGITS:
             raise HttpProtocolError(f"bad Content-Length {length[:40]!r}")
         self._remaining = int(next(iter(values)))
         self._check_size(self._remaining)
@@ -270,13 +305,18 @@ def _decode(body: bytes, encoding: str) -> bytes:
 
 
 def _inflate(body: bytes, wbits: int, coding: str) -> bytes:
-    inflater = zlib.decompressobj(wbits)
-    try:
-        out = inflater.decompress(body, MAX_BODY + 1)
-    except zlib.error as exc:
-        raise HttpProtocolError(f"bad {coding} body: {exc}") from None
-    if len(out) > MAX_BODY:
-        raise HttpProtocolError(f"answer body inflates past {MAX_BODY} bytes")
-    if not inflater.eof:
-        raise HttpProtocolError(f"truncated {coding} body")
-    return out
+    out = bytearray()
+    rest = body
+    while True:  # a gzip body may be several members (RFC 1952 2.2), read them all
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out += inflater.decompress(rest, MAX_BODY + 1 - len(out))
+        except zlib.error as exc:
+            raise HttpProtocolError(f"bad {coding} body: {exc}") from None
+        if len(out) > MAX_BODY:
+            raise HttpProtocolError(f"answer body inflates past {MAX_BODY} bytes")
+        if not inflater.eof:
+            raise HttpProtocolError(f"truncated {coding} body")
+        rest = inflater.unused_data
+        if not rest or wbits != 16 + zlib.MAX_WBITS:
+            return bytes(out)

@@ -81,6 +81,9 @@ class _Connection(asyncio.Protocol):
         except HttpProtocolError as exc:
             self._fail(HttpError(f"bad answer: {exc}"))
             return
+        except Exception as exc:  # noqa: BLE001 - a parser bug: never out of a protocol callback
+            self._fail(HttpError(f"bad answer: {type(exc).__name__}: {exc}"))
+            return
         if answer is not None:
             self._parser = None
             waiter.set_result(answer)
@@ -90,15 +93,26 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if parser is not None and waiter is not None and not waiter.done():
             self._parser = None
-            try:
-                waiter.set_result(parser.feed_eof())
-            except HttpProtocolError as exc:
-                waiter.set_exception(HttpError(str(exc)))
+            self._finish_at_eof(parser, waiter)
         return False  # close the transport
+
+    def _finish_at_eof(self, parser: ResponseParser, waiter: asyncio.Future[Answer]) -> None:
+        try:
+            waiter.set_result(parser.feed_eof())
+        except HttpProtocolError as exc:
+            waiter.set_exception(HttpError(str(exc)))
+        except Exception as exc:  # noqa: BLE001 - a parser bug: never out of a protocol callback
+            waiter.set_exception(HttpError(f"{type(exc).__name__}: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        waiter = self._waiter
+        parser, waiter = self._parser, self._waiter
+        if exc is None and parser is not None and waiter is not None and not waiter.done():
+            # An orderly end without eof_received: uvloop's TLS transport when the server
+            # sends no close_notify. An answer that runs to the end of the connection is whole.
+            self._parser = None
+            self._finish_at_eof(parser, waiter)
+            return
         if waiter is not None and not waiter.done():
             why = f"{type(exc).__name__}: {exc}" if exc else "closed by the server"
             waiter.set_exception(HttpError(f"connection lost: {why}"))
@@ -113,16 +127,29 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    async def exchange(self, method: str, request: bytes) -> Answer:
+    async def exchange(self, method: str, request: bytes, deadline: float) -> Answer:
         assert self.transport is not None
         self._parser = ResponseParser(method)
         waiter: asyncio.Future[Answer] = self._loop.create_future()
         self._waiter = waiter
         self.transport.write(request)
         try:
-            return await waiter
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return await asyncio.shield(waiter)
+            except TimeoutError:
+                # The deadline and the whole answer may be seen in the same pass of the loop
+                # (it was busy; uvloop runs timers before reading): let it read what is already
+                # in the socket before the answer, an acknowledgement perhaps, is thrown away.
+                for _ in range(2):
+                    await asyncio.sleep(0)
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    return waiter.result()
+                raise
         finally:
             self._waiter = None
+            if not waiter.done():
+                waiter.cancel()
 
     def abort(self) -> None:
         self.closed = True
@@ -148,6 +175,11 @@ class Origin:
             raise ValueError(f"expected an http:// or https:// URL, got {base_url!r}")
         tls = parts.scheme == "https"
         host = parts.hostname
+        if not host.isascii():  # an IDN: its ASCII form on the wire, as yarl sends it
+            try:
+                host = host.encode("idna").decode("ascii")
+            except UnicodeError as exc:
+                raise ValueError(f"bad host name in {base_url!r}: {exc}") from None
         header = f"[{host}]" if ":" in host else host
         if parts.port is not None:
             header = f"{header}:{parts.port}"
@@ -193,23 +225,25 @@ class HttpClient:
         if body is not None or method not in ("GET", "HEAD"):
             head = f"{head}Content-Length: {len(body or b'')}\r\n"
         request = b"".join((head.encode("latin-1"), headers, b"\r\n", body or b""))
-        async with asyncio.timeout(timeout):
-            retries = 1 if method in IDEMPOTENT else 0
-            while True:
+        # One deadline for the lookup, the connect, the handshake and the answer.
+        deadline = asyncio.get_running_loop().time() + timeout
+        retries = 1 if method in IDEMPOTENT else 0
+        while True:
+            async with asyncio.timeout_at(deadline):
                 conn = await self._acquire(origin)
-                try:
-                    answer = await conn.exchange(method, request)
-                    break
-                except HttpError:
-                    self._drop(conn)
-                    if not retries:
-                        raise
-                    retries -= 1  # once, at once, and only what may be repeated
-                except BaseException:
-                    # Timed out or cancelled: whatever comes later on this connection
-                    # belongs to no request.
-                    self._drop(conn)
+            try:
+                answer = await conn.exchange(method, request, deadline)
+                break
+            except HttpError:
+                self._drop(conn)
+                if not retries:
                     raise
+                retries -= 1  # once, at once, and only what may be repeated
+            except BaseException:
+                # Timed out or cancelled: whatever comes later on this connection
+                # belongs to no request.
+                self._drop(conn)
+                raise
         if answer.keep_alive and not conn.closed and not self._closed:
             self._release(origin, conn)
         else:
@@ -244,7 +278,9 @@ class HttpClient:
             except BaseException:  # a failed TLS handshake, a deadline: the socket is ours
                 sock.close()
                 raise
-        except OSError as exc:  # refused, unreachable, name lookup (gaierror), TLS (SSLError)
+        # refused, unreachable, name lookup (gaierror), TLS (SSLError); RuntimeError: uvloop's
+        # sock_connect (aiohappyeyeballs#93); ValueError: no address, a name IDNA refuses.
+        except (OSError, RuntimeError, ValueError) as exc:
             raise HttpError(f"{type(exc).__name__}: {exc}") from exc
         self._open.add(conn)
         return conn

@@ -18,7 +18,7 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from muxd.upstream.http1 import Answer
+from muxd.upstream.http1 import SINGLETONS, Answer
 from muxd.upstream.http_client import HttpClient, HttpError, Origin
 
 
@@ -97,7 +97,10 @@ class AiohttpTransport:
                 headers: dict[str, str] = {}
                 for name, value in resp.headers.items():
                     key = name.lower()
-                    headers[key] = f"{headers[key]}, {value}" if key in headers else value
+                    if key not in headers:
+                        headers[key] = value
+                    elif key not in SINGLETONS:  # Retry-After, Location: the first, as before
+                        headers[key] = f"{headers[key]}, {value}"
                 return Answer(resp.status, resp.reason or "", headers, data, True)
         except aiohttp.ClientError as exc:
             raise HttpError(f"{type(exc).__name__}: {exc}") from exc

@@ -278,3 +278,61 @@ def test_noise_inside_a_valid_head_is_refused_or_read_consistently(junk: bytes) 
         except HttpProtocolError as exc:
             outcomes.append(type(exc))  # type: ignore[arg-type]
     assert outcomes[0] == outcomes[1]
+
+
+# -- what real servers and proxies send (from a hostile review) ------------------------------
+
+ACK = b'{"response":1}'
+
+
+def test_a_content_length_of_thousands_of_digits_is_a_protocol_error() -> None:
+    # int() refuses more than 4300 digits with ValueError, which would leave data_received.
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: " + b"0" * 4400 + b"2\r\n\r\nok"
+    with pytest.raises(HttpProtocolError, match="Content-Length"):
+        ResponseParser("POST").feed(head)
+
+
+@given(
+    name=st.sampled_from(["Content-Length", "Transfer-Encoding", "Content-Encoding"]),
+    value=st.one_of(
+        st.integers(0, 6000).map(lambda n: "7" * n),
+        st.text(st.sampled_from("0123456789abcdefx, ;chunked\t"), max_size=40),
+    ),
+    body=st.binary(max_size=40),
+)
+def test_any_framing_header_gives_an_answer_nothing_or_a_protocol_error(
+    name: str, value: str, body: bytes
+) -> None:
+    parser = ResponseParser("POST")
+    try:
+        if parser.feed(f"HTTP/1.1 200 OK\r\n{name}: {value}\r\n\r\n".encode() + body) is None:
+            parser.feed_eof()
+    except HttpProtocolError:
+        pass
+
+
+def test_a_gzip_body_of_several_members_is_read_whole() -> None:
+    # RFC 1952 2.2: a proxy compressing as it streams may send several members.
+    packed = gzip.compress(ACK[:6]) + gzip.compress(ACK[6:])
+    raw = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(packed)
+    assert every_way(raw + packed).body == ACK
+
+
+def test_a_head_with_bare_lf_line_ends_is_read() -> None:
+    # RFC 9112 2.2 lets a recipient take a lone LF as a line end (aiohttp does): else the
+    # acknowledgement is lost and the SMS sent again.
+    answer = every_way(b"HTTP/1.1 200 OK\nContent-Length: 14\n\n" + ACK)
+    assert (answer.status, answer.body) == (200, ACK)
+
+
+def test_a_transfer_coding_other_than_chunked_is_refused() -> None:
+    packed = gzip.compress(ACK)
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+    raw += b"%x\r\n%s\r\n0\r\n\r\n" % (len(packed), packed)
+    with pytest.raises(HttpProtocolError, match="Transfer-Encoding"):
+        ResponseParser("POST").feed(raw)
+
+
+def test_a_repeated_single_value_header_keeps_its_first_value() -> None:
+    raw = b"HTTP/1.1 429 X\r\nRetry-After: 60\r\nRetry-After: 60\r\nContent-Length: 0\r\n\r\n"
+    assert every_way(raw).header("retry-after") == "60"
