@@ -14,6 +14,8 @@ What it guarantees to :class:`muxd.upstream.v2.V2Client`:
   whole and reusable goes back to the pool.
 - **One deadline** per request (``timeout``, on the loop's monotonic clock) covers the name
   lookup, connect, TLS handshake, the write and the whole answer, as aiohttp's ``total`` did.
+  An answer already in the socket when the deadline fires (a busy loop sees both in one pass)
+  is still read: an acknowledgement thrown away would send the SMS again.
 - **Every failure is** :class:`HttpError` (refused, reset, name lookup, TLS, a malformed
   answer) **or** ``TimeoutError``. Only an idempotent request (:data:`IDEMPOTENT`, never a
   POST) is sent a second time, once, when its connection fails; the caller's loop decides
