@@ -1,8 +1,8 @@
-"""The v2 upstream's HTTP/1.1 client: keep-alive connections to one origin, one request on a
-connection at a time, the answer read by :class:`muxd.upstream.http1.ResponseParser`.
+"""The v2 upstream's HTTP/1.1 client: a pool of keep-alive connections per origin, one request
+on a connection at a time, the answer read by :class:`muxd.upstream.http1.ResponseParser`.
 
-Why not aiohttp here: at low load every SMS is one ``addMessages`` request, and aiohttp's
-request machinery costs about four times the CPU of the exchange itself (``python -m
+Why not aiohttp here: at low load every SMS is one ``addMessages`` request, and V2Client's
+request over aiohttp costs about 2.5 times its CPU over this client (``python -m
 benchmarks.v2_request_cost``). This client writes a request in one ``transport.write`` from a
 head built once, and reads the answer with a parser that knows only what the upstream may send.
 

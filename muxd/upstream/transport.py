@@ -1,7 +1,7 @@
 """How :class:`muxd.upstream.v2.V2Client`'s requests travel: one interface, two carriers.
 
 - :class:`LeanTransport`, over :class:`muxd.upstream.http_client.HttpClient`: what the daemon
-  uses (an SMS at low load is one request; this one costs a quarter of aiohttp's CPU).
+  uses (an SMS at low load is one request; this one costs less than half of aiohttp's CPU).
 - :class:`AiohttpTransport`, over an ``aiohttp.ClientSession``: the one-off commands
   (``muxd upstream ...``, preflight), and tests that fault the session's name resolution.
 
