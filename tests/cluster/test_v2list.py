@@ -180,9 +180,13 @@ async def test_only_the_holder_publishes_the_union_and_a_dead_holder_is_replaced
         assert stub.numbers[a.ports["0"].number or ""].port_id == "a/port000"
         assert stub.numbers[b.ports["0"].number or ""].port_id == "b/port000"
         assert stub.numbers[b.ports["0"].number or ""].operator == 25001
-        # Each box's shipper counts its own numbers as listed.
-        assert a.publisher.listed_numbers() == numbers(a)
-        assert b.publisher.listed_numbers() == numbers(b)
+
+        # Each box's shipper counts its own numbers as listed, once it has read the accepted
+        # list from PostgreSQL (every OWN_CHECK, real time).
+        async def own_listed() -> bool:
+            return all(x.publisher.listed_numbers() == numbers(x) for x in (a, b))
+
+        await wait_until(own_listed)
 
         # The box on standby proves it reaches Onlinesim with checkWork (its /readyz), never
         # with a list.

@@ -91,12 +91,13 @@ class PushEndpoint:
     _runner: web.AppRunner | None = None
 
     async def _push(self, request: web.Request) -> web.StreamResponse:
-        self.requests[self.phase] += 1
+        phase = self.phase  # the phase the request came in (a test may change it meanwhile)
+        self.requests[phase] += 1
         body = await request.json()
-        if self.phase == "503":
+        if phase == "503":
             headers = {"Retry-After": self.retry_after} if self.retry_after else None
             return web.Response(status=503, text="unavailable", headers=headers)
-        if self.phase != "up":  # reset: no answer at all
+        if phase != "up":  # reset: no answer at all
             if request.transport is not None:
                 request.transport.abort()
             return web.Response(status=503)
