@@ -12,6 +12,7 @@ import socket
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import msgspec
 import msgspec.inspect
@@ -274,6 +275,13 @@ def _check_values(cfg: Config) -> tuple[str, str] | None:
     url_re = r"^https?://[^/\s]+"
     if cfg.upstream.api == "v2" and not re.match(url_re, cfg.upstream.url):
         return "upstream.url", f"expected an http:// or https:// URL, got {cfg.upstream.url!r}"
+    try:
+        urlsplit(cfg.upstream.url).port  # noqa: B018 - raises on a port out of range
+    except ValueError as exc:
+        return "upstream.url", f"{exc}: {cfg.upstream.url!r}"
+    if not re.fullmatch(r"[\x21-\x7e]+", cfg.upstream.api_key):
+        # It goes in an HTTP header: a space, a line break or a non-ASCII letter cannot.
+        return "upstream.api_key", "expected printable ASCII without spaces or line breaks"
     if cfg.upstream.api == "v1" and cfg.upstream.test is not None:
         return "upstream.test", "Onlinesim's test mode exists only in API v2 (PUSH_SMS has none)"
     if cfg.upstream.api == "v1":

@@ -89,6 +89,19 @@ def test_bad_listen_is_named(tmp_path: Path) -> None:
     assert error_of(path) == f"{path}: http.listen: expected host:port, got 'localhost'"
 
 
+@pytest.mark.parametrize("key", ["k ey", "kéy", "key\\r\\nX-Evil: 1"])
+def test_an_api_key_that_cannot_go_in_a_header_is_named(tmp_path: Path, key: str) -> None:
+    path = write(tmp_path, GOOD.replace('api_key = "k"', f'api_key = "{key}"'))
+    assert error_of(path) == (
+        f"{path}: upstream.api_key: expected printable ASCII without spaces or line breaks"
+    )
+
+
+def test_an_upstream_port_out_of_range_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("https://example.invalid", "https://example.invalid:99999"))
+    assert error_of(path).startswith(f"{path}: upstream.url: Port out of range")
+
+
 def test_missing_numbers_file_is_named(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD + '\n[numbers]\nfile = "/nonexistent/numbers.csv"\n')
     assert error_of(path) == f"{path}: numbers.file: no such file: /nonexistent/numbers.csv"
