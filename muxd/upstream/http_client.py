@@ -48,8 +48,9 @@ KEEPALIVE_IDLE = 15.0
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # Seconds before the next address is tried while a connect hangs (RFC 8305's 250 ms).
 HAPPY_EYEBALLS_DELAY = 0.25
-# Idle connections kept for reuse; more in flight at once are opened and closed after.
-MAX_IDLE = 4
+# Idle connections kept for reuse per origin; more in flight at once are opened and closed
+# after. As many as the publisher sends at once (a list in parts), so none is reopened.
+MAX_IDLE = 8
 
 
 class HttpError(Exception):
@@ -154,8 +155,13 @@ class _Connection(asyncio.Protocol):
                 waiter.cancel()
 
     def abort(self) -> None:
+        """Close from our side: a request still waiting fails saying so (never with a body cut
+        short by the close read as whole)."""
         self.closed = True
         self._parser = None
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(HttpError("connection closed by muxd (client closed)"))
         if self.transport is not None:
             self.transport.abort()
 
@@ -253,6 +259,8 @@ class HttpClient:
         return answer
 
     async def _acquire(self, origin: Origin) -> _Connection:
+        if self._closed:  # closed while a request waited to be sent again
+            raise HttpError("client closed")
         loop = asyncio.get_running_loop()
         now = loop.time()
         idle = self._idle.get((origin.host, origin.port, origin.tls))

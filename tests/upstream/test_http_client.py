@@ -317,6 +317,29 @@ async def test_a_closed_client_refuses_requests() -> None:
         await server.close()
 
 
+@pytest.mark.parametrize("method", ["POST", "GET"])
+async def test_closing_the_client_fails_a_request_in_flight_saying_so(method: str) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def held(conn: int, k: int, _head: bytes, _body: bytes) -> bytes:
+        started.set()
+        await release.wait()
+        return ok(b"%d.%d" % (conn, k))
+
+    server, origin = await serve(held)
+    http = HttpClient()
+    try:
+        task = asyncio.create_task(http.request(origin, method, "/", body=b"", timeout=HANG))
+        await asyncio.wait_for(started.wait(), HANG)
+        await http.close()
+        with pytest.raises(HttpError, match="client closed"):
+            await task
+    finally:
+        release.set()
+        await server.close()
+    assert server.connections == 1  # a GET is not sent again on a new connection
+
+
 async def test_tls_checks_the_certificate_and_reads_chunked_gzip(tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
 
