@@ -119,11 +119,7 @@ class ResponseParser:
                 if self._state == "done":
                     return self._finish()
             elif state == "length":
-                take = min(self._remaining, len(self._buf))
-                self._body += self._buf[:take]
-                del self._buf[:take]
-                self._remaining -= take
-                if self._remaining:
+                if not self._take_remaining():
                     return None
                 return self._finish()
             elif state == "close":
@@ -143,11 +139,7 @@ class ResponseParser:
                 self._remaining = size
                 self._state = "chunk_data" if size else "trailers"
             elif state == "chunk_data":
-                take = min(self._remaining, len(self._buf))
-                self._body += self._buf[:take]
-                del self._buf[:take]
-                self._remaining -= take
-                if self._remaining:
+                if not self._take_remaining():
                     return None
                 self._state = "chunk_end"
             elif state == "chunk_end":
@@ -165,6 +157,14 @@ class ResponseParser:
                     return self._finish()
             else:  # pragma: no cover - done is returned above
                 raise AssertionError(state)
+
+    def _take_remaining(self) -> bool:
+        """Move up to ``_remaining`` bytes to the body; True once none are left to come."""
+        take = min(self._remaining, len(self._buf))
+        self._body += self._buf[:take]
+        del self._buf[:take]
+        self._remaining -= take
+        return not self._remaining
 
     def _line(self, bound: int, what: str) -> bytes | None:
         end = self._buf.find(b"\r\n")

@@ -211,15 +211,8 @@ class V2Client:
             resp = await self._transport.request(
                 method, path, query=params or None, body=data, timeout=self._timeout
             )
-            text = self._read(resp)
             result = str(resp.status)
-            if resp.status != 200:
-                raise UpstreamError(
-                    name,
-                    resp.status,
-                    text,
-                    retry_after=parse_retry_after(resp.header("retry-after")),
-                )
+            text = self._text_of(resp, name)
             try:
                 answer = read_answer(text, self._reading)  # takes any text
             except (ValueError, TypeError) as exc:  # a reader's bug: a bad reply, no crash
@@ -237,6 +230,14 @@ class V2Client:
         finally:
             if self._observer is not None:
                 self._observer(name, result, time.perf_counter() - started)
+
+    def _text_of(self, resp: Answer, endpoint: str) -> str:
+        """A 200's body as text; any other status an UpstreamError (its Retry-After kept)."""
+        text = self._read(resp)
+        if resp.status != 200:
+            retry_after = parse_retry_after(resp.header("retry-after"))
+            raise UpstreamError(endpoint, resp.status, text, retry_after=retry_after)
+        return text
 
     def _read(self, resp: Answer) -> str:
         """A 200's body as text (JSON: UTF-8); any other answer's as the code it carries (any
@@ -317,15 +318,8 @@ class V2Client:
             resp = await self._transport.request(
                 method, path, query=params, body=data, timeout=self._timeout
             )
-            text = self._read(resp)
             result = str(resp.status)
-            if resp.status != 200:
-                raise UpstreamError(
-                    endpoint,
-                    resp.status,
-                    text,
-                    retry_after=parse_retry_after(resp.header("retry-after")),
-                )
+            text = self._text_of(resp, endpoint)
             try:
                 answer = read_answer(text, self._reading)
                 if not answer.ok:
