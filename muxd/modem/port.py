@@ -420,12 +420,12 @@ class ModemPort(StorageReader):
             if self._hints or self._sweep_due or self._routed or self._identity_due:
                 continue
             self._wake.clear()
-            wait = max(0.0, min(next_sweep, next_health, next_identity) - loop.time())
+            # A timer that wakes the loop (cheaper per SMS than a timeout around the wait).
+            alarm = loop.call_at(min(next_sweep, next_health, next_identity), self._wake.set)
             try:
-                async with asyncio.timeout(wait):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+                await self._wake.wait()
+            finally:
+                alarm.cancel()
 
     def _window(self) -> tuple[int, int]:
         """The event window now: (SIM events seen, the session's sync epoch). A new window

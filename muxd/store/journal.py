@@ -122,6 +122,11 @@ def _pending_rows(conn: sqlite3.Connection, limit: int) -> list[PendingMessage]:
     return [PendingMessage(*r) for r in rows]
 
 
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
+
+
 def _hold_rows(conn: sqlite3.Connection, ids: list[int], reason: str) -> None:
     conn.executemany(_HOLD, [(reason[:500], i) for i in ids])
 
@@ -357,13 +362,18 @@ class Journal:
         return batch, looked_at
 
     async def take_riding(
-        self, limit: int, listed: Callable[[], AbstractSet[str]] | None = None
+        self,
+        limit: int,
+        listed: Callable[[], AbstractSet[str]] | None = None,
+        *,
+        deadline: float | None = None,
     ) -> tuple[list[PendingMessage], int]:
         """:meth:`take_batch`, run at the end of the next transaction anyone starts (the one
         that stores the next SMS, typically) rather than in one of its own: for a shipper with
         nothing to send, waiting for the next SMS. ``listed`` is read when that transaction is
         formed. A new message announced while it waits (its transaction committed before this
-        came) starts a transaction for it. Cancel it to stop waiting."""
+        came) starts a transaction for it. Cancel it to stop waiting; at ``deadline`` (the
+        loop's clock) with no transaction formed, it stops waiting and raises TimeoutError."""
         if self._carried:
             # Failed deferred writes are redone first, in a transaction of take_batch's own.
             return await self.take_batch(limit, listed() if listed is not None else None)
@@ -372,7 +382,16 @@ class Journal:
             numbers = listed() if listed is not None else None
             return lambda conn: _take(conn, limit, numbers)
 
-        return self._taken(*await self._commits.ride(make))
+        ride = self._commits.ride(make)
+        if deadline is None:
+            return self._taken(*await ride)
+        # A timer, not asyncio.timeout: this wait is one per SMS at low load. A ride done
+        # (even with an exception) is withdrawn: no transaction takes it after this.
+        expiry = asyncio.get_running_loop().call_at(deadline, _expire, ride)
+        try:
+            return self._taken(*await ride)
+        finally:
+            expiry.cancel()
 
     def _announce(self) -> None:
         """New messages are committed: wake the shipper, and run the take waiting to ride."""

@@ -136,20 +136,24 @@ class _Connection(asyncio.Protocol):
         waiter: asyncio.Future[Answer] = self._loop.create_future()
         self._waiter = waiter
         self.transport.write(request)
+        # Woken by the answer or by the deadline, whichever comes first: a timer rather than
+        # asyncio.timeout around a shield (this is one request per SMS at low load).
+        gate: asyncio.Future[None] = self._loop.create_future()
+        waiter.add_done_callback(lambda _w: _open(gate))
+        expiry = self._loop.call_at(deadline, _open, gate)
         try:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    return await asyncio.shield(waiter)
-            except TimeoutError:
+            await gate
+            if not waiter.done():
                 # The deadline and the whole answer may be seen in the same pass of the loop
                 # (it was busy; uvloop runs timers before reading): let it read what is already
                 # in the socket before the answer, an acknowledgement perhaps, is thrown away.
                 for _ in range(2):
                     await asyncio.sleep(0)
-                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                    return waiter.result()
-                raise
+                if not waiter.done() or waiter.cancelled() or waiter.exception() is not None:
+                    raise TimeoutError
+            return waiter.result()
         finally:
+            expiry.cancel()
             self._waiter = None
             if not waiter.done():
                 waiter.cancel()
@@ -164,6 +168,11 @@ class _Connection(asyncio.Protocol):
             waiter.set_exception(HttpError("connection closed by muxd (client closed)"))
         if self.transport is not None:
             self.transport.abort()
+
+
+def _open(gate: asyncio.Future[None]) -> None:
+    if not gate.done():
+        gate.set_result(None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,8 +246,10 @@ class HttpClient:
         deadline = asyncio.get_running_loop().time() + timeout
         retries = 1 if method in IDEMPOTENT else 0
         while True:
-            async with asyncio.timeout_at(deadline):
-                conn = await self._acquire(origin)
+            conn = self._reuse(origin)
+            if conn is None:
+                async with asyncio.timeout_at(deadline):
+                    conn = await self._connect(origin)
             try:
                 answer = await conn.exchange(method, request, deadline)
                 break
@@ -258,17 +269,23 @@ class HttpClient:
             self._drop(conn)
         return answer
 
-    async def _acquire(self, origin: Origin) -> _Connection:
+    def _reuse(self, origin: Origin) -> _Connection | None:
+        """An idle connection to ``origin`` fresh enough to be used again, if any."""
         if self._closed:  # closed while a request waited to be sent again
             raise HttpError("client closed")
-        loop = asyncio.get_running_loop()
-        now = loop.time()
         idle = self._idle.get((origin.host, origin.port, origin.tls))
+        if not idle:
+            return None
+        now = asyncio.get_running_loop().time()
         while idle:
             conn = idle.pop()
             if not conn.closed and now - conn.idle_since < KEEPALIVE_IDLE:
                 return conn
             self._drop(conn)
+        return None
+
+    async def _connect(self, origin: Origin) -> _Connection:
+        loop = asyncio.get_running_loop()
         tls = self._ssl() if origin.tls else None
         try:
             infos = await loop.getaddrinfo(origin.host, origin.port, type=socket.SOCK_STREAM)

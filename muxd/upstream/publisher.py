@@ -162,6 +162,9 @@ class NumbersPublisher:
         self._sleep = sleep
         self._force = False
         self.published: dict[str, str] = {}  # number -> entry JSON, as the upstream has it
+        # listed_numbers()'s last snapshot and the dict it was taken of; None once a number is
+        # added or removed in place (one per shipped batch otherwise: hundreds of numbers).
+        self._snapshot: tuple[dict[str, str], frozenset[str]] | None = None
         self.ids: dict[str, int | None] = {}
         # List mode: one loop (sendNumbersOnline is both the heartbeat and the change).
         # Incremental mode: the checkWork heartbeat and the number changes fail separately.
@@ -185,7 +188,10 @@ class NumbersPublisher:
         """A snapshot of the numbers the upstream lists now."""
         if self._fleet is not None and not self._incremental:
             return self._fleet.listed()
-        return frozenset(self.published)
+        snapshot = self._snapshot
+        if snapshot is None or snapshot[0] is not self.published:
+            snapshot = self._snapshot = (self.published, frozenset(self.published))
+        return snapshot[1]
 
     def republish(self) -> None:
         """An SMS met NO_NUMBER for a number counted as listed: publish again, or, when another
@@ -394,6 +400,8 @@ class NumbersPublisher:
             await self._journal.remember_numbers(
                 [PublishedNumber(entry.number, js, ids.get(entry.number))], time.time()
             )
+            if entry.number not in self.published:
+                self._snapshot = None
             self.published[entry.number] = js
             self.ids[entry.number] = ids.get(entry.number)
 
@@ -408,6 +416,7 @@ class NumbersPublisher:
                         failures.append(exc)
                         return
             await self._journal.forget_numbers([number])
+            self._snapshot = None
             self.published.pop(number, None)
             self.ids.pop(number, None)
 

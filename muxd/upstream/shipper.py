@@ -160,15 +160,15 @@ class Shipper:
         stores the next SMS (no round trip of its own to the writer thread). None after
         IDLE_POLL without one, or when the journal failed (``drain`` waits that out)."""
         listed = self._listed
+        deadline = asyncio.get_running_loop().time() + IDLE_POLL
         try:
-            async with asyncio.timeout(IDLE_POLL):
-                while True:
-                    taken = await self._journal.take_riding(self._batch_max, listed)
-                    if taken[0] or taken[1] >= self._batch_max:  # something, or all held
-                        self._taken_at = self._timer()
-                        return taken
-                    # A transaction that made nothing to send (a part of a set, a v1 write):
-                    # wait for the next.
+            while True:
+                taken = await self._journal.take_riding(self._batch_max, listed, deadline=deadline)
+                if taken[0] or taken[1] >= self._batch_max:  # something, or all held
+                    self._taken_at = self._timer()
+                    return taken
+                # A transaction that made nothing to send (a part of a set, a v1 write):
+                # wait for the next.
         except (TimeoutError, JournalError):
             return None
 

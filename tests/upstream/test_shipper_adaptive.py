@@ -260,11 +260,14 @@ async def test_an_outage_does_not_make_the_adaptive_loop_spin(
             due = await clock.wait_sleeping()
             assert due >= clock.now + RETRY_FLOOR or due > clock.now  # never an instant retry
             clock.advance_to(min(due, clock.now + 10.0))
+        # The last advance may have woken the shipper: let its attempt fail and the shipper
+        # fall asleep again before anything is counted or the upstream comes back.
+        due = await clock.wait_sleeping()
         attempts = len([r for r in up.stub.requests if r.endpoint == "addMessages"])
         # Capped backoff: a bounded number of requests, however often SMS arrive.
         assert 5 <= attempts <= 40
         up.stub.set_down(False)
-        clock.advance_to(clock.sleeping()[0])
+        clock.advance_to(due)
         await up.stub.wait_for_messages(sent)
         assert [m.message for m in up.stub.messages] == [f"sms {i}" for i in range(sent)]
         assert up.stub.duplicates == 0
