@@ -157,6 +157,10 @@ class _Connection(asyncio.Protocol):
             self._waiter = None
             if not waiter.done():
                 waiter.cancel()
+            elif not waiter.cancelled():
+                # Failed as this request was cancelled (the close, a reset read in the same
+                # pass): nobody reads it now, so it is not logged as never retrieved.
+                waiter.exception()
 
     def abort(self) -> None:
         """Close from our side: a request still waiting fails saying so (never with a body cut

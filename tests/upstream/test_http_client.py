@@ -4,6 +4,7 @@ connection ends badly (a late answer, a reset, garbage, stray bytes, TLS)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -380,3 +381,35 @@ def test_origins_from_urls() -> None:
     assert Origin.from_url("http://[::1]:8080") == Origin("::1", 8080, False, "", "[::1]:8080")
     with pytest.raises(ValueError, match="http"):
         Origin.from_url("ftp://example.org")
+
+
+async def test_a_request_cancelled_as_its_connection_fails_leaves_no_unretrieved_error() -> None:
+    # Cancelled (a stop), and its connection fails before the request's task runs again (the
+    # client closed, a reset read in the same pass): the failure is nobody's to report, and
+    # must not be logged as "Future exception was never retrieved".
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def held(conn: int, k: int, _head: bytes, _body: bytes) -> bytes:
+        started.set()
+        await release.wait()
+        return ok(b"%d.%d" % (conn, k))
+
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    server, origin = await serve(held)
+    http = HttpClient()
+    try:
+        task = asyncio.create_task(http.request(origin, "POST", "/", body=b"", timeout=HANG))
+        await asyncio.wait_for(started.wait(), HANG)
+        task.cancel()
+        await http.close()  # fails the request's answer before its task sees the cancel
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        del task
+        gc.collect()
+    finally:
+        loop.set_exception_handler(None)
+        release.set()
+        await server.close()
+    assert [c["message"] for c in reported] == []
