@@ -263,9 +263,9 @@ class Runner:
         for fields in done.values():
             for verb, n in json.loads(fields[2]).items():
                 at_commands[verb] = at_commands.get(verb, 0) + n
+        other_cpu = {name: meter.read() - others0[name] for name, meter in self.other.items()}
         others = {
-            name: round(100 * (meter.read() - others0[name]) / max(end - start, 1e-9), 1)
-            for name, meter in self.other.items()
+            name: round(100 * used / max(end - start, 1e-9), 1) for name, used in other_cpu.items()
         }
 
         def ms(q: float) -> float | None:
@@ -294,6 +294,14 @@ class Runner:
             "generator_max_late_ms": late_ms,
             "cpu_window_s": round(window, 2),
             "other_cpu_pct": others,
+            # The simulators do the same work in every run of the same rate, ports and seed (and
+            # the same AT commands per SMS, which they answer): on a shared machine whose speed
+            # changes from one minute to the next their CPU moves with muxd's and this ratio
+            # does not. Compare runs of one muxd by it, not by CPU-s alone; a change that sends
+            # fewer AT commands lowers both sides, so compare such changes interleaved.
+            "cpu_per_simulator_cpu": (
+                round(cpu / other_cpu["simulators"], 3) if other_cpu["simulators"] > 0 else None
+            ),
             "start": start,
             "end": last,
         }

@@ -45,6 +45,14 @@ def print_summary(result: dict[str, Any]) -> None:
         f"idle: {result.get('idle_cpu_pct', '-')} % of one core over {result.get('idle_s', '-')} s;"
         f" peak RSS {result['rss_mb']} MB; start to ready {result['start_to_ready_s']} s"
     )
+    for step in steps:
+        if step.get("cpu_per_simulator_cpu") is not None:
+            print(
+                f"at {step['rate']:g} SMS/s: the simulators used"
+                f" {step['other_cpu_pct']['simulators']} % of a core (the same work in every run:"
+                " a slower machine shows here too); muxd's CPU / the simulators'"
+                f" {step['cpu_per_simulator_cpu']}"
+            )
     if "find_max" in result:
         fm = result["find_max"]
         print(
