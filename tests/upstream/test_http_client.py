@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from muxd.upstream import http_client
+from muxd.upstream.http1 import Answer
 from muxd.upstream.http_client import HttpClient, HttpError, Origin
 from tests.v1.test_v1_exposure import self_signed
 
@@ -103,6 +104,17 @@ async def serve(answer: Answerer) -> tuple[RawServer, Origin]:
     return server, await server.start()
 
 
+async def two_posts(client: HttpClient, answer: Answerer) -> tuple[Answer, Answer]:
+    """Two POSTs in a row to a server answering with ``answer``."""
+    server, origin = await serve(answer)
+    try:
+        first = await client.request(origin, "POST", "/", body=b"", timeout=HANG)
+        second = await client.request(origin, "POST", "/", body=b"", timeout=HANG)
+    finally:
+        await server.close()
+    return first, second
+
+
 async def echo_numbers(conn: int, k: int, _head: bytes, _body: bytes) -> bytes:
     return ok(b"%d.%d" % (conn, k))
 
@@ -127,12 +139,7 @@ async def test_a_connection_close_answer_is_not_reused(client: HttpClient) -> No
     async def closing(conn: int, k: int, _head: bytes, _body: bytes) -> bytes:
         return ok(b"%d.%d" % (conn, k), b"Connection: close\r\n")
 
-    server, origin = await serve(closing)
-    try:
-        first = await client.request(origin, "POST", "/", body=b"", timeout=HANG)
-        second = await client.request(origin, "POST", "/", body=b"", timeout=HANG)
-    finally:
-        await server.close()
+    first, second = await two_posts(client, closing)
     assert (first.body, second.body, first.keep_alive) == (b"1.1", b"2.1", False)
 
 
@@ -269,12 +276,7 @@ async def test_stray_bytes_after_an_answer_never_answer_the_next_request(
             return ok(b"1.1") + ok(b"stray")  # two answers to one request
         return ok(b"%d.%d" % (conn, k))
 
-    server, origin = await serve(doubled)
-    try:
-        first = await client.request(origin, "POST", "/", body=b"", timeout=HANG)
-        second = await client.request(origin, "POST", "/", body=b"", timeout=HANG)
-    finally:
-        await server.close()
+    first, second = await two_posts(client, doubled)
     assert (first.body, second.body) == (b"1.1", b"2.1")
 
 
